@@ -1,0 +1,1 @@
+"""Builds precision tiers of a model into a Triton model repository (torch imported lazily)."""

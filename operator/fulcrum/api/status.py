@@ -1,0 +1,82 @@
+"""``ModelDeployment.status``: written only by the operator, only when something changed."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from fulcrum.api.base import StatusModel
+from fulcrum.api.profiles import Profile
+
+ConditionType = Literal["Ready", "Reconciling", "Stalled", "RepositoryReady", "Available", "SLOMet", "WithinBudget"]
+TierState = Literal["Ready", "Failed", "Unavailable"]
+DecisionAction = Literal["ScaleUp", "ScaleDown", "SwitchTier", "SwitchPool", "Hold"]
+
+
+class Condition(StatusModel):
+    """A kstatus-style condition."""
+
+    type: str = Field(description="Ready, Reconciling, Stalled, RepositoryReady, Available, SLOMet or WithinBudget.")
+    status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
+    reason: str = Field(default="", description="One CamelCase word saying why.")
+    message: str = Field(default="", description="A sentence for humans, naming the field or file at fault.")
+    observed_generation: int | None = Field(default=None, description="metadata.generation this condition is about.")
+    last_transition_time: str | None = Field(default=None, description="When status last changed (RFC 3339).")
+
+
+class TierStatus(StatusModel):
+    """What the build made of one tier."""
+
+    name: str = Field(description="Tier name.")
+    state: TierState = Field(description="Ready, Failed or Unavailable.")
+    reason: str = Field(default="", description="Why the tier is in this state (e.g. AccuracyCheckFailed, NoGPU).")
+    message: str = Field(default="", description="Details, with the measured numbers.")
+    accuracy: dict[str, str] = Field(default_factory=dict, description="Measured accuracy metrics (decimal strings).")
+    profiles: list[Profile] = Field(default_factory=list, description="Latency profiles per node pool.")
+    repository: str | None = Field(default=None, description="Where the tier's Triton model lives.")
+
+
+class Observed(StatusModel):
+    """What the serving fleet measured over the last window."""
+
+    requests_per_second: str | None = Field(default=None, description="Request rate (decimal string).")
+    latency_ms: str | None = Field(default=None, description="Latency at the SLO percentile, ms (decimal string).")
+    queue_ms: str | None = Field(default=None, description="Mean queue time, ms (decimal string).")
+
+
+class LastDecision(StatusModel):
+    """The policy's latest action."""
+
+    time: str = Field(description="When the decision was applied (RFC 3339).")
+    action: DecisionAction = Field(description="ScaleUp, ScaleDown, SwitchTier, SwitchPool or Hold.")
+    from_: str | None = Field(default=None, alias="from", description="Configuration before, e.g. fp32@l4x3.")
+    to: str | None = Field(default=None, description="Configuration after, e.g. fp16-trt@l4x2.")
+    reason: str = Field(default="", description="The decision explained in one sentence.")
+
+
+class BuildStatus(StatusModel):
+    """The build the active repository came from."""
+
+    key: str | None = Field(default=None, description="Content address of the build (model digest + tier spec).")
+    job: str | None = Field(default=None, description="Name of the build Job.")
+    repository: str | None = Field(default=None, description="Where the built model repository is stored.")
+
+
+class ModelDeploymentStatus(StatusModel):
+    """Observed state, written by the operator."""
+
+    observed_generation: int | None = Field(default=None, description="The metadata.generation last acted on.")
+    conditions: list[Condition] = Field(default_factory=list, description="Ready / Reconciling / Stalled and the rest.")
+    active_tier: str | None = Field(default=None, description="Tier now serving.")
+    active_node_pool: str | None = Field(default=None, description="Node pool now serving.")
+    replicas: int | None = Field(default=None, description="Replicas asked for.")
+    ready_replicas: int | None = Field(default=None, description="Replicas serving.")
+    observed: Observed | None = Field(default=None, description="Measured load and latency.")
+    cost_per_hour: str | None = Field(default=None, description="Cost of what runs now, per hour (decimal string).")
+    tiers: list[TierStatus] = Field(default_factory=list, description="Per-tier build results.")
+    last_decision: LastDecision | None = Field(default=None, description="The policy's latest action.")
+    build: BuildStatus | None = Field(default=None, description="The build the repository came from.")
+
+    def condition(self, type_: str) -> Condition | None:
+        return next((c for c in self.conditions if c.type == type_), None)

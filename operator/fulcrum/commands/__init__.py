@@ -1,0 +1,1 @@
+"""Sub-commands of the ``fulcrum`` CLI, one module each, imported lazily by ``fulcrum.cli``."""

@@ -1,0 +1,52 @@
+"""Import hygiene: the operator never pulls torch, and operator/ never shadows the stdlib."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False)
+
+
+def test_stdlib_operator_is_not_shadowed_from_repo_root() -> None:
+    result = _run("import operator, typing, collections; assert hasattr(operator, 'itemgetter'); print('ok')")
+    assert result.returncode == 0, result.stderr
+    assert not (ROOT / "operator" / "__init__.py").exists()
+
+
+def test_operator_packages_do_not_import_torch() -> None:
+    modules = [
+        "fulcrum",
+        "fulcrum.cli",
+        "fulcrum.api",
+        "fulcrum.api.crd",
+        "fulcrum.policy",
+        "fulcrum.resources",
+        "fulcrum.metrics",
+        "fulcrum.simulate",
+        "model_repo_builder",
+    ]
+    code = (
+        "import importlib, sys\n"
+        f"for m in {modules!r}:\n"
+        "    importlib.import_module(m)\n"
+        "heavy = sorted(n for n in ('torch', 'onnx', 'onnxruntime') if n in sys.modules)\n"
+        "assert not heavy, heavy\n"
+        "print('ok')\n"
+    )
+    result = _run(code)
+    assert result.returncode == 0, result.stderr + result.stdout
+
+
+def test_cli_help_lists_every_command() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "fulcrum", "--help"], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    for name in ("run", "crd", "build", "serve", "simulate", "load", "dev"):
+        assert f"  {name} " in result.stdout
