@@ -1,0 +1,124 @@
+"""Build results: the record format the operator stores, and how tiers merge across pools' builds."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import ValidationError
+
+from fulcrum.api import BuildManifest, ManifestTier, Profile, TierStatus
+from fulcrum.api.status import TierState
+
+BuildPhase = Literal["Pending", "Running", "Succeeded", "Failed"]
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """What one build (one key, one pool) produced, as kept in its build record."""
+
+    phase: BuildPhase
+    reason: str = ""
+    message: str = ""
+    manifest: BuildManifest | None = None
+    repository: str | None = None
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "phase": self.phase,
+            "reason": self.reason,
+            "message": self.message,
+            "repository": self.repository,
+            "manifest": self.manifest.model_dump(mode="json", by_alias=True) if self.manifest else None,
+        }
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> BuildResult:
+        manifest = record.get("manifest")
+        return cls(
+            phase=record.get("phase", "Failed"),
+            reason=str(record.get("reason", "")),
+            message=str(record.get("message", "")),
+            manifest=BuildManifest.model_validate(manifest) if manifest else None,
+            repository=record.get("repository"),
+        )
+
+
+def result_from_termination_message(text: str | None, *, succeeded: bool, repository: str) -> BuildResult:
+    """Interpret the builder's termination message (compact JSON manifest, or an error object)."""
+
+    if not text:
+        if succeeded:
+            return BuildResult("Failed", "NoBuildResult", "the build pod exited 0 but wrote no termination message")
+        return BuildResult("Failed", "BuildFailed", "the build pod failed without a message; see its logs")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return BuildResult("Failed", "BuildFailed", text.strip()[-600:])
+    error = data.get("error") if isinstance(data, dict) else None
+    if isinstance(error, dict):
+        return BuildResult("Failed", str(error.get("reason", "BuildFailed")), str(error.get("message", "")))
+    try:
+        manifest = BuildManifest.model_validate(data.get("manifest", data))
+    except ValidationError as exc:
+        return BuildResult("Failed", "BadBuildResult", f"the builder's result does not parse: {exc.errors()[0]['msg']}")
+    repo = data.get("repository") if isinstance(data.get("repository"), str) else repository
+    if not succeeded:
+        return BuildResult("Failed", "BuildFailed", "the build pod failed", manifest, repo)
+    return BuildResult("Succeeded", "BuildSucceeded", "", manifest, repo)
+
+
+@dataclass
+class MergedTier:
+    """One tier across all pools' builds: Ready where any build made it Ready, with every pool's profile."""
+
+    name: str
+    state: TierState = "Unavailable"
+    reason: str = "Building"
+    message: str = "waiting for a build"
+    accuracy: dict[str, float] = field(default_factory=dict)
+    profiles: list[Profile] = field(default_factory=list)
+    paths: dict[str, tuple[str, str]] = field(default_factory=dict)  # pool -> (repository, model dir)
+
+    def to_status(self) -> TierStatus:
+        repository = next(iter(self.paths.values()), (None, ""))[0]
+        return TierStatus(
+            name=self.name,
+            state=self.state,
+            reason=self.reason,
+            message=self.message,
+            accuracy={k: f"{v:.6g}" for k, v in sorted(self.accuracy.items())},
+            profiles=self.profiles,
+            repository=repository,
+        )
+
+
+def merge_tiers(tier_names: list[str], results: dict[str, BuildResult]) -> list[MergedTier]:
+    """Merge per-pool build results into per-tier state, in spec order."""
+    merged = {name: MergedTier(name) for name in tier_names}
+    for pool, result in sorted(results.items()):
+        if result.manifest is None:
+            if result.phase == "Failed":
+                for tier in merged.values():
+                    if tier.state != "Ready":
+                        tier.state, tier.reason, tier.message = "Failed", result.reason, result.message
+            continue
+        for mtier in result.manifest.tiers:
+            if mtier.name in merged:
+                _merge_one(merged[mtier.name], mtier, pool, result.repository or "")
+    return [merged[name] for name in tier_names]
+
+
+def _merge_one(tier: MergedTier, mtier: ManifestTier, pool: str, repository: str) -> None:
+    if mtier.state == "Ready":
+        if tier.state != "Ready":
+            tier.state, tier.reason, tier.message = "Ready", "BuildSucceeded", mtier.message
+        tier.accuracy = tier.accuracy or dict(mtier.accuracy)
+        # a build profiles the pool it ran on, whatever name the builder was given
+        tier.profiles.extend(Profile(node_pool=pool, points=p.points) for p in mtier.profiles[:1])
+        model_dir = (mtier.path or mtier.name).rstrip("/").rsplit("/", 1)[-1]
+        tier.paths[pool] = (repository, model_dir)
+    elif tier.state != "Ready":
+        tier.state, tier.reason, tier.message = mtier.state, mtier.reason, mtier.message
+        tier.accuracy = tier.accuracy or dict(mtier.accuracy)

@@ -1,0 +1,313 @@
+"""Plan one reconciliation of a ModelDeployment. Pure: no I/O, no clock (``now`` is passed in).
+
+Inputs are the parsed spec, the previous status, each pool's build state and the live Triton Deployments;
+the output says which builds to start, which manifests to apply and delete, the new status and the events.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from fulcrum.api import BuildStatus, Condition, ModelDeploymentSpec, ModelDeploymentStatus, NodePool
+from fulcrum.reconcile.builds import BuildPhase, BuildResult, MergedTier, merge_tiers
+from fulcrum.reconcile.conditions import ordered, set_condition
+from fulcrum.resources import labels
+from fulcrum.resources.build_key import build_key
+from fulcrum.resources.common import Manifest
+from fulcrum.resources.serving import ServingTarget, server_deployment, server_pdb, server_service
+from fulcrum.resources.settings import OperatorSettings
+
+
+@dataclass(frozen=True)
+class PoolBuild:
+    """One pool's build: its key, its recorded result if finished, else whether its Job runs."""
+
+    pool: NodePool
+    key: str
+    result: BuildResult | None = None
+    job_phase: BuildPhase | None = None
+
+
+@dataclass(frozen=True)
+class LiveServer:
+    """A Triton Deployment of this ModelDeployment as the cache sees it."""
+
+    name: str
+    tier: str
+    pool: str
+    replicas: int
+    ready_replicas: int
+
+
+@dataclass(frozen=True)
+class Choice:
+    """What should serve: a tier on a pool with a replica count (from the policy, or the initial rule)."""
+
+    tier: str
+    pool: str
+    replicas: int
+
+
+@dataclass
+class Event:
+    type: str  # Normal | Warning
+    reason: str
+    message: str
+
+
+@dataclass
+class Plan:
+    start_builds: list[PoolBuild] = field(default_factory=list)
+    apply: list[Manifest] = field(default_factory=list)
+    delete_deployments: list[str] = field(default_factory=list)
+    status: ModelDeploymentStatus = field(default_factory=ModelDeploymentStatus)
+    events: list[Event] = field(default_factory=list)
+    choice: Choice | None = None
+    tiers: list[MergedTier] = field(default_factory=list)
+
+
+def pool_builds(
+    spec: ModelDeploymentSpec,
+    settings: OperatorSettings,
+    results: dict[str, BuildResult],
+    job_phases: dict[str, BuildPhase],
+) -> list[PoolBuild]:
+    """Each pool's build key with what is known of it; ``results``/``job_phases`` are keyed by build key."""
+    out = []
+    for pool in spec.node_pools:
+        key = build_key(spec, pool, settings.build_target)
+        out.append(PoolBuild(pool, key, results.get(key), job_phases.get(key)))
+    return out
+
+
+def servable(spec: ModelDeploymentSpec, tiers: list[MergedTier]) -> list[tuple[str, NodePool]]:
+    """(tier, pool) pairs that can serve: a Ready tier with a built model and a profile on that pool."""
+    pairs = []
+    for tier in tiers:
+        if tier.state != "Ready":
+            continue
+        profiled = {p.node_pool for p in tier.profiles}
+        for pool in spec.node_pools:
+            if pool.name in tier.paths and pool.name in profiled:
+                pairs.append((tier.name, pool))
+    return pairs
+
+
+def initial_choice(spec: ModelDeploymentSpec, tiers: list[MergedTier], status: ModelDeploymentStatus) -> Choice | None:
+    """Until the policy speaks: keep what serves if it still can, else the first Ready tier on its cheapest pool."""
+    pairs = servable(spec, tiers)
+    if not pairs:
+        return None
+    replicas = max(1, spec.scaling.min_replicas)
+    for tier_name, pool in pairs:
+        if tier_name == status.active_tier and pool.name == status.active_node_pool:
+            kept = status.replicas if status.replicas else replicas
+            return Choice(tier_name, pool.name, min(max(kept, spec.scaling.min_replicas, 1), _max(spec)))
+    first = pairs[0][0]
+    cheapest = min((pool for name, pool in pairs if name == first), key=lambda p: (p.cost_per_hour, p.name))
+    return Choice(first, cheapest.name, min(replicas, _max(spec)))
+
+
+def _max(spec: ModelDeploymentSpec) -> int:
+    return max(1, spec.scaling.max_replicas)
+
+
+def _cost(spec: ModelDeploymentSpec, servers: list[LiveServer], choice: Choice | None) -> Decimal:
+    total = Decimal(0)
+    counted: set[tuple[str, str]] = set()
+    for server in servers:
+        pool = _pool(spec, server.pool)
+        if pool is not None:
+            replicas = (
+                choice.replicas
+                if choice and (server.tier, server.pool) == (choice.tier, choice.pool)
+                else server.replicas
+            )
+            total += pool.cost_per_hour * replicas
+            counted.add((server.tier, server.pool))
+    if choice is not None and (choice.tier, choice.pool) not in counted:
+        total += spec.node_pool(choice.pool).cost_per_hour * choice.replicas
+    return total
+
+
+def _pool(spec: ModelDeploymentSpec, name: str) -> NodePool | None:
+    return next((p for p in spec.node_pools if p.name == name), None)
+
+
+def plan(
+    *,
+    md: Manifest,
+    spec: ModelDeploymentSpec,
+    status: ModelDeploymentStatus,
+    settings: OperatorSettings,
+    builds: list[PoolBuild],
+    servers: list[LiveServer],
+    now: str,
+    choice: Choice | None = None,
+) -> Plan:
+    """One reconciliation. ``choice`` overrides the initial serving rule (the policy's decision)."""
+    generation = int(md["metadata"].get("generation", 0))
+    out = Plan()
+    previous = status.conditions
+
+    # 1. builds: start what is missing; a recorded result is final for its key (no retry storm)
+    results = {b.pool.name: b.result for b in builds if b.result is not None}
+    for build in builds:
+        if build.result is None and build.job_phase is None:
+            out.start_builds.append(build)
+            out.events.append(
+                Event("Normal", "BuildStarted", f"building key {build.key[:12]} on pool {build.pool.name}")
+            )
+    pending = [b.pool.name for b in builds if b.result is None]
+    out.tiers = merge_tiers([t.name for t in spec.tiers], results)
+    ready_tiers = [t for t in out.tiers if t.state == "Ready"]
+
+    # 2. what serves
+    if choice is None:
+        choice = initial_choice(spec, out.tiers, status)
+    out.choice = choice
+    target: LiveServer | None = None
+    if choice is not None:
+        merged = next(t for t in out.tiers if t.name == choice.tier)
+        repository, model_dir = merged.paths[choice.pool]
+        serving = ServingTarget(choice.tier, spec.node_pool(choice.pool), repository, model_dir, choice.replicas)
+        out.apply += [server_deployment(md, spec, serving, settings), server_service(md), server_pdb(md)]
+        target_name = labels.server_deployment_name(md["metadata"]["name"], choice.tier, choice.pool)
+        target = next((s for s in servers if s.name == target_name), None)
+        target_ready = target is not None and target.ready_replicas >= min(choice.replicas, 1 if choice.replicas else 0)
+        for server in servers:
+            # an old tier or pool keeps serving until the new one is ready: no gap during a switch
+            if server.name != target_name and (target_ready or server.ready_replicas == 0):
+                out.delete_deployments.append(server.name)
+    else:
+        out.delete_deployments = []  # nothing can replace what serves: keep it
+
+    # 3. status
+    ready_replicas = target.ready_replicas if target is not None else 0
+    switching = [s.name for s in servers if choice is None or (s.tier, s.pool) != (choice.tier, choice.pool)]
+    conditions: list[Condition] = []
+
+    def cond(type_: str, ok: bool | None, reason: str, message: str) -> None:
+        conditions.append(
+            set_condition(previous, type_, status=ok, reason=reason, message=message, generation=generation, now=now)
+        )
+
+    failed_all = bool(builds) and not pending and not ready_tiers
+    if ready_tiers and any(b.result and b.result.phase == "Succeeded" for b in builds):
+        extra = f"; still building on {', '.join(pending)}" if pending else ""
+        cond("RepositoryReady", True, "BuildSucceeded", f"{len(ready_tiers)} of {len(spec.tiers)} tiers Ready{extra}")
+    elif failed_all:
+        cond("RepositoryReady", False, _failure_reason(builds, out.tiers), _failure_message(out.tiers, builds))
+    else:
+        cond("RepositoryReady", False, "Building", f"building on pool(s) {', '.join(pending) or '-'}")
+
+    stalled_reason = ""
+    stalled_message = ""
+    if failed_all:
+        stalled_reason = _failure_reason(builds, out.tiers)
+        stalled_message = _failure_message(out.tiers, builds)
+    elif ready_tiers and choice is None and not pending:
+        stalled_reason = "NoServableTier"
+        stalled_message = (
+            "no Ready tier has a build and a profile on any node pool of spec.nodePools "
+            f"(Ready tiers: {', '.join(t.name for t in ready_tiers)})"
+        )
+    cond("Stalled", bool(stalled_reason), stalled_reason or "Progressing", stalled_message)
+
+    if choice is None:
+        available = (False, "NoServingTier", "nothing to serve yet")
+    elif ready_replicas > 0:
+        available = (
+            True,
+            "ReplicasReady",
+            f"{ready_replicas}/{choice.replicas} replicas of {choice.tier} on {choice.pool} ready",
+        )
+    else:
+        available = (False, "ReplicasNotReady", f"waiting for replicas of {choice.tier} on {choice.pool}")
+    cond("Available", *available)
+
+    rolling = choice is not None and (ready_replicas < choice.replicas or bool(switching))
+    reconciling = not stalled_reason and (bool(pending) or choice is None or rolling)
+    if reconciling:
+        why = "Building" if pending and choice is None else ("RollingOut" if rolling else "Building")
+        cond("Reconciling", True, why, available[2] if why == "RollingOut" else conditions[0].message)
+    else:
+        cond("Reconciling", False, "Settled", "")
+
+    is_ready = not stalled_reason and not reconciling and available[0]
+    if is_ready:
+        cond("Ready", True, "Serving", available[2])
+    elif stalled_reason:
+        cond("Ready", False, stalled_reason, stalled_message)
+    else:
+        cond("Ready", False, "Reconciling", next(c.message for c in conditions if c.type == "Reconciling"))
+
+    active_build = next((b for b in builds if choice is not None and b.pool.name == choice.pool), None)
+    out.status = ModelDeploymentStatus(
+        observed_generation=generation,
+        conditions=ordered(_carry_other_conditions(previous, conditions)),
+        active_tier=choice.tier if choice else None,
+        active_node_pool=choice.pool if choice else None,
+        replicas=choice.replicas if choice else None,
+        ready_replicas=ready_replicas if choice else None,
+        observed=status.observed,
+        cost_per_hour=format(_cost(spec, servers, choice).quantize(Decimal("0.01")), "f"),
+        tiers=[t.to_status() for t in out.tiers],
+        last_decision=status.last_decision,
+        build=BuildStatus(
+            key=active_build.key,
+            job=labels.build_job_name(active_build.key),
+            repository=active_build.result.repository if active_build.result else None,
+        )
+        if active_build
+        else None,
+    )
+    out.events += _transition_events(previous, conditions)
+    return out
+
+
+def _carry_other_conditions(previous: list[Condition], new: list[Condition]) -> list[Condition]:
+    """Conditions this planner does not own (SLOMet, WithinBudget: the control loop's) are kept as they were."""
+    owned = {c.type for c in new}
+    return [*new, *(c for c in previous if c.type not in owned)]
+
+
+def _failure_reason(builds: list[PoolBuild], tiers: list[MergedTier]) -> str:
+    for build in builds:
+        if build.result is not None and build.result.phase == "Failed":
+            return build.result.reason or "BuildFailed"
+    return next((t.reason for t in tiers if t.reason), "NoReadyTier")
+
+
+def _failure_message(tiers: list[MergedTier], builds: list[PoolBuild]) -> str:
+    whole = [b for b in builds if b.result is not None and b.result.phase == "Failed" and b.result.manifest is None]
+    if whole:
+        return whole[0].result.message if whole[0].result else ""
+    return "no tier is Ready: " + "; ".join(f"{t.name}: {t.reason} {t.message}".strip() for t in tiers)
+
+
+def _transition_events(previous: list[Condition], new: list[Condition]) -> list[Event]:
+    """One event per meaningful condition change: good news as Normal, failures as Warning."""
+    events = []
+    before = {c.type: c for c in previous}
+    for condition in new:
+        old = before.get(condition.type)
+        if old is not None and old.status == condition.status and old.reason == condition.reason:
+            continue
+        text = f"{condition.type}={condition.status}: {condition.message}".rstrip(": ")
+        stalled = condition.type == "Stalled" and condition.status == "True"
+        build_failed = (
+            condition.type == "RepositoryReady" and condition.status == "False" and condition.reason != "Building"
+        )
+        if stalled or build_failed:
+            events.append(Event("Warning", condition.reason, text))
+        elif condition.type in ("Ready", "RepositoryReady", "Available") and condition.status == "True":
+            events.append(Event("Normal", condition.reason, text))
+    return events
+
+
+def status_changed(old: dict[str, Any] | None, new: ModelDeploymentStatus) -> bool:
+    """Whether writing ``new`` would change what is stored (status is written only when it changes)."""
+    return (old or {}) != new.to_wire()

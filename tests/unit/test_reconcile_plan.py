@@ -1,0 +1,190 @@
+"""The pure reconciliation plan: builds, serving choice, switches without gaps, honest conditions."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from fulcrum.api import ModelDeploymentStatus, parse_model_deployment
+from fulcrum.reconcile.builds import BuildResult, result_from_termination_message
+from fulcrum.reconcile.plan import LiveServer, Plan, plan, pool_builds
+from fulcrum.resources.settings import OperatorSettings
+from tests.support.manifest_cases import BASE
+
+SETTINGS = OperatorSettings()
+NOW = "2026-11-29T12:00:00Z"
+
+
+def _body() -> dict[str, Any]:
+    body = copy.deepcopy(BASE)
+    body["metadata"].update(namespace="shop", uid="u1", generation=2)
+    return body
+
+
+def _manifest(pool: str, states: dict[str, str]) -> dict[str, Any]:
+    profile = [
+        {
+            "nodePool": pool,
+            "points": [{"requestsPerSecond": 100.0, "latencyMs": {"p50": 1, "p90": 2, "p95": 3, "p99": 4}}],
+        }
+    ]
+    return {
+        "model": "ctr-ranker",
+        "source": {"uri": "file://./model.onnx", "sha256": "0" * 64},
+        "tiers": [
+            {
+                "name": name,
+                "precision": name,
+                "backend": "onnxruntime",
+                "state": state,
+                "reason": "" if state == "Ready" else "AccuracyCheckFailed",
+                "message": "",
+                "accuracy": {"MeanAbsError": 0.001},
+                "profiles": profile if state == "Ready" else [],
+                "path": name,
+            }
+            for name, state in states.items()
+        ],
+    }
+
+
+def _run(
+    results: dict[str, BuildResult] | None = None,
+    servers: list[LiveServer] | None = None,
+    status: ModelDeploymentStatus | None = None,
+    jobs: dict[str, str] | None = None,
+) -> Plan:
+    body = _body()
+    md = parse_model_deployment(body)
+    builds = pool_builds(md.spec, SETTINGS, {}, {})
+    by_pool = results or {}
+    keyed = {b.key: by_pool[b.pool.name] for b in builds if b.pool.name in by_pool}
+    phases = {b.key: jobs[b.pool.name] for b in builds if jobs and b.pool.name in jobs}
+    builds = pool_builds(md.spec, SETTINGS, keyed, phases)  # type: ignore[arg-type]
+    return plan(
+        md=body,
+        spec=md.spec,
+        status=status or ModelDeploymentStatus(),
+        settings=SETTINGS,
+        builds=builds,
+        servers=servers or [],
+        now=NOW,
+    )
+
+
+def _cond(p: Plan, type_: str) -> tuple[str, str]:
+    c = p.status.condition(type_)
+    assert c is not None
+    return c.status, c.reason
+
+
+def test_first_reconcile_starts_one_build_per_pool_and_reports_building() -> None:
+    p = _run()
+    assert sorted(b.pool.name for b in p.start_builds) == ["cpu", "l4"]
+    assert p.apply == []
+    assert _cond(p, "RepositoryReady") == ("False", "Building")
+    assert _cond(p, "Reconciling")[0] == "True"
+    assert _cond(p, "Ready") == ("False", "Reconciling")
+    assert _cond(p, "Stalled")[0] == "False"
+    assert p.status.observed_generation == 2
+    assert all(c.observed_generation == 2 for c in p.status.conditions)
+
+
+def test_running_builds_are_not_started_twice() -> None:
+    p = _run(jobs={"cpu": "Running", "l4": "Running"})
+    assert p.start_builds == []
+
+
+def test_serves_first_ready_tier_on_cheapest_profiled_pool() -> None:
+    ok = lambda pool: BuildResult(
+        "Succeeded",
+        manifest=_manifest_model(pool, {"fp32": "Ready", "fp16": "Ready", "int8": "Ready"}),
+        repository=f"/models/{pool}",
+    )
+    p = _run(results={"l4": ok("l4"), "cpu": ok("cpu")})
+    assert p.choice is not None and (p.choice.tier, p.choice.pool, p.choice.replicas) == ("fp32", "cpu", 1)
+    kinds = [m["kind"] for m in p.apply]
+    assert kinds == ["Deployment", "Service", "PodDisruptionBudget"]
+    args = p.apply[0]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--model-repository=/models/cpu" in args and "--load-model=fp32" in args
+    assert _cond(p, "RepositoryReady") == ("True", "BuildSucceeded")
+    assert _cond(p, "Available") == ("False", "ReplicasNotReady")
+    assert p.status.cost_per_hour == "0.20"
+
+
+def _manifest_model(pool: str, states: dict[str, str]):  # type: ignore[no-untyped-def]
+    from fulcrum.api import BuildManifest
+
+    return BuildManifest.model_validate(_manifest(pool, states))
+
+
+def test_ready_when_replicas_ready_and_status_stable() -> None:
+    ok = BuildResult(
+        "Succeeded",
+        manifest=_manifest_model("cpu", {"fp32": "Ready", "fp16": "Ready", "int8": "Ready"}),
+        repository="/m",
+    )
+    first = _run(results={"cpu": ok, "l4": ok}, servers=[LiveServer("ctr-ranker-fp32-cpu", "fp32", "cpu", 1, 1)])
+    assert _cond(first, "Ready") == ("True", "Serving")
+    again = _run(
+        results={"cpu": ok, "l4": ok},
+        servers=[LiveServer("ctr-ranker-fp32-cpu", "fp32", "cpu", 1, 1)],
+        status=first.status,
+    )
+    assert again.status.to_wire() == first.status.to_wire(), "an unchanged world must not change status"
+    assert again.events == []
+
+
+def test_failed_accuracy_tier_is_skipped() -> None:
+    result = BuildResult(
+        "Succeeded",
+        manifest=_manifest_model("cpu", {"fp32": "Failed", "fp16": "Ready", "int8": "Failed"}),
+        repository="/m",
+    )
+    p = _run(results={"cpu": result, "l4": result})
+    assert p.choice is not None and p.choice.tier == "fp16"
+    tiers = {t.name: t for t in p.status.tiers}
+    assert tiers["fp32"].state == "Failed" and tiers["fp32"].reason == "AccuracyCheckFailed"
+
+
+def test_failed_build_stalls_with_builder_reason_and_no_retry() -> None:
+    failed = result_from_termination_message(
+        '{"error": {"reason": "SourceNotFound", "message": "model.source.uri file:///nope.onnx: no such file"}}',
+        succeeded=False,
+        repository="/m",
+    )
+    p = _run(results={"cpu": failed, "l4": failed})
+    assert p.start_builds == []
+    assert _cond(p, "RepositoryReady") == ("False", "SourceNotFound")
+    assert _cond(p, "Stalled") == ("True", "SourceNotFound")
+    assert "file:///nope.onnx" in p.status.condition("Ready").message  # type: ignore[union-attr]
+    assert any(e.type == "Warning" and e.reason == "SourceNotFound" for e in p.events)
+
+
+def test_switch_keeps_old_deployment_until_new_is_ready() -> None:
+    ok = BuildResult(
+        "Succeeded",
+        manifest=_manifest_model("cpu", {"fp32": "Ready", "fp16": "Ready", "int8": "Ready"}),
+        repository="/m",
+    )
+    old = LiveServer("ctr-ranker-fp16-cpu", "fp16", "cpu", 2, 2)
+    p = _run(results={"cpu": ok, "l4": ok}, servers=[old, LiveServer("ctr-ranker-fp32-cpu", "fp32", "cpu", 1, 0)])
+    assert p.delete_deployments == []
+    assert _cond(p, "Reconciling") == ("True", "RollingOut")
+    p = _run(results={"cpu": ok, "l4": ok}, servers=[old, LiveServer("ctr-ranker-fp32-cpu", "fp32", "cpu", 1, 1)])
+    assert p.delete_deployments == ["ctr-ranker-fp16-cpu"]
+
+
+def test_termination_message_parsing() -> None:
+    import json
+
+    good = result_from_termination_message(
+        json.dumps(_manifest("cpu", {"fp32": "Ready"})), succeeded=True, repository="/m/k"
+    )
+    assert good.phase == "Succeeded" and good.repository == "/m/k" and good.manifest is not None
+    assert result_from_termination_message("", succeeded=True, repository="/m").reason == "NoBuildResult"
+    assert (
+        result_from_termination_message("Traceback: boom", succeeded=False, repository="/m").message
+        == "Traceback: boom"
+    )
+    assert BuildResult.from_record(good.to_record()) == good
