@@ -96,11 +96,13 @@ def test_running_builds_are_not_started_twice() -> None:
 
 
 def test_serves_first_ready_tier_on_cheapest_profiled_pool() -> None:
-    ok = lambda pool: BuildResult(
-        "Succeeded",
-        manifest=_manifest_model(pool, {"fp32": "Ready", "fp16": "Ready", "int8": "Ready"}),
-        repository=f"/models/{pool}",
-    )
+    def ok(pool):
+        return BuildResult(
+            "Succeeded",
+            manifest=_manifest_model(pool, {"fp32": "Ready", "fp16": "Ready", "int8": "Ready"}),
+            repository=f"/models/{pool}",
+        )
+
     p = _run(results={"l4": ok("l4"), "cpu": ok("cpu")})
     assert p.choice is not None and (p.choice.tier, p.choice.pool, p.choice.replicas) == ("fp32", "cpu", 1)
     kinds = [m["kind"] for m in p.apply]

@@ -92,7 +92,7 @@ def test_build_key_ignores_slo_budget_and_scaling_but_not_tiers() -> None:
 
 
 def test_build_job_runs_the_builder_on_its_pool() -> None:
-    body, md = _md()
+    _body, md = _md()
     pool = md.spec.node_pool("l4")
     key = build_key(md.spec, pool, "triton")
     job = build_job(key, pool, SETTINGS)
