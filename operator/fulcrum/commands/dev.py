@@ -1,0 +1,158 @@
+"""``fulcrum dev``: build, start, inspect and stop the local Kubernetes control plane."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from fulcrum.dev.paths import DevHome, resolve_home
+
+HOME_HELP = "Cluster directory (default $FULCRUM_DEV_HOME or ~/.cache/fulcrum/dev); two homes are two clusters."
+
+
+def _home(path: str | None) -> DevHome:
+    return DevHome(resolve_home(path))
+
+
+@click.group()
+def dev() -> None:
+    """A real local Kubernetes: etcd, kube-apiserver, controller-manager, scheduler, kwok GPU pools, local-0."""
+
+
+def _run_build(force: bool) -> Path:
+    from rich.console import Console  # noqa: PLC0415
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn  # noqa: PLC0415
+
+    from fulcrum.dev import build as build_mod  # noqa: PLC0415
+
+    console = Console(stderr=True)
+    p = build_mod.plan()
+    if p.complete and not force:
+        console.print(f"binaries up to date: {p.bin_dir}")
+        return p.bin_dir
+    console.print(f"building {len(p.binaries)} binaries for pin {p.key} (one at a time; a cold build takes a while)")
+    started = time.monotonic()
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.fields[packages]} packages"),
+                  TimeElapsedColumn(), console=console, transient=False) as progress:
+        tasks = {b.name: progress.add_task(b.name, packages=0, start=False, total=None) for b in p.binaries}
+        counts: dict[str, int] = {}
+
+        def report(name: str, event: str, elapsed: float) -> None:
+            task = tasks[name]
+            if event == "start":
+                progress.start_task(task)
+            elif event == "package":
+                counts[name] = counts.get(name, 0) + 1
+                progress.update(task, packages=counts[name])
+            elif event == "done":
+                progress.update(task, description=f"{name} [green]built in {elapsed:.0f}s", total=1, completed=1)
+                progress.stop_task(task)
+                if not console.is_terminal:
+                    console.print(f"{name}: built in {elapsed:.0f}s")
+
+        try:
+            bin_dir = build_mod.build(p, report, force=force)
+        except build_mod.BuildError as exc:
+            raise click.ClickException(str(exc)) from exc
+    console.print(f"built {p.bin_dir} in {time.monotonic() - started:.0f}s")
+    return bin_dir
+
+
+@dev.command()
+@click.option("--force", is_flag=True, help="Rebuild even if the binaries for this pin exist.")
+def build(force: bool) -> None:
+    """Build (or reuse) etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok and helm."""
+    bin_dir = _run_build(force)
+    click.echo(str(bin_dir))
+
+
+@dev.command()
+@click.option("--home", "home_dir", type=click.Path(file_okay=False), help=HOME_HELP)
+@click.option("--pool", "pools", multiple=True, metavar="NAME=NODES[xGPUS]",
+              help="A kwok node pool, e.g. l4=4x4 or cpu=2; repeat it. Default: l4=4x4 a100=2x8 cpu=2.")
+@click.option("--no-pools", is_flag=True, help="No kwok pools, only local-0.")
+@click.option("--local-gpus", type=click.IntRange(0, 64), default=0, show_default=True,
+              help="Fake nvidia.com/gpu capacity of local-0 (>0 also taints it nvidia.com/gpu:NoSchedule).")
+@click.option("--port-base", type=click.IntRange(1024, 65000), default=None,
+              help="First of 7 consecutive loopback ports (default 25600).")
+@click.option("--no-netns", is_flag=True, help="Pods share the host network on 127.x.y.z instead of own namespaces.")
+@click.option("--timeout", type=float, default=180.0, show_default=True, help="Seconds to wait for readiness.")
+def up(*, home_dir: str | None, pools: tuple[str, ...], no_pools: bool, local_gpus: int, port_base: int | None,
+       no_netns: bool, timeout: float) -> None:
+    """Start the cluster (building the binaries first if needed); a no-op if it already runs."""
+    from fulcrum.dev import build as build_mod  # noqa: PLC0415
+    from fulcrum.dev import cluster, network  # noqa: PLC0415
+    from fulcrum.dev.config import DEFAULT_POOLS, DEFAULT_PORT_BASE, ClusterConfig, parse_pools  # noqa: PLC0415
+
+    home = _home(home_dir)
+    if build_mod.find_bin_dir() is None:
+        _run_build(False)
+    try:
+        chosen = () if no_pools else (parse_pools(pools) if pools else DEFAULT_POOLS)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--pool") from exc
+    previous = cluster.load_config(home)
+    netns = not no_netns and network.netns_supported()
+    if not no_netns and not netns:
+        click.echo("network namespaces need root and iproute2: pods get 127.x.y.z addresses instead", err=True)
+    index = previous.subnet_index if previous else cluster.choose_subnet_index(home, None)
+    cfg = ClusterConfig(
+        port_base=port_base or (previous.port_base if previous else DEFAULT_PORT_BASE),
+        pools=chosen, local_gpus=local_gpus, subnet_index=index, netns=netns,
+    )
+    started = time.monotonic()
+    try:
+        cluster.up(home, cfg, say=lambda m: click.echo(m, err=True), timeout=timeout)
+    except cluster.ClusterError as exc:
+        raise click.ClickException(f"{exc}\n(`fulcrum dev status` shows what runs; `fulcrum dev down` stops it)") \
+            from exc
+    click.echo(f"ready in {time.monotonic() - started:.1f}s; export KUBECONFIG={home.kubeconfig}", err=True)
+
+
+@dev.command()
+@click.option("--home", "home_dir", type=click.Path(file_okay=False), help=HOME_HELP)
+@click.option("--keep-data", is_flag=True, help="Keep etcd data and pod directories.")
+def down(home_dir: str | None, keep_data: bool) -> None:
+    """Stop every process of the cluster; nothing is left running."""
+    from fulcrum.dev import cluster  # noqa: PLC0415
+
+    home = _home(home_dir)
+    stopped = cluster.down(home, say=lambda m: click.echo(m, err=True), keep_data=keep_data)
+    click.echo("stopped " + (", ".join(stopped) if stopped else "nothing (no process was running)"), err=True)
+
+
+@dev.command()
+@click.option("--home", "home_dir", type=click.Path(file_okay=False), help=HOME_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status(home_dir: str | None, as_json: bool) -> None:
+    """What runs, what crashed (exit status 1 if a component crashed)."""
+    from fulcrum.dev import cluster  # noqa: PLC0415
+
+    home = _home(home_dir)
+    info = cluster.status(home)
+    comps = info["components"]
+    assert isinstance(comps, list)
+    crashed = [c["name"] for c in comps if c["state"] == "crashed"]
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+    else:
+        from rich.console import Console  # noqa: PLC0415
+        from rich.table import Table  # noqa: PLC0415
+
+        table = Table(title=f"fulcrum dev cluster at {info['home']}")
+        for col in ("component", "state", "pid", "RSS MiB", "log"):
+            table.add_column(col)
+        colours = {"running": "green", "crashed": "red", "stopped": "dim"}
+        for c in comps:
+            table.add_row(c["name"], f"[{colours[c['state']]}]{c['state']}", str(c["pid"] or ""),
+                          f"{c['rss_mib']:.0f}", c["log"])
+        console = Console()
+        console.print(table)
+        console.print(f"API server: {info['server']} ready={info['apiserverReady']}  total RSS {info['rssMiB']} MiB")
+        console.print(f"KUBECONFIG={info['kubeconfig']}")
+    if crashed:
+        sys.exit(1)

@@ -1,0 +1,185 @@
+"""Build (or reuse) the dev cluster's binaries from the pinned Go module in ``hack/devcluster``.
+
+The binaries land in ``~/.cache/fulcrum/bin/<key>/`` where ``<key>`` names the Kubernetes release and
+hashes go.mod, go.sum and this recipe: the same pin is never built twice, a new pin gets a new
+directory. GOCACHE and GOMODCACHE live under ``~/.cache/fulcrum/go`` so a rebuild after a pin bump
+recompiles only what changed. Builds run one binary at a time (2-core CI machines).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from fulcrum.dev.paths import bin_root, go_root
+
+SOURCE_ENV = "FULCRUM_DEVCLUSTER_SRC"
+RECIPE_VERSION = "1"  # bump when the build flags below change
+COMPLETE = ".complete"
+
+
+class BuildError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Binary:
+    name: str
+    package: str
+    ldflags: tuple[str, ...] = ()
+    module_dir: str = "."  # the Go module (relative to hack/devcluster) that pins it
+
+
+def default_source() -> Path:
+    env = os.environ.get(SOURCE_ENV)
+    if env:
+        return Path(env)
+    # operator/fulcrum/dev/build.py -> repository root
+    return Path(__file__).resolve().parents[3] / "hack" / "devcluster"
+
+
+def module_versions(go_mod: str) -> dict[str, str]:
+    """``module path -> version`` of the direct requirements (``replace`` targets win)."""
+    versions: dict[str, str] = {}
+    for match in re.finditer(r"^\s*([\w./-]+)\s+(v[\w.+-]+)(?:\s*//.*)?$", go_mod, re.MULTILINE):
+        versions.setdefault(match[1], match[2])
+    for match in re.finditer(r"^\s*([\w./-]+)\s+=>\s+([\w./-]+)\s+(v[\w.+-]+)", go_mod, re.MULTILINE):
+        versions[match[1]] = match[3]
+    return versions
+
+
+def binaries(versions: dict[str, str]) -> list[Binary]:
+    k8s = versions.get("k8s.io/kubernetes")
+    if k8s is None:
+        raise BuildError("hack/devcluster/go.mod does not require k8s.io/kubernetes")
+    major, minor = k8s.lstrip("v").split(".")[:2]
+    kube_flags = (
+        f"-X k8s.io/component-base/version.gitVersion={k8s}",
+        f"-X k8s.io/component-base/version.gitMajor={major}",
+        f"-X k8s.io/component-base/version.gitMinor={minor}",
+        "-X k8s.io/component-base/version.gitTreeState=clean",
+        f"-X k8s.io/client-go/pkg/version.gitVersion={k8s}",
+    )
+    kwok = versions.get("sigs.k8s.io/kwok", "unknown")
+    helm = versions.get("helm.sh/helm/v3", "unknown")
+    return [
+        Binary("etcd", "go.etcd.io/etcd/server/v3"),
+        Binary("kube-apiserver", "k8s.io/kubernetes/cmd/kube-apiserver", kube_flags),
+        Binary("kube-controller-manager", "k8s.io/kubernetes/cmd/kube-controller-manager", kube_flags),
+        Binary("kube-scheduler", "k8s.io/kubernetes/cmd/kube-scheduler", kube_flags),
+        Binary("kwok", "sigs.k8s.io/kwok/cmd/kwok", (f"-X sigs.k8s.io/kwok/pkg/consts.Version={kwok}",)),
+        Binary("helm", "helm.sh/helm/v3/cmd/helm", (f"-X helm.sh/helm/v3/internal/version.version={helm}",),
+               module_dir="helm"),
+    ]
+
+
+def module_files(source: Path) -> list[Path]:
+    """go.mod and go.sum of the main module and its sub-modules (helm), in a stable order."""
+    return sorted(p for p in source.rglob("go.*") if p.name in ("go.mod", "go.sum"))
+
+
+def version_key(files: dict[str, str]) -> str:
+    """``k8s-<release>-<hash of the pins and this recipe>``."""
+    hasher = hashlib.sha256(RECIPE_VERSION.encode())
+    for name in sorted(files):
+        hasher.update(f"\n{name}\n{files[name]}".encode())
+    k8s = module_versions(files.get("go.mod", "")).get("k8s.io/kubernetes", "unknown")
+    return f"k8s-{k8s}-{hasher.hexdigest()[:12]}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    source: Path
+    key: str
+    bin_dir: Path
+    binaries: list[Binary]
+
+    @property
+    def complete(self) -> bool:
+        return (self.bin_dir / COMPLETE).exists() and all((self.bin_dir / b.name).exists() for b in self.binaries)
+
+
+def plan(source: Path | None = None) -> Plan:
+    source = source or default_source()
+    if not (source / "go.mod").exists() or not (source / "go.sum").exists():
+        raise BuildError(
+            f"no go.mod/go.sum in {source}: run from a Fulcrum checkout or set ${SOURCE_ENV} to hack/devcluster"
+        )
+    files = {str(p.relative_to(source)): p.read_text() for p in module_files(source)}
+    versions: dict[str, str] = {}
+    for name, text in files.items():
+        if name.endswith("go.mod"):
+            versions.update(module_versions(text))
+    key = version_key(files)
+    return Plan(source, key, bin_root() / key, binaries(versions))
+
+
+def find_bin_dir(source: Path | None = None) -> Path | None:
+    """The directory of complete binaries for the current pin, or None when they must be built."""
+    try:
+        p = plan(source)
+    except BuildError:
+        return None
+    return p.bin_dir if p.complete else None
+
+
+def go_env() -> dict[str, str]:
+    env = dict(os.environ)
+    root = go_root()
+    env.update({
+        "GOCACHE": str(root / "build"),
+        "GOMODCACHE": str(root / "mod"),
+        "GOFLAGS": "-mod=readonly",
+        "GOTOOLCHAIN": "local",
+        "CGO_ENABLED": "0",
+    })
+    return env
+
+
+Reporter = Callable[[str, str, float], None]  # (binary, event: start|package|done, elapsed seconds)
+
+
+def build(p: Plan, report: Reporter | None = None, force: bool = False) -> Path:
+    """Build every binary of the plan serially; returns the bin dir. A no-op when already complete."""
+    if p.complete and not force:
+        return p.bin_dir
+    go = shutil.which("go")
+    if go is None:
+        raise BuildError("the `go` command is not on PATH: install Go >= 1.24 (https://go.dev/dl)")
+    staging = p.bin_dir.with_name(p.bin_dir.name + ".partial")
+    staging.mkdir(parents=True, exist_ok=True)
+    env = go_env()
+    for binary in p.binaries:
+        target = staging / binary.name
+        if target.exists() and not force:
+            continue
+        started = time.monotonic()
+        if report:
+            report(binary.name, "start", 0.0)
+        ldflags = " ".join(("-s", "-w", *binary.ldflags))
+        cmd = [go, "build", "-v", "-trimpath", f"-ldflags={ldflags}", "-o", str(target) + ".tmp", binary.package]
+        proc = subprocess.Popen(cmd, cwd=p.source / binary.module_dir, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+        assert proc.stdout is not None
+        tail: list[str] = []
+        for line in proc.stdout:
+            tail = [*tail[-40:], line.rstrip()]
+            if report:
+                report(binary.name, "package", time.monotonic() - started)
+        if proc.wait() != 0:
+            raise BuildError(f"building {binary.name} ({binary.package}) failed:\n" + "\n".join(tail))
+        os.replace(str(target) + ".tmp", target)
+        if report:
+            report(binary.name, "done", time.monotonic() - started)
+    (staging / COMPLETE).write_text(p.key + "\n")
+    if p.bin_dir.exists():
+        shutil.rmtree(p.bin_dir)
+    os.replace(staging, p.bin_dir)
+    return p.bin_dir
