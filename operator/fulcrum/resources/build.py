@@ -116,6 +116,7 @@ def build_job(key: str, pool: NodePool, settings: OperatorSettings) -> Manifest:
         },
         "spec": {
             "backoffLimit": 0,
+            "ttlSecondsAfterFinished": settings.build_ttl_seconds,
             "activeDeadlineSeconds": settings.build_timeout_seconds,
             "template": {
                 "metadata": {"labels": pod_labels},

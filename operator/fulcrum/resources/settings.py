@@ -51,4 +51,5 @@ class OperatorSettings:
     builder_image: str = DEFAULT_BUILDER_IMAGE
     build_target: Literal["triton", "local"] = "triton"
     build_timeout_seconds: int = 3600
+    build_ttl_seconds: int = 86400
     run_as_user: int = 1000

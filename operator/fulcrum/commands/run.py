@@ -1,0 +1,59 @@
+"""``fulcrum run``: the operator."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+
+import click
+import kopf
+
+import fulcrum.handlers  # noqa: F401  (registers the handlers)
+
+
+@click.command(help="Run the operator (Kopf) against the current kubeconfig, cluster-wide or in given namespaces.")
+@click.option("--namespace", "-n", "namespaces", multiple=True, help="Watch only these namespaces (repeatable).")
+@click.option("--build-namespace", default=None, help="Namespace of build Jobs and build records.")
+@click.option(
+    "--repository",
+    default=None,
+    help="Default repository storage: hostpath:///dir, pvc://<claim> or s3://bucket/prefix.",
+)
+@click.option("--triton-image", default=None, help="Default tritonserver image.")
+@click.option("--builder-image", default=None, help="Image running `fulcrum build` in build Jobs.")
+@click.option("--build-target", type=click.Choice(["triton", "local"]), default=None, help="Repository flavour.")
+@click.option("--liveness", default="http://0.0.0.0:8080/healthz", show_default=True, help="Liveness endpoint.")
+@click.option("--workers", type=int, default=4, show_default=True, help="Concurrent reconciliations.")
+@click.option("--verbose", is_flag=True, help="Debug logging.")
+def run(
+    *,
+    namespaces: tuple[str, ...],
+    build_namespace: str | None,
+    repository: str | None,
+    triton_image: str | None,
+    builder_image: str | None,
+    build_target: str | None,
+    liveness: str,
+    workers: int,
+    verbose: bool,
+) -> None:
+    for name, value in (
+        ("FULCRUM_BUILD_NAMESPACE", build_namespace),
+        ("FULCRUM_REPOSITORY", repository),
+        ("FULCRUM_TRITON_IMAGE", triton_image),
+        ("FULCRUM_BUILDER_IMAGE", builder_image),
+        ("FULCRUM_BUILD_TARGET", build_target),
+        ("FULCRUM_WORKERS", str(workers)),
+    ):
+        if value is not None:
+            os.environ[name] = value
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    asyncio.run(
+        kopf.operator(
+            standalone=True,
+            clusterwide=not namespaces,
+            namespaces=list(namespaces),
+            liveness_endpoint=liveness,
+        )
+    )

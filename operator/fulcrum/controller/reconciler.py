@@ -1,0 +1,233 @@
+"""Reconcile one ModelDeployment: read the cache, ask the pure planner, apply what changed, write status."""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from fulcrum.api import (
+    ModelDeploymentSpec,
+    ModelDeploymentStatus,
+    NodePool,
+    format_validation_error,
+    parse_model_deployment,
+)
+from fulcrum.controller.cache import Key, ObjectCache
+from fulcrum.controller.kube import KubeClient
+from fulcrum.reconcile.builds import BuildPhase, BuildResult, result_from_termination_message
+from fulcrum.reconcile.conditions import ordered, set_condition
+from fulcrum.reconcile.plan import Event, LiveServer, Plan, plan, pool_builds
+from fulcrum.resources import labels
+from fulcrum.resources.build import RECORD_KEY, build_job, build_record, build_spec_configmap
+from fulcrum.resources.settings import OperatorSettings
+
+log = logging.getLogger("fulcrum.reconciler")
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def is_subset(desired: Any, live: Any) -> bool:
+    """Whether every field Fulcrum sets already has that value (then applying would change nothing)."""
+    if isinstance(desired, dict):
+        return isinstance(live, dict) and all(k in live and is_subset(v, live[k]) for k, v in desired.items())
+    if isinstance(desired, list):
+        return isinstance(live, list) and len(desired) == len(live) and all(map(is_subset, desired, live))
+    return bool(desired == live)
+
+
+def job_phase(job: dict[str, Any]) -> BuildPhase:
+    for condition in job.get("status", {}).get("conditions", []) or []:
+        if condition.get("status") == "True" and condition.get("type") == "Complete":
+            return "Succeeded"
+        if condition.get("status") == "True" and condition.get("type") == "Failed":
+            return "Failed"
+    return "Running"
+
+
+def status_patch(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
+    """A merge patch turning ``old`` into ``new``: fields that disappeared are set to null."""
+    patch: dict[str, Any] = {k: None for k in (old or {}) if k not in new}
+    patch.update(new)
+    return patch
+
+
+class Reconciler:
+    def __init__(
+        self,
+        kube: KubeClient,
+        cache: ObjectCache,
+        settings: OperatorSettings,
+        clock: Callable[[], str] = utc_now,
+    ) -> None:
+        self.kube = kube
+        self.cache = cache
+        self.settings = settings
+        self.clock = clock
+        self.waiting_on_build: dict[str, set[Key]] = defaultdict(set)  # build key -> ModelDeployments
+
+    # --- the loop body ---------------------------------------------------------------------------------------
+
+    async def reconcile(self, key: Key) -> float | None:
+        namespace, name = key
+        body = self.cache.get("ModelDeployment", namespace, name)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return None  # children go with their owner references
+        try:
+            md = parse_model_deployment({k: body[k] for k in ("apiVersion", "kind", "metadata", "spec") if k in body})
+        except ValidationError as exc:
+            await self._write_invalid(body, format_validation_error(exc))
+            return None
+        status = ModelDeploymentStatus.model_validate(body.get("status") or {})
+        results, phases = await self._build_states(md.spec, key)
+        builds = pool_builds(md.spec, self.settings, results, phases)
+        servers = self._servers(namespace, name)
+        result = plan(
+            md=body,
+            spec=md.spec,
+            status=status,
+            settings=self.settings,
+            builds=builds,
+            servers=servers,
+            now=self.clock(),
+        )
+        await self._apply(body, md.spec, result)
+        await self._write_status(body, result.status.to_wire())
+        for event in result.events:
+            await self._post_event(body, event)
+        return 30.0 if any(b.result is None for b in builds) else None
+
+    # --- builds ------------------------------------------------------------------------------------------------
+
+    async def _build_states(
+        self, spec: ModelDeploymentSpec, md_key: Key
+    ) -> tuple[dict[str, BuildResult], dict[str, BuildPhase]]:
+        ns = self.settings.build_namespace
+        results: dict[str, BuildResult] = {}
+        phases: dict[str, BuildPhase] = {}
+        for build in pool_builds(spec, self.settings, {}, {}):
+            self.waiting_on_build[build.key].add(md_key)
+            record = self.cache.get("ConfigMap", ns, labels.build_record_name(build.key))
+            if record is not None:
+                results[build.key] = BuildResult.from_record(json.loads(record.get("data", {}).get(RECORD_KEY, "{}")))
+                continue
+            job = self.cache.get("Job", ns, labels.build_job_name(build.key))
+            if job is None:
+                continue
+            phase = job_phase(job)
+            if phase == "Running":
+                phases[build.key] = phase
+            else:
+                results[build.key] = await self._harvest(job, build.key, build.pool, phase == "Succeeded")
+        return results, phases
+
+    async def _harvest(self, job: dict[str, Any], key: str, pool: NodePool, succeeded: bool) -> BuildResult:
+        """Read a finished build's termination message into a build record (once: the record is the cache)."""
+        ns = self.settings.build_namespace
+        pods = await self.kube.list("Pod", ns, f"job-name={job['metadata']['name']}")
+        message = None
+        for pod in pods:
+            for container in pod.get("status", {}).get("containerStatuses", []) or []:
+                terminated = (container.get("state") or {}).get("terminated") or {}
+                message = terminated.get("message") or message
+        result = result_from_termination_message(
+            message, succeeded=succeeded, repository=self.settings.storage.repository_path(key)
+        )
+        record = build_record(key, pool, result.to_record(), self.settings)
+        await self.kube.create(record)
+        self.cache.put("ConfigMap", record)
+        await self.kube.delete("ConfigMap", ns, labels.build_spec_name(key))
+        log.info("build %s on %s: %s %s", key[:12], pool.name, result.phase, result.reason)
+        return result
+
+    def _servers(self, namespace: str, name: str) -> list[LiveServer]:
+        servers = []
+        for dep in self.cache.owned_by("Deployment", namespace, name):
+            meta_labels = dep["metadata"].get("labels", {})
+            if meta_labels.get(labels.COMPONENT) != labels.COMPONENT_SERVER:
+                continue
+            servers.append(
+                LiveServer(
+                    name=dep["metadata"]["name"],
+                    tier=meta_labels.get(labels.TIER, ""),
+                    pool=meta_labels.get(labels.POOL, ""),
+                    replicas=int(dep.get("spec", {}).get("replicas", 0) or 0),
+                    ready_replicas=int(dep.get("status", {}).get("readyReplicas", 0) or 0),
+                )
+            )
+        return sorted(servers, key=lambda s: s.name)
+
+    # --- writes ------------------------------------------------------------------------------------------------
+
+    async def _apply(self, body: dict[str, Any], spec: ModelDeploymentSpec, result: Plan) -> None:
+        name = body["metadata"]["name"]
+        for build in result.start_builds:
+            await self.kube.create(build_spec_configmap(name, spec, build.key, build.pool, self.settings))
+            await self.kube.create(build_job(build.key, build.pool, self.settings))
+        for manifest in result.apply:
+            meta = manifest["metadata"]
+            live = self.cache.get(manifest["kind"], meta["namespace"], meta["name"])
+            if live is None or not is_subset(manifest, live):
+                applied = await self.kube.apply(manifest)
+                self.cache.put(manifest["kind"], applied)
+        for deployment in result.delete_deployments:
+            await self.kube.delete("Deployment", body["metadata"]["namespace"], deployment)
+            self.cache.remove("Deployment", body["metadata"]["namespace"], deployment)
+
+    async def _write_status(self, body: dict[str, Any], new: dict[str, Any]) -> None:
+        old = body.get("status") or {}
+        if old == new:
+            return
+        meta = body["metadata"]
+        await self.kube.patch_status(meta["namespace"], meta["name"], status_patch(old, new))
+        body["status"] = new  # the watch will bring the same; avoids a second write meanwhile
+
+    async def _write_invalid(self, body: dict[str, Any], message: str) -> None:
+        status = ModelDeploymentStatus.model_validate(body.get("status") or {})
+        generation = int(body["metadata"].get("generation", 0))
+        now = self.clock()
+        stalled = [
+            set_condition(
+                status.conditions, t, status=s, reason="InvalidSpec", message=message, generation=generation, now=now
+            )
+            for t, s in (("Ready", False), ("Stalled", True), ("Reconciling", False))
+        ]
+        status.conditions = ordered(
+            [*stalled, *(c for c in status.conditions if c.type not in ("Ready", "Stalled", "Reconciling"))]
+        )
+        status.observed_generation = generation
+        await self._write_status(body, status.to_wire())
+
+    async def _post_event(self, body: dict[str, Any], event: Event) -> None:
+        meta = body["metadata"]
+        now = self.clock()
+        await self.kube.create(
+            {
+                "apiVersion": "v1",
+                "kind": "Event",
+                "metadata": {"name": f"{meta['name']}.{secrets.token_hex(8)}", "namespace": meta["namespace"]},
+                "involvedObject": {
+                    "apiVersion": body["apiVersion"],
+                    "kind": body["kind"],
+                    "name": meta["name"],
+                    "namespace": meta["namespace"],
+                    "uid": meta.get("uid"),
+                },
+                "type": event.type,
+                "reason": event.reason,
+                "message": event.message[:1024],
+                "source": {"component": "fulcrum"},
+                "reportingComponent": "fulcrum.dev/operator",
+                "firstTimestamp": now,
+                "lastTimestamp": now,
+                "count": 1,
+            }
+        )

@@ -1,0 +1,162 @@
+"""Kopf handlers: thin glue between the watch streams and the reconciler.
+
+Kopf watches ModelDeployments and Fulcrum's children and feeds the object cache; every change enqueues
+the ModelDeployment it concerns; workers reconcile from the cache. No Kopf change-detection handlers are
+used, so Kopf writes no annotations and no finalizers on user objects (GitOps tools see no drift), and
+deletion is left to owner references.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import Any
+
+import kopf
+
+from fulcrum.controller.cache import Key, ObjectCache
+from fulcrum.controller.kube import KubeClient
+from fulcrum.controller.queue import WorkQueue
+from fulcrum.controller.reconciler import Reconciler
+from fulcrum.resources import labels
+from fulcrum.resources.settings import OperatorSettings, RepositoryStorage
+
+log = logging.getLogger("fulcrum")
+
+MANAGED = {labels.MANAGED_BY: labels.MANAGER}
+RESYNC_SECONDS = 300.0
+
+
+class Runtime:
+    """The operator's process-wide state, created at startup."""
+
+    def __init__(self) -> None:
+        self.cache = ObjectCache()
+        self.queue: WorkQueue[Key] = WorkQueue()
+        self.reconciler: Reconciler | None = None
+        self.tasks: list[asyncio.Task[None]] = []
+        self.errors = 0
+
+
+RUNTIME = Runtime()
+
+
+def settings_from_environment() -> OperatorSettings:
+    """Operator settings from FULCRUM_* variables (set by `fulcrum run` flags and the Helm chart)."""
+    defaults = OperatorSettings()
+    env = os.environ
+    return OperatorSettings(
+        build_namespace=env.get("FULCRUM_BUILD_NAMESPACE", defaults.build_namespace),
+        storage=RepositoryStorage.parse(env["FULCRUM_REPOSITORY"])
+        if env.get("FULCRUM_REPOSITORY")
+        else defaults.storage,
+        triton_image=env.get("FULCRUM_TRITON_IMAGE", defaults.triton_image),
+        builder_image=env.get("FULCRUM_BUILDER_IMAGE", defaults.builder_image),
+        build_target="local" if env.get("FULCRUM_BUILD_TARGET") == "local" else "triton",
+    )
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+    settings.persistence.finalizer = "fulcrum.dev/finalizer"
+    settings.posting.enabled = False  # Fulcrum posts its own, meaningful events
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.connect_timeout = 10
+    settings.networking.error_backoffs = [1, 2, 5, 10, 30, 60]
+    settings.batching.worker_limit = 4
+    operator_settings = settings_from_environment()
+    kube = KubeClient.from_environment(os.environ.get("KUBECONFIG"))
+    await kube.ensure_namespace(operator_settings.build_namespace)
+    RUNTIME.reconciler = Reconciler(kube, RUNTIME.cache, operator_settings)
+    workers = int(os.environ.get("FULCRUM_WORKERS", "4"))
+    for _ in range(workers):
+        RUNTIME.tasks.append(asyncio.create_task(RUNTIME.queue.run_worker(_reconcile, _on_error)))
+    RUNTIME.tasks.append(asyncio.create_task(_resync()))
+    log.info("fulcrum operator started: %s", operator_settings)
+
+
+@kopf.on.cleanup()
+async def cleanup(**_: Any) -> None:
+    for task in RUNTIME.tasks:
+        task.cancel()
+    if RUNTIME.reconciler is not None:
+        await RUNTIME.reconciler.kube.close()
+
+
+async def _reconcile(key: Key) -> float | None:
+    assert RUNTIME.reconciler is not None
+    return await RUNTIME.reconciler.reconcile(key)
+
+
+def _on_error(key: Key, exc: Exception) -> None:
+    RUNTIME.errors += 1
+    log.warning("reconciling %s/%s failed (will retry with backoff): %s", key[0], key[1], exc)
+
+
+async def _resync() -> None:
+    while True:
+        await asyncio.sleep(RESYNC_SECONDS)
+        for key in RUNTIME.cache.keys("ModelDeployment"):
+            RUNTIME.queue.add(key)
+
+
+def _track(kind: str, event: kopf.RawEvent) -> dict[str, Any]:
+    body: dict[str, Any] = dict(event["object"])
+    meta: dict[str, Any] = body["metadata"]
+    if event.get("type") == "DELETED":
+        RUNTIME.cache.remove(kind, meta.get("namespace", ""), meta["name"])
+    else:
+        RUNTIME.cache.put(kind, body)
+    return body
+
+
+@kopf.on.event("fulcrum.dev", "v1alpha1", "modeldeployments")
+def modeldeployment_changed(event: kopf.RawEvent, **_: Any) -> None:
+    body = _track("ModelDeployment", event)
+    RUNTIME.queue.add((body["metadata"]["namespace"], body["metadata"]["name"]))
+
+
+def _enqueue_owner(body: dict[str, Any]) -> None:
+    meta = body["metadata"]
+    owner = meta.get("labels", {}).get(labels.MODEL_DEPLOYMENT)
+    if owner:
+        RUNTIME.queue.add((meta["namespace"], owner))
+
+
+@kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
+def deployment_changed(event: kopf.RawEvent, **_: Any) -> None:
+    _enqueue_owner(_track("Deployment", event))
+
+
+@kopf.on.event("v1", "services", labels=MANAGED)
+def service_changed(event: kopf.RawEvent, **_: Any) -> None:
+    _enqueue_owner(_track("Service", event))
+
+
+@kopf.on.event("policy", "v1", "poddisruptionbudgets", labels=MANAGED)
+def pdb_changed(event: kopf.RawEvent, **_: Any) -> None:
+    _enqueue_owner(_track("PodDisruptionBudget", event))
+
+
+def _enqueue_builders(body: dict[str, Any]) -> None:
+    key = body["metadata"].get("labels", {}).get(labels.BUILD_KEY)
+    if key and RUNTIME.reconciler is not None:
+        for md in list(RUNTIME.reconciler.waiting_on_build.get(key, ())):
+            RUNTIME.queue.add(md)
+
+
+@kopf.on.event("batch", "v1", "jobs", labels=MANAGED)
+def job_changed(event: kopf.RawEvent, **_: Any) -> None:
+    _enqueue_builders(_track("Job", event))
+
+
+@kopf.on.event("v1", "configmaps", labels=MANAGED)
+def configmap_changed(event: kopf.RawEvent, **_: Any) -> None:
+    _enqueue_builders(_track("ConfigMap", event))
+
+
+@kopf.on.probe(id="queue")
+def queue_depth(**_: Any) -> int:
+    return len(RUNTIME.queue)
