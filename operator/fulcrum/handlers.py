@@ -71,7 +71,7 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     await kube.ensure_namespace(operator_settings.build_namespace)
     RUNTIME.reconciler = Reconciler(kube, RUNTIME.cache, operator_settings)
     workers = int(os.environ.get("FULCRUM_WORKERS", "4"))
-    for _ in range(workers):
+    for _worker in range(workers):
         RUNTIME.tasks.append(asyncio.create_task(RUNTIME.queue.run_worker(_reconcile, _on_error)))
     RUNTIME.tasks.append(asyncio.create_task(_resync()))
     log.info("fulcrum operator started: %s", operator_settings)
