@@ -1,0 +1,90 @@
+"""Turn successive scrapes of a fleet of Triton pods into rates over a sliding window.
+
+Per pod, the window keeps timestamped samples; a rate is the counter increase between the oldest sample in
+the window and the newest, divided by the time between them. A counter that went down means the server
+restarted: the increase is then counted from zero. A pod that did not answer simply contributes nothing
+for that scrape; a pod gone for longer than the window is forgotten.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+from fulcrum.metrics.triton import TritonSample, quantile_at
+
+
+@dataclass(frozen=True)
+class FleetMetrics:
+    """What the fleet served over the window."""
+
+    requests_per_second: float
+    latency_ms: float | None  # at the SLO percentile, request-weighted across pods
+    queue_ms: float | None  # mean queue time per request
+    failures_per_second: float
+    pods_reporting: int
+    window_seconds: float
+
+
+def _increase(old: float, new: float) -> float:
+    return new if new < old else new - old
+
+
+class SlidingWindow:
+    def __init__(self, window_seconds: float = 60.0) -> None:
+        self.window_seconds = window_seconds
+        self._samples: dict[str, deque[tuple[float, TritonSample]]] = {}
+
+    def add(self, now: float, samples: dict[str, TritonSample | None]) -> None:
+        for pod, sample in samples.items():
+            if sample is not None:
+                self._samples.setdefault(pod, deque()).append((now, sample))
+        for pod in list(self._samples):
+            history = self._samples[pod]
+            # keep one sample at or before the window start as the baseline
+            while len(history) > 1 and history[1][0] <= now - self.window_seconds:
+                history.popleft()
+            if history and history[-1][0] < now - 2 * self.window_seconds:
+                del self._samples[pod]
+
+    def pods(self) -> list[str]:
+        return sorted(self._samples)
+
+    def metrics(self, percentile: float) -> FleetMetrics | None:
+        """Rates over the window; None until some pod has two samples."""
+        total_requests = total_failures = total_queue_us = total_request_us = 0.0
+        weighted_latency = 0.0
+        latency_weight = 0.0
+        span = 0.0
+        pods = 0
+        for history in self._samples.values():
+            if len(history) < 2:
+                continue
+            (t0, first), (t1, last) = history[0], history[-1]
+            if t1 <= t0:
+                continue
+            pods += 1
+            span = max(span, t1 - t0)
+            requests = _increase(first.requests, last.requests)
+            requests_per_second = requests / (t1 - t0)
+            total_requests += requests_per_second
+            total_failures += _increase(first.failure, last.failure) / (t1 - t0)
+            total_queue_us += _increase(first.queue_us, last.queue_us)
+            total_request_us += _increase(first.request_us, last.request_us)
+            latency_us = quantile_at(last.quantiles_us, percentile)
+            if latency_us is None and requests > 0:
+                latency_us = _increase(first.request_us, last.request_us) / requests  # mean, when no summary
+            if latency_us is not None and requests > 0:
+                weighted_latency += latency_us * requests
+                latency_weight += requests
+        if pods == 0:
+            return None
+        served = sum(_increase(h[0][1].requests, h[-1][1].requests) for h in self._samples.values() if len(h) >= 2)
+        return FleetMetrics(
+            requests_per_second=total_requests,
+            latency_ms=(weighted_latency / latency_weight / 1000.0) if latency_weight else None,
+            queue_ms=(total_queue_us / served / 1000.0) if served else None,
+            failures_per_second=total_failures,
+            pods_reporting=pods,
+            window_seconds=span,
+        )

@@ -1,0 +1,82 @@
+"""Parsing real Triton metric text and turning scrapes into fleet rates (resets, silent pods, weighting)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from fulcrum.metrics.triton import TritonSample, parse_triton_metrics, quantile_at
+from fulcrum.metrics.window import SlidingWindow
+
+RECORDED = (Path(__file__).parents[1] / "data" / "triton-2.51-metrics.txt").read_text()
+
+
+def test_parses_a_real_tritonserver_scrape() -> None:
+    sample = parse_triton_metrics(RECORDED, model="echo")
+    assert sample.success == 50 and sample.failure == 0
+    assert sample.request_us == 221112 and sample.queue_us == 17574
+    assert sample.quantiles_us == {0.5: 2936, 0.9: 4679, 0.95: 5633, 0.99: 5778, 0.999: 5778}
+    assert parse_triton_metrics(RECORDED, model="other").success == 0
+
+
+def test_quantile_interpolation() -> None:
+    q = {0.5: 1000.0, 0.9: 2000.0, 0.99: 4000.0}
+    assert quantile_at(q, 99) == 4000.0
+    assert quantile_at(q, 50) == 1000.0
+    assert quantile_at(q, 94.5) == pytest.approx(3000.0)
+    assert quantile_at(q, 99.9) == 4000.0  # flat beyond the last reported quantile
+    assert quantile_at({}, 99) is None
+
+
+def _sample(requests: float, request_us: float, queue_us: float, p99_us: float) -> TritonSample:
+    return TritonSample(success=requests, request_us=request_us, queue_us=queue_us, quantiles_us={0.99: p99_us})
+
+
+def test_rates_are_summed_and_latency_request_weighted() -> None:
+    window = SlidingWindow(60)
+    window.add(0, {"a": _sample(0, 0, 0, 1000), "b": _sample(0, 0, 0, 1000)})
+    window.add(10, {"a": _sample(900, 0, 900_000, 2000), "b": _sample(100, 0, 100_000, 10_000)})
+    m = window.metrics(99)
+    assert m is not None
+    assert m.requests_per_second == pytest.approx(100.0)
+    assert m.latency_ms == pytest.approx((2.0 * 900 + 10.0 * 100) / 1000)
+    assert m.queue_ms == pytest.approx(1.0)
+    assert m.pods_reporting == 2
+
+
+def test_counter_reset_counts_from_zero() -> None:
+    window = SlidingWindow(60)
+    window.add(0, {"a": _sample(5000, 0, 0, 1000)})
+    window.add(10, {"a": _sample(200, 0, 0, 1000)})  # the server restarted and served 200 since
+    m = window.metrics(99)
+    assert m is not None and m.requests_per_second == pytest.approx(20.0)
+
+
+def test_a_silent_pod_is_tolerated_and_later_forgotten() -> None:
+    window = SlidingWindow(30)
+    window.add(0, {"a": _sample(0, 0, 0, 1000), "b": _sample(0, 0, 0, 1000)})
+    window.add(10, {"a": _sample(100, 0, 0, 1000), "b": None})
+    m = window.metrics(99)
+    assert m is not None and m.pods_reporting == 1 and m.requests_per_second == pytest.approx(10.0)
+    window.add(100, {"a": _sample(1000, 0, 0, 1000)})
+    assert window.pods() == ["a"]
+
+
+def test_the_window_slides() -> None:
+    window = SlidingWindow(20)
+    base = _sample(0, 0, 0, 1000)
+    for t in range(0, 101, 10):
+        rate = 10 if t <= 50 else 50  # 10 rps, then 50 rps
+        base = replace(base, success=base.success + rate * 10 if t else 0)
+        window.add(t, {"a": base})
+    m = window.metrics(99)
+    assert m is not None and m.requests_per_second == pytest.approx(50.0)
+
+
+def test_no_metrics_until_two_samples() -> None:
+    window = SlidingWindow(60)
+    assert window.metrics(99) is None
+    window.add(0, {"a": _sample(0, 0, 0, 1000)})
+    assert window.metrics(99) is None
