@@ -28,6 +28,7 @@ RESOURCES: dict[str, tuple[str, str]] = {
     "ConfigMap": ("/api/v1", "configmaps"),
     "Pod": ("/api/v1", "pods"),
     "Event": ("/api/v1", "events"),
+    "EndpointSlice": ("/apis/discovery.k8s.io/v1", "endpointslices"),
     "ModelDeployment": ("/apis/fulcrum.dev/v1alpha1", "modeldeployments"),
 }
 

@@ -1,0 +1,108 @@
+"""``fulcrum load``: open-loop load at a Triton Service (or URLs) following a trace."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from fulcrum.controller.kube import KubeClient
+from fulcrum.loadgen.endpoints import service_endpoints
+from fulcrum.loadgen.generator import Schedule, run_load
+from fulcrum.loadgen.stats import Interval, run_summary
+from fulcrum.simulate.trace import read_trace
+
+
+def _schedule(trace_path: Path, speedup: float) -> Schedule:
+    trace = read_trace(trace_path)
+    start = float(trace.times[0])
+    return Schedule(
+        times=[(float(t) - start) / speedup for t in trace.times],
+        rates=[float(r) for r in trace.rates],
+        end=(trace.end - start) / speedup,
+    )
+
+
+@click.command(help="Drive open-loop load at a Triton Service from a trace (t_seconds,requests_per_second).")
+@click.option("--service", help="NS/NAME of the Service; requests spread over its ready endpoints.")
+@click.option("--url", "urls", multiple=True, help="Triton HTTP endpoint(s) instead of a Service (repeatable).")
+@click.option("--trace", "trace_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True)
+@click.option("--model", default=None, help="Model name (default: the first ready model).")
+@click.option("--interval", "interval_seconds", type=float, default=10.0, show_default=True, help="Report interval.")
+@click.option("--slo-ms", type=float, default=None, help="Latency SLO for the attainment figures.")
+@click.option("--speedup", type=float, default=1.0, show_default=True, help="Play the trace this many times faster.")
+@click.option("--max-in-flight", type=int, default=512, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--kubeconfig", default=None, help="Kubeconfig for --service (default: $KUBECONFIG).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def load(
+    *,
+    service: str | None,
+    urls: tuple[str, ...],
+    trace_path: Path,
+    model: str | None,
+    interval_seconds: float,
+    slo_ms: float | None,
+    speedup: float,
+    max_in_flight: int,
+    seed: int,
+    kubeconfig: str | None,
+    as_json: bool,
+) -> None:
+    if bool(service) == bool(urls):
+        raise click.UsageError("give exactly one of --service NS/NAME or --url")
+    schedule = _schedule(trace_path, speedup)
+    console = Console(stderr=True)
+
+    async def main() -> tuple[str, list[Interval]]:
+        if urls:
+            fixed = [u.rstrip("/") if "://" in u else f"http://{u.rstrip('/')}" for u in urls]
+
+            async def endpoints() -> list[str]:
+                return fixed
+
+            return await _run(endpoints)
+        namespace, _, name = (service or "").partition("/")
+        if not name:
+            raise click.UsageError("--service must be NS/NAME")
+        kube = KubeClient.from_environment(kubeconfig)
+        try:
+            return await _run(lambda: service_endpoints(kube, namespace, name))
+        finally:
+            await kube.close()
+
+    async def _run(endpoints: Callable[[], Awaitable[list[str]]]) -> tuple[str, list[Interval]]:
+        def progress(t: float, in_flight: int, sent: int, interval: Interval) -> None:
+            if not as_json:
+                line = f"t={t:7.1f}s offered {interval.offered_rps:8.1f} rps  sent {sent:8d}  in flight {in_flight:4d}"
+                console.print(line, end="\r", highlight=False)
+
+        return await run_load(
+            schedule,
+            endpoints,
+            model=model,
+            interval_seconds=interval_seconds,
+            max_in_flight=max_in_flight,
+            seed=seed,
+            on_progress=progress,
+        )
+
+    model_name, intervals = asyncio.run(main())
+    rows = [i.summary(interval_seconds, slo_ms) for i in intervals]
+    summary = run_summary(intervals, slo_ms)
+    if as_json:
+        click.echo(json.dumps({"model": model_name, "intervals": rows, "summary": summary}, indent=2))
+        return
+    table = Table(title=f"fulcrum load: {model_name}")
+    for column in ("t", "offeredRps", "achievedRps", "p50Ms", "p99Ms", "errors", "dropped", "sloAttainment"):
+        table.add_column(column, justify="right")
+    for row in rows:
+        table.add_row(*("-" if row[c] is None else str(row[c]) for c in row))
+    console.print()
+    Console().print(table)
+    Console().print(f"total: {summary}")
