@@ -1,0 +1,389 @@
+"""``decide``: one control tick. Pure: the same inputs always give the same Decision."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from fulcrum.api import ModelDeploymentSpec
+from fulcrum.policy.capacity import ProfileTable
+from fulcrum.policy.forecast import forecast, slope
+from fulcrum.policy.plan import Candidate, Option, Planner
+from fulcrum.policy.types import (
+    DEFAULT_TUNING,
+    Action,
+    Config,
+    Decision,
+    Observation,
+    PolicyState,
+    Tuning,
+)
+
+
+def decide(
+    spec: ModelDeploymentSpec,
+    profiles: ProfileTable,
+    observation: Observation | None,
+    state: PolicyState,
+    now: float,
+    *,
+    tuning: Tuning = DEFAULT_TUNING,
+) -> Decision:
+    """Choose tier x node pool x replicas for the time from ``now`` on.
+
+    ``profiles`` holds the Ready tiers only; ``state.fleet`` the replicas that exist now (see the package
+    docstring). The returned ``Decision.state`` is what to pass to the next call.
+    """
+    tick = _tick_seconds(state, now, tuning)
+    state = _record(spec, profiles, observation, state, now=now, tuning=tuning)
+    tick_ctx = _Tick.build(spec, profiles, state, now=now, tick=tick, tuning=tuning)
+    return tick_ctx.run()
+
+
+def _tick_seconds(state: PolicyState, now: float, tuning: Tuning) -> float:
+    if state.last_tick_at is None or now <= state.last_tick_at:
+        return tuning.default_tick_seconds
+    return min(300.0, now - state.last_tick_at)
+
+
+def _record(
+    spec: ModelDeploymentSpec,
+    profiles: ProfileTable,
+    observation: Observation | None,
+    state: PolicyState,
+    *,
+    now: float,
+    tuning: Tuning,
+) -> PolicyState:
+    """The state with this tick's observation folded in: rate history and speed corrections."""
+    history = [(t, r) for t, r in state.rate_history if now - t < tuning.history_seconds and t < now]
+    corrections = dict(state.corrections)
+    rate = None if observation is None else observation.requests_per_second
+    if rate is not None and rate >= 0.0:
+        history.append((now, rate))
+        sample = _speed_sample(spec, profiles, observation, state, tuning)
+        if sample is not None and state.desired is not None:
+            key = f"{state.desired.tier}@{state.desired.node_pool}"
+            low, high = tuning.correction_bounds
+            old = corrections.get(key, 1.0)
+            corrections[key] = min(high, max(low, (1.0 - tuning.ewma_alpha) * old + tuning.ewma_alpha * sample))
+    return replace(state, rate_history=tuple(history[-64:]), corrections=corrections, last_tick_at=now)
+
+
+def _speed_sample(
+    spec: ModelDeploymentSpec,
+    profiles: ProfileTable,
+    observation: Observation | None,
+    state: PolicyState,
+    tuning: Tuning,
+) -> float | None:
+    """Observed speed / profiled speed of the serving replicas, when this tick says something about it."""
+    desired = state.desired
+    if observation is None or desired is None or observation.latency_ms is None:
+        return None
+    rate = observation.requests_per_second
+    groups = [g for g in state.fleet if g.total > 0]
+    if rate is None or len(groups) != 1 or groups[0].placement != desired.placement or groups[0].starting:
+        return None  # only a settled fleet of one placement is comparable with its profile
+    ready = groups[0].ready
+    curve = profiles.curve(desired.tier, desired.node_pool)
+    if ready <= 0 or curve is None:
+        return None
+    percentile = float(spec.slo.percentile)
+    per_replica = rate / ready
+    capacity = curve.capacity(spec.slo.latency_ms * (1.0 - tuning.latency_margin), percentile)
+    if per_replica < tuning.min_correction_utilisation * capacity or per_replica >= curve.saturation_rps:
+        return None
+    effective = curve.effective_rate(observation.latency_ms, percentile)
+    if effective is None or effective <= 0.0:
+        return None
+    return per_replica / effective
+
+
+@dataclass
+class _Tick:
+    spec: ModelDeploymentSpec
+    planner: Planner
+    state: PolicyState
+    now: float
+    tick: float
+    tuning: Tuning
+    rate: float
+    rate_slope: float
+
+    @classmethod
+    def build(
+        cls,
+        spec: ModelDeploymentSpec,
+        profiles: ProfileTable,
+        state: PolicyState,
+        *,
+        now: float,
+        tick: float,
+        tuning: Tuning,
+    ) -> _Tick:
+        target = spec.slo.latency_ms * (1.0 - tuning.latency_margin)
+        planner = Planner(spec, profiles, state, target, float(spec.slo.percentile))
+        rate = state.rate_history[-1][1] if state.rate_history else 0.0
+        rate_slope = slope(state.rate_history, now, tuning.trend_window_seconds)
+        return cls(spec, planner, state, now, tick, tuning, rate, rate_slope)
+
+    # --- demand -------------------------------------------------------------------------------------------
+
+    def demand_at(self, horizon: float) -> float:
+        return forecast(self.rate, self.rate_slope, horizon) * (1.0 + self.tuning.headroom)
+
+    def demand_for(self, candidate: Candidate) -> float:
+        """What a candidate must serve once replicas started now are up: the forecast at its startup."""
+        return self.demand_at(candidate.startup + self.tick)
+
+    def demand_next(self, candidate: Candidate) -> float:
+        """The same, for replicas started at the next tick."""
+        return self.demand_at(candidate.startup + 2.0 * self.tick)
+
+    @property
+    def rising(self) -> bool:
+        """Whether the load grew materially over the trend window."""
+        return self.rate_slope * self.tuning.trend_window_seconds > 0.05 * max(self.rate, 1e-9)
+
+    # --- the tick -----------------------------------------------------------------------------------------
+
+    def run(self) -> Decision:
+        objective = self.spec.scaling.objective
+        current = self._current()
+        if not self.planner.candidates:
+            return self._no_candidates(current)
+        if current is None or self.planner.candidate(current.placement) is None:
+            return self._place(current, objective)
+        switch = self._switch(current, objective)
+        if switch is not None:
+            return switch
+        return self._scale(current)
+
+    def _current(self) -> Config | None:
+        if self.state.desired is not None:
+            return self.state.desired
+        groups = [g for g in self.state.fleet if g.total > 0]
+        if len({g.placement for g in groups}) == 1:  # state lost, one placement running: adopt it
+            return Config(groups[0].tier, groups[0].node_pool, sum(g.total for g in groups))
+        return None
+
+    def _no_candidates(self, current: Config | None) -> Decision:
+        if current is None:
+            first = Config(self.spec.tiers[0].name, self.spec.node_pools[0].name, self.spec.scaling.min_replicas)
+            return self._decide(None, first, "NoReadyTier", "No tier is Ready with a profile yet, so nothing changes.")
+        return self._decide(
+            current, current, "NoReadyTier", f"No Ready tier has a usable profile, so {current} is kept."
+        )
+
+    def _place(self, current: Config | None, objective: str) -> Decision:
+        """First placement, or the desired tier stopped being a candidate: choose afresh (no cooldown)."""
+        already = self.planner.fleet_cost(self.state.fleet)
+        option = self.planner.best(self.demand_for, objective, already=already)
+        code = "Placed" if current is None else "TierUnavailable"
+        if option is None:
+            option = self.planner.best_effort(self.demand_for, objective, already=already)
+            code = "BudgetExhausted"
+        assert option is not None  # candidates exist
+        target = Config(option.placement.tier, option.placement.node_pool, option.replicas)
+        if current is None:
+            reason = f"Starting with {target}, the best configuration for {self.rate:.0f} rps under {objective}."
+        else:
+            reason = f"{current.placement} is no longer a Ready candidate, so moving to {target}."
+        if code == "BudgetExhausted":
+            reason = self._exhausted_reason(target, option)
+        return self._decide(current, target, code, reason, switched=current is not None)
+
+    # --- switching ----------------------------------------------------------------------------------------
+
+    def _switch(self, current: Config, objective: str) -> Decision | None:
+        placement = current.placement
+        cooldown = self.spec.scaling.tier_switch_cooldown_seconds
+        last = self.state.last_switch_at
+        if last is not None and self.now - last < cooldown:
+            return None
+        if any(g.placement != placement and g.total > 0 for g in self.state.fleet):
+            return None  # a switch is still in progress
+        planner = self.planner
+        here = planner.candidate(placement)
+        assert here is not None
+        fleet_cost = planner.fleet_cost(self.state.fleet)
+        stay = planner.size(here, self.demand_for(here))
+        stay_fits = stay.meets and planner.affordable(stay.cost)
+        ideal = planner.best(self.demand_for, objective)
+        if ideal is None:
+            return self._switch_best_effort(current, here, objective, fleet_cost)
+        if ideal.placement == placement:
+            return self._switch_early(current, here, stay, objective, fleet_cost)
+        if not stay_fits:
+            return self._switch_to(current, ideal, fleet_cost, "BudgetAhead" if self.rising else "LoadRising")
+        if objective == "Quality" and ideal.candidate.rank < here.rank:
+            return self._switch_up(current, ideal, objective, fleet_cost)
+        if ideal.cost <= (1.0 - self.tuning.switch_saving) * stay.cost:
+            if ideal.candidate.rank > here.rank and objective == "Quality":
+                return None  # Quality never trades accuracy for cost
+            return self._switch_to(current, ideal, fleet_cost, "Cheaper")
+        return None
+
+    def _switch_early(
+        self, current: Config, here: Candidate, stay: Option, objective: str, fleet_cost: float
+    ) -> Decision | None:
+        """Leave a placement that still fits once a switch next tick could no longer be afforded."""
+        planner = self.planner
+        if planner.budget is None:
+            return None
+        fallback = planner.best(self.demand_next, objective, exclude=current.placement)
+        if fallback is None:
+            return None
+        stay_next = planner.size(here, self.demand_next(here))
+        if stay_next.meets and planner.affordable(stay_next.cost + fallback.cost):
+            return None  # next tick a switch would still fit
+        option = planner.size(fallback.candidate, self.demand_for(fallback.candidate))
+        if not planner.affordable(option.cost, fleet_cost):
+            return None
+        return self._switch_to(current, option, fleet_cost, "BudgetAhead")
+
+    def _switch_up(self, current: Config, ideal: Option, objective: str, fleet_cost: float) -> Decision | None:
+        """Back to a more accurate tier, when it fits with hysteresis and the switch fits the budget."""
+        planner = self.planner
+        demand = self.demand_for(ideal.candidate) * (1.0 + self.tuning.upgrade_hysteresis)
+        option = planner.size(ideal.candidate, demand)
+        if not option.meets or not planner.affordable(option.cost, fleet_cost):
+            return None
+        if planner.budget is not None:
+            fallback = planner.best(self.demand_next, objective, exclude=option.placement)
+            if fallback is not None and not planner.affordable(option.cost + fallback.cost):
+                return None  # would have to leave again at once
+        return self._switch_to(current, option, fleet_cost, "LoadAllows")
+
+    def _switch_best_effort(
+        self, current: Config, here: Candidate, objective: str, fleet_cost: float
+    ) -> Decision | None:
+        """Nothing meets the SLO within the budget: move to what serves the most in time, if that is elsewhere."""
+        planner = self.planner
+        best = planner.best_effort(self.demand_for, objective)
+        if best is None or best.placement == current.placement:
+            return None
+        here_best = min(planner.max_replicas, planner.budget_replicas(here)) * here.capacity
+        if best.capacity <= 1.1 * here_best:
+            return None
+        return self._switch_to(current, best, fleet_cost, "BudgetExhausted")
+
+    def _switch_to(self, current: Config, option: Option, fleet_cost: float, code: str) -> Decision | None:
+        """Start the switch; while old and new overlap the whole fleet must stay under the ceiling."""
+        planner = self.planner
+        replicas = option.replicas
+        if not planner.affordable(option.cost, fleet_cost):
+            affordable = planner.budget_replicas(option.candidate, fleet_cost)
+            if affordable < max(1, planner.min_replicas):
+                return None
+            replicas = affordable  # start smaller, grow once the old fleet is gone
+        target = Config(option.placement.tier, option.placement.node_pool, replicas)
+        budget = planner.budget
+        ceiling = "" if budget is None else f" within the {budget:.2f}/h budget"
+        overlap = fleet_cost + replicas * option.candidate.unit_cost
+        if code == "LoadAllows":
+            reason = (
+                f"Load of {self.rate:.0f} rps now fits {target.placement}{ceiling}, so switching back "
+                f"from {current} to {target} (overlap {overlap:.2f}/h)."
+            )
+        elif code == "Cheaper":
+            reason = f"{target} serves {self.rate:.0f} rps within the SLO for less than {current}, so switching."
+        elif code == "BudgetExhausted":
+            reason = self._exhausted_reason(target, option)
+        elif code == "BudgetAhead":
+            reason = (
+                f"Load of {self.rate:.0f} rps is rising toward what {current.placement} can serve{ceiling}, "
+                f"so switching to {target} while the overlap still fits ({overlap:.2f}/h)."
+            )
+        else:
+            reason = (
+                f"{current.placement} cannot serve the forecast {self.demand_for(option.candidate):.0f} rps"
+                f"{ceiling}, so switching to {target}."
+            )
+        return self._decide(current, target, code, reason, switched=True)
+
+    # --- scaling within a placement -----------------------------------------------------------------------
+
+    def _scale(self, current: Config) -> Decision:
+        planner = self.planner
+        here = planner.candidate(current.placement)
+        assert here is not None
+        demand = self.demand_for(here)
+        wanted = planner.size(here, demand)
+        other_cost = planner.fleet_cost(self.state.fleet, exclude=current.placement)
+        window_seconds = self.spec.scaling.scale_down_stabilization_seconds
+        window = tuple((t, n) for t, n in self.state.scale_down_window if self.now - t < window_seconds)
+        window = (*window, (self.now, wanted.replicas))
+        replicas = current.replicas
+        # up at once, down only to the largest recommendation of the window
+        replicas = wanted.replicas if wanted.replicas > replicas else min(replicas, max(n for _, n in window))
+        allowed = max(planner.min_replicas, min(planner.max_replicas, planner.budget_replicas(here, other_cost)))
+        capped = replicas > allowed
+        replicas = min(replicas, allowed)
+        target = Config(current.tier, current.node_pool, replicas)
+        serves = replicas * here.capacity
+        if capped or not wanted.meets:
+            code = "BudgetExhausted" if capped else "MaxReplicas"
+            limit = "the budget" if capped else f"maxReplicas {planner.max_replicas}"
+            reason = (
+                f"The forecast {demand:.0f} rps needs more than {limit} allows; {target} serves {serves:.0f} rps "
+                "within the SLO, the most it can."
+            )
+        elif replicas > current.replicas:
+            code = "LoadRising"
+            reason = (
+                f"Load of {self.rate:.0f} rps is forecast at {demand:.0f} rps once new replicas are up, so "
+                f"{current.placement} scales from {current.replicas} to {replicas} ({here.capacity:.0f} rps each)."
+            )
+        elif replicas < current.replicas:
+            code = "LoadFalling"
+            reason = (
+                f"Load has needed at most {replicas} replicas for {window_seconds} s, so {current.placement} scales "
+                f"from {current.replicas} to {replicas}."
+            )
+        else:
+            code = "Steady"
+            reason = f"{target} serves the forecast {demand:.0f} rps within the SLO."
+        state = replace(self.state, scale_down_window=window)
+        return _finish(current, target, code, reason, state)
+
+    def _exhausted_reason(self, target: Config, option: Option) -> str:
+        budget = self.planner.budget
+        ceiling = "" if budget is None else f" within the {budget:.2f}/h budget"
+        return (
+            f"No Ready tier meets the SLO for {self.demand_for(option.candidate):.0f} rps{ceiling}; {target} "
+            f"serves the most requests in time ({option.candidate.capacity * target.replicas:.0f} rps)."
+        )
+
+    def _decide(
+        self, current: Config | None, target: Config, code: str, reason: str, switched: bool = False
+    ) -> Decision:
+        state = self.state
+        if switched:
+            state = replace(state, last_switch_at=self.now, scale_down_window=((self.now, target.replicas),))
+        elif current is None:
+            state = replace(state, scale_down_window=((self.now, target.replicas),))
+        return _finish(current, target, code, reason, state)
+
+
+def _finish(current: Config | None, target: Config, code: str, reason: str, state: PolicyState) -> Decision:
+    state = replace(state, desired=target)
+    action = _action(current, target)
+    return Decision(action, target.tier, target.node_pool, target.replicas, code, reason, state, current)
+
+
+def _action(current: Config | None, target: Config) -> Action:
+    if current is None:
+        return "ScaleUp" if target.replicas > 0 else "Hold"
+    if current.tier != target.tier:
+        return "SwitchTier"
+    if current.node_pool != target.node_pool:
+        return "SwitchPool"
+    if target.replicas > current.replicas:
+        return "ScaleUp"
+    if target.replicas < current.replicas:
+        return "ScaleDown"
+    return "Hold"
+
+
+__all__ = ["decide"]

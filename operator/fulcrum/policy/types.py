@@ -1,0 +1,199 @@
+"""The policy's inputs and outputs: plain frozen dataclasses, JSON-serialisable where they are persisted."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+Action = Literal["ScaleUp", "ScaleDown", "SwitchTier", "SwitchPool", "Hold"]
+
+STATE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What the metrics said over the last tick; any field is None when there was no data."""
+
+    requests_per_second: float | None = None
+    latency_ms: float | None = None
+    """Latency at the SLO percentile over the last tick, milliseconds."""
+    queue_ms: float | None = None
+    """Mean time requests waited in the server's queue, milliseconds."""
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where the model runs: a tier on a node pool."""
+
+    tier: str
+    node_pool: str
+
+    def __str__(self) -> str:
+        return f"{self.tier}@{self.node_pool}"
+
+
+@dataclass(frozen=True)
+class Config:
+    """A desired configuration: tier x node pool x replicas."""
+
+    tier: str
+    node_pool: str
+    replicas: int
+
+    @property
+    def placement(self) -> Placement:
+        return Placement(self.tier, self.node_pool)
+
+    def __str__(self) -> str:
+        """``fp32@l4x3``, the form ``status.lastDecision.from/to`` uses."""
+        return f"{self.tier}@{self.node_pool}x{self.replicas}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"tier": self.tier, "nodePool": self.node_pool, "replicas": self.replicas}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Config:
+        return cls(str(data["tier"]), str(data["nodePool"]), int(data["replicas"]))
+
+
+@dataclass(frozen=True)
+class ReplicaGroup:
+    """Replicas of one tier on one pool as they are now: how many serve, and when the others were started."""
+
+    tier: str
+    node_pool: str
+    ready: int = 0
+    starting: tuple[float, ...] = ()
+    """Start times (seconds, same clock as ``now``) of the replicas that do not serve yet."""
+
+    @property
+    def placement(self) -> Placement:
+        return Placement(self.tier, self.node_pool)
+
+    @property
+    def total(self) -> int:
+        return self.ready + len(self.starting)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"tier": self.tier, "nodePool": self.node_pool, "ready": self.ready, "starting": list(self.starting)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ReplicaGroup:
+        return cls(
+            str(data["tier"]),
+            str(data["nodePool"]),
+            int(data.get("ready", 0)),
+            tuple(float(t) for t in data.get("starting", ())),
+        )
+
+
+@dataclass(frozen=True)
+class PolicyState:
+    """Everything ``decide`` remembers between ticks; the operator persists ``to_dict()`` and passes it back.
+
+    ``fleet`` is observed, not remembered: the caller replaces it every tick (:meth:`with_fleet`) with the
+    replicas that exist now, starting ones included.
+    """
+
+    desired: Config | None = None
+    fleet: tuple[ReplicaGroup, ...] = ()
+    last_switch_at: float | None = None
+    last_tick_at: float | None = None
+    rate_history: tuple[tuple[float, float], ...] = ()
+    """(time, requests per second) of recent ticks, oldest first, for the trend forecast."""
+    scale_down_window: tuple[tuple[float, int], ...] = ()
+    """(time, recommended replicas) of recent ticks for the desired placement; scale-down takes their max."""
+    corrections: Mapping[str, float] = field(default_factory=dict)
+    """``tier@pool`` -> observed speed / profiled speed (EWMA); 1.0 when the fleet runs as profiled."""
+
+    def with_fleet(self, fleet: tuple[ReplicaGroup, ...] | list[ReplicaGroup]) -> PolicyState:
+        return replace(self, fleet=tuple(fleet))
+
+    def correction(self, tier: str, pool: str) -> float:
+        return self.corrections.get(f"{tier}@{pool}", 1.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (camelCase keys), for a status field or an annotation."""
+        return {
+            "version": STATE_VERSION,
+            "desired": None if self.desired is None else self.desired.to_dict(),
+            "fleet": [g.to_dict() for g in self.fleet],
+            "lastSwitchAt": self.last_switch_at,
+            "lastTickAt": self.last_tick_at,
+            "rateHistory": [[t, r] for t, r in self.rate_history],
+            "scaleDownWindow": [[t, n] for t, n in self.scale_down_window],
+            "corrections": dict(sorted(self.corrections.items())),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> PolicyState:
+        """Read what :meth:`to_dict` wrote; an empty or missing state is a fresh one."""
+        if not data:
+            return cls()
+        desired = data.get("desired")
+        return cls(
+            desired=None if desired is None else Config.from_dict(desired),
+            fleet=tuple(ReplicaGroup.from_dict(g) for g in data.get("fleet", ())),
+            last_switch_at=_opt_float(data.get("lastSwitchAt")),
+            last_tick_at=_opt_float(data.get("lastTickAt")),
+            rate_history=tuple((float(t), float(r)) for t, r in data.get("rateHistory", ())),
+            scale_down_window=tuple((float(t), int(n)) for t, n in data.get("scaleDownWindow", ())),
+            corrections={str(k): float(v) for k, v in dict(data.get("corrections", {})).items()},
+        )
+
+
+def _opt_float(value: object) -> float | None:
+    return None if value is None else float(value)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to run from now on, why, and the state to pass to the next tick."""
+
+    action: Action
+    tier: str
+    node_pool: str
+    replicas: int
+    code: str
+    """One CamelCase word: LoadRising, LoadFalling, Steady, BudgetExhausted, BudgetAhead, LoadAllows, Cheaper..."""
+    reason: str
+    """The decision in one sentence, for ``status.lastDecision.reason`` and the Event."""
+    state: PolicyState
+    previous: Config | None = None
+
+    @property
+    def config(self) -> Config:
+        return Config(self.tier, self.node_pool, self.replicas)
+
+    @property
+    def budget_exhausted(self) -> bool:
+        return self.code == "BudgetExhausted"
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """Knobs of the policy; the defaults are what the benchmarks measure."""
+
+    latency_margin: float = 0.10
+    """Capacity is taken at ``latencyMs x (1 - margin)`` at the SLO percentile."""
+    headroom: float = 0.05
+    """Demand is sized with this much extra rate."""
+    trend_window_seconds: float = 120.0
+    """Rate history used for the trend (least squares slope)."""
+    history_seconds: float = 300.0
+    """How much rate history the state keeps."""
+    default_tick_seconds: float = 15.0
+    """Assumed time to the next tick when the state has no previous tick."""
+    ewma_alpha: float = 0.2
+    """Weight of a new speed-correction sample."""
+    correction_bounds: tuple[float, float] = (0.25, 1.5)
+    min_correction_utilisation: float = 0.3
+    """Correction samples are taken only when replicas run at least this share of their SLO capacity."""
+    upgrade_hysteresis: float = 0.10
+    """Moving to a more accurate tier needs this much spare capacity."""
+    switch_saving: float = 0.15
+    """Moving for cost alone needs at least this saving."""
+
+
+DEFAULT_TUNING = Tuning()

@@ -1,0 +1,45 @@
+"""Summaries of runs: the ``--json`` document, the ``--timeline`` CSV and table rows."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from fulcrum.simulate.engine import Run
+
+
+def oracle_of(runs: Mapping[str, Run]) -> Run | None:
+    return runs.get("oracle") or runs.get("_oracle")
+
+
+def summary(run: Run, oracle: Run | None) -> dict[str, Any]:
+    """One policy's entry of ``fulcrum simulate --json`` (DESIGN's keys)."""
+    cost_vs_oracle = run.cost / oracle.cost if oracle is not None and oracle.cost > 0 else 1.0
+    return {
+        "sloAttainment": round(run.slo_attainment, 6),
+        "cost": round(run.cost, 4),
+        "costVsOracle": round(cost_vs_oracle, 4),
+        "topTierShare": round(run.top_tier_share, 6),
+        "budgetViolationSeconds": float(run.budget_violation_seconds),
+        "tierSwitches": run.tier_switches,
+        "scaleEvents": run.scale_events,
+    }
+
+
+def json_document(runs: Mapping[str, Run]) -> dict[str, Any]:
+    oracle = oracle_of(runs)
+    return {"policies": {name: summary(run, oracle) for name, run in runs.items() if not name.startswith("_")}}
+
+
+def write_timeline(path: Path, runs: Mapping[str, Run]) -> None:
+    """Every decision as ``t_seconds,policy,tier,node_pool,replicas`` (the desired configuration from then on)."""
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["t_seconds", "policy", "tier", "node_pool", "replicas"])
+        for name, run in runs.items():
+            if name.startswith("_"):
+                continue
+            for t, tier, pool, replicas in run.timeline:
+                writer.writerow([f"{t:g}", name, tier, pool, replicas])
