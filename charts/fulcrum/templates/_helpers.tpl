@@ -1,0 +1,135 @@
+{{/* Names ------------------------------------------------------------------------------------------------ */}}
+{{- define "fulcrum.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "fulcrum.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "fulcrum.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "fulcrum.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "fulcrum.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "fulcrum.labels" -}}
+helm.sh/chart: {{ include "fulcrum.chart" . }}
+{{ include "fulcrum.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: fulcrum
+{{- end }}
+
+{{- define "fulcrum.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "fulcrum.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "fulcrum.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+
+{{/* Operator settings ---------------------------------------------------------------------------------- */}}
+
+{{/* The namespace of build Jobs and build records. */}}
+{{- define "fulcrum.buildNamespace" -}}
+{{- default .Release.Namespace .Values.build.namespace }}
+{{- end }}
+
+{{/* Namespaced mode: the namespaces the operator watches, the build namespace included (build Jobs and
+records are watched there), in a stable order, as a JSON list. Cluster-wide mode: []. */}}
+{{- define "fulcrum.watchNamespaces" -}}
+{{- if .Values.watchNamespaces }}
+{{- append .Values.watchNamespaces (include "fulcrum.buildNamespace" .) | uniq | toJson }}
+{{- else }}
+{{- list | toJson }}
+{{- end }}
+{{- end }}
+
+{{/* `--repository`: hostpath:///dir, pvc://claim or s3://bucket/prefix. */}}
+{{- define "fulcrum.repository" -}}
+{{- $r := .Values.repository }}
+{{- if eq $r.kind "hostPath" }}
+{{- printf "hostpath://%s" (required "repository.hostPath is required when repository.kind is hostPath" $r.hostPath) }}
+{{- else if eq $r.kind "pvc" }}
+{{- printf "pvc://%s" (required "repository.pvc.claimName is required when repository.kind is pvc" $r.pvc.claimName) }}
+{{- else }}
+{{- required "repository.uri (s3://bucket/prefix or gs://bucket/prefix) is required when repository.kind is uri" $r.uri }}
+{{- end }}
+{{- end }}
+
+{{- define "fulcrum.metricsSource" -}}
+{{- if eq .Values.metrics.source "prometheus" }}
+{{- printf "prometheus=%s" (required "metrics.prometheusUrl is required when metrics.source is prometheus" .Values.metrics.prometheusUrl) }}
+{{- else }}
+{{- .Values.metrics.source }}
+{{- end }}
+{{- end }}
+
+{{/* RBAC ---------------------------------------------------------------------------------------------------
+Exactly what the operator sends, no wildcards (tests/e2e/test_chart_rbac.py proves each verb is used).
+"fulcrum.rules.models": everywhere ModelDeployments live (ClusterRole, or a Role per watched namespace).
+Kopf lists and watches every kind it has a handler for (handlers.py); the reconciler server-side applies
+Deployments, Services and PodDisruptionBudgets (PATCH, plus create when the apply creates the object),
+deletes Deployments of tiers or pools it left, merge-patches status and posts Events. */}}
+{{- define "fulcrum.rules.models" -}}
+- apiGroups: [fulcrum.dev]
+  resources: [modeldeployments]
+  verbs: [list, watch]
+- apiGroups: [fulcrum.dev]
+  resources: [modeldeployments/status]
+  verbs: [patch]
+{{- if .Values.rbac.ownerReferencesPermissionEnforcement }}
+- apiGroups: [fulcrum.dev]
+  resources: [modeldeployments/finalizers]
+  verbs: [update]
+{{- end }}
+- apiGroups: [apps]
+  resources: [deployments]
+  verbs: [list, watch, create, patch, delete]
+- apiGroups: [""]
+  resources: [services]
+  verbs: [list, watch, create, patch]
+- apiGroups: [policy]
+  resources: [poddisruptionbudgets]
+  verbs: [list, watch, create, patch]
+- apiGroups: [batch]
+  resources: [jobs]
+  verbs: [list, watch]
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [list, watch]
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create]
+{{- end }}
+
+{{/* "fulcrum.rules.build": the build namespace only. Build spec ConfigMaps and Jobs are created, a finished
+build's pods are listed for its termination message, the record ConfigMap is created and the spec deleted. */}}
+{{- define "fulcrum.rules.build" -}}
+- apiGroups: [batch]
+  resources: [jobs]
+  verbs: [create]
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [create, delete]
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [list]
+{{- end }}
