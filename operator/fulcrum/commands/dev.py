@@ -99,7 +99,7 @@ def up(*, home_dir: str | None, pools: tuple[str, ...], no_pools: bool, local_gp
     netns = not no_netns and network.netns_supported()
     if not no_netns and not netns:
         click.echo("network namespaces need root and iproute2: pods get 127.x.y.z addresses instead", err=True)
-    index = previous.subnet_index if previous else cluster.choose_subnet_index(home, None)
+    index = previous.subnet_index if previous else cluster.choose_subnet_index()
     cfg = ClusterConfig(
         port_base=port_base or (previous.port_base if previous else DEFAULT_PORT_BASE),
         pools=chosen, local_gpus=local_gpus, subnet_index=index, netns=netns,

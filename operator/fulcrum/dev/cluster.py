@@ -99,11 +99,10 @@ def _check_ports_free(cfg: ClusterConfig, home: DevHome) -> None:
         )
 
 
-def choose_subnet_index(home: DevHome, preferred: int | None) -> int:
-    if preferred is not None:
-        return preferred
+def choose_subnet_index(first: int = 1) -> int:
+    """The first pod subnet index (10.244.<index>.0/24) whose bridge does not exist yet."""
     used = network.used_bridge_indexes() if network.netns_supported() else set()
-    for index in range(1, 255):
+    for index in range(first, 255):
         if index not in used:
             return index
     raise ClusterError("no free pod subnet index (10.244.1-254.0/24 all taken by fdev bridges)")

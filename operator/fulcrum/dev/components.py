@@ -55,6 +55,8 @@ def apiserver(bin_dir: Path, home: DevHome, cfg: ClusterConfig) -> Component:
         f"--etcd-keyfile={pki / 'etcd-client.key'}",
         "--bind-address=127.0.0.1",
         "--advertise-address=127.0.0.1",
+        # the `kubernetes` Service's Endpoints may not hold a loopback address: do not reconcile them
+        "--endpoint-reconciler-type=none",
         f"--secure-port={ports.apiserver}",
         f"--cert-dir={home.component_config / 'apiserver-certs'}",
         f"--tls-cert-file={pki / 'apiserver.crt'}",

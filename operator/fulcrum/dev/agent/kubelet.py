@@ -29,7 +29,7 @@ SYNC_PERIOD = 1.0
 LEASE_SECONDS = 40
 LEASE_RENEW = 10.0
 STATUS_PERIOD = 30.0
-BASE_ENV_KEYS = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "USER", "PYTHONPATH", "VIRTUAL_ENV", "TMPDIR",
+BASE_ENV_KEYS = ("PATH", "HOME", "XDG_CACHE_HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "USER", "PYTHONPATH", "VIRTUAL_ENV", "TMPDIR",
                  "FULCRUM_DEV_CLUSTER")
 
 
@@ -71,12 +71,19 @@ class Agent:
         def pv(name: str) -> dict[str, Any] | None:
             return self.rest.get_or_none(f"/api/v1/persistentvolumes/{name}")
 
-        def token(ns: str, sa: str, audience: str | None, seconds: int) -> str | None:
-            del audience  # the API server's default audience is what in-cluster clients expect
+        def token(pod: dict[str, Any], audience: str | None, seconds: int) -> str | None:
+            meta = pod["metadata"]
+            ns, sa = meta["namespace"], pod["spec"].get("serviceAccountName") or "default"
+            spec: dict[str, Any] = {
+                "expirationSeconds": max(seconds, 600),
+                # NodeRestriction: a node may only ask for tokens bound to its own pods
+                "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": meta["name"], "uid": meta["uid"]},
+            }
+            if audience:
+                spec["audiences"] = [audience]
             try:
                 out = self.rest.create(f"/api/v1/namespaces/{ns}/serviceaccounts/{sa}/token", {
-                    "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
-                    "spec": {"expirationSeconds": max(seconds, 600)}})
+                    "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec})
             except ApiError as exc:
                 log.warning("token for %s/%s: %s", ns, sa, exc)
                 return None

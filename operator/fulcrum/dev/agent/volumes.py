@@ -19,7 +19,7 @@ class VolumeLookups:
     objects: Lookups
     pvc: Callable[[str, str], dict[str, Any] | None]
     pv: Callable[[str], dict[str, Any] | None]
-    token: Callable[[str, str, str | None, int], str | None]  # namespace, sa, audience, seconds
+    token: Callable[[dict[str, Any], str | None, int], str | None]  # pod, audience, seconds
     ca_pem: str
 
 
@@ -87,8 +87,7 @@ def _fill(source: dict[str, Any], kind: str, target: Path, pod: dict[str, Any], 
                 raise SpecError("downwardAPI: only fieldRef items are supported on local-0")
             _write(target / item["path"], value.encode(), item.get("mode", default_mode))
     elif kind == "serviceAccountToken":
-        sa = pod["spec"].get("serviceAccountName") or "default"
-        token = lk.token(ns, sa, source.get("audience"), int(source.get("expirationSeconds", 3600)))
+        token = lk.token(pod, source.get("audience"), int(source.get("expirationSeconds", 3600)))
         _write(target / source.get("path", "token"), (token or "").encode(), default_mode)
     else:
         raise SpecError(f"unsupported projected source {kind!r}")

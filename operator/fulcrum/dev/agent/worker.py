@@ -269,7 +269,7 @@ class PodWorker(threading.Thread):
             return
         full_env = dict(self.ctx.base_env)
         full_env.update({"HOSTNAME": self.pod_name, podspec.TERMINATION_ENV: str(term_file),
-                         "FULCRUM_POD_DIR": str(self.pod_dir), "HOME": str(cdir)})
+                         "FULCRUM_POD_DIR": str(self.pod_dir)})
         full_env.update(env)
         full_env = images.with_path(full_env, local.path_prefix)
         working_dir = container.get("workingDir")

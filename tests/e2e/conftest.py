@@ -1,0 +1,127 @@
+"""The e2e fixtures: one real local cluster per session (isolated home and ports), a namespace per test.
+
+``cluster`` runs ``fulcrum dev up`` in-process on a private home directory and free loopback ports,
+so it never touches a developer's own ``fulcrum dev`` cluster, and ``fulcrum dev down`` at the end.
+The binaries come from ``fulcrum dev build`` (CI runs it first; here it builds them if missing).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from kubernetes import client, config
+
+from fulcrum.dev import build as dev_build
+from fulcrum.dev import cluster as dev_cluster
+from fulcrum.dev import health, network
+from fulcrum.dev.config import ClusterConfig, Pool, Ports
+from fulcrum.dev.paths import DevHome
+from fulcrum.dev.rest import Rest
+
+E2E_POOLS = (Pool("l4", 4, 4), Pool("a100", 2, 8), Pool("cpu", 2, 0))
+
+
+@dataclass
+class Cluster:
+    """A running dev cluster.
+
+    ``kubeconfig``: admin kubeconfig path; ``api_client``: a ready ``kubernetes.client.ApiClient``;
+    ``rest``: a dict-in/dict-out admin client (``rest.get("/api/v1/nodes")``); ``core``/``apps``/``batch``:
+    typed API objects; ``env``: os.environ with KUBECONFIG set; ``kubectl(*args)``; ``home``/``config``.
+    """
+
+    home: DevHome
+    config: ClusterConfig
+    kubeconfig: Path
+    api_client: client.ApiClient
+    rest: Rest
+
+    @property
+    def core(self) -> client.CoreV1Api:
+        return client.CoreV1Api(self.api_client)
+
+    @property
+    def apps(self) -> client.AppsV1Api:
+        return client.AppsV1Api(self.api_client)
+
+    @property
+    def batch(self) -> client.BatchV1Api:
+        return client.BatchV1Api(self.api_client)
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Environment for subprocesses (kubectl, helm, `fulcrum run`) pointed at this cluster."""
+        return {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+
+    def kubectl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["kubectl", *args], env=self.env, capture_output=True, text=True, check=check,
+                              timeout=120)
+
+    @property
+    def bin_dir(self) -> Path:
+        found = dev_build.find_bin_dir()
+        assert found is not None
+        return found
+
+
+def free_port_base(tries: int = 200) -> int:
+    for _ in range(tries):
+        base = random.randrange(30000, 60000, 10)
+        if not any(health.port_open(p) for p in Ports.from_base(base).all()):
+            return base
+    raise RuntimeError("no free block of 7 loopback ports found")
+
+
+def start_isolated(home: DevHome, pools: tuple[Pool, ...], timeout: float = 300.0) -> ClusterConfig:
+    if dev_build.find_bin_dir() is None:
+        dev_build.build(dev_build.plan())
+    cfg = ClusterConfig(
+        port_base=free_port_base(),
+        pools=pools,
+        subnet_index=dev_cluster.choose_subnet_index(first=200) if network.netns_supported() else 200,
+        netns=network.netns_supported(),
+    )
+    return dev_cluster.up(home, cfg, say=lambda _m: None, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    home = DevHome(tmp_path_factory.mktemp("fulcrum-dev-home"))
+    try:
+        cfg = start_isolated(home, E2E_POOLS)
+        api_client = config.new_client_from_config(str(home.kubeconfig))  # type: ignore[no-untyped-call]
+        rest = Rest(cfg.ports.apiserver, home.pki, "admin")
+        yield Cluster(home, cfg, home.kubeconfig, api_client, rest)
+    finally:
+        dev_cluster.down(home, say=lambda _m: None)
+
+
+def _wait_default_service_account(rest: Rest, name: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if rest.get_or_none(f"/api/v1/namespaces/{name}/serviceaccounts/default") is not None:
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"namespace {name}: no default ServiceAccount after {timeout}s")
+
+
+@pytest.fixture
+def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace (with its default ServiceAccount), deleted after the test."""
+    stem = re.sub(r"[^a-z0-9-]+", "-", request.node.name.lower()).strip("-")[:40].rstrip("-")
+    name = f"{stem}-{uuid.uuid4().hex[:6]}"
+    cluster.rest.create("/api/v1/namespaces", {"metadata": {"name": name, "labels": {"fulcrum.dev/e2e": "true"}}})
+    try:
+        _wait_default_service_account(cluster.rest, name)
+        yield name
+    finally:
+        cluster.rest.delete(f"/api/v1/namespaces/{name}")

@@ -1,0 +1,152 @@
+"""Pure parts of `fulcrum dev`: pools, ports, node manifests, build keys, certificates, kubeconfig."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+import yaml
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from fulcrum.dev import build, certs, kubeconfig, network, nodes
+from fulcrum.dev.config import DEFAULT_POOLS, ClusterConfig, Pool, Ports, parse_pool, parse_pools
+
+
+def test_parse_pool_forms() -> None:
+    assert parse_pool("l4=4x4") == Pool("l4", 4, 4)
+    assert parse_pool("cpu=2") == Pool("cpu", 2, 0)
+
+
+@pytest.mark.parametrize("bad", ["l4", "L4=1", "l4=x4", "local=1", "a=1x"])
+def test_parse_pool_rejects(bad: str) -> None:
+    with pytest.raises(ValueError, match="pool"):
+        parse_pool(bad)
+
+
+def test_parse_pools_unique() -> None:
+    with pytest.raises(ValueError, match="unique"):
+        parse_pools(["a=1", "a=2"])
+
+
+def test_ports_from_base_are_distinct() -> None:
+    ports = Ports.from_base(30000)
+    assert len(set(ports.all())) == len(ports.all()) == 7
+    with pytest.raises(ValueError):
+        Ports.from_base(80)
+
+
+def test_config_json_round_trip() -> None:
+    cfg = ClusterConfig(port_base=31000, pools=(Pool("x", 1, 2),), local_gpus=1, subnet_index=7)
+    assert ClusterConfig.from_json(cfg.to_json()) == cfg
+    assert cfg.pod_subnet == ipaddress.IPv4Network("10.244.7.0/24")
+    assert str(cfg.gateway) == "10.244.7.1"
+    assert cfg.bridge == "fdev7"
+
+
+def test_loopback_fallback_subnet() -> None:
+    assert ClusterConfig(netns=False, subnet_index=3).pod_subnet == ipaddress.IPv4Network("127.3.0.0/16")
+
+
+def test_default_pools_make_gpu_nodes_tainted_and_labelled() -> None:
+    manifests = nodes.kwok_nodes(ClusterConfig(pools=DEFAULT_POOLS))
+    assert len(manifests) == 8
+    by_name = {m["metadata"]["name"]: m for m in manifests}
+    l4 = by_name["kwok-l4-0"]
+    assert l4["metadata"]["labels"]["fulcrum.dev/pool"] == "l4"
+    assert l4["metadata"]["labels"]["type"] == "kwok"
+    assert l4["status"]["allocatable"]["nvidia.com/gpu"] == "4"
+    assert l4["spec"]["taints"] == [{"key": "nvidia.com/gpu", "effect": "NoSchedule"}]
+    assert by_name["kwok-a100-1"]["status"]["capacity"]["nvidia.com/gpu"] == "8"
+    cpu = by_name["kwok-cpu-0"]
+    assert "taints" not in cpu["spec"]
+    assert "nvidia.com/gpu" not in cpu["status"]["allocatable"]
+
+
+def test_local_node_is_not_kwok_managed() -> None:
+    node = nodes.local_node(ClusterConfig(local_gpus=2))
+    assert node["metadata"]["name"] == "local-0"
+    assert node["metadata"]["labels"]["fulcrum.dev/pool"] == "local"
+    assert "type" not in node["metadata"]["labels"]
+    assert node["spec"]["taints"] == [nodes.GPU_TAINT]
+    status = nodes.local_node_status(ClusterConfig(local_gpus=2), "2026-01-01T00:00:00Z", 1234)
+    assert status["allocatable"]["nvidia.com/gpu"] == "2"
+    assert status["daemonEndpoints"]["kubeletEndpoint"]["Port"] == 1234
+    assert "taints" not in nodes.local_node(ClusterConfig())["spec"]
+
+
+GO_MOD = """module x
+
+require (
+\tk8s.io/kubernetes v1.32.13
+\tsigs.k8s.io/kwok v0.6.1 // indirect
+)
+
+replace (
+\tk8s.io/api => k8s.io/api v0.32.13
+)
+"""
+
+
+def test_module_versions_and_key() -> None:
+    versions = build.module_versions(GO_MOD)
+    assert versions["k8s.io/kubernetes"] == "v1.32.13"
+    assert versions["sigs.k8s.io/kwok"] == "v0.6.1"
+    assert versions["k8s.io/api"] == "v0.32.13"
+    key = build.version_key({"go.mod": GO_MOD, "go.sum": "a"})
+    assert key.startswith("k8s-v1.32.13-")
+    assert key != build.version_key({"go.mod": GO_MOD, "go.sum": "b"})
+    assert key == build.version_key({"go.sum": "a", "go.mod": GO_MOD})
+
+
+def test_binaries_carry_the_release_version() -> None:
+    bins = {b.name: b for b in build.binaries(build.module_versions(GO_MOD))}
+    assert set(bins) == {"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "helm"}
+    assert "-X k8s.io/component-base/version.gitVersion=v1.32.13" in bins["kube-apiserver"].ldflags
+    assert bins["helm"].module_dir == "helm"
+
+
+def test_committed_pin_is_one_release() -> None:
+    plan = build.plan()
+    assert plan.key.startswith("k8s-v1.32.")
+    assert plan.bin_dir.parent.name == "bin"
+
+
+def test_certificates_chain_and_usages() -> None:
+    ca = certs.make_ca()
+    server = certs.issue(ca, "kube-apiserver", dns_names=("localhost",), ip_addresses=("127.0.0.1",), server=True)
+    client = certs.issue(ca, "system:node:local-0", organizations=("system:nodes",), client=True)
+    for pair in (server, client):
+        pair.cert.verify_directly_issued_by(ca.cert)
+    san = server.cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert ipaddress.ip_address("127.0.0.1") in san.get_values_for_type(x509.IPAddress)
+    eku = client.cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert list(eku) == [ExtendedKeyUsageOID.CLIENT_AUTH]
+    assert client.cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)[0].value == "system:nodes"
+    with pytest.raises(ValueError):
+        certs.issue(ca, "x")
+
+
+def test_write_pki_is_idempotent(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    certs.write_pki(tmp_path, apiserver_ips=("127.0.0.1",), kubelet_ips=("127.0.0.1",))
+    first = (tmp_path / "ca.crt").read_bytes()
+    certs.write_pki(tmp_path, apiserver_ips=("127.0.0.1",), kubelet_ips=("127.0.0.1",))
+    assert (tmp_path / "ca.crt").read_bytes() == first
+    assert (tmp_path / "sa.key").stat().st_mode & 0o077 == 0
+    doc = yaml.safe_load(kubeconfig.render_from_pki("https://127.0.0.1:1", tmp_path, "admin"))
+    assert doc["clusters"][0]["cluster"]["server"] == "https://127.0.0.1:1"
+    assert doc["current-context"] == kubeconfig.CONTEXT
+
+
+def test_allocate_ip_skips_gateway_and_used() -> None:
+    subnet = ipaddress.IPv4Network("10.244.1.0/29")
+    assert network.allocate_ip(subnet, set()) == "10.244.1.2"
+    assert network.allocate_ip(subnet, {"10.244.1.2"}) == "10.244.1.3"
+    with pytest.raises(network.NetworkError):
+        network.allocate_ip(subnet, {f"10.244.1.{i}" for i in range(2, 7)})
+
+
+def test_interface_names_fit_linux_limit() -> None:
+    uid = "0123abcd-ffff-4444-8888-123456789abc"
+    assert len(network.veth_name("fdev254", uid)) <= 15
+    assert network.netns_name("fdev1", uid) == "fdev1-0123abcd"
