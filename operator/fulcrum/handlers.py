@@ -14,11 +14,15 @@ import os
 from typing import Any
 
 import kopf
+from prometheus_client import start_http_server
 
+from fulcrum.controller import telemetry
 from fulcrum.controller.cache import Key, ObjectCache
+from fulcrum.controller.control import ControlLoop
 from fulcrum.controller.kube import KubeClient
 from fulcrum.controller.queue import WorkQueue
 from fulcrum.controller.reconciler import Reconciler
+from fulcrum.metrics.sources import source_from_spec
 from fulcrum.resources import labels
 from fulcrum.resources.settings import OperatorSettings, RepositoryStorage
 
@@ -69,7 +73,17 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     operator_settings = settings_from_environment()
     kube = KubeClient.from_environment(os.environ.get("KUBECONFIG"))
     await kube.ensure_namespace(operator_settings.build_namespace)
-    RUNTIME.reconciler = Reconciler(kube, RUNTIME.cache, operator_settings)
+    tick = float(os.environ.get("FULCRUM_TICK_SECONDS", "15"))
+    RUNTIME.reconciler = Reconciler(
+        kube,
+        RUNTIME.cache,
+        operator_settings,
+        control=ControlLoop(tick_seconds=tick),
+        metrics=source_from_spec(os.environ.get("FULCRUM_METRICS_SOURCE", "scrape")),
+    )
+    metrics_port = int(os.environ.get("FULCRUM_METRICS_PORT", "0"))
+    if metrics_port:
+        start_http_server(metrics_port)
     workers = int(os.environ.get("FULCRUM_WORKERS", "4"))
     for _worker in range(workers):
         RUNTIME.tasks.append(asyncio.create_task(RUNTIME.queue.run_worker(_reconcile, _on_error)))
@@ -83,15 +97,19 @@ async def cleanup(**_: Any) -> None:
         task.cancel()
     if RUNTIME.reconciler is not None:
         await RUNTIME.reconciler.kube.close()
+        if RUNTIME.reconciler.metrics is not None:
+            await RUNTIME.reconciler.metrics.close()
 
 
 async def _reconcile(key: Key) -> float | None:
     assert RUNTIME.reconciler is not None
-    return await RUNTIME.reconciler.reconcile(key)
+    with telemetry.RECONCILE_SECONDS.time():
+        return await RUNTIME.reconciler.reconcile(key)
 
 
 def _on_error(key: Key, exc: Exception) -> None:
     RUNTIME.errors += 1
+    telemetry.RECONCILE_ERRORS.inc()
     log.warning("reconciling %s/%s failed (will retry with backoff): %s", key[0], key[1], exc)
 
 
@@ -145,6 +163,15 @@ def _enqueue_builders(body: dict[str, Any]) -> None:
     if key and RUNTIME.reconciler is not None:
         for md in list(RUNTIME.reconciler.waiting_on_build.get(key, ())):
             RUNTIME.queue.add(md)
+
+
+@kopf.on.event("discovery.k8s.io", "v1", "endpointslices", labels=MANAGED)
+def endpointslice_changed(event: kopf.RawEvent, **_: Any) -> None:
+    body = _track("EndpointSlice", event)
+    meta = body["metadata"]
+    service = meta.get("labels", {}).get("kubernetes.io/service-name")
+    if service and (meta.get("namespace", ""), service) in RUNTIME.cache.keys("ModelDeployment"):
+        RUNTIME.queue.add((meta["namespace"], service))
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=MANAGED)

@@ -25,6 +25,14 @@ import fulcrum.handlers  # noqa: F401  (registers the handlers)
 @click.option("--build-target", type=click.Choice(["triton", "local"]), default=None, help="Repository flavour.")
 @click.option("--liveness", default="http://0.0.0.0:8080/healthz", show_default=True, help="Liveness endpoint.")
 @click.option("--workers", type=int, default=4, show_default=True, help="Concurrent reconciliations.")
+@click.option("--tick-seconds", type=float, default=15.0, show_default=True, help="Control loop interval.")
+@click.option(
+    "--metrics-source",
+    default="scrape",
+    show_default=True,
+    help="Where Triton metrics come from: scrape (each ready pod) or prometheus=<url>.",
+)
+@click.option("--metrics-port", type=int, default=9090, show_default=True, help="Operator /metrics port (0: off).")
 @click.option("--verbose", is_flag=True, help="Debug logging.")
 def run(
     *,
@@ -36,6 +44,9 @@ def run(
     build_target: str | None,
     liveness: str,
     workers: int,
+    tick_seconds: float,
+    metrics_source: str,
+    metrics_port: int,
     verbose: bool,
 ) -> None:
     for name, value in (
@@ -45,6 +56,9 @@ def run(
         ("FULCRUM_BUILDER_IMAGE", builder_image),
         ("FULCRUM_BUILD_TARGET", build_target),
         ("FULCRUM_WORKERS", str(workers)),
+        ("FULCRUM_TICK_SECONDS", str(tick_seconds)),
+        ("FULCRUM_METRICS_SOURCE", metrics_source),
+        ("FULCRUM_METRICS_PORT", str(metrics_port)),
     ):
         if value is not None:
             os.environ[name] = value

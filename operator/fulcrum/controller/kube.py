@@ -17,6 +17,8 @@ import aiohttp
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 
+from fulcrum.controller import telemetry
+
 FIELD_MANAGER = "fulcrum"
 
 # kind -> (api prefix, plural, namespaced)
@@ -102,6 +104,7 @@ class KubeClient:
         content_type: str = "application/json",
     ) -> dict[str, Any]:
         self.requests[method] += 1
+        telemetry.API_REQUESTS.labels(method).inc()
         session = await self._http()
         data = None if body is None else json.dumps(body)
         headers = {"Content-Type": content_type} if data is not None else {}

@@ -19,11 +19,17 @@ from fulcrum.api import (
     format_validation_error,
     parse_model_deployment,
 )
+from fulcrum.controller import telemetry
 from fulcrum.controller.cache import Key, ObjectCache
+from fulcrum.controller.control import ControlLoop
 from fulcrum.controller.kube import KubeClient
-from fulcrum.reconcile.builds import BuildPhase, BuildResult, result_from_termination_message
+from fulcrum.controller.outcome import fold_tick
+from fulcrum.loadgen.endpoints import ready_addresses
+from fulcrum.metrics.sources import MetricsSource
+from fulcrum.metrics.window import FleetMetrics
+from fulcrum.reconcile.builds import BuildPhase, BuildResult, merge_tiers, result_from_termination_message
 from fulcrum.reconcile.conditions import ordered, set_condition
-from fulcrum.reconcile.plan import Event, LiveServer, Plan, plan, pool_builds
+from fulcrum.reconcile.plan import Event, LiveServer, Plan, plan, pool_builds, servable
 from fulcrum.resources import labels
 from fulcrum.resources.build import RECORD_KEY, build_job, build_record, build_spec_configmap
 from fulcrum.resources.settings import OperatorSettings
@@ -66,12 +72,17 @@ class Reconciler:
         kube: KubeClient,
         cache: ObjectCache,
         settings: OperatorSettings,
+        *,
         clock: Callable[[], str] = utc_now,
+        control: ControlLoop | None = None,
+        metrics: MetricsSource | None = None,
     ) -> None:
         self.kube = kube
         self.cache = cache
         self.settings = settings
         self.clock = clock
+        self.control = control
+        self.metrics = metrics
         self.waiting_on_build: dict[str, set[Key]] = defaultdict(set)  # build key -> ModelDeployments
 
     # --- the loop body ---------------------------------------------------------------------------------------
@@ -80,6 +91,9 @@ class Reconciler:
         namespace, name = key
         body = self.cache.get("ModelDeployment", namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
+            if self.control is not None:
+                self.control.forget(key)
+            telemetry.forget(namespace, name)
             return None  # children go with their owner references
         try:
             md = parse_model_deployment({k: body[k] for k in ("apiVersion", "kind", "metadata", "spec") if k in body})
@@ -90,6 +104,16 @@ class Reconciler:
         results, phases = await self._build_states(md.spec, key)
         builds = pool_builds(md.spec, self.settings, results, phases)
         servers = self._servers(namespace, name)
+        tiers = merge_tiers([t.name for t in md.spec.tiers], {b.pool.name: b.result for b in builds if b.result})
+        tick = None
+        choice = None
+        if self.control is not None and servable(md.spec, tiers):
+            if self.control.due(key):
+                observed = await self._observe(key, md.spec, servers)
+                tick = self.control.tick(
+                    key, spec=md.spec, status=status, tiers=tiers, servers=servers, observed=observed
+                )
+            choice = self.control.remembered_choice(key)
         result = plan(
             md=body,
             spec=md.spec,
@@ -98,12 +122,56 @@ class Reconciler:
             builds=builds,
             servers=servers,
             now=self.clock(),
+            choice=choice,
         )
+        if tick is not None and self.control is not None:
+            result.status, events = fold_tick(
+                spec=md.spec,
+                status=result.status,
+                previous=status,
+                tick=tick,
+                now=self.control.clock(),
+                generation=md.generation,
+            )
+            result.events += events
+            if tick.decision.action != "Hold":
+                telemetry.DECISIONS.labels(tick.decision.action).inc()
         await self._apply(body, md.spec, result)
         await self._write_status(body, result.status.to_wire())
         for event in result.events:
             await self._post_event(body, event)
-        return 30.0 if any(b.result is None for b in builds) else None
+        self._export(namespace, name, result.status)
+        if any(b.result is None for b in builds):
+            return 30.0
+        return self.control.tick_seconds if self.control is not None and choice is not None else None
+
+    async def _observe(self, key: Key, spec: ModelDeploymentSpec, servers: list[LiveServer]) -> FleetMetrics | None:
+        if self.metrics is None or not servers:
+            return None
+        targets = self._metrics_targets(*key)
+        if not targets:
+            return None
+        return await self.metrics.observe(key, targets, None, float(spec.slo.percentile))
+
+    def _metrics_targets(self, namespace: str, name: str) -> list[str]:
+        slices = [
+            s
+            for s in self.cache.all("EndpointSlice")
+            if s["metadata"].get("namespace") == namespace
+            and s["metadata"].get("labels", {}).get("kubernetes.io/service-name") == name
+        ]
+        return [f"http://{address}/metrics" for address in ready_addresses(slices, "metrics")]
+
+    def _export(self, namespace: str, name: str, status: ModelDeploymentStatus) -> None:
+        telemetry.COST.labels(namespace, name).set(float(status.cost_per_hour or 0))
+        if status.observed is not None and status.observed.latency_ms is not None:
+            telemetry.LATENCY.labels(namespace, name).set(float(status.observed.latency_ms))
+        if status.observed is not None and status.observed.requests_per_second is not None:
+            telemetry.RATE.labels(namespace, name).set(float(status.observed.requests_per_second))
+        if status.active_tier and status.active_node_pool:
+            telemetry.REPLICAS.labels(namespace, name, status.active_tier, status.active_node_pool).set(
+                status.replicas or 0
+            )
 
     # --- builds ------------------------------------------------------------------------------------------------
 

@@ -25,6 +25,10 @@ class MetricsSource(Protocol):
         self, key: tuple[str, str], targets: list[str], model: str | None, percentile: float
     ) -> FleetMetrics | None: ...
 
+    def forget(self, key: tuple[str, str]) -> None: ...
+
+    async def close(self) -> None: ...
+
 
 async def scrape(session: aiohttp.ClientSession, url: str, model: str | None) -> TritonSample | None:
     """One pod's metrics, or None when it does not answer in time (a pod that is starting or dying)."""

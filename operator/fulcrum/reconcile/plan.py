@@ -165,7 +165,8 @@ def plan(
     ready_tiers = [t for t in out.tiers if t.state == "Ready"]
 
     # 2. what serves
-    if choice is None:
+    pairs = {(tier, pool.name) for tier, pool in servable(spec, out.tiers)}
+    if choice is None or (choice.tier, choice.pool) not in pairs:
         choice = initial_choice(spec, out.tiers, status)
     out.choice = choice
     target: LiveServer | None = None

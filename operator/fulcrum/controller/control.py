@@ -1,0 +1,125 @@
+"""The control loop of one ModelDeployment: observe the fleet, ask the policy, remember its state.
+
+The policy's memory (rate history, scale-down window, speed corrections) lives in the operator's memory, not
+in status, so a steady fleet causes no status writes. After a restart it is rebuilt from status (the active
+configuration and the time of the last switch): the trend history refills within a minute.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from fulcrum.api import ModelDeploymentSpec, ModelDeploymentStatus, TierProfiles
+from fulcrum.metrics.window import FleetMetrics
+from fulcrum.policy import Decision, Observation, PolicyState, ProfileTable, ReplicaGroup, decide
+from fulcrum.policy.types import Config
+from fulcrum.reconcile.builds import MergedTier
+from fulcrum.reconcile.plan import Choice, LiveServer
+
+SWITCH_ACTIONS = ("SwitchTier", "SwitchPool")
+
+
+def parse_time(text: str | None) -> float | None:
+    if not text:
+        return None
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+
+
+def format_time(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def significant(value: float, digits: int = 3) -> str:
+    """A decimal string rounded to a few significant digits, so noise does not rewrite status every tick."""
+    if value == 0:
+        return "0"
+    quantum = Decimal(1).scaleb(Decimal(repr(abs(value))).adjusted() - digits + 1)
+    return format(Decimal(repr(value)).quantize(quantum).normalize(), "f")
+
+
+@dataclass
+class Memory:
+    state: PolicyState
+    starting: dict[tuple[str, str], list[float]]  # (tier, pool) -> start times of replicas not ready yet
+    last_tick: float = 0.0
+
+
+@dataclass(frozen=True)
+class Tick:
+    decision: Decision
+    observed: FleetMetrics | None
+
+
+class ControlLoop:
+    def __init__(self, tick_seconds: float = 15.0, clock: Callable[[], float] = time.time) -> None:
+        self.tick_seconds = tick_seconds
+        self.clock = clock
+        self.memory: dict[tuple[str, str], Memory] = {}
+
+    def due(self, key: tuple[str, str]) -> bool:
+        memory = self.memory.get(key)
+        return memory is None or self.clock() - memory.last_tick >= self.tick_seconds * 0.9
+
+    def forget(self, key: tuple[str, str]) -> None:
+        self.memory.pop(key, None)
+
+    def _memory(self, key: tuple[str, str], status: ModelDeploymentStatus) -> Memory:
+        memory = self.memory.get(key)
+        if memory is None:
+            desired = None
+            if status.active_tier and status.active_node_pool and status.replicas is not None:
+                desired = Config(status.active_tier, status.active_node_pool, status.replicas)
+            last = status.last_decision
+            switched = parse_time(last.time) if last is not None and last.action in SWITCH_ACTIONS else None
+            memory = Memory(PolicyState(desired=desired, last_switch_at=switched), {})
+            self.memory[key] = memory
+        return memory
+
+    def fleet(self, memory: Memory, servers: list[LiveServer], now: float) -> list[ReplicaGroup]:
+        groups = []
+        for server in servers:
+            waiting = max(0, server.replicas - server.ready_replicas)
+            known = memory.starting.get((server.tier, server.pool), [])
+            starts = (known + [now] * waiting)[:waiting] if waiting else []
+            memory.starting[(server.tier, server.pool)] = starts
+            groups.append(ReplicaGroup(server.tier, server.pool, server.ready_replicas, tuple(starts)))
+        return groups
+
+    def tick(
+        self,
+        key: tuple[str, str],
+        *,
+        spec: ModelDeploymentSpec,
+        status: ModelDeploymentStatus,
+        tiers: list[MergedTier],
+        servers: list[LiveServer],
+        observed: FleetMetrics | None,
+    ) -> Tick:
+        now = self.clock()
+        memory = self._memory(key, status)
+        ready = [TierProfiles(name=t.name, profiles=t.profiles) for t in tiers if t.state == "Ready" and t.profiles]
+        observation = (
+            Observation(observed.requests_per_second, observed.latency_ms, observed.queue_ms)
+            if observed is not None
+            else None
+        )
+        state = memory.state.with_fleet(self.fleet(memory, servers, now))
+        decision = decide(spec, ProfileTable.from_tiers(ready), observation, state, now)
+        memory.state = decision.state
+        memory.last_tick = now
+        return Tick(decision, observed)
+
+    def remembered_choice(self, key: tuple[str, str]) -> Choice | None:
+        memory = self.memory.get(key)
+        if memory is None or memory.state.desired is None:
+            return None
+        desired = memory.state.desired
+        return Choice(desired.tier, desired.node_pool, desired.replicas)
+
+
+def with_choice_replicas(choice: Choice, replicas: int) -> Choice:
+    return replace(choice, replicas=replicas)
