@@ -1,0 +1,3 @@
+"""Project-wide pytest configuration: shared fixtures for tests that drive the operator."""
+
+pytest_plugins = ["tests.support.kube"]

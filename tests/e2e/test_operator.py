@@ -1,0 +1,150 @@
+"""The operator on a real control plane: build Jobs, Triton pods on the local node, honest status.
+
+One operator (a real `fulcrum run` process) serves the module; the ctr-ranker example is built once (its
+build record is then reused by content key) and served by real tritonserver pods on ``local-0``.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from typing import Any
+
+import pytest
+
+from tests.support.kube import BUILD_TIMEOUT, Kube, debug, example_manifest, wait_ready
+from tests.support.operator_process import OperatorProcess, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+def infer(pod_ip: str, md: dict[str, Any]) -> dict[str, Any]:
+    inputs = []
+    for tensor in md["spec"]["model"]["inputs"]:
+        count = 1
+        for d in tensor["dims"]:
+            count *= d
+        data = [1] * count if tensor["dataType"].startswith("INT") else [0.5] * count
+        inputs.append(
+            {"name": tensor["name"], "shape": [1, *tensor["dims"]], "datatype": tensor["dataType"], "data": data}
+        )
+    tier = md["status"]["activeTier"]
+    request = urllib.request.Request(
+        f"http://{pod_ip}:8000/v2/models/{tier}/infer",
+        data=json.dumps({"inputs": inputs}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def test_example_goes_ready_with_a_real_build_and_triton_answering(
+    kube: Kube, operator: OperatorProcess, namespace: str
+) -> None:
+    kube.create(namespace, example_manifest())
+    wait_ready(kube, operator, namespace, "ctr-ranker")
+    md = kube.get(namespace, "ctr-ranker")
+    status = md["status"]
+    assert status["observedGeneration"] == md["metadata"]["generation"]
+    assert status["activeNodePool"] == "local" and status["readyReplicas"] >= 1
+    tiers = {t["name"]: t for t in status["tiers"]}
+    assert tiers["fp32"]["state"] == "Ready" and tiers["fp32"]["profiles"], tiers
+    assert {c["type"] for c in status["conditions"]} >= {
+        "Ready",
+        "Reconciling",
+        "Stalled",
+        "RepositoryReady",
+        "Available",
+    }
+    deployments = kube.deployments(namespace, "ctr-ranker")
+    assert len(deployments) == 1
+    labels = deployments[0].metadata.labels
+    assert labels["app.kubernetes.io/managed-by"] == "fulcrum" and "app.kubernetes.io/instance" not in labels
+    assert deployments[0].metadata.owner_references[0].kind == "ModelDeployment"
+    pods = kube.core.list_namespaced_pod(namespace, label_selector="fulcrum.dev/model-deployment=ctr-ranker").items
+    ready = [p for p in pods if any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])]
+    assert ready and ready[0].spec.node_name == "local-0"
+    answer = infer(ready[0].status.pod_ip, md)
+    score = answer["outputs"][0]["data"][0]
+    assert 0.0 <= score <= 1.0
+    events = kube.core.list_namespaced_event(namespace, field_selector="involvedObject.name=ctr-ranker").items
+    assert any(e.reason == "BuildStarted" for e in events) or kube.build_jobs(operator.build_namespace)
+    assert any(e.reason == "Serving" for e in events)
+
+
+def test_slo_change_does_not_rebuild_but_a_tier_change_does(
+    kube: Kube, operator: OperatorProcess, namespace: str
+) -> None:
+    kube.create(namespace, example_manifest("ranker-b"))
+    wait_ready(kube, operator, namespace, "ranker-b")
+    jobs = kube.build_jobs(operator.build_namespace)
+    build_key = kube.get(namespace, "ranker-b")["status"]["build"]["key"]
+
+    kube.patch_spec(namespace, "ranker-b", {"slo": {"latencyMs": 40, "percentile": 99}})
+    md = wait_for(
+        "the SLO change observed",
+        lambda: (
+            (m := kube.get(namespace, "ranker-b"))["status"].get("observedGeneration") == m["metadata"]["generation"]
+            and m
+        ),
+        timeout=60,
+    )
+    assert md["status"]["build"]["key"] == build_key
+    assert kube.build_jobs(operator.build_namespace) == jobs
+
+    tiers = example_manifest()["spec"]["tiers"][:2]
+    kube.patch_spec(namespace, "ranker-b", {"tiers": tiers})
+    wait_for(
+        "a new build Job for the new tiers",
+        lambda: len(kube.build_jobs(operator.build_namespace)) > len(jobs),
+        timeout=60,
+        on_timeout=lambda: debug(kube, operator, namespace, "ranker-b"),
+    )
+    md = kube.get(namespace, "ranker-b")
+    assert md["status"]["build"]["key"] != build_key
+
+
+def test_deleted_child_comes_back_and_deleting_the_parent_removes_all(
+    kube: Kube, operator: OperatorProcess, namespace: str
+) -> None:
+    kube.create(namespace, example_manifest("ranker-c"))
+    wait_ready(kube, operator, namespace, "ranker-c")
+    [deployment] = kube.deployments(namespace, "ranker-c")
+    kube.apps.delete_namespaced_deployment(deployment.metadata.name, namespace)
+    wait_for(
+        "the deleted Deployment to come back",
+        lambda: any(d.metadata.uid != deployment.metadata.uid for d in kube.deployments(namespace, "ranker-c")),
+        timeout=60,
+    )
+
+    kube.delete(namespace, "ranker-c")
+    selector = "fulcrum.dev/model-deployment=ranker-c"
+    wait_for(
+        "every child to be garbage-collected",
+        lambda: (
+            not kube.deployments(namespace, "ranker-c")
+            and not kube.core.list_namespaced_service(namespace, label_selector=selector).items
+        ),
+        timeout=120,
+    )
+
+
+def test_missing_model_file_fails_its_object_only(kube: Kube, operator: OperatorProcess, namespace: str) -> None:
+    broken = example_manifest("broken")
+    broken["spec"]["model"]["source"]["uri"] = "file:///nonexistent/fulcrum/model.pt2"
+    kube.create(namespace, broken)
+    kube.create(namespace, example_manifest("healthy"))
+
+    def repository_failed() -> dict[str, Any] | None:
+        condition = kube.condition(namespace, "broken", "RepositoryReady")
+        return condition if condition and condition["status"] == "False" and condition["reason"] != "Building" else None
+
+    condition = wait_for(
+        "broken to report its build failure",
+        repository_failed,
+        BUILD_TIMEOUT,
+        on_timeout=lambda: debug(kube, operator, namespace, "broken"),
+    )
+    assert "/nonexistent/fulcrum/model.pt2" in condition["message"]
+    assert kube.is_true(namespace, "broken", "Stalled")
+    wait_ready(kube, operator, namespace, "healthy")

@@ -1,0 +1,83 @@
+"""Run the real operator (`fulcrum run`) as a subprocess against a test cluster."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class OperatorProcess:
+    kubeconfig: Path
+    build_namespace: str
+    repository: Path
+    log_path: Path
+    tick_seconds: float = 5.0
+    extra_args: list[str] = field(default_factory=list)
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> OperatorProcess:
+        self.repository.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "PYTHONUNBUFFERED": "1"}
+        argv = [
+            sys.executable,
+            "-m",
+            "fulcrum",
+            "run",
+            "--build-namespace",
+            self.build_namespace,
+            "--repository",
+            f"hostpath://{self.repository}",
+            "--build-target",
+            "local",
+            "--tick-seconds",
+            str(self.tick_seconds),
+            "--metrics-port",
+            "0",
+            "--liveness",
+            "http://127.0.0.1:0/healthz",
+            *self.extra_args,
+        ]
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, sig)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+    def kill(self) -> None:
+        """SIGKILL: the operator dies mid-work, as in a node failure."""
+        self.stop(signal.SIGKILL)
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def log(self, lines: int = 60) -> str:
+        if not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def wait_for(what: str, check, timeout: float, interval: float = 1.0, on_timeout=None):  # type: ignore[no-untyped-def]
+    """Poll ``check()`` until it returns a truthy value; fail with a useful message (no wall-clock asserts)."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    detail = on_timeout() if on_timeout else ""
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}\n{detail}")
