@@ -14,6 +14,7 @@ from fulcrum.policy.types import (
     Config,
     Decision,
     Observation,
+    Placement,
     PolicyState,
     Tuning,
 )
@@ -208,51 +209,77 @@ class _Tick:
         assert here is not None
         fleet_cost = planner.fleet_cost(self.state.fleet)
         stay = planner.size(here, self.demand_for(here))
-        stay_fits = stay.meets and planner.affordable(stay.cost)
         ideal = planner.best(self.demand_for, objective)
         if ideal is None:
             return self._switch_best_effort(current, here, objective, fleet_cost)
-        if ideal.placement == placement:
-            return self._switch_early(current, here, stay, objective, fleet_cost)
-        if not stay_fits:
-            return self._switch_to(current, ideal, fleet_cost, "BudgetAhead" if self.rising else "LoadRising")
-        if objective == "Quality" and ideal.candidate.rank < here.rank:
-            return self._switch_up(current, ideal, objective, fleet_cost)
-        if ideal.cost <= (1.0 - self.tuning.switch_saving) * stay.cost:
-            if ideal.candidate.rank > here.rank and objective == "Quality":
-                return None  # Quality never trades accuracy for cost
-            return self._switch_to(current, ideal, fleet_cost, "Cheaper")
+        if not (stay.meets and planner.affordable(stay.cost)):
+            forced = self._target(objective, placement, fleet_cost) or ideal
+            return self._switch_to(current, forced, fleet_cost, "BudgetAhead" if self.rising else "LoadRising")
+        if ideal.placement != placement:
+            better = objective == "Quality" and ideal.candidate.rank < here.rank
+            if better:
+                switch = self._switch_up(current, ideal, fleet_cost)
+                if switch is not None:
+                    return switch
+            elif ideal.cost <= (1.0 - self.tuning.switch_saving) * stay.cost and (
+                objective == "Cost" or ideal.candidate.rank <= here.rank
+            ):
+                option = planner.size(ideal.candidate, self.demand_for(ideal.candidate))
+                if planner.affordable(option.cost, fleet_cost) and self._safe(option.candidate):
+                    return self._switch_to(current, option, fleet_cost, "Cheaper")
+        if planner.budget is not None and not self._safe(here):
+            target = self._target(objective, placement, fleet_cost)
+            if target is not None:
+                return self._switch_to(current, target, fleet_cost, "BudgetAhead")
         return None
 
-    def _switch_early(
-        self, current: Config, here: Candidate, stay: Option, objective: str, fleet_cost: float
-    ) -> Decision | None:
-        """Leave a placement that still fits once a switch next tick could no longer be afforded."""
+    def _safe(self, here: Candidate, extra: float = 0.0, ahead: float = 0.0) -> bool:
+        """Whether staying on ``here`` keeps a switch elsewhere affordable at the next tick (or ``ahead`` s later)."""
         planner = self.planner
         if planner.budget is None:
-            return None
-        fallback = planner.best(self.demand_next, objective, exclude=current.placement)
-        if fallback is None:
-            return None
-        stay_next = planner.size(here, self.demand_next(here))
-        if stay_next.meets and planner.affordable(stay_next.cost + fallback.cost):
-            return None  # next tick a switch would still fit
-        option = planner.size(fallback.candidate, self.demand_for(fallback.candidate))
-        if not planner.affordable(option.cost, fleet_cost):
-            return None
-        return self._switch_to(current, option, fleet_cost, "BudgetAhead")
+            return True
+        lead = 2.0 * self.tick + ahead
+        stay_next = planner.size(here, self.demand_at(here.startup + lead) * (1.0 + extra))
+        if not (stay_next.meets and planner.affordable(stay_next.cost)):
+            return False
+        fallback = self._escape(here, lead)
+        return fallback is None or planner.affordable(stay_next.cost + fallback.cost)
 
-    def _switch_up(self, current: Config, ideal: Option, objective: str, fleet_cost: float) -> Decision | None:
+    def _escape(self, here: Candidate, lead: float) -> Option | None:
+        """The cheapest other placement meeting the demand ``lead`` seconds after its startup."""
+        return self.planner.best(lambda c: self.demand_at(c.startup + lead), "Cost", exclude=here.placement)
+
+    def _target(self, objective: str, exclude: Placement, fleet_cost: float) -> Option | None:
+        """Where to switch: meets the demand, the overlap fits the budget; preferably still fits after the cooldown."""
+        planner = self.planner
+        horizon = self.spec.scaling.tier_switch_cooldown_seconds + self.tick
+        fitting: list[tuple[tuple[float, ...], Option]] = []
+        for candidate in planner.candidates:
+            if candidate.placement == exclude:
+                continue
+            option = planner.size(candidate, self.demand_for(candidate))
+            if not (option.meets and planner.affordable(option.cost, fleet_cost)):
+                continue
+            later = planner.size(candidate, self.demand_at(horizon + candidate.startup))
+            lasting = later.meets and planner.affordable(later.cost) and self._safe(candidate)
+            order = (
+                (float(candidate.rank), option.cost) if objective == "Quality" else (option.cost, float(candidate.rank))
+            )
+            fitting.append(((0.0 if lasting else 1.0, *order), option))
+        if not fitting:
+            return None
+        return min(fitting, key=lambda item: item[0])[1]
+
+    def _switch_up(self, current: Config, ideal: Option, fleet_cost: float) -> Decision | None:
         """Back to a more accurate tier, when it fits with hysteresis and the switch fits the budget."""
         planner = self.planner
         demand = self.demand_for(ideal.candidate) * (1.0 + self.tuning.upgrade_hysteresis)
         option = planner.size(ideal.candidate, demand)
         if not option.meets or not planner.affordable(option.cost, fleet_cost):
             return None
-        if planner.budget is not None:
-            fallback = planner.best(self.demand_next, objective, exclude=option.placement)
-            if fallback is not None and not planner.affordable(option.cost + fallback.cost):
-                return None  # would have to leave again at once
+        cooldown = float(self.spec.scaling.tier_switch_cooldown_seconds)
+        if not self._safe(option.candidate, extra=self.tuning.upgrade_hysteresis, ahead=cooldown):
+            return None  # would have to leave again before the cooldown lets it
         return self._switch_to(current, option, fleet_cost, "LoadAllows")
 
     def _switch_best_effort(
@@ -317,7 +344,10 @@ class _Tick:
         replicas = current.replicas
         # up at once, down only to the largest recommendation of the window
         replicas = wanted.replicas if wanted.replicas > replicas else min(replicas, max(n for _, n in window))
-        allowed = max(planner.min_replicas, min(planner.max_replicas, planner.budget_replicas(here, other_cost)))
+        reserve = self._escape_reserve(here, other_cost)
+        allowed = max(
+            planner.min_replicas, min(planner.max_replicas, planner.budget_replicas(here, other_cost + reserve))
+        )
         capped = replicas > allowed
         replicas = min(replicas, allowed)
         target = Config(current.tier, current.node_pool, replicas)
@@ -346,6 +376,13 @@ class _Tick:
             reason = f"{target} serves the forecast {demand:.0f} rps within the SLO."
         state = replace(self.state, scale_down_window=window)
         return _finish(current, target, code, reason, state)
+
+    def _escape_reserve(self, here: Candidate, other_cost: float) -> float:
+        """Budget kept free for the overlap of a switch away, so scaling up never closes the way out."""
+        if self.planner.budget is None or other_cost > 0.0:
+            return 0.0
+        escape = self._escape(here, 2.0 * self.tick)
+        return 0.0 if escape is None else escape.cost
 
     def _exhausted_reason(self, target: Config, option: Option) -> str:
         budget = self.planner.budget
