@@ -1,0 +1,216 @@
+"""Latency profiles: open-loop load at increasing request rates against onnxruntime, with the tier's batching.
+
+A profile point is measured like this: requests of one sample each arrive as a Poisson process at the
+offered rate (open loop: arrivals never wait for answers) for ``duration`` seconds. A dynamic batcher like
+Triton's forms batches: an idle model instance takes the queued requests (up to ``max_batch_size``), waiting
+at most ``max_queue_delay`` after the oldest one for more, or until a preferred batch size is reached; it runs
+them as one onnxruntime call. Latency is from arrival to the end of that call. ``instances`` model instances
+run side by side, each with ``cpu_count // instances`` onnxruntime threads.
+
+Rates: first the capacity is estimated from a closed-loop run at the largest batch, then rates at
+``fractions`` of it are offered in increasing order. A rate saturates the server when the completed
+throughput falls below 90 % of the offered rate or requests are still queued at the end; the profile keeps
+the points below saturation and stops at the first saturated one (it is kept as the last point when
+``keep_saturated``, so the curve reaches saturation).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from model_repo_builder.dtypes import Array
+
+DEFAULT_FRACTIONS = (0.1, 0.3, 0.5, 0.7, 0.85, 1.0, 1.2)
+
+
+@dataclass(frozen=True)
+class Batching:
+    max_batch_size: int
+    max_queue_delay_s: float = 0.0005
+    preferred_batch_sizes: tuple[int, ...] = ()
+    instances: int = 1
+
+
+@dataclass(frozen=True)
+class PointResult:
+    offered_rps: float
+    completed_rps: float
+    p50: float
+    p90: float
+    p95: float
+    p99: float
+    saturated: bool
+
+
+def quantiles_ms(latencies_s: Sequence[float]) -> tuple[float, float, float, float]:
+    if not latencies_s:
+        return (0.0, 0.0, 0.0, 0.0)
+    q = np.quantile(np.asarray(latencies_s) * 1000.0, [0.5, 0.9, 0.95, 0.99])
+    return (float(q[0]), float(q[1]), float(q[2]), float(q[3]))
+
+
+def poisson_arrivals(rate: float, duration: float, seed: int) -> Array:
+    """Arrival offsets in seconds of a Poisson process at ``rate`` over ``duration`` (at least one)."""
+    rng = np.random.default_rng(seed)
+    n = max(1, int(rate * duration * 1.5) + 16)
+    times = np.cumsum(rng.exponential(1.0 / rate, n))
+    times = times[times < duration]
+    return times if len(times) else np.array([0.0])
+
+
+RunBatch = Callable[[int], None]
+"""Runs one batch of the given size (the model call)."""
+
+
+class _Batcher:
+    def __init__(self, run: RunBatch, batching: Batching) -> None:
+        self.run = run
+        self.batching = batching
+        self.queue: deque[float] = deque()
+        self.cond = threading.Condition()
+        self.latencies: list[float] = []
+        self.done = False
+
+    def submit(self, arrival: float) -> None:
+        with self.cond:
+            self.queue.append(arrival)
+            self.cond.notify()
+
+    def _take(self) -> list[float] | None:
+        b = self.batching
+        full = b.max_batch_size
+        preferred = max(b.preferred_batch_sizes) if b.preferred_batch_sizes else full
+        with self.cond:
+            while not self.queue and not self.done:
+                self.cond.wait(0.05)
+            if not self.queue:
+                return None
+            deadline = self.queue[0] + b.max_queue_delay_s
+            while len(self.queue) < min(full, preferred) and not self.done:
+                remaining = deadline - time.perf_counter()
+                if remaining <= 0:
+                    break
+                self.cond.wait(remaining)
+            n = min(full, len(self.queue))
+            return [self.queue.popleft() for _ in range(n)]
+
+    def worker(self) -> None:
+        while True:
+            batch = self._take()
+            if batch is None:
+                return
+            self.run(len(batch))
+            end = time.perf_counter()
+            with self.cond:
+                self.latencies.extend(end - a for a in batch)
+
+
+def measure_point(run: RunBatch, batching: Batching, rate: float, duration: float, seed: int = 0) -> PointResult:
+    batcher = _Batcher(run, batching)
+    workers = [threading.Thread(target=batcher.worker, daemon=True) for _ in range(batching.instances)]
+    for w in workers:
+        w.start()
+    offsets = poisson_arrivals(rate, duration, seed)
+    start = time.perf_counter()
+    for offset in offsets:
+        target = start + float(offset)
+        delay = target - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        batcher.submit(max(target, start))  # arrival time is the scheduled one (open loop)
+    end_of_arrivals = time.perf_counter()
+    # Drain for at most max(1 s, duration/2): a saturated queue is not worth emptying.
+    drain_deadline = end_of_arrivals + max(1.0, duration / 2)
+    while time.perf_counter() < drain_deadline:
+        with batcher.cond:
+            if not batcher.queue and len(batcher.latencies) == len(offsets):
+                break
+        time.sleep(0.005)
+    with batcher.cond:
+        backlog = len(batcher.queue)
+        batcher.done = True
+        batcher.cond.notify_all()
+        latencies = list(batcher.latencies)
+    for w in workers:
+        w.join(timeout=30)
+    elapsed = max(end_of_arrivals - start, 1e-9)
+    completed = len(latencies) / max(elapsed, duration)
+    p50, p90, p95, p99 = quantiles_ms(latencies)
+    saturated = (
+        backlog > 0 or len(latencies) < len(offsets) or completed < 0.9 * (len(offsets) / max(elapsed, duration))
+    )
+    return PointResult(len(offsets) / max(elapsed, duration), completed, p50, p90, p95, p99, saturated)
+
+
+def estimate_capacity(run: RunBatch, batching: Batching, seconds: float = 1.0) -> float:
+    """Closed-loop requests per second at the largest batch, all instances busy (an upper bound)."""
+    batch = batching.max_batch_size
+    run(batch)  # warm
+    count = 0
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds or count == 0:
+        run(batch)
+        count += 1
+    per_instance = count * batch / (time.perf_counter() - start)
+    return per_instance * min(batching.instances, os.cpu_count() or 1)
+
+
+def profile(
+    run: RunBatch,
+    batching: Batching,
+    *,
+    duration: float = 3.0,
+    fractions: Sequence[float] = DEFAULT_FRACTIONS,
+    max_points: int | None = None,
+    keep_saturated: bool = True,
+    capacity: float | None = None,
+) -> list[PointResult]:
+    capacity = capacity or estimate_capacity(run, batching)
+    rates = [capacity * f for f in sorted(fractions)]
+    if max_points is not None:
+        rates = rates[:max_points]
+    points: list[PointResult] = []
+    for i, rate in enumerate(rates):
+        point = measure_point(run, batching, max(rate, 1.0), duration, seed=i)
+        if point.saturated:
+            if keep_saturated or not points:
+                points.append(point)
+            break
+        points.append(point)
+    return points
+
+
+def onnxruntime_runner(model_path: Path, inputs: Mapping[str, Array], instances: int) -> RunBatch:
+    """A RunBatch that feeds the first n validation samples to onnxruntime (one session per instance)."""
+    from model_repo_builder.runtime import session
+
+    threads = max(1, (os.cpu_count() or 1) // max(1, instances))
+    sessions = [session(model_path, threads) for _ in range(max(1, instances))]
+    local = threading.local()
+    counter = iter(range(1 << 30))
+    lock = threading.Lock()
+    n_samples = len(next(iter(inputs.values())))
+
+    def feed(n: int) -> dict[str, Array]:
+        if n <= n_samples:
+            return {k: v[:n] for k, v in inputs.items()}
+        reps = -(-n // n_samples)
+        return {k: np.concatenate([v] * reps)[:n] for k, v in inputs.items()}
+
+    def run(n: int) -> None:
+        sess = getattr(local, "session", None)
+        if sess is None:
+            with lock:
+                sess = sessions[next(counter) % len(sessions)]
+            local.session = sess
+        sess.run(None, feed(n))
+
+    return run

@@ -1,0 +1,100 @@
+"""The build Job's result in the pod's termination message (Kubernetes keeps at most 4096 bytes).
+
+Format (compact JSON, one line)::
+
+    {"key": "<content key, 64 hex>", "repository": "<repository path as built>", "reused": bool,
+     "truncated": bool, "manifest": <manifest.json, camelCase>}
+
+When it is too long it is made shorter in this order until it fits, and ``truncated`` is set once anything
+was dropped (``manifest.json`` in the repository always has everything):
+
+1. floats rounded (latency to 0.01 ms, rate to 0.1 rps, accuracy to 4 significant digits; never dropped);
+2. profile points thinned: every other interior point removed (the first and the last, the saturation
+   end, are kept), repeated down to those two;
+3. tier messages cut to 160 characters;
+4. profile points dropped down to the last (highest-rate) one;
+5. tier messages dropped;
+6. profiles dropped.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from typing import Any
+
+LIMIT = 4096
+
+
+def _round_sig(value: float, digits: int = 4) -> float:
+    if value == 0 or not math.isfinite(value):
+        return value
+    return round(value, digits - 1 - math.floor(math.log10(abs(value))))
+
+
+def _round(manifest: dict[str, Any]) -> None:
+    for tier in manifest.get("tiers", []):
+        tier["accuracy"] = {k: _round_sig(float(v)) for k, v in tier.get("accuracy", {}).items()}
+        for profile in tier.get("profiles", []):
+            for point in profile.get("points", []):
+                point["requestsPerSecond"] = round(float(point["requestsPerSecond"]), 1)
+                point["latencyMs"] = {k: round(float(v), 2) for k, v in point["latencyMs"].items()}
+
+
+def _thin_once(manifest: dict[str, Any]) -> bool:
+    changed = False
+    for tier in manifest.get("tiers", []):
+        for profile in tier.get("profiles", []):
+            points = profile.get("points", [])
+            if len(points) > 2:
+                interior = points[1:-1]
+                profile["points"] = [points[0], *interior[1::2], points[-1]]
+                changed = True
+    return changed
+
+
+def _shrink(tier: dict[str, Any], step: str) -> None:
+    if step == "cut-messages":
+        tier["message"] = tier.get("message", "")[:160]
+    elif step == "last-point":
+        for profile in tier.get("profiles", []):
+            profile["points"] = profile["points"][-1:]
+    elif step == "drop-messages":
+        tier["message"] = ""
+    else:
+        tier["profiles"] = []
+
+
+def encode(document: dict[str, Any]) -> str:
+    return json.dumps(document, separators=(",", ":"), sort_keys=False)
+
+
+def compact(manifest: dict[str, Any], key: str, repository: str, reused: bool, limit: int = LIMIT) -> str:
+    """The termination message: ``manifest`` (wire form) plus key and repository, at most ``limit`` bytes."""
+    document: dict[str, Any] = {
+        "key": key,
+        "repository": repository,
+        "reused": reused,
+        "truncated": False,
+        "manifest": copy.deepcopy(manifest),
+    }
+    m = document["manifest"]
+    _round(m)
+
+    def fits() -> bool:
+        return len(encode(document).encode()) <= limit
+
+    if fits():
+        return encode(document)
+    document["truncated"] = True
+    while not fits() and _thin_once(m):
+        pass
+    for step in ("cut-messages", "last-point", "drop-messages", "drop-profiles"):
+        if fits():
+            break
+        for tier in m.get("tiers", []):
+            _shrink(tier, step)
+    if not fits():
+        raise ValueError(f"the build result does not fit in {limit} bytes even without profiles and messages")
+    return encode(document)
