@@ -87,7 +87,8 @@ Exactly what the operator sends, no wildcards (tests/e2e/test_chart_rbac.py prov
 "fulcrum.rules.models": everywhere ModelDeployments live (ClusterRole, or a Role per watched namespace).
 Kopf lists and watches every kind it has a handler for (handlers.py); the reconciler server-side applies
 Deployments, Services and PodDisruptionBudgets (PATCH, plus create when the apply creates the object),
-deletes Deployments of tiers or pools it left, merge-patches status and posts Events. */}}
+deletes Deployments of tiers or pools it left, merge-patches status and posts Events. The control loop scrapes
+the ready Triton pods it finds in the EndpointSlices of Fulcrum's Services (watched, never read directly). */}}
 {{- define "fulcrum.rules.models" -}}
 - apiGroups: [fulcrum.dev]
   resources: [modeldeployments]
@@ -106,6 +107,9 @@ deletes Deployments of tiers or pools it left, merge-patches status and posts Ev
 - apiGroups: [""]
   resources: [services]
   verbs: [list, watch, create, patch]
+- apiGroups: [discovery.k8s.io]
+  resources: [endpointslices]
+  verbs: [list, watch]
 - apiGroups: [policy]
   resources: [poddisruptionbudgets]
   verbs: [list, watch, create, patch]

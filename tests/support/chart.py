@@ -1,0 +1,114 @@
+"""Helpers of the chart tests: find helm, render the chart, pick objects out of the rendering."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "fulcrum"
+CRD_FILE = ROOT / "crds" / "fulcrum.dev_modeldeployments.yaml"
+CHART_CRD_FILE = CHART / "files" / "crds" / "fulcrum.dev_modeldeployments.yaml"
+KUBE_VERSION = "1.32.0"  # the dev cluster's; `helm template` otherwise assumes an old default
+HELM_ENV = "FULCRUM_HELM"
+
+Obj = dict[str, Any]
+
+
+def helm_binary() -> str | None:
+    """``$FULCRUM_HELM``, else the helm that `fulcrum dev build` made, else helm on PATH."""
+    explicit = os.environ.get(HELM_ENV)
+    if explicit:
+        return explicit
+    try:
+        from fulcrum.dev import build as dev_build
+
+        bin_dir = dev_build.find_bin_dir()
+    except Exception:
+        bin_dir = None
+    if bin_dir is not None and (bin_dir / "helm").exists():
+        return str(bin_dir / "helm")
+    return shutil.which("helm")
+
+
+def require_helm() -> str:
+    helm = helm_binary()
+    if helm is None:
+        pytest.skip(f"no helm: run `fulcrum dev build` (builds it into ~/.cache/fulcrum/bin) or set ${HELM_ENV}")
+    return helm
+
+
+def helm(*args: str, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([require_helm(), *args], capture_output=True, text=True, check=False, timeout=120, env=env)
+    if check and result.returncode != 0:
+        raise AssertionError(f"helm {' '.join(args)} failed ({result.returncode}):\n{result.stdout}{result.stderr}")
+    return result
+
+
+def set_args(values: dict[str, Any] | None) -> list[str]:
+    """Values as ``--set-json`` arguments (one per top-level key: types survive, nothing is stringified)."""
+    import json
+
+    return [arg for key, value in (values or {}).items() for arg in ("--set-json", f"{key}={json.dumps(value)}")]
+
+
+def render(
+    values: dict[str, Any] | None = None, *, namespace: str = "fulcrum-system", release: str = "fulcrum"
+) -> list[Obj]:
+    """``helm template`` the chart; the rendered objects."""
+    out = helm(
+        "template", release, str(CHART), "--namespace", namespace, "--kube-version", KUBE_VERSION, *set_args(values)
+    ).stdout
+    return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+def render_error(values: dict[str, Any]) -> str:
+    """The error of a rendering that must fail (schema or a `required`/`fail` in a template)."""
+    result = helm("template", "fulcrum", str(CHART), "--kube-version", KUBE_VERSION, *set_args(values), check=False)
+    assert result.returncode != 0, f"rendering with {values} should fail but gave:\n{result.stdout[:2000]}"
+    return result.stderr
+
+
+def of_kind(objects: Iterable[Obj], kind: str) -> list[Obj]:
+    return [o for o in objects if o.get("kind") == kind]
+
+
+def one(objects: Iterable[Obj], kind: str, name: str | None = None) -> Obj:
+    found = [o for o in of_kind(objects, kind) if name is None or o["metadata"]["name"] == name]
+    assert len(found) == 1, f"expected one {kind} {name or ''}, found {[o['metadata']['name'] for o in found]}"
+    return found[0]
+
+
+def operator_container(objects: Iterable[Obj]) -> Obj:
+    deployment = one(objects, "Deployment")
+    containers = deployment["spec"]["template"]["spec"]["containers"]
+    assert [c["name"] for c in containers] == ["operator"]
+    container: Obj = containers[0]
+    return container
+
+
+def flag_values(args: list[str], flag: str) -> list[str]:
+    """Values of ``--flag=value`` arguments, in order."""
+    return [a.split("=", 1)[1] for a in args if a.startswith(f"{flag}=")]
+
+
+def rbac_permissions(rules: Iterable[Obj]) -> set[tuple[str, str, str]]:
+    """Rules flattened to (apiGroup, resource, verb) triples."""
+    return {
+        (group, resource, verb)
+        for rule in rules
+        for group in rule.get("apiGroups", [])
+        for resource in rule.get("resources", [])
+        for verb in rule.get("verbs", [])
+    }
+
+
+def load_yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text())

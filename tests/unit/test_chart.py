@@ -1,0 +1,388 @@
+"""The Helm chart: lint, and what it renders for the main values combinations (helm template, no cluster)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+import kopf
+import pytest
+
+import fulcrum.handlers  # noqa: F401  (registers the watch handlers the RBAC must cover)
+from fulcrum.commands.run import run as run_command
+from fulcrum.resources.settings import (
+    DEFAULT_BUILDER_IMAGE,
+    DEFAULT_TRITON_IMAGE,
+    OperatorSettings,
+    RepositoryStorage,
+)
+from tests.support.chart import (
+    CHART,
+    CHART_CRD_FILE,
+    CRD_FILE,
+    flag_values,
+    helm,
+    load_yaml,
+    of_kind,
+    one,
+    operator_container,
+    rbac_permissions,
+    render,
+    render_error,
+)
+
+# What the operator sends (handlers.py watches; controller/reconciler.py writes). tests/e2e/test_chart_rbac.py
+# proves on a real cluster that these suffice and that each verb is used.
+MODELS = {
+    ("fulcrum.dev", "modeldeployments", "list"),
+    ("fulcrum.dev", "modeldeployments", "watch"),
+    ("fulcrum.dev", "modeldeployments/status", "patch"),
+    ("apps", "deployments", "list"),
+    ("apps", "deployments", "watch"),
+    ("apps", "deployments", "create"),
+    ("apps", "deployments", "patch"),
+    ("apps", "deployments", "delete"),
+    ("", "services", "list"),
+    ("", "services", "watch"),
+    ("", "services", "create"),
+    ("", "services", "patch"),
+    ("discovery.k8s.io", "endpointslices", "list"),
+    ("discovery.k8s.io", "endpointslices", "watch"),
+    ("policy", "poddisruptionbudgets", "list"),
+    ("policy", "poddisruptionbudgets", "watch"),
+    ("policy", "poddisruptionbudgets", "create"),
+    ("policy", "poddisruptionbudgets", "patch"),
+    ("batch", "jobs", "list"),
+    ("batch", "jobs", "watch"),
+    ("", "configmaps", "list"),
+    ("", "configmaps", "watch"),
+    ("", "events", "create"),
+}
+BUILD = {
+    ("batch", "jobs", "create"),
+    ("", "configmaps", "create"),
+    ("", "configmaps", "delete"),
+    ("", "pods", "list"),
+}
+
+NAMESPACED = {"watchNamespaces": ["shop", "ads"]}
+VALUE_SETS: dict[str, dict[str, Any]] = {
+    "defaults": {},
+    "namespaced": NAMESPACED,
+    "service-monitor": {"metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "kps"}}}},
+    "no-crds": {"crds": {"install": False}},
+    "pvc": {"repository": {"kind": "pvc", "pvc": {"claimName": "models"}}},
+    "s3": {
+        "repository": {"kind": "uri", "uri": "s3://models/fulcrum"},
+        "metrics": {"source": "prometheus", "prometheusUrl": "http://prometheus.monitoring:9090"},
+    },
+    "separate-build-namespace": {"build": {"namespace": "fulcrum-builds", "createNamespace": True}, **NAMESPACED},
+}
+
+
+@pytest.fixture(scope="module")
+def rendered() -> dict[str, list[dict[str, Any]]]:
+    return {name: render(values) for name, values in VALUE_SETS.items()}
+
+
+def operator_args(objects: list[dict[str, Any]]) -> list[str]:
+    container = operator_container(objects)
+    assert container["command"] == ["fulcrum"]
+    args: list[str] = container["args"]
+    assert args[0] == "run"
+    return args[1:]
+
+
+# --- lint ------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(VALUE_SETS))
+def test_helm_lint_strict(name: str) -> None:
+    import json
+
+    sets = [a for k, v in VALUE_SETS[name].items() for a in ("--set-json", f"{k}={json.dumps(v)}")]
+    result = helm("lint", "--strict", str(CHART), *sets)
+    assert "0 chart(s) failed" in result.stdout
+
+
+# --- CRDs ------------------------------------------------------------------------------------------------------
+
+
+def test_chart_crd_file_is_the_crds_file_byte_for_byte() -> None:
+    assert CHART_CRD_FILE.read_bytes() == CRD_FILE.read_bytes(), (
+        "charts/fulcrum/files/crds/ is stale: cp crds/fulcrum.dev_modeldeployments.yaml charts/fulcrum/files/crds/"
+    )
+
+
+def test_rendered_crd_is_the_crds_file_plus_release_metadata(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    crd = one(rendered["defaults"], "CustomResourceDefinition")
+    expected = load_yaml(CRD_FILE)
+    assert crd["spec"] == expected["spec"]
+    assert {k: v for k, v in crd.items() if k != "metadata"} == {k: v for k, v in expected.items() if k != "metadata"}
+    assert crd["metadata"]["name"] == expected["metadata"]["name"]
+    # upgradeable (templates/, so `helm upgrade` applies it) and kept on uninstall
+    assert crd["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+    assert crd["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
+    assert crd["metadata"]["labels"]["app.kubernetes.io/part-of"] == "fulcrum"
+
+
+def test_crds_can_be_left_out_or_not_kept() -> None:
+    assert not of_kind(render({"crds": {"install": False}}), "CustomResourceDefinition")
+    crd = one(render({"crds": {"keep": False}}), "CustomResourceDefinition")
+    assert "helm.sh/resource-policy" not in (crd["metadata"].get("annotations") or {})
+    assert not (CHART / "crds").exists(), "CRDs live in templates/ (upgradeable), not in the chart's crds/ dir"
+
+
+# --- the operator Deployment -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(VALUE_SETS))
+def test_deployment_is_one_hardened_replica(name: str, rendered: dict[str, list[dict[str, Any]]]) -> None:
+    objects = rendered[name]
+    deployment = one(objects, "Deployment")
+    spec = deployment["spec"]
+    assert spec["replicas"] == 1
+    assert spec["strategy"] == {"type": "Recreate"}
+    pod = spec["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] != 0
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["serviceAccountName"] == one(objects, "ServiceAccount")["metadata"]["name"]
+    assert "hostNetwork" not in pod and "hostPID" not in pod
+    container = operator_container(objects)
+    security = container["securityContext"]
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["privileged"] is False
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    assert security["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert container["resources"]["requests"]["cpu"] and container["resources"]["requests"]["memory"]
+    assert container["resources"]["limits"]["memory"]
+    # a writable /tmp on the read-only root filesystem
+    assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+    # the selector matches the template (and the metrics Service selects the same pod)
+    labels = spec["template"]["metadata"]["labels"]
+    assert spec["selector"]["matchLabels"].items() <= labels.items()
+
+
+def test_liveness_probe_hits_the_operators_liveness_endpoint(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    objects = rendered["defaults"]
+    container = operator_container(objects)
+    (liveness,) = flag_values(operator_args(objects), "--liveness")
+    assert liveness == "http://0.0.0.0:8080/healthz"
+    probe = container["livenessProbe"]["httpGet"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert probe["path"] == "/healthz"
+    assert ports[probe["port"]] == 8080
+
+    moved = render({"operator": {"livenessPort": 8181}})
+    assert flag_values(operator_args(moved), "--liveness") == ["http://0.0.0.0:8181/healthz"]
+    assert {p["name"]: p["containerPort"] for p in operator_container(moved)["ports"]}["health"] == 8181
+
+
+def test_defaults_are_the_operators_defaults(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    args = operator_args(rendered["defaults"])
+    defaults = OperatorSettings()
+    assert flag_values(args, "--triton-image") == [DEFAULT_TRITON_IMAGE]
+    assert flag_values(args, "--builder-image") == [DEFAULT_BUILDER_IMAGE]
+    assert flag_values(args, "--build-target") == [defaults.build_target]
+    assert flag_values(args, "--build-namespace") == ["fulcrum-system"]  # the release namespace
+    assert RepositoryStorage.parse(flag_values(args, "--repository")[0]) == defaults.storage
+    assert flag_values(args, "--workers") == ["4"]
+    assert flag_values(args, "--metrics-source") == ["scrape"]
+    params = {p.name: p.default for p in run_command.params}
+    assert flag_values(args, "--tick-seconds") == [f"{params['tick_seconds']:g}"]
+    assert flag_values(args, "--metrics-port") == [str(params["metrics_port"])]
+    assert flag_values(args, "--metrics-source") == [params["metrics_source"]]
+    assert flag_values(args, "--namespace") == []  # cluster-wide
+
+
+def test_every_rendered_flag_is_one_that_fulcrum_run_accepts(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    known = {opt for param in run_command.params for opt in getattr(param, "opts", [])}
+    for name, objects in rendered.items():
+        args = operator_args(objects)
+        unknown = sorted({a.split("=", 1)[0] for a in args} - known)
+        assert not unknown, f"{name}: the chart passes flags `fulcrum run` does not have: {unknown}"
+        # and click parses them (types, choices)
+        run_command.make_context("run", list(args), resilient_parsing=False)
+
+
+@pytest.mark.parametrize(
+    ("repository", "flag"),
+    [
+        ({"kind": "hostPath", "hostPath": "/srv/models"}, "hostpath:///srv/models"),
+        ({"kind": "pvc", "pvc": {"claimName": "model-repo"}}, "pvc://model-repo"),
+        ({"kind": "uri", "uri": "s3://bucket/fulcrum"}, "s3://bucket/fulcrum"),
+        ({"kind": "uri", "uri": "gs://bucket/fulcrum"}, "gs://bucket/fulcrum"),
+    ],
+)
+def test_repository_storage_kinds(repository: dict[str, Any], flag: str) -> None:
+    args = operator_args(render({"repository": repository}))
+    assert flag_values(args, "--repository") == [flag]
+    storage = RepositoryStorage.parse(flag)
+    assert storage.kind == repository["kind"]
+
+
+def test_metrics_source_prometheus_carries_its_url() -> None:
+    args = operator_args(render({"metrics": {"source": "prometheus", "prometheusUrl": "http://prom:9090"}}))
+    assert flag_values(args, "--metrics-source") == ["prometheus=http://prom:9090"]
+
+
+@pytest.mark.parametrize(
+    ("values", "error"),
+    [
+        ({"repository": {"kind": "nfs"}}, "kind"),
+        ({"repository": {"kind": "uri"}}, "uri"),
+        ({"repository": {"kind": "uri", "uri": "http://bucket"}}, "uri"),
+        ({"metrics": {"source": "prometheus"}}, "prometheusUrl"),
+        ({"operator": {"workers": 0}}, "workers"),
+        ({"watchNamespaces": ["Not_A_Namespace"]}, "watchNamespaces"),
+        ({"build": {"target": "tensorrt"}}, "target"),
+        ({"replicas": 2}, "replicas"),  # one replica, by design: not a value
+        ({"metrics": {"service": {"enabled": False}, "serviceMonitor": {"enabled": True}}}, "serviceMonitor"),
+    ],
+)
+def test_bad_values_are_rejected_with_the_field_named(values: dict[str, Any], error: str) -> None:
+    assert error in render_error(values)
+
+
+# --- RBAC ------------------------------------------------------------------------------------------------------
+
+
+def _no_wildcards(rules: list[dict[str, Any]]) -> None:
+    for rule in rules:
+        for key in ("apiGroups", "resources", "verbs"):
+            assert "*" not in rule.get(key, []), rule
+        assert "resourceNames" not in rule and "nonResourceURLs" not in rule
+
+
+def test_cluster_wide_rbac_is_exactly_what_the_operator_uses(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    objects = rendered["defaults"]
+    cluster_role = one(objects, "ClusterRole")
+    _no_wildcards(cluster_role["rules"])
+    assert rbac_permissions(cluster_role["rules"]) == MODELS
+    binding = one(objects, "ClusterRoleBinding")
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": cluster_role["metadata"]["name"],
+    }
+    sa = one(objects, "ServiceAccount")["metadata"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa["name"], "namespace": sa["namespace"]}]
+    build_role = one(objects, "Role")
+    assert build_role["metadata"]["namespace"] == "fulcrum-system"
+    _no_wildcards(build_role["rules"])
+    assert rbac_permissions(build_role["rules"]) == BUILD
+    build_binding = one(objects, "RoleBinding")
+    assert build_binding["roleRef"]["name"] == build_role["metadata"]["name"]
+    assert build_binding["metadata"]["namespace"] == "fulcrum-system"
+    assert build_binding["subjects"] == binding["subjects"]
+
+
+def test_namespaced_mode_has_no_cluster_wide_access(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    objects = rendered["namespaced"]
+    assert not of_kind(objects, "ClusterRole")
+    assert not of_kind(objects, "ClusterRoleBinding")
+    # the build namespace is watched too: build Jobs and records live there
+    assert flag_values(operator_args(objects), "--namespace") == ["shop", "ads", "fulcrum-system"]
+    roles = {(r["metadata"]["namespace"], r["metadata"]["name"]): r for r in of_kind(objects, "Role")}
+    assert set(roles) == {
+        ("shop", "fulcrum"),
+        ("ads", "fulcrum"),
+        ("fulcrum-system", "fulcrum"),
+        ("fulcrum-system", "fulcrum-build"),
+    }
+    for (_ns, name), role in roles.items():
+        _no_wildcards(role["rules"])
+        assert rbac_permissions(role["rules"]) == (BUILD if name == "fulcrum-build" else MODELS)
+    bindings = {(b["metadata"]["namespace"], b["roleRef"]["name"]) for b in of_kind(objects, "RoleBinding")}
+    assert bindings == set(roles)
+    for binding in of_kind(objects, "RoleBinding"):
+        assert binding["roleRef"]["kind"] == "Role"
+        assert binding["subjects"][0]["namespace"] == "fulcrum-system"
+
+
+def test_separate_build_namespace(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    objects = rendered["separate-build-namespace"]
+    assert one(objects, "Namespace")["metadata"]["name"] == "fulcrum-builds"
+    args = operator_args(objects)
+    assert flag_values(args, "--build-namespace") == ["fulcrum-builds"]
+    assert flag_values(args, "--namespace") == ["shop", "ads", "fulcrum-builds"]
+    build_role = one(objects, "Role", "fulcrum-build")
+    assert build_role["metadata"]["namespace"] == "fulcrum-builds"
+    assert not of_kind(render({"build": {"namespace": "fulcrum-system", "createNamespace": True}}), "Namespace")
+
+
+def test_every_watched_kind_can_be_listed_and_watched(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    """Ties the RBAC to the code: a new Kopf watch without a rule fails here, before a cluster says 403."""
+    registry = kopf.get_default_registry()
+    watched = {(h.selector.group or "", h.selector.any_name) for h in registry._watching.get_all_handlers()}
+    assert ("fulcrum.dev", "modeldeployments") in watched
+    granted = rbac_permissions(one(rendered["defaults"], "ClusterRole")["rules"])
+    for group, resource in watched:
+        assert {(group, resource, "list"), (group, resource, "watch")} <= granted, (group, resource)
+
+
+def test_owner_reference_enforcement_adds_finalizers_update() -> None:
+    objects = render({"rbac": {"ownerReferencesPermissionEnforcement": True}})
+    granted = rbac_permissions(one(objects, "ClusterRole")["rules"])
+    assert granted - MODELS == {("fulcrum.dev", "modeldeployments/finalizers", "update")}
+
+
+def test_rbac_and_service_account_can_be_brought_by_the_platform() -> None:
+    objects = render({"rbac": {"create": False}, "serviceAccount": {"create": False, "name": "platform-sa"}})
+    assert (
+        not of_kind(objects, "ClusterRole") and not of_kind(objects, "Role") and not of_kind(objects, "ServiceAccount")
+    )
+    pod = one(objects, "Deployment")["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "platform-sa"
+
+
+# --- metrics ---------------------------------------------------------------------------------------------------
+
+
+def test_metrics_service_targets_the_operators_metrics_port(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    objects = rendered["defaults"]
+    service = one(objects, "Service")
+    container = operator_container(objects)
+    assert flag_values(operator_args(objects), "--metrics-port") == ["9090"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports["metrics"] == 9090
+    (port,) = service["spec"]["ports"]
+    assert port["port"] == 9090 and port["targetPort"] == "metrics"
+    pod_labels = one(objects, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    assert not of_kind(objects, "ServiceMonitor")
+
+
+def test_service_monitor_selects_the_metrics_service(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    objects = rendered["service-monitor"]
+    monitor = one(objects, "ServiceMonitor")
+    service = one(objects, "Service")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["metadata"]["labels"]["release"] == "kps"
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": [service["metadata"]["namespace"]]}
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["port"] == service["spec"]["ports"][0]["name"]
+    assert endpoint["path"] == "/metrics"
+
+
+# --- what every object shares ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(VALUE_SETS))
+def test_objects_carry_release_labels_and_namespaces(name: str, rendered: dict[str, list[dict[str, Any]]]) -> None:
+    cluster_scoped = {"CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding", "Namespace"}
+    for obj in rendered[name]:
+        meta = obj["metadata"]
+        assert meta["labels"]["app.kubernetes.io/instance"] == "fulcrum", obj["kind"]
+        assert meta["labels"]["app.kubernetes.io/managed-by"] == "Helm", obj["kind"]
+        assert ("namespace" in meta) == (obj["kind"] not in cluster_scoped), (obj["kind"], meta)
+
+
+def test_click_is_the_parser_of_fulcrum_run() -> None:
+    # make_context above only proves something if `run` is a click command taking these options
+    assert isinstance(run_command, click.Command)
+    with pytest.raises(click.exceptions.NoSuchOption):
+        run_command.make_context("run", ["--no-such-flag=1"])
