@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Sequence
-from importlib import resources
 from pathlib import Path
 
 from model_repo_builder import triton_config
@@ -20,7 +19,7 @@ VERSION = "1"
 
 
 def local_model_source() -> str:
-    return resources.files("model_repo_builder").joinpath("templates/local_model.py").read_text()
+    return (Path(__file__).resolve().parent / "templates" / "local_model.py").read_text()
 
 
 def write_tier(
