@@ -1,0 +1,201 @@
+"""The local quickstart: a real control plane, the operator, the ctr-ranker example and a step load.
+
+Run through `scripts/quickstart` (which installs everything first). Leaves the cluster running; the
+operator stops at the end. `fulcrum dev down` stops the cluster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parents[1]
+NAMESPACE = "fulcrum-quickstart"
+console = Console()
+
+
+def sh(*argv: str, check: bool = True, capture: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, check=check, text=True, capture_output=capture)
+
+
+def kubectl(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return sh("kubectl", *args, check=check)
+
+
+def example(path: Path) -> dict[str, Any]:
+    """The example with relative file: URIs made absolute and pools limited to what runs on this machine."""
+    manifest = yaml.safe_load(path.read_text())
+    spec = manifest["spec"]
+
+    def absolute(uri: str) -> str:
+        if uri.startswith("file:") and not uri.startswith("file:///"):
+            return f"file://{(path.parent / uri.removeprefix('file:').removeprefix('//')).resolve()}"
+        return uri
+
+    spec["model"]["source"]["uri"] = absolute(spec["model"]["source"]["uri"])
+    if spec.get("accuracy", {}).get("validationData"):
+        spec["accuracy"]["validationData"]["uri"] = absolute(spec["accuracy"]["validationData"]["uri"])
+    spec["tiers"] = [t for t in spec["tiers"] if t.get("backend") != "tensorrt"]  # no GPU on this machine
+    spec["nodePools"] = [p for p in spec["nodePools"] if p["name"] == "local"]
+    spec["nodePools"][0]["nodeSelector"] = {"fulcrum.dev/pool": "local"}
+    return manifest
+
+
+def condition_line(md: dict[str, Any]) -> str:
+    status = md.get("status") or {}
+    parts = [f"{c['type']}={c['status']}({c.get('reason', '')})" for c in status.get("conditions", [])[:5]]
+    return " ".join(parts) or "waiting for the operator"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--trace", type=Path, default=ROOT / "examples" / "quickstart" / "step.csv")
+    parser.add_argument("--timeout", type=float, default=1200)
+    args = parser.parse_args()
+    started = time.monotonic()
+
+    console.rule("1. local control plane (fulcrum dev up)")
+    sh(sys.executable, "-m", "fulcrum", "dev", "up", capture=False)
+    home = Path(os.environ.get("FULCRUM_DEV_HOME", Path.home() / ".cache" / "fulcrum" / "dev"))
+    os.environ["KUBECONFIG"] = str(home / "kubeconfig")
+
+    console.rule("2. CRD and the operator")
+    kubectl("apply", "--server-side", "-f", str(ROOT / "crds" / "fulcrum.dev_modeldeployments.yaml"))
+    kubectl("wait", "--for=condition=Established", "crd/modeldeployments.fulcrum.dev", "--timeout=60s")
+    log_path = home / "logs" / "operator.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    operator = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "fulcrum",
+            "run",
+            "--build-target",
+            "local",
+            "--build-namespace",
+            "fulcrum-system",
+            "--repository",
+            f"hostpath://{home / 'models'}",
+            "--tick-seconds",
+            "5",
+            "--metrics-port",
+            "0",
+            "--liveness",
+            "http://127.0.0.1:0/healthz",
+        ],
+        stdout=log_path.open("ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    console.print(f"operator pid {operator.pid}, log {log_path}")
+    try:
+        console.rule("3. the ctr-ranker example")
+        kubectl("create", "namespace", NAMESPACE, check=False)
+        manifest = example(ROOT / "examples" / "ctr-ranker" / "modeldeployment.yaml")
+        subprocess.run(
+            ["kubectl", "apply", "-n", NAMESPACE, "-f", "-"],
+            input=yaml.safe_dump(manifest),
+            text=True,
+            check=True,
+            capture_output=True,
+        )
+        name = manifest["metadata"]["name"]
+        with console.status("building tiers and starting Triton...") as status:
+            while True:
+                md = json.loads(kubectl("get", "md", name, "-n", NAMESPACE, "-o", "json").stdout)
+                status.update(condition_line(md))
+                ready = any(
+                    c["type"] == "Ready" and c["status"] == "True"
+                    for c in (md.get("status") or {}).get("conditions", [])
+                )
+                stalled = any(
+                    c["type"] == "Stalled" and c["status"] == "True"
+                    for c in (md.get("status") or {}).get("conditions", [])
+                )
+                if ready or stalled:
+                    break
+                if time.monotonic() - started > args.timeout:
+                    raise SystemExit(f"timed out; see {log_path}")
+                time.sleep(2)
+        console.print(kubectl("get", "md", "-n", NAMESPACE).stdout)
+        if stalled:
+            raise SystemExit(f"{name} is Stalled: {condition_line(md)}")
+        table = Table(title="tiers built on this machine")
+        for column in ("tier", "state", "reason", "accuracy"):
+            table.add_column(column)
+        for tier in md["status"]["tiers"]:
+            table.add_row(tier["name"], tier["state"], tier.get("reason", ""), json.dumps(tier.get("accuracy", {})))
+        console.print(table)
+
+        console.rule("4. a step load (fulcrum load)")
+        load = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "fulcrum",
+                "load",
+                "--service",
+                f"{NAMESPACE}/{name}",
+                "--trace",
+                str(args.trace),
+                "--slo-ms",
+                str(manifest["spec"]["slo"]["latencyMs"]),
+                "--interval",
+                "20",
+                "--json",
+            ],
+            text=True,
+            capture_output=True,
+            check=True,
+        )
+        report = json.loads(load.stdout)
+
+        console.rule("5. what happened")
+        events = json.loads(
+            kubectl(
+                "get", "events", "-n", NAMESPACE, "-o", "json", f"--field-selector=involvedObject.name={name}"
+            ).stdout
+        )["items"]
+        decisions = Table(title="decisions and events")
+        for column in ("time", "reason", "message"):
+            decisions.add_column(column)
+        for event in sorted(events, key=lambda e: e.get("lastTimestamp") or ""):
+            decisions.add_row(event.get("lastTimestamp", ""), event["reason"], event["message"][:110])
+        console.print(decisions)
+        intervals = Table(title="load, per 20 s")
+        for column in ("t", "offeredRps", "achievedRps", "p50Ms", "p99Ms", "sloAttainment"):
+            intervals.add_column(column, justify="right")
+        for row in report["intervals"]:
+            intervals.add_row(
+                *(str(row[c]) for c in ("t", "offeredRps", "achievedRps", "p50Ms", "p99Ms", "sloAttainment"))
+            )
+        console.print(intervals)
+        md = json.loads(kubectl("get", "md", name, "-n", NAMESPACE, "-o", "json").stdout)
+        console.print(kubectl("get", "md", "-n", NAMESPACE).stdout)
+        console.print(
+            f"SLO attainment over the run: {report['summary']['sloAttainment']}; "
+            f"p99 {report['summary']['p99Ms']} ms; cost now {md['status'].get('costPerHour')}/h; "
+            f"took {time.monotonic() - started:.0f} s"
+        )
+        console.print(
+            "The cluster keeps running: `kubectl get md -A` (KUBECONFIG=~/.cache/fulcrum/dev/kubeconfig); "
+            "`fulcrum dev down` stops it."
+        )
+    finally:
+        os.killpg(operator.pid, signal.SIGTERM)
+        operator.wait(30)
+
+
+if __name__ == "__main__":
+    main()
