@@ -405,7 +405,7 @@ class _Tick:
 
 def _finish(current: Config | None, target: Config, code: str, reason: str, state: PolicyState) -> Decision:
     state = replace(state, desired=target)
-    action = _action(current, target)
+    action = "Hold" if code == "NoReadyTier" else _action(current, target)
     return Decision(action, target.tier, target.node_pool, target.replicas, code, reason, state, current)
 
 

@@ -1,0 +1,158 @@
+"""Each decision rule of ``decide``."""
+
+from __future__ import annotations
+
+import json
+
+from fulcrum.api import ModelDeploymentSpec
+from fulcrum.policy import Config, Decision, Observation, PolicyState, ProfileTable, ReplicaGroup, decide
+from tests.unit.test_policy_support import make_spec, make_table
+
+TABLE = make_table()
+
+
+def settled(config: Config) -> tuple[ReplicaGroup, ...]:
+    return (ReplicaGroup(config.tier, config.node_pool, ready=config.replicas),)
+
+
+def run(
+    spec: ModelDeploymentSpec, rates: list[float], step: float = 10.0, table: ProfileTable = TABLE
+) -> list[Decision]:
+    """Tick through rates with a fleet that is always exactly the last decision, all ready."""
+    state = PolicyState()
+    decisions = []
+    for i, rate in enumerate(rates):
+        if state.desired is not None:
+            state = state.with_fleet(settled(state.desired))
+        decision = decide(spec, table, Observation(rate), state, i * step)
+        decisions.append(decision)
+        state = decision.state
+    return decisions
+
+
+def capacity(tier: str, pool: str) -> float:
+    return TABLE.capacity(tier, pool, 25 * 0.9, 99.0)
+
+
+def test_first_decision_places_the_most_accurate_tier_on_its_cheapest_pool() -> None:
+    decision = run(make_spec(budget=None), [1500.0])[0]
+    assert decision.action == "ScaleUp"
+    assert (decision.tier, decision.node_pool) == ("fp32", "l4")
+    assert decision.replicas * capacity("fp32", "l4") >= 1500.0
+    assert decision.reason.endswith(".") and "\n" not in decision.reason
+
+
+def test_scales_up_at_once_when_load_rises() -> None:
+    decisions = run(make_spec(budget=None), [1000.0, 1000.0, 3000.0])
+    assert decisions[2].action == "ScaleUp"
+    assert decisions[2].code == "LoadRising"
+    assert decisions[2].replicas * capacity("fp32", "l4") >= 3000.0
+
+
+def test_scale_up_leaves_headroom_for_a_rising_trend() -> None:
+    flat = run(make_spec(budget=None), [2000.0] * 13)[-1]
+    rising = run(make_spec(budget=None), [800.0 + 100.0 * i for i in range(13)])[-1]
+    assert rising.replicas > flat.replicas  # both end at 2000 rps; the rising one sizes for startup
+
+
+def test_scales_down_only_after_the_stabilization_window() -> None:
+    spec = make_spec(budget=None, stabilization=300)
+    decisions = run(spec, [3000.0] * 3 + [500.0] * 40)
+    high = decisions[2].replicas
+    assert all(d.replicas == high for d in decisions[3:32])  # t = 30 .. 310: within 300 s of a high recommendation
+    later = [d for d in decisions[32:] if d.replicas < high]
+    assert later and later[0].action == "ScaleDown" and later[0].code == "LoadFalling"
+
+
+def test_never_beyond_min_and_max_replicas() -> None:
+    spec = make_spec(budget=None, min_replicas=2, max_replicas=4)
+    decisions = run(spec, [0.0, 100000.0, 0.0])
+    assert decisions[0].replicas == 2
+    assert all(2 <= d.replicas <= 4 for d in decisions)
+
+
+def test_quality_falls_to_a_faster_tier_when_the_budget_forces_it_and_the_overlap_fits() -> None:
+    spec = make_spec(budget="8.00")
+    rates = [2000.0] * 3 + [2000.0 + 400.0 * i for i in range(1, 20)]
+    decisions = run(spec, rates)
+    switch = next(d for d in decisions if d.action == "SwitchTier")
+    assert switch.tier == "int8"
+    old = switch.previous
+    assert old is not None
+    overlap = old.replicas * 1.0 + switch.replicas * (1.0 if switch.node_pool == "l4" else 0.25)
+    assert overlap <= 8.0
+
+
+def test_comes_back_to_the_accurate_tier_after_the_cooldown() -> None:
+    spec = make_spec(budget="8.00", cooldown=600)
+    rates = [2000.0] * 3 + [9000.0] * 10 + [1500.0] * 120
+    decisions = run(spec, rates)
+    switches = [(i * 10.0, d) for i, d in enumerate(decisions) if d.action == "SwitchTier"]
+    assert [d.tier for _, d in switches] == ["int8", "fp32"]
+    (down_at, _), (up_at, up) = switches
+    assert up_at - down_at >= 600
+    assert up.code == "LoadAllows"
+
+
+def test_cost_objective_picks_the_cheapest_configuration() -> None:
+    decision = run(make_spec(budget=None, objective="Cost"), [1500.0])[0]
+    assert decision.tier == "int8"
+
+
+def test_budget_exhausted_stays_within_the_budget() -> None:
+    spec = make_spec(budget="2.00")
+    decisions = run(spec, [50000.0] * 5)
+    last = decisions[-1]
+    assert last.code == "BudgetExhausted"
+    assert last.replicas * (1.0 if last.node_pool == "l4" else 0.25) <= 2.0
+    assert "budget" in last.reason
+
+
+def test_a_slower_fleet_lowers_the_capacity_estimate() -> None:
+    spec = make_spec(budget=None)
+    state = PolicyState()
+    first = decide(spec, TABLE, Observation(2000.0), state, 0.0)
+    config = first.config
+    curve = TABLE.curve(config.tier, config.node_pool)
+    assert curve is not None
+    per_replica = 2000.0 / config.replicas
+    slow_latency = curve.latency_at(per_replica / 0.6, 99.0)  # the fleet runs at 60 % of its profile
+    state = first.state
+    decision = first
+    for tick in range(1, 30):
+        state = state.with_fleet(settled(state.desired or config))
+        decision = decide(spec, TABLE, Observation(2000.0, slow_latency), state, tick * 10.0)
+        state = decision.state
+    assert state.corrections[f"{config.tier}@{config.node_pool}"] < 0.8
+    assert decision.replicas > config.replicas
+
+
+def test_no_data_holds() -> None:
+    spec = make_spec(budget=None)
+    first = decide(spec, TABLE, Observation(2000.0), PolicyState(), 0.0)
+    state = first.state.with_fleet(settled(first.config))
+    decision = decide(spec, TABLE, None, state, 10.0)
+    assert decision.action == "Hold"
+    assert decision.config == first.config
+
+
+def test_no_ready_tier_holds() -> None:
+    decision = decide(make_spec(), ProfileTable({}), Observation(100.0), PolicyState(), 0.0)
+    assert decision.action == "Hold" and decision.code == "NoReadyTier"
+
+
+def test_state_round_trips_through_json() -> None:
+    decisions = run(make_spec(budget="8.00"), [2000.0, 4000.0, 9000.0, 9000.0])
+    state = decisions[-1].state.with_fleet(
+        (ReplicaGroup("fp32", "l4", ready=3), ReplicaGroup("int8", "l4", ready=0, starting=(30.0, 30.0)))
+    )
+    restored = PolicyState.from_dict(json.loads(json.dumps(state.to_dict())))
+    assert restored == state
+    assert PolicyState.from_dict(None) == PolicyState()
+
+
+def test_a_lost_state_adopts_the_running_fleet() -> None:
+    spec = make_spec(budget=None)
+    state = PolicyState().with_fleet((ReplicaGroup("fp32", "l4", ready=3),))
+    decision = decide(spec, TABLE, Observation(100.0), state, 0.0)
+    assert decision.previous == Config("fp32", "l4", 3)

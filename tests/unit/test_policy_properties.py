@@ -1,0 +1,74 @@
+"""Invariants of ``decide`` under random load and specs (hypothesis)."""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fulcrum.policy import Config, Decision, Observation, PolicyState, decide
+from fulcrum.simulate.fleet import SimFleet
+from tests.unit.test_policy_support import make_spec, make_table
+
+TABLE = make_table()
+UNIT_COST = {"l4": 1.0, "cpu": 0.25}
+STARTUP = {"l4": 60.0, "cpu": 30.0}
+
+specs = st.builds(
+    make_spec,
+    budget=st.one_of(st.none(), st.sampled_from(["2.00", "5.00", "8.00", "20.00"])),
+    min_replicas=st.integers(0, 3),
+    max_replicas=st.integers(3, 30),
+    objective=st.sampled_from(["Quality", "Cost"]),
+    cooldown=st.sampled_from([0, 120, 600]),
+    stabilization=st.sampled_from([0, 60, 300]),
+    percentile=st.sampled_from([90, 99, "99.9"]),
+)
+loads = st.lists(st.floats(0.0, 30000.0, allow_nan=False), min_size=2, max_size=40)
+STEP = 10.0
+
+
+def replay(spec_: object, rates: list[float]) -> list[Decision]:
+    """Tick through the rates against the simulator's fleet (startup delays, blue/green switches)."""
+    spec = spec_  # typed loosely for hypothesis' builds
+    fleet = SimFleet(STARTUP, UNIT_COST)
+    state = PolicyState()
+    out: list[Decision] = []
+    observation: Observation | None = None
+    for i, rate in enumerate(rates):
+        now = i * STEP
+        decision = decide(spec, TABLE, observation, state.with_fleet(fleet.observed(now)), now)  # type: ignore[arg-type]
+        fleet.apply(decision.config, now, instant=i == 0)
+        state = decision.state
+        out.append(decision)
+        observation = Observation(rate, None, None)
+    return out
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(specs, loads)
+def test_invariants(spec: object, rates: list[float]) -> None:
+    decisions = replay(spec, rates)
+    scaling = spec.scaling  # type: ignore[attr-defined]
+    budget = spec.budget.max_cost_per_hour  # type: ignore[attr-defined]
+    last_switch: float | None = None
+    previous: Config | None = None
+    for i, decision in enumerate(decisions):
+        now = i * STEP
+        assert scaling.min_replicas <= decision.replicas <= scaling.max_replicas
+        steady = decision.replicas * UNIT_COST[decision.node_pool]
+        if budget is not None and decision.replicas > scaling.min_replicas:
+            assert steady <= float(budget) + 1e-9, decision.reason
+        if previous is not None and previous.placement != decision.config.placement:
+            if last_switch is not None:
+                assert now - last_switch >= scaling.tier_switch_cooldown_seconds
+            last_switch = now
+        assert decision.reason
+        previous = decision.config
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(specs, loads)
+def test_deterministic(spec: object, rates: list[float]) -> None:
+    first = [(d.action, d.config, d.code, d.reason, d.state) for d in replay(spec, rates)]
+    second = [(d.action, d.config, d.code, d.reason, d.state) for d in replay(spec, rates)]
+    assert first == second
