@@ -1,0 +1,83 @@
+"""Policy benchmark: every example trace x policy, side by side with the oracle, and the simulator's speed.
+
+Run: ``python benchmarks/policy.py [--step 10] [--policies fulcrum,hpa,kpa,static,oracle]``
+
+Targets for ``fulcrum`` (issue 6): SLO attainment >= 99 % (flash sale: 98 %), cost <= 1.2x the oracle's,
+over budget < 1 % of the time, top-tier share >= 90 % of the oracle's. The last column says which are met.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from fulcrum.api import ProfilesFile
+from fulcrum.commands.simulate import load_spec
+from fulcrum.simulate.engine import Run, make_setting, simulate, simulate_policy
+from fulcrum.simulate.trace import read_trace
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEC = ROOT / "examples" / "ctr-ranker" / "simulate.yaml"
+PROFILES = ROOT / "examples" / "profiles" / "ctr-ranker.json"
+TRACES = ("diurnal", "flash-sale", "black-friday", "bursts")
+
+
+def targets(trace: str, run: Run, oracle: Run) -> str:
+    slo_target = 0.98 if trace == "flash-sale" else 0.99
+    misses = []
+    if run.slo_attainment < slo_target:
+        misses.append("slo")
+    if oracle.cost > 0 and run.cost / oracle.cost > 1.2:
+        misses.append("cost")
+    if run.duration > 0 and run.budget_violation_seconds / run.duration >= 0.01:
+        misses.append("budget")
+    if oracle.top_tier_share > 0 and run.top_tier_share / oracle.top_tier_share < 0.9:
+        misses.append("top-tier")
+    return "all met" if not misses else "missed: " + ",".join(misses)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--step", type=float, default=10.0)
+    parser.add_argument("--policies", default="fulcrum,hpa,kpa,static,oracle")
+    args = parser.parse_args()
+    spec = load_spec(SPEC)
+    profiles = ProfilesFile.model_validate_json(PROFILES.read_text())
+    policies = [p for p in args.policies.split(",") if p]
+    header = (
+        f"{'trace':13s} {'policy':8s} {'SLO att.':>9s} {'cost':>8s} {'vs oracle':>9s} "
+        f"{'top tier':>8s} {'top/oracle':>10s} {'over budget':>11s} {'switches':>8s}  fulcrum targets"
+    )
+    print(f"spec {SPEC.relative_to(ROOT)}, profiles {PROFILES.relative_to(ROOT)}, step {args.step:g} s")
+    print(header)
+    print("-" * len(header))
+    for name in TRACES:
+        trace = read_trace(ROOT / "examples" / "traces" / f"{name}.csv")
+        setting = make_setting(spec, profiles, trace, args.step)
+        runs = simulate(setting, policies)
+        oracle = runs.get("oracle") or runs["_oracle"]
+        for policy, run in runs.items():
+            if policy.startswith("_"):
+                continue
+            top_ratio = run.top_tier_share / oracle.top_tier_share if oracle.top_tier_share > 0 else 1.0
+            over = run.budget_violation_seconds / run.duration if run.duration > 0 else 0.0
+            verdict = targets(name, run, oracle) if policy == "fulcrum" else ""
+            print(
+                f"{name:13s} {policy:8s} {run.slo_attainment:9.4%} {run.cost:8.2f} {run.cost / oracle.cost:8.3f}x "
+                f"{run.top_tier_share:8.1%} {top_ratio:9.2f}x {over:11.2%} {run.tier_switches:8d}  {verdict}"
+            )
+    print()
+    trace = read_trace(ROOT / "examples" / "traces" / "diurnal.csv")
+    setting = make_setting(spec, profiles, trace, 10.0)
+    steps = len(setting.step_rates)
+    print(f"simulator speed, 24 h trace at 10 s steps ({steps} steps), goal < 5 s per policy:")
+    for policy in policies:
+        start = time.perf_counter()
+        simulate_policy(setting, policy)
+        elapsed = time.perf_counter() - start
+        print(f"  {policy:8s} {elapsed:6.2f} s  ({1e6 * elapsed / steps:6.1f} us/step)")
+
+
+if __name__ == "__main__":
+    main()
