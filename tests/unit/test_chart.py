@@ -316,7 +316,8 @@ def test_separate_build_namespace(rendered: dict[str, list[dict[str, Any]]]) -> 
 def test_every_watched_kind_can_be_listed_and_watched(rendered: dict[str, list[dict[str, Any]]]) -> None:
     """Ties the RBAC to the code: a new Kopf watch without a rule fails here, before a cluster says 403."""
     registry = kopf.get_default_registry()
-    watched = {(h.selector.group or "", h.selector.any_name) for h in registry._watching.get_all_handlers()}
+    selectors = [h.selector for h in registry._watching.get_all_handlers() if h.selector is not None]
+    watched = {(s.group or "", s.any_name) for s in selectors}
     assert ("fulcrum.dev", "modeldeployments") in watched
     granted = rbac_permissions(one(rendered["defaults"], "ClusterRole")["rules"])
     for group, resource in watched:

@@ -1,0 +1,531 @@
+"""The chart on a real cluster: install it, run the operator as the chart's ServiceAccount, prove the RBAC.
+
+One Helm release in namespaced mode (watchNamespaces = [its namespace], builds in the same namespace). The
+operator runs as a local process with the ServiceAccount's token (``kubectl create token``), through a recording
+proxy (tests/support/chart_audit.py) so every request it makes, and the answer, is known. One ModelDeployment is
+taken through every path that needs a permission:
+
+- pool ``l4`` (kwok GPU nodes) has a prebuilt build record: the operator serves it (Deployment, Service and PDB by
+  server-side apply, which creates them), the kwok pods get ready, status goes Ready (status patch), Events;
+- pool ``local`` (the node agent's real node) has no record: the operator creates the build spec ConfigMap and
+  the Job, the build fails fast (the model file does not exist), the operator lists the Job's pods for the
+  termination message, creates the record and deletes the spec ConfigMap;
+- a stale server Deployment of the ModelDeployment (an old tier) is deleted.
+
+Then: every request was allowed except the three the operator is built to tolerate; and, asking the real
+authorizer (SubjectAccessReview) for each verb of each rule removed in turn, every removal denies at least one
+request the operator made. The GitOps test applies the manifest again, server-side, under two field managers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from fulcrum.api import parse_model_deployment
+from fulcrum.dev.rest import ApiError, Rest
+from fulcrum.reconcile.builds import BuildResult
+from fulcrum.reconcile.plan import pool_builds
+from fulcrum.resources import labels
+from fulcrum.resources.build import build_record
+from fulcrum.resources.settings import OperatorSettings, RepositoryStorage
+from tests.e2e.conftest import Cluster
+from tests.support.chart import CHART, flag_values, helm_binary
+from tests.support.chart_audit import Attributes, RecordingProxy, all_attributes, token_kubeconfig
+
+pytestmark = pytest.mark.e2e
+
+Obj = dict[str, Any]
+RELEASE = "fulcrum"
+MD = "ranker"
+GITOPS = "gitops"  # the field manager of "Git" (kubectl apply --server-side)
+SECOND = "argocd-controller"  # a second GitOps field manager
+BUILDER_IMAGE = "ghcr.io/fulcrum-dev/fulcrum-builder:e2e"  # "fulcrum" in the name: the node agent runs our fulcrum
+# What the operator asks for and is built to do without (handlers.ensure_namespace tolerates 403; Kopf falls
+# back to the given namespaces and to the startup discovery when it cannot list or watch these).
+TOLERATED = {
+    ("create", "", "namespaces"),
+    ("list", "", "namespaces"),
+    ("watch", "", "namespaces"),
+    ("list", "apiextensions.k8s.io", "customresourcedefinitions"),
+    ("watch", "apiextensions.k8s.io", "customresourcedefinitions"),
+}
+GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+
+
+def model_deployment(namespace: str) -> Obj:
+    return {
+        "apiVersion": "fulcrum.dev/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": MD, "namespace": namespace},
+        "spec": {
+            "model": {
+                "source": {"uri": "file:///nonexistent/fulcrum-chart-e2e/model.onnx", "format": "onnx"},
+                "inputs": [{"name": "dense", "dataType": "FP32", "dims": [4]}],
+                "outputs": [{"name": "score", "dataType": "FP32", "dims": [1]}],
+            },
+            "tiers": [{"name": "fp32", "precision": "fp32", "backend": "onnxruntime"}],
+            "slo": {"latencyMs": 50},
+            "nodePools": [
+                {
+                    "name": "l4",
+                    "nodeSelector": {"fulcrum.dev/pool": "l4"},
+                    "tolerations": [GPU_TOLERATION],
+                    "gpusPerReplica": 1,
+                    "costPerHour": "0.85",
+                },
+                {
+                    "name": "local",
+                    "nodeSelector": {"fulcrum.dev/pool": "local"},
+                    "gpusPerReplica": 0,
+                    "costPerHour": "0.10",
+                },
+            ],
+            "scaling": {"minReplicas": 1, "maxReplicas": 2},
+        },
+    }
+
+
+def wait_for(what: str, probe: Callable[[], Any], timeout: float = 240.0, every: float = 1.0) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(every)
+    raise AssertionError(f"timed out waiting for {what}; last observation: {last!r}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def condition(obj: Obj | None, kind: str) -> Obj | None:
+    for c in ((obj or {}).get("status") or {}).get("conditions") or []:
+        if c.get("type") == kind:
+            return dict(c)
+    return None
+
+
+def apply(rest: Rest, manifest: Obj, manager: str) -> Obj:
+    meta = manifest["metadata"]
+    return rest.request(
+        "PATCH",
+        f"/apis/fulcrum.dev/v1alpha1/namespaces/{meta['namespace']}/modeldeployments/{meta['name']}",
+        manifest,
+        content_type="application/apply-patch+yaml",
+        query={"fieldManager": manager},
+    )
+
+
+@dataclass
+class Stack:
+    cluster: Cluster
+    namespace: str
+    helm: str
+    install_output: str
+    crds_by_chart: bool
+    manifest: list[Obj]
+    workdir: Path
+    proxy: RecordingProxy | None = None
+    operator: subprocess.Popen[bytes] | None = None
+    operator_log: Path | None = None
+    settings: OperatorSettings = field(default_factory=OperatorSettings)
+
+    @property
+    def rest(self) -> Rest:
+        return self.cluster.rest
+
+    def md_path(self, name: str = MD) -> str:
+        return f"/apis/fulcrum.dev/v1alpha1/namespaces/{self.namespace}/modeldeployments/{name}"
+
+    def run_helm(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [self.helm, *args, "--kubeconfig", str(self.cluster.kubeconfig)],
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
+        if check:
+            assert result.returncode == 0, f"helm {' '.join(args)}:\n{result.stdout}{result.stderr}"
+        return result
+
+    def roles(self) -> list[Obj]:
+        return [o for o in self.manifest if o["kind"] in ("Role", "ClusterRole")]
+
+    def operator_args(self) -> list[str]:
+        deployment = next(o for o in self.manifest if o["kind"] == "Deployment")
+        args: list[str] = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        assert args[0] == "run"
+        return args[1:]
+
+    def log_tail(self, lines: int = 60) -> str:
+        if self.operator_log is None or not self.operator_log.exists():
+            return "(no operator log)"
+        return "\n".join(self.operator_log.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop_operator(self) -> None:
+        if self.operator is not None and self.operator.poll() is None:
+            self.operator.send_signal(signal.SIGTERM)
+            try:
+                self.operator.wait(30)
+            except subprocess.TimeoutExpired:
+                self.operator.kill()
+                self.operator.wait(10)
+        if self.proxy is not None:
+            self.proxy.stop()
+
+
+def _install(cluster: Cluster, namespace: str, helm: str, workdir: Path) -> Stack:
+    existing = cluster.rest.get_or_none(
+        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/modeldeployments.fulcrum.dev"
+    )
+    owner = ((existing or {}).get("metadata", {}).get("annotations") or {}).get("meta.helm.sh/release-name")
+    crds_by_chart = existing is None  # a CRD applied by another test (kubectl) cannot be adopted by a release
+    values = {
+        "watchNamespaces": [namespace],
+        "crds": {"install": crds_by_chart},
+        "build": {"image": BUILDER_IMAGE, "target": "local"},
+        "repository": {"kind": "hostPath", "hostPath": str(workdir / "models")},
+        "operator": {"tickSeconds": 5, "workers": 2},
+        # the in-cluster copy stays Pending: this test runs the same command line as a local process instead
+        "nodeSelector": {"fulcrum.dev/e2e-no-such-node": "true"},
+    }
+    sets = [a for k, v in values.items() for a in ("--set-json", f"{k}={json.dumps(v)}")]
+    stack = Stack(cluster, namespace, helm, "", crds_by_chart, [], workdir)
+    result = stack.run_helm("install", RELEASE, str(CHART), "--namespace", namespace, *sets)
+    stack.install_output = result.stdout + (f"\n(CRD pre-existed, owner {owner!r})" if existing else "")
+    manifest = stack.run_helm("get", "manifest", RELEASE, "--namespace", namespace).stdout
+    stack.manifest = [d for d in yaml.safe_load_all(manifest) if d]
+    stack.settings = OperatorSettings(
+        build_namespace=namespace,
+        storage=RepositoryStorage("hostPath", str(workdir / "models")),
+        builder_image=BUILDER_IMAGE,
+        build_target="local",
+    )
+    return stack
+
+
+def _start_operator(stack: Stack) -> None:
+    cluster, ns = stack.cluster, stack.namespace
+    token = cluster.kubectl("create", "token", RELEASE, "--namespace", ns, "--duration", "2h").stdout.strip()
+    assert token
+    stack.proxy = RecordingProxy(f"https://127.0.0.1:{cluster.config.ports.apiserver}", cluster.home.pki / "ca.crt")
+    port = stack.proxy.start()
+    kubeconfig = stack.workdir / "operator.kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump(token_kubeconfig(f"http://127.0.0.1:{port}", token, ns)))
+    liveness, metrics = free_port(), free_port()
+    args = [a for a in stack.operator_args() if not a.startswith(("--liveness=", "--metrics-port="))] + [
+        f"--liveness=http://127.0.0.1:{liveness}/healthz",
+        f"--metrics-port={metrics}",
+    ]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}
+    env["KUBECONFIG"] = str(kubeconfig)
+    stack.operator_log = stack.workdir / "operator.log"
+    fulcrum = str(Path(sys.executable).with_name("fulcrum"))
+    with stack.operator_log.open("wb") as log:
+        stack.operator = subprocess.Popen([fulcrum, "run", *args], env=env, stdout=log, stderr=subprocess.STDOUT)
+
+    def live() -> bool:
+        assert stack.operator is not None
+        assert stack.operator.poll() is None, f"the operator exited:\n{stack.log_tail()}"
+        url = f"http://127.0.0.1:{liveness}/healthz"
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=2) as response:
+            return bool(response.status == 200)
+        return False
+
+    wait_for("the operator's liveness endpoint", live, timeout=90)
+
+
+def _seed(stack: Stack) -> None:
+    """What the operator finds: a prebuilt record for pool l4, a stale server Deployment; then the ModelDeployment."""
+    ns, rest = stack.namespace, stack.rest
+    manifest = model_deployment(ns)
+    spec = parse_model_deployment(manifest).spec
+    builds = {b.pool.name: b for b in pool_builds(spec, stack.settings, {}, {})}
+    l4 = builds["l4"]
+    points = [
+        {
+            "requestsPerSecond": rps,
+            "latencyMs": {"p50": 2.0 + rps / 200, "p90": 3.0, "p95": 3.5, "p99": 4.0 + rps / 100},
+        }
+        for rps in (50.0, 200.0, 400.0)
+    ]
+    tier: Obj = {"name": "fp32", "precision": "fp32", "backend": "onnxruntime", "state": "Ready", "path": "fp32"}
+    tier |= {"accuracy": {"MeanAbsError": 0.0}, "profiles": [{"nodePool": "l4", "points": points}]}
+    result = BuildResult.from_record(
+        {
+            "phase": "Succeeded",
+            "reason": "BuildSucceeded",
+            "repository": stack.settings.storage.repository_path(l4.key),
+            "manifest": {"model": MD, "source": {"uri": "file:///prebuilt.onnx", "sha256": "0" * 64}, "tiers": [tier]},
+        }
+    )
+    rest.create(
+        f"/api/v1/namespaces/{ns}/configmaps", build_record(l4.key, l4.pool, result.to_record(), stack.settings)
+    )
+    stale_labels = {
+        **labels.owned_labels(MD, labels.COMPONENT_SERVER),
+        labels.TIER: "fp16",
+        labels.POOL: "l4",
+    }
+    rest.create(
+        f"/apis/apps/v1/namespaces/{ns}/deployments",
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": f"{MD}-fp16-l4", "labels": stale_labels},
+            "spec": {
+                "replicas": 0,
+                "selector": {"matchLabels": stale_labels},
+                "template": {
+                    "metadata": {"labels": stale_labels},
+                    "spec": {"containers": [{"name": "x", "image": "example.invalid/x", "command": ["true"]}]},
+                },
+            },
+        },
+    )
+    apply(rest, manifest, GITOPS)
+
+
+@pytest.fixture(scope="module")
+def stack(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    helm = helm_binary()
+    if helm is None:
+        pytest.fail("no helm binary (fulcrum dev build makes one)")
+    namespace = f"chart-e2e-{uuid.uuid4().hex[:6]}"
+    cluster.rest.create("/api/v1/namespaces", {"metadata": {"name": namespace, "labels": {"fulcrum.dev/e2e": "true"}}})
+    workdir = tmp_path_factory.mktemp("chart-e2e")
+    (workdir / "models").mkdir()
+    stack: Stack | None = None
+    try:
+        stack = _install(cluster, namespace, helm, workdir)
+        _start_operator(stack)
+        _seed(stack)
+        yield stack
+    finally:
+        if stack is not None:
+            stack.stop_operator()
+            stack.run_helm("uninstall", RELEASE, "--namespace", namespace, check=False)
+        with contextlib.suppress(ApiError):
+            cluster.rest.delete(f"/api/v1/namespaces/{namespace}")
+
+
+def ready(stack: Stack) -> Obj:
+    def probe() -> Obj | None:
+        assert stack.operator is not None and stack.operator.poll() is None, f"operator exited:\n{stack.log_tail()}"
+        md = stack.rest.get(stack.md_path())
+        ok = condition(md, "Ready")
+        current = (md.get("status") or {}).get("observedGeneration") == md["metadata"]["generation"]
+        return md if ok and ok["status"] == "True" and current else None
+
+    try:
+        md: Obj = wait_for("ModelDeployment Ready=True", probe, timeout=300)
+    except AssertionError as exc:
+        md = stack.rest.get(stack.md_path())
+        raise AssertionError(
+            f"{exc}\nstatus: {json.dumps(md.get('status'), indent=1)[:3000]}\n{stack.log_tail()}"
+        ) from None
+    return md
+
+
+# --- the tests -------------------------------------------------------------------------------------------------
+
+
+def test_install_creates_the_release_and_tells_the_next_step(stack: Stack) -> None:
+    assert "NOTES:" in stack.install_output
+    notes = stack.install_output.split("NOTES:", 1)[1]
+    assert "kubectl apply -f" in notes and f"It watches ModelDeployments in: {stack.namespace}." in notes
+    kinds = sorted(o["kind"] for o in stack.manifest)
+    assert "ClusterRole" not in kinds and "ClusterRoleBinding" not in kinds  # namespaced mode
+    assert {"Deployment", "Role", "RoleBinding", "Service", "ServiceAccount"} <= set(kinds)
+    assert flag_values(stack.operator_args(), "--namespace") == [stack.namespace]
+
+
+def test_model_deployment_gets_ready_as_the_charts_service_account(stack: Stack) -> None:
+    md = ready(stack)
+    ns, rest = stack.namespace, stack.rest
+    status = md["status"]
+    assert (status["activeTier"], status["activeNodePool"]) == ("fp32", "l4")
+    server = labels.server_deployment_name(MD, "fp32", "l4")
+    deployment = rest.get(f"/apis/apps/v1/namespaces/{ns}/deployments/{server}")
+    assert deployment["metadata"]["labels"][labels.MANAGED_BY] == "fulcrum"
+    assert rest.get_or_none(f"/api/v1/namespaces/{ns}/services/{MD}") is not None
+    assert rest.get(f"/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets")["items"]
+    # the stale tier's Deployment was deleted
+    wait_for(
+        "the stale Deployment to go",
+        lambda: rest.get_or_none(f"/apis/apps/v1/namespaces/{ns}/deployments/{MD}-fp16-l4") is None,
+        60,
+    )
+    # the local pool's build ran, failed, and was harvested into a record (its spec ConfigMap deleted)
+    local = next(
+        b
+        for b in pool_builds(parse_model_deployment(model_deployment(ns)).spec, stack.settings, {}, {})
+        if b.pool.name == "local"
+    )
+    record = rest.get(f"/api/v1/namespaces/{ns}/configmaps/{labels.build_record_name(local.key)}")
+    assert json.loads(record["data"]["result.json"])["phase"] == "Failed"
+    assert rest.get_or_none(f"/api/v1/namespaces/{ns}/configmaps/{labels.build_spec_name(local.key)}") is None
+    assert rest.get_or_none(f"/apis/batch/v1/namespaces/{ns}/jobs/{labels.build_job_name(local.key)}") is not None
+    events = rest.get(f"/api/v1/namespaces/{ns}/events")["items"]
+    assert any(e.get("source", {}).get("component") == "fulcrum" for e in events)
+
+
+def test_gitops_apply_twice_with_two_field_managers_changes_nothing(stack: Stack) -> None:
+    before = ready(stack)
+    manifest = model_deployment(stack.namespace)
+    again = apply(stack.rest, manifest, GITOPS)
+    second = apply(stack.rest, manifest, SECOND)
+    generation = before["metadata"]["generation"]
+    assert again["metadata"]["generation"] == generation
+    assert second["metadata"]["generation"] == generation
+    assert again["spec"] == before["spec"] == second["spec"]
+    # kubectl's own verdict, as Argo CD's server-side diff sees it: nothing to change
+    path = stack.workdir / "md.yaml"
+    path.write_text(yaml.safe_dump(manifest))
+    diff = stack.cluster.kubectl("diff", "--server-side", f"--field-manager={GITOPS}", "-f", str(path), check=False)
+    assert diff.returncode == 0, f"kubectl diff found drift:\n{diff.stdout}{diff.stderr}"
+    # give the operator a few ticks to react to the applies; the spec stays Git's
+    time.sleep(12)
+    after = stack.rest.get(stack.md_path())
+    assert after["metadata"]["generation"] == generation
+    assert after["spec"] == before["spec"]
+    assert not after["metadata"].get("finalizers") and not any(
+        k.startswith("kopf.") for k in (after["metadata"].get("annotations") or {})
+    )
+    entries = after["metadata"]["managedFields"]
+    spec_owners = {e["manager"] for e in entries if "f:spec" in (e.get("fieldsV1") or {})}
+    assert spec_owners == {GITOPS, SECOND}, entries
+    status_writers = {e["manager"] for e in entries if e.get("subresource") == "status"}
+    assert status_writers and all("fulcrum" in m for m in status_writers), entries
+    assert (condition(after, "Ready") or {}).get("status") == "True"
+
+
+def _denied(rest: Rest, attrs: list[Attributes], user: str, groups: list[str]) -> set[Attributes]:
+    out = set()
+    for attr in attrs:
+        review = rest.create("/apis/authorization.k8s.io/v1/subjectaccessreviews", attr.review(user, groups))
+        if not review.get("status", {}).get("allowed"):
+            out.add(attr)
+    return out
+
+
+def _user(ns: str, sa: str) -> tuple[str, list[str]]:
+    return f"system:serviceaccount:{ns}:{sa}", [
+        "system:serviceaccounts",
+        f"system:serviceaccounts:{ns}",
+        "system:authenticated",
+    ]
+
+
+def test_each_verb_of_each_rule_is_needed_and_the_rules_suffice(stack: Stack) -> None:
+    ready(stack)
+    stack.stop_operator()
+    assert stack.proxy is not None
+    requests = stack.proxy.snapshot()
+    seen = all_attributes(requests)
+    ns, rest = stack.namespace, stack.rest
+
+    # 1. sufficient: nothing the operator needs was forbidden
+    forbidden = {a for a, statuses in seen.items() if 403 in statuses}
+    assert {(a.verb, a.group, a.resource) for a in forbidden} <= TOLERATED, sorted(map(str, forbidden))
+    used = sorted(a for a in seen if a not in forbidden)
+    assert used, "the proxy recorded no resource requests"
+
+    # the real authorizer agrees for the chart's ServiceAccount: every used request allowed, the tolerated denied
+    user, groups = _user(ns, RELEASE)
+    assert not _denied(rest, used, user, groups)
+    assert _denied(rest, sorted(forbidden), user, groups) == forbidden
+
+    # 2. necessary: for each verb of each rule, a ServiceAccount bound to the chart's roles minus that verb
+    probes: list[tuple[str, str, tuple[str, str, str], set[Attributes]]] = []
+    objects: list[Obj] = []
+    for role in stack.roles():
+        for index, rule in enumerate(role["rules"]):
+            for verb in rule["verbs"]:
+                name = f"probe-{len(probes)}"
+                triple = (verb, rule["apiGroups"][0], rule["resources"][0])
+                expected = {
+                    a
+                    for a in used
+                    if (a.verb, a.group, a.resource) == triple and a.namespace == role["metadata"]["namespace"]
+                }
+                probes.append((name, f"{role['metadata']['name']}: {verb} {rule['resources'][0]}", triple, expected))
+                objects.append(
+                    {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": ns}}
+                )
+                for other in stack.roles():
+                    rules = [dict(r) for r in other["rules"]]
+                    if other is role:
+                        rules[index] = {**rule, "verbs": [v for v in rule["verbs"] if v != verb]}
+                        rules = [r for r in rules if r["verbs"]]
+                    role_ns = other["metadata"]["namespace"]
+                    role_name = f"{name}-{other['metadata']['name']}"
+                    objects.append(
+                        {
+                            "apiVersion": "rbac.authorization.k8s.io/v1",
+                            "kind": "Role",
+                            "metadata": {"name": role_name, "namespace": role_ns},
+                            "rules": rules,
+                        }
+                    )
+                    objects.append(
+                        {
+                            "apiVersion": "rbac.authorization.k8s.io/v1",
+                            "kind": "RoleBinding",
+                            "metadata": {"name": role_name, "namespace": role_ns},
+                            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role_name},
+                            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": ns}],
+                        }
+                    )
+    unused = [label for _name, label, _t, expected in probes if not expected]
+    assert not unused, f"verbs the operator never used (drop them from the chart): {unused}"
+    path = stack.workdir / "probes.yaml"
+    path.write_text(yaml.safe_dump_all(objects))
+    stack.cluster.kubectl("apply", "--server-side", "-f", str(path))
+
+    # the authorizer denies exactly the requests that needed the removed verb (polled: RBAC caches briefly)
+    for name, label, _triple, expected in probes:
+        user, groups = _user(ns, name)
+
+        def agrees(user: str = user, groups: list[str] = groups, expected: set[Attributes] = expected) -> bool:
+            return _denied(rest, used, user, groups) == expected
+
+        wait_for(f"{label}: the authorizer to deny exactly {sorted(map(str, expected))}", agrees, 30, 0.5)
+
+
+def test_upgrade_then_uninstall_keeps_the_crd(stack: Stack) -> None:
+    stack.stop_operator()
+    result = stack.run_helm(
+        "upgrade", RELEASE, str(CHART), "--namespace", stack.namespace, "--reuse-values", "--set", "operator.workers=3"
+    )
+    assert "has been upgraded" in result.stdout
+    stack.run_helm("uninstall", RELEASE, "--namespace", stack.namespace)
+    rest = stack.rest
+    assert rest.get_or_none(f"/apis/rbac.authorization.k8s.io/v1/namespaces/{stack.namespace}/roles/{RELEASE}") is None
+    crd = rest.get_or_none("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/modeldeployments.fulcrum.dev")
+    assert crd is not None, "helm uninstall deleted the CRD (and with it every ModelDeployment)"
+    assert rest.get_or_none(stack.md_path()) is not None
+    if stack.crds_by_chart:
+        assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
