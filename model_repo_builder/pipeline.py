@@ -221,6 +221,7 @@ def build(options: BuildOptions, report: Reporter = _noop) -> BuildResult:
                 outputs=outputs,
                 out=out,
                 work=work,
+                export_cache=cache / "exports",
             )
         finally:
             shutil.rmtree(work, ignore_errors=True)
@@ -278,6 +279,7 @@ def _build_tiers(
     outputs: list[TensorInfo],
     out: Path,
     work: Path,
+    export_cache: Path,
 ) -> BuildManifest:
     from model_repo_builder import export as exp
     from model_repo_builder import onnx_graph, repository, runtime, validation
@@ -294,9 +296,29 @@ def _build_tiers(
         shutil.rmtree(stale)
     source = ManifestSource(uri=spec.model.source.uri, sha256=digest)
     exported = work / "export.onnx"
+    # Exports are cached by what determines them, so the other target or other tiers of one model reuse it.
+    export_key = content_key(
+        model_sha256=digest,
+        source_format=spec.model.source.format,
+        target="export",
+        model_io={"inputs": [t.to_dict() for t in inputs], "outputs": [t.to_dict() for t in outputs]},
+        tiers=[],
+        accuracy={},
+        validation_sha256=None,
+        serving={},
+        opset=onnx_graph.OPSET,
+    )
+    cached_export = export_cache / f"{export_key}.onnx"
     with stages.stage("export", f"exporting {spec.model.source.format} to ONNX (opset {onnx_graph.OPSET})"):
         try:
-            exp.export(model_path, spec.model.source.format, exported, inputs=inputs, outputs=outputs)
+            if cached_export.is_file():
+                shutil.copyfile(cached_export, exported)
+            else:
+                exp.export(model_path, spec.model.source.format, exported, inputs=inputs, outputs=outputs)
+                cached_export.parent.mkdir(parents=True, exist_ok=True)
+                tmp_export = cached_export.with_suffix(f".{os.getpid()}.tmp")
+                shutil.copyfile(exported, tmp_export)
+                tmp_export.replace(cached_export)
             graph_in, graph_out = onnx_graph.graph_io(onnx_graph.load(exported))
         except exp.ExportError as error:
             message = str(error)
