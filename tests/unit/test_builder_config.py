@@ -1,0 +1,81 @@
+"""Triton config generation through the ModelConfig protobuf, and IO checks against the graph."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from tritonclient.grpc import model_config_pb2 as mc
+
+from model_repo_builder import triton_config as tc
+from model_repo_builder.dtypes import TensorInfo
+
+INPUTS = [TensorInfo("sparse", "INT64", (6,)), TensorInfo("dense", "FP32", (20,))]
+OUTPUTS = [TensorInfo("score", "FP32", (1,))]
+SERVING = tc.ServingOptions(
+    max_batch_size=64, max_queue_delay_microseconds=250, preferred_batch_sizes=(16, 128), instances=2
+)
+
+
+def _config(backend: str = "onnxruntime", target: tc.Target = "triton", inputs: list[TensorInfo] = INPUTS) -> Any:
+    files = tc.ModelFiles("model.plan" if backend == "tensorrt" else "model.onnx")
+    return tc.model_config("fp32", backend, target, inputs=inputs, outputs=OUTPUTS, serving=SERVING, files=files)
+
+
+def test_native_onnxruntime_config_round_trips() -> None:
+    text = tc.to_text(_config())
+    parsed = tc.parse(text)
+    assert parsed.platform == "onnxruntime_onnx"
+    assert parsed.backend == ""
+    assert parsed.max_batch_size == 64
+    assert [(i.name, tc.type_name(i.data_type), list(i.dims)) for i in parsed.input] == [
+        ("sparse", "INT64", [6]),
+        ("dense", "FP32", [20]),
+    ]
+    assert parsed.dynamic_batching.max_queue_delay_microseconds == 250
+    assert list(parsed.dynamic_batching.preferred_batch_size) == [16]  # 128 > max_batch_size is dropped
+    assert parsed.instance_group[0].count == 2
+    assert parsed.instance_group[0].kind == mc.ModelInstanceGroup.KIND_AUTO
+    warmup = parsed.model_warmup[0]
+    assert warmup.batch_size == 1 and set(warmup.inputs) == {"sparse", "dense"}
+    assert warmup.inputs["sparse"].zero_data
+    assert tc.check_io(parsed, INPUTS, OUTPUTS) == []
+
+
+def test_tensorrt_and_local_configs() -> None:
+    trt = tc.parse(tc.to_text(_config("tensorrt")))
+    assert trt.platform == "tensorrt_plan"
+    assert trt.instance_group[0].kind == mc.ModelInstanceGroup.KIND_GPU
+    assert trt.default_model_filename == "model.plan"
+    files = tc.ModelFiles("model.py", {tc.LOCAL_ONNX_PARAMETER: "model.onnx"})
+    local = tc.model_config(
+        "fp16", "onnxruntime", "local", inputs=INPUTS, outputs=OUTPUTS, serving=SERVING, files=files
+    )
+    assert local.backend == "python" and local.platform == ""
+    assert local.instance_group[0].kind == mc.ModelInstanceGroup.KIND_CPU
+    assert local.parameters[tc.LOCAL_ONNX_PARAMETER].string_value == "model.onnx"
+
+
+def test_dynamic_dims_skip_warmup() -> None:
+    config = _config(inputs=[TensorInfo("tokens", "INT64", (-1,))])
+    assert len(config.model_warmup) == 0
+
+
+def test_check_io_names_types_dims() -> None:
+    parsed = tc.parse(tc.to_text(_config()))
+    assert tc.check_io(parsed, [TensorInfo("sparse", "INT64", (6,))], OUTPUTS) == [
+        "config inputs ['dense', 'sparse'] differ from the graph's ['sparse']"
+    ]
+    problems = tc.check_io(parsed, [TensorInfo("sparse", "INT32", (6,)), TensorInfo("dense", "FP32", (-1,))], OUTPUTS)
+    assert problems == ["input sparse: config type INT64, graph type INT32"]
+    problems = tc.check_io(parsed, INPUTS, [TensorInfo("score", "FP32", (1, 1))])
+    assert problems == ["output score: config dims [1], graph dims [1, 1]"]
+
+
+def test_types() -> None:
+    assert tc.type_name(tc.triton_type("BYTES")) == "BYTES"
+    assert tc.type_name(tc.triton_type("FP16")) == "FP16"
+    with pytest.raises(tc.ConfigError):
+        tc.triton_type("COMPLEX")
+    with pytest.raises(tc.ConfigError):
+        tc.model_config("x", "tvm", "triton", inputs=INPUTS, outputs=OUTPUTS, serving=SERVING, files=tc.ModelFiles("m"))

@@ -1,0 +1,83 @@
+"""The build Job's termination message always fits Kubernetes' 4096 bytes."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from model_repo_builder.termination import LIMIT, compact
+
+
+def _manifest(tiers: int, points: int, message: str = "built") -> dict[str, Any]:
+    profile = {
+        "nodePool": "local",
+        "points": [
+            {
+                "requestsPerSecond": 10.123456 * (i + 1),
+                "latencyMs": {"p50": 1.23456, "p90": 2.3456, "p95": 3.4567, "p99": 4.56789},
+            }
+            for i in range(points)
+        ],
+    }
+    return {
+        "model": "ctr",
+        "source": {"uri": "file:model.pt2", "sha256": "a" * 64},
+        "tiers": [
+            {
+                "name": f"tier-{i}",
+                "precision": "fp32",
+                "backend": "onnxruntime",
+                "state": "Ready",
+                "reason": "Built",
+                "message": message,
+                "accuracy": {"MaxAbsError": 0.000123456789, "Cosine": 0.99999912345},
+                "profiles": [profile],
+                "path": f"tier-{i}",
+            }
+            for i in range(tiers)
+        ],
+    }
+
+
+def test_small_results_are_complete_and_rounded() -> None:
+    result = json.loads(compact(_manifest(2, 3), "k" * 64, "/repo", reused=False))
+    assert result["truncated"] is False and result["key"] == "k" * 64 and result["repository"] == "/repo"
+    tier = result["manifest"]["tiers"][0]
+    assert tier["accuracy"] == {"MaxAbsError": 0.0001235, "Cosine": 1.0}
+    assert tier["profiles"][0]["points"][0] == {
+        "requestsPerSecond": 10.1,
+        "latencyMs": {"p50": 1.23, "p90": 2.35, "p95": 3.46, "p99": 4.57},
+    }
+    assert len(tier["profiles"][0]["points"]) == 3
+
+
+def test_large_results_thin_profiles_keeping_the_ends() -> None:
+    manifest = _manifest(8, 40)
+    text = compact(manifest, "k" * 64, "/repo", reused=True)
+    assert len(text.encode()) <= LIMIT
+    result = json.loads(text)
+    assert result["truncated"] is True and result["reused"] is True
+    points = result["manifest"]["tiers"][0]["profiles"][0]["points"]
+    assert 2 <= len(points) < 40
+    assert points[0]["requestsPerSecond"] == 10.1  # first point kept
+    assert points[-1]["requestsPerSecond"] == round(10.123456 * 40, 1)  # the saturation end kept
+    assert manifest["tiers"][0]["profiles"][0]["points"][0]["requestsPerSecond"] == 10.123456  # input untouched
+
+
+def test_long_messages_are_cut_then_profiles_dropped() -> None:
+    result = json.loads(compact(_manifest(8, 2, message="x" * 2000), "k" * 64, "/repo", reused=False))
+    assert result["truncated"] is True
+    assert all(len(t["message"]) <= 160 for t in result["manifest"]["tiers"])
+    huge = _manifest(8, 2, message="y" * 2000)
+    for tier in huge["tiers"]:
+        tier["profiles"] = tier["profiles"] * 20  # 20 node pools
+    text = compact(huge, "k" * 64, "/r", reused=False)
+    assert len(text.encode()) <= LIMIT
+    assert [t["name"] for t in json.loads(text)["manifest"]["tiers"]] == [f"tier-{i}" for i in range(8)]
+
+
+def test_impossible_fit_raises() -> None:
+    with pytest.raises(ValueError, match="does not fit"):
+        compact(_manifest(1, 1), "k" * 64, "/r" * 3000, reused=False)
