@@ -65,6 +65,9 @@ TOLERATED = {
     ("list", "apiextensions.k8s.io", "customresourcedefinitions"),
     ("watch", "apiextensions.k8s.io", "customresourcedefinitions"),
 }
+# Object storage: no hostPath, so the namespace can enforce the `restricted` Pod Security Standard on the operator
+# and on everything it creates. Nothing is ever written there: the only real build fails before it writes.
+REPOSITORY = "s3://fulcrum-chart-e2e/models"
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 
 
@@ -206,7 +209,7 @@ def _install(cluster: Cluster, namespace: str, helm: str, workdir: Path) -> Stac
         "watchNamespaces": [namespace],
         "crds": {"install": crds_by_chart},
         "build": {"image": BUILDER_IMAGE, "target": "local"},
-        "repository": {"kind": "hostPath", "hostPath": str(workdir / "models")},
+        "repository": {"kind": "uri", "uri": REPOSITORY},
         "operator": {"tickSeconds": 5, "workers": 2},
         # the in-cluster copy stays Pending: this test runs the same command line as a local process instead
         "nodeSelector": {"fulcrum.dev/e2e-no-such-node": "true"},
@@ -219,7 +222,7 @@ def _install(cluster: Cluster, namespace: str, helm: str, workdir: Path) -> Stac
     stack.manifest = [d for d in yaml.safe_load_all(manifest) if d]
     stack.settings = OperatorSettings(
         build_namespace=namespace,
-        storage=RepositoryStorage("hostPath", str(workdir / "models")),
+        storage=RepositoryStorage.parse(REPOSITORY),
         builder_image=BUILDER_IMAGE,
         build_target="local",
     )
@@ -314,9 +317,9 @@ def stack(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     if helm is None:
         pytest.fail("no helm binary (fulcrum dev build makes one)")
     namespace = f"chart-e2e-{uuid.uuid4().hex[:6]}"
-    cluster.rest.create("/api/v1/namespaces", {"metadata": {"name": namespace, "labels": {"fulcrum.dev/e2e": "true"}}})
+    ns_labels = {"fulcrum.dev/e2e": "true", "pod-security.kubernetes.io/enforce": "restricted"}
+    cluster.rest.create("/api/v1/namespaces", {"metadata": {"name": namespace, "labels": ns_labels}})
     workdir = tmp_path_factory.mktemp("chart-e2e")
-    (workdir / "models").mkdir()
     stack: Stack | None = None
     try:
         stack = _install(cluster, namespace, helm, workdir)
@@ -360,6 +363,15 @@ def test_install_creates_the_release_and_tells_the_next_step(stack: Stack) -> No
     assert "ClusterRole" not in kinds and "ClusterRoleBinding" not in kinds  # namespaced mode
     assert {"Deployment", "Role", "RoleBinding", "Service", "ServiceAccount"} <= set(kinds)
     assert flag_values(stack.operator_args(), "--namespace") == [stack.namespace]
+    # the namespace enforces the `restricted` Pod Security Standard: the operator's pod is admitted (it stays
+    # Pending on purpose: no node matches its nodeSelector)
+    pods_path = f"/api/v1/namespaces/{stack.namespace}/pods"
+    pods = wait_for(
+        "the operator pod to be admitted",
+        lambda: stack.rest.get(pods_path, labelSelector="app.kubernetes.io/component=operator")["items"],
+        60,
+    )
+    assert pods[0]["spec"]["serviceAccountName"] == RELEASE
 
 
 def test_model_deployment_gets_ready_as_the_charts_service_account(stack: Stack) -> None:

@@ -165,6 +165,13 @@ def test_deployment_is_one_hardened_replica(name: str, rendered: dict[str, list[
     assert spec["selector"]["matchLabels"].items() <= labels.items()
 
 
+def test_openshift_can_assign_the_uid() -> None:
+    pod = one(render({"podSecurityContext": {"runAsUser": None, "runAsGroup": None}}), "Deployment")
+    security = pod["spec"]["template"]["spec"]["securityContext"]
+    assert security == {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+    assert "runAsUser" in render_error({"podSecurityContext": {"runAsUser": 0}})
+
+
 def test_liveness_probe_hits_the_operators_liveness_endpoint(rendered: dict[str, list[dict[str, Any]]]) -> None:
     objects = rendered["defaults"]
     container = operator_container(objects)
