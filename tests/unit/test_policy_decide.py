@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 import json
+import math
 
 from fulcrum.api import ModelDeploymentSpec
-from fulcrum.policy import Config, Decision, Observation, PolicyState, ProfileTable, ReplicaGroup, decide
+from fulcrum.policy import (
+    DEFAULT_TUNING,
+    Config,
+    Decision,
+    Observation,
+    PolicyState,
+    ProfileTable,
+    ReplicaGroup,
+    decide,
+)
 from tests.unit.test_policy_support import make_spec, make_table
 
 TABLE = make_table()
@@ -31,14 +41,19 @@ def run(
 
 
 def capacity(tier: str, pool: str) -> float:
-    return TABLE.capacity(tier, pool, 25 * 0.9, 99.0)
+    return TABLE.capacity(tier, pool, 25 * (1 - DEFAULT_TUNING.latency_margin), 99.0)
 
 
 def test_first_decision_places_the_most_accurate_tier_on_its_cheapest_pool() -> None:
     decision = run(make_spec(budget=None), [1500.0])[0]
     assert decision.action == "ScaleUp"
-    assert (decision.tier, decision.node_pool) == ("fp32", "l4")
-    assert decision.replicas * capacity("fp32", "l4") >= 1500.0
+    assert decision.tier == "fp32"
+    assert decision.replicas * capacity("fp32", decision.node_pool) >= 1500.0
+    cost = {"l4": 1.0, "cpu": 0.25}
+    demand = 1500.0 * (1 + DEFAULT_TUNING.headroom)
+    for pool, unit in cost.items():
+        needed = math.ceil(demand / capacity("fp32", pool))
+        assert decision.replicas * cost[decision.node_pool] <= needed * unit + 1e-9
     assert decision.reason.endswith(".") and "\n" not in decision.reason
 
 

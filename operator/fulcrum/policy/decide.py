@@ -125,7 +125,10 @@ class _Tick:
         target = spec.slo.latency_ms * (1.0 - tuning.latency_margin)
         planner = Planner(spec, profiles, state, target, float(spec.slo.percentile))
         rate = state.rate_history[-1][1] if state.rate_history else 0.0
-        rate_slope = slope(state.rate_history, now, tuning.trend_window_seconds)
+        rate_slope = max(
+            slope(state.rate_history, now, tuning.trend_window_seconds),
+            slope(state.rate_history, now, tuning.short_trend_window_seconds),
+        )
         return cls(spec, planner, state, now, tick, tuning, rate, rate_slope)
 
     # --- demand -------------------------------------------------------------------------------------------
@@ -207,7 +210,7 @@ class _Tick:
         planner = self.planner
         here = planner.candidate(placement)
         assert here is not None
-        fleet_cost = planner.fleet_cost(self.state.fleet)
+        fleet_cost = planner.switch_cost(self.state.fleet, placement)
         stay = planner.size(here, self.demand_for(here))
         ideal = planner.best(self.demand_for, objective)
         if ideal is None:
@@ -340,10 +343,15 @@ class _Tick:
         other_cost = planner.fleet_cost(self.state.fleet, exclude=current.placement)
         window_seconds = self.spec.scaling.scale_down_stabilization_seconds
         window = tuple((t, n) for t, n in self.state.scale_down_window if self.now - t < window_seconds)
-        window = (*window, (self.now, wanted.replicas))
+        # the window holds what the load *seen* needed; the forecast only ever adds on top of it
+        seen = planner.size(here, self.rate * (1.0 + self.tuning.headroom))
+        window = (*window, (self.now, seen.replicas))
         replicas = current.replicas
-        # up at once, down only to the largest recommendation of the window
-        replicas = wanted.replicas if wanted.replicas > replicas else min(replicas, max(n for _, n in window))
+        # up at once; down only to what both the forecast and the window's largest recommendation need
+        if wanted.replicas > replicas:
+            replicas = wanted.replicas
+        else:
+            replicas = min(replicas, max(wanted.replicas, *(n for _, n in window)))
         reserve = self._escape_reserve(here, other_cost)
         allowed = max(
             planner.min_replicas, min(planner.max_replicas, planner.budget_replicas(here, other_cost + reserve))

@@ -95,6 +95,13 @@ class Planner:
         """Cost per hour of the replicas that exist (starting ones included), optionally without one placement."""
         return sum(g.total * self.unit_cost(g.node_pool) for g in fleet if g.placement != exclude)
 
+    def switch_cost(self, fleet: Iterable[ReplicaGroup], leaving: Placement) -> float:
+        """Cost per hour that stays during a switch away from ``leaving``: its ready replicas and everything else.
+
+        Replicas of the placement being left that are still starting are dropped at the switch.
+        """
+        return sum((g.ready if g.placement == leaving else g.total) * self.unit_cost(g.node_pool) for g in fleet)
+
     def affordable(self, cost: float, already: float = 0.0) -> bool:
         return self.budget is None or cost + already <= self.budget + EPSILON
 

@@ -175,12 +175,14 @@ class Decision:
 class Tuning:
     """Knobs of the policy; the defaults are what the benchmarks measure."""
 
-    latency_margin: float = 0.10
+    latency_margin: float = 0.05
     """Capacity is taken at ``latencyMs x (1 - margin)`` at the SLO percentile."""
-    headroom: float = 0.05
+    headroom: float = 0.03
     """Demand is sized with this much extra rate."""
     trend_window_seconds: float = 120.0
     """Rate history used for the trend (least squares slope)."""
+    short_trend_window_seconds: float = 30.0
+    """A second, short window: the steeper of the two slopes is used, so the onset of a ramp is seen early."""
     history_seconds: float = 300.0
     """How much rate history the state keeps."""
     default_tick_seconds: float = 15.0

@@ -2,8 +2,9 @@
 
 - New replicas serve ``replicaStartupSeconds`` after they are created (at the first step boundary after).
 - Scaling down removes replicas that are still starting first (newest first), then serving ones.
-- A switch to another tier or pool keeps the old placement serving, and paying, until the new placement has
-  as many ready replicas as were asked for at the switch; then the old replicas go at once (cutover).
+- A switch to another tier or pool keeps the old placement's ready replicas serving, and paying, until the new
+  placement has as many ready replicas as were asked for at the switch; then they go at once (cutover). The old
+  placement's replicas still starting at the switch are dropped at once (they would never serve).
 - A further change of placement during a switch drops the replicas of the abandoned placement at once.
 - ``instant`` (the oracle) makes every replica ready at once, so there is no overlap.
 """
@@ -37,7 +38,12 @@ class SimFleet:
     def apply(self, config: Config, now: float, instant: bool = False) -> None:
         placement = config.placement
         if placement != self.desired:
-            self.groups = [g for g in self.groups if g.placement in (placement, self.serving)]
+            # the old placement keeps what serves; its replicas still starting would never serve: dropped
+            self.groups = [
+                g
+                for g in self.groups
+                if g.placement == placement or (g.placement == self.serving and g.ready_at <= now)
+            ]
             self.desired = placement
             self._switch_target = config.replicas
         elif self.serving != placement:
