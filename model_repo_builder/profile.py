@@ -28,7 +28,7 @@ import numpy as np
 
 from model_repo_builder.dtypes import Array
 
-DEFAULT_FRACTIONS = (0.1, 0.3, 0.5, 0.7, 0.85, 1.0, 1.2)
+DEFAULT_FRACTIONS = (0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.7, 0.85, 1.0, 1.2)
 
 
 @dataclass(frozen=True)
