@@ -63,8 +63,9 @@ class Cluster:
         return {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
 
     def kubectl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["kubectl", *args], env=self.env, capture_output=True, text=True, check=check,
-                              timeout=120)
+        return subprocess.run(
+            ["kubectl", *args], env=self.env, capture_output=True, text=True, check=check, timeout=120
+        )
 
     @property
     def bin_dir(self) -> Path:

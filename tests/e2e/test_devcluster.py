@@ -63,11 +63,13 @@ def test_gpu_deployment_gets_all_replicas_ready_on_kwok_nodes(cluster: Cluster, 
                 "spec": {
                     "nodeSelector": {"fulcrum.dev/pool": "l4"},
                     "tolerations": [GPU_TOLERATION],
-                    "containers": [{
-                        "name": "triton",
-                        "image": "nvcr.io/nvidia/tritonserver:24.08-py3",
-                        "resources": {"limits": {"nvidia.com/gpu": "2"}},
-                    }],
+                    "containers": [
+                        {
+                            "name": "triton",
+                            "image": "nvcr.io/nvidia/tritonserver:24.08-py3",
+                            "resources": {"limits": {"nvidia.com/gpu": "2"}},
+                        }
+                    ],
                 },
             },
         },
@@ -89,7 +91,9 @@ def test_gpu_deployment_gets_all_replicas_ready_on_kwok_nodes(cluster: Cluster, 
 
 def test_gpu_pod_beyond_node_capacity_is_unschedulable(cluster: Cluster, namespace: str) -> None:
     pod = {
-        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "too-big"},
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "too-big"},
         "spec": {
             "nodeSelector": {"fulcrum.dev/pool": "a100"},
             "tolerations": [GPU_TOLERATION],
@@ -109,8 +113,9 @@ def test_gpu_pod_beyond_node_capacity_is_unschedulable(cluster: Cluster, namespa
 
 
 def test_job_on_local_node_runs_and_reports_its_termination_message(cluster: Cluster, namespace: str) -> None:
-    cluster.rest.create(f"/api/v1/namespaces/{namespace}/configmaps",
-                        {"metadata": {"name": "greeting"}, "data": {"word": "hello"}})
+    cluster.rest.create(
+        f"/api/v1/namespaces/{namespace}/configmaps", {"metadata": {"name": "greeting"}, "data": {"word": "hello"}}
+    )
     script = (
         'echo "working in $PWD"; '
         'printf \'{"greeting": "%s", "pod": "%s", "data": "%s"}\' "$WORD" "$POD_NAME" "$(cat /data/input)" '
@@ -126,21 +131,26 @@ def test_job_on_local_node_runs_and_reports_its_termination_message(cluster: Clu
                 "spec": {
                     "restartPolicy": "Never",
                     "nodeSelector": LOCAL,
-                    "initContainers": [{
-                        "name": "prepare", "image": "busybox:1.36",
-                        "command": ["sh", "-c", "printf from-init > /data/input"],
-                        "volumeMounts": [{"name": "scratch", "mountPath": "/data"}],
-                    }],
-                    "containers": [{
-                        "name": "build",
-                        "image": "busybox:1.36",
-                        "command": ["sh", "-c", script],
-                        "env": [
-                            {"name": "WORD", "valueFrom": {"configMapKeyRef": {"name": "greeting", "key": "word"}}},
-                            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-                        ],
-                        "volumeMounts": [{"name": "scratch", "mountPath": "/data"}],
-                    }],
+                    "initContainers": [
+                        {
+                            "name": "prepare",
+                            "image": "busybox:1.36",
+                            "command": ["sh", "-c", "printf from-init > /data/input"],
+                            "volumeMounts": [{"name": "scratch", "mountPath": "/data"}],
+                        }
+                    ],
+                    "containers": [
+                        {
+                            "name": "build",
+                            "image": "busybox:1.36",
+                            "command": ["sh", "-c", script],
+                            "env": [
+                                {"name": "WORD", "valueFrom": {"configMapKeyRef": {"name": "greeting", "key": "word"}}},
+                                {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                            ],
+                            "volumeMounts": [{"name": "scratch", "mountPath": "/data"}],
+                        }
+                    ],
                     "volumes": [{"name": "scratch", "emptyDir": {}}],
                 },
             },
@@ -168,16 +178,26 @@ def test_job_on_local_node_runs_and_reports_its_termination_message(cluster: Clu
 
 def test_failing_container_reports_exit_code_and_log_fallback(cluster: Cluster, namespace: str) -> None:
     pod = {
-        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "fails"},
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "fails"},
         "spec": {
-            "restartPolicy": "Never", "nodeSelector": LOCAL,
-            "containers": [{"name": "c", "image": "busybox", "command": ["sh", "-c", "echo boom; exit 3"],
-                            "terminationMessagePolicy": "FallbackToLogsOnError"}],
+            "restartPolicy": "Never",
+            "nodeSelector": LOCAL,
+            "containers": [
+                {
+                    "name": "c",
+                    "image": "busybox",
+                    "command": ["sh", "-c", "echo boom; exit 3"],
+                    "terminationMessagePolicy": "FallbackToLogsOnError",
+                }
+            ],
         },
     }
     cluster.rest.create(pods_path(namespace), pod)
-    failed = wait_for("the pod to fail",
-                      pod_when(cluster, namespace, "fails", lambda p: p["status"].get("phase") == "Failed"))
+    failed = wait_for(
+        "the pod to fail", pod_when(cluster, namespace, "fails", lambda p: p["status"].get("phase") == "Failed")
+    )
     terminated = failed["status"]["containerStatuses"][0]["state"]["terminated"]
     assert terminated["exitCode"] == 3
     assert terminated["message"].strip() == "boom"
@@ -197,25 +217,27 @@ def _running(pod: Obj) -> bool:
     return bool(statuses and "running" in statuses[0]["state"] and pod["status"].get("podIP"))
 
 
-def test_readiness_probe_gates_ready_until_the_server_answers(
-    cluster: Cluster, namespace: str, tmp_path: Path
-) -> None:
+def test_readiness_probe_gates_ready_until_the_server_answers(cluster: Cluster, namespace: str, tmp_path: Path) -> None:
     gate_dir = tmp_path / "gate"
     gate_dir.mkdir()
     pod = {
-        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web"},
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "web"},
         "spec": {
             "nodeSelector": LOCAL,
             "terminationGracePeriodSeconds": 5,
-            "containers": [{
-                "name": "web",
-                "image": "ghcr.io/acme/fulcrum-tools:dev",
-                "command": ["python", "-c", SERVER],
-                "env": [{"name": "GATE", "value": "/gate/open"}],
-                "ports": [{"name": "http", "containerPort": 8080}],
-                "readinessProbe": {"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 1},
-                "volumeMounts": [{"name": "gate", "mountPath": "/gate"}],
-            }],
+            "containers": [
+                {
+                    "name": "web",
+                    "image": "ghcr.io/acme/fulcrum-tools:dev",
+                    "command": ["python", "-c", SERVER],
+                    "env": [{"name": "GATE", "value": "/gate/open"}],
+                    "ports": [{"name": "http", "containerPort": 8080}],
+                    "readinessProbe": {"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 1},
+                    "volumeMounts": [{"name": "gate", "mountPath": "/gate"}],
+                }
+            ],
             "volumes": [{"name": "gate", "hostPath": {"path": str(gate_dir), "type": "Directory"}}],
         },
     }
@@ -232,6 +254,47 @@ def test_readiness_probe_gates_ready_until_the_server_answers(
         assert resp.status == 200
     # deletion stops the process within the grace period, then the object goes away
     cluster.rest.delete(pods_path(namespace, "web"))
-    wait_for("the pod object to go away",
-             lambda: not [p for p in cluster.rest.get(pods_path(namespace))["items"]
-                          if p["metadata"]["name"] == "web"])
+    wait_for(
+        "the pod object to go away",
+        lambda: not [p for p in cluster.rest.get(pods_path(namespace))["items"] if p["metadata"]["name"] == "web"],
+    )
+
+
+def test_persistent_volume_claim_is_a_local_directory(cluster: Cluster, namespace: str) -> None:
+    cluster.rest.create(
+        f"/api/v1/namespaces/{namespace}/persistentvolumeclaims",
+        {
+            "metadata": {"name": "repo"},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+        },
+    )
+    cluster.rest.create(
+        pods_path(namespace),
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "writer"},
+            "spec": {
+                "restartPolicy": "Never",
+                "nodeSelector": LOCAL,
+                "containers": [
+                    {
+                        "name": "c",
+                        "image": "busybox",
+                        "workingDir": "/models",
+                        "command": ["sh", "-c", "echo weights > model.onnx && pwd"],
+                        "volumeMounts": [{"name": "repo", "mountPath": "/models"}],
+                    }
+                ],
+                "volumes": [{"name": "repo", "persistentVolumeClaim": {"claimName": "repo"}}],
+            },
+        },
+    )
+    wait_for(
+        "the writer to succeed",
+        pod_when(cluster, namespace, "writer", lambda p: p["status"].get("phase") == "Succeeded"),
+    )
+    pvc = cluster.rest.get(f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/repo")
+    assert pvc["spec"]["storageClassName"] == "fulcrum-local"
+    pv = cluster.rest.get(f"/api/v1/persistentvolumes/{pvc['spec']['volumeName']}")
+    assert (Path(pv["spec"]["hostPath"]["path"]) / "model.onnx").read_text() == "weights\n"

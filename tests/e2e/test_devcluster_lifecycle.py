@@ -24,8 +24,14 @@ REPO = Path(__file__).resolve().parents[2]
 def fulcrum_dev(*args: str, home: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "FULCRUM_DEV_HOME": str(home)}
     env["PYTHONPATH"] = os.pathsep.join([str(REPO / "operator"), str(REPO), env.get("PYTHONPATH", "")])
-    return subprocess.run([sys.executable, "-m", "fulcrum", "dev", *args], env=env, capture_output=True,
-                          text=True, check=check, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "fulcrum", "dev", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=check,
+        timeout=600,
+    )
 
 
 def _wait(what: str, probe: Any, timeout: float = 180.0) -> Any:
@@ -48,17 +54,28 @@ def test_up_is_idempotent_and_down_leaves_no_process(tmp_path: Path) -> None:
         assert "already running" in again.stderr
         status = json.loads(fulcrum_dev("status", "--json", home=home).stdout)
         assert {c["name"]: c["state"] for c in status["components"]} == {
-            "etcd": "running", "kube-apiserver": "running", "kube-controller-manager": "running",
-            "kube-scheduler": "running", "kwok": "running", "node-agent": "running"}
+            "etcd": "running",
+            "kube-apiserver": "running",
+            "kube-controller-manager": "running",
+            "kube-scheduler": "running",
+            "kwok": "running",
+            "node-agent": "running",
+        }
         assert status["apiserverReady"] is True
 
         # a long-running pod on local-0: down must stop it too
         cfg = ClusterConfig.from_json((home / "cluster.json").read_text())
         rest = Rest(cfg.ports.apiserver, home / "pki", "admin")
-        rest.create("/api/v1/namespaces/default/pods", {
-            "metadata": {"name": "sleeper"},
-            "spec": {"nodeSelector": {"fulcrum.dev/pool": "local"},
-                     "containers": [{"name": "c", "image": "busybox", "command": ["sleep", "100000"]}]}})
+        rest.create(
+            "/api/v1/namespaces/default/pods",
+            {
+                "metadata": {"name": "sleeper"},
+                "spec": {
+                    "nodeSelector": {"fulcrum.dev/pool": "local"},
+                    "containers": [{"name": "c", "image": "busybox", "command": ["sleep", "100000"]}],
+                },
+            },
+        )
 
         def sleeping() -> bool:
             pod = rest.get("/api/v1/namespaces/default/pods/sleeper")

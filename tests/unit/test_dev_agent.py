@@ -22,8 +22,9 @@ def _pod(**spec: Any) -> dict[str, Any]:
 
 LOOKUPS = Lookups(
     config_map=lambda ns, name: {"k": "cm-value", "other": "o"} if name == "cm" else None,
-    secret=lambda ns, name: podspec.decode_secret({"pw": base64.b64encode(b"s3cret").decode()})
-    if name == "sec" else None,
+    secret=lambda ns, name: (
+        podspec.decode_secret({"pw": base64.b64encode(b"s3cret").decode()}) if name == "sec" else None
+    ),
 )
 
 
@@ -88,8 +89,13 @@ def test_resolve_named_port() -> None:
 
 
 def test_images_map() -> None:
-    triton = images.local_command("nvcr.io/nvidia/tritonserver:24.08-py3", ["tritonserver"],
-                                  ["--model-repository=/m"], "/venv/bin/python", "/venv/bin")
+    triton = images.local_command(
+        "nvcr.io/nvidia/tritonserver:24.08-py3",
+        ["tritonserver"],
+        ["--model-repository=/m"],
+        "/venv/bin/python",
+        "/venv/bin",
+    )
     assert triton.argv == ["/venv/bin/python", "-m", "fulcrum.local_triton", "--model-repository=/m"]
     fulcrum = images.local_command("ghcr.io/acme/fulcrum:0.1", ["python", "-m", "x"], [], "/py", "/venv/bin")
     assert fulcrum.path_prefix == "/venv/bin"
@@ -133,10 +139,15 @@ def test_pod_status_reports_termination_message_and_readiness() -> None:
 
 
 def test_provisioner_volume_for_claim(tmp_path: Path) -> None:
-    pvc: dict[str, Any] = {"metadata": {"name": "data", "namespace": "ns", "uid": "abcdef12-3456"},
-           "spec": {"storageClassName": "fulcrum-local", "resources": {"requests": {"storage": "5Gi"}},
-                    "accessModes": ["ReadWriteMany"]},
-           "status": {"phase": "Pending"}}
+    pvc: dict[str, Any] = {
+        "metadata": {"name": "data", "namespace": "ns", "uid": "abcdef12-3456"},
+        "spec": {
+            "storageClassName": "fulcrum-local",
+            "resources": {"requests": {"storage": "5Gi"}},
+            "accessModes": ["ReadWriteMany"],
+        },
+        "status": {"phase": "Pending"},
+    }
     assert provisioner.wants_volume(pvc)
     pv = provisioner.volume_for(pvc, tmp_path)
     assert pv["spec"]["claimRef"]["uid"] == "abcdef12-3456"

@@ -104,6 +104,7 @@ def test_binaries_carry_the_release_version() -> None:
     assert set(bins) == {"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "helm"}
     assert "-X k8s.io/component-base/version.gitVersion=v1.32.13" in bins["kube-apiserver"].ldflags
     assert bins["helm"].module_dir == "helm"
+    assert bins["kwok"].module_dir == "kwok"
 
 
 def test_committed_pin_is_one_release() -> None:

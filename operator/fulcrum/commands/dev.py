@@ -36,8 +36,14 @@ def _run_build(force: bool) -> Path:
         return p.bin_dir
     console.print(f"building {len(p.binaries)} binaries for pin {p.key} (one at a time; a cold build takes a while)")
     started = time.monotonic()
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.fields[packages]} packages"),
-                  TimeElapsedColumn(), console=console, transient=False) as progress:
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TextColumn("{task.fields[packages]} packages"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as progress:
         tasks = {b.name: progress.add_task(b.name, packages=0, start=False, total=None) for b in p.binaries}
         counts: dict[str, int] = {}
 
@@ -72,17 +78,39 @@ def build(force: bool) -> None:
 
 @dev.command()
 @click.option("--home", "home_dir", type=click.Path(file_okay=False), help=HOME_HELP)
-@click.option("--pool", "pools", multiple=True, metavar="NAME=NODES[xGPUS]",
-              help="A kwok node pool, e.g. l4=4x4 or cpu=2; repeat it. Default: l4=4x4 a100=2x8 cpu=2.")
+@click.option(
+    "--pool",
+    "pools",
+    multiple=True,
+    metavar="NAME=NODES[xGPUS]",
+    help="A kwok node pool, e.g. l4=4x4 or cpu=2; repeat it. Default: l4=4x4 a100=2x8 cpu=2.",
+)
 @click.option("--no-pools", is_flag=True, help="No kwok pools, only local-0.")
-@click.option("--local-gpus", type=click.IntRange(0, 64), default=0, show_default=True,
-              help="Fake nvidia.com/gpu capacity of local-0 (>0 also taints it nvidia.com/gpu:NoSchedule).")
-@click.option("--port-base", type=click.IntRange(1024, 65000), default=None,
-              help="First of 7 consecutive loopback ports (default 25600).")
+@click.option(
+    "--local-gpus",
+    type=click.IntRange(0, 64),
+    default=0,
+    show_default=True,
+    help="Fake nvidia.com/gpu capacity of local-0 (>0 also taints it nvidia.com/gpu:NoSchedule).",
+)
+@click.option(
+    "--port-base",
+    type=click.IntRange(1024, 65000),
+    default=None,
+    help="First of 7 consecutive loopback ports (default 25600).",
+)
 @click.option("--no-netns", is_flag=True, help="Pods share the host network on 127.x.y.z instead of own namespaces.")
 @click.option("--timeout", type=float, default=180.0, show_default=True, help="Seconds to wait for readiness.")
-def up(*, home_dir: str | None, pools: tuple[str, ...], no_pools: bool, local_gpus: int, port_base: int | None,
-       no_netns: bool, timeout: float) -> None:
+def up(
+    *,
+    home_dir: str | None,
+    pools: tuple[str, ...],
+    no_pools: bool,
+    local_gpus: int,
+    port_base: int | None,
+    no_netns: bool,
+    timeout: float,
+) -> None:
     """Start the cluster (building the binaries first if needed); a no-op if it already runs."""
     from fulcrum.dev import build as build_mod  # noqa: PLC0415
     from fulcrum.dev import cluster, network  # noqa: PLC0415
@@ -102,14 +130,18 @@ def up(*, home_dir: str | None, pools: tuple[str, ...], no_pools: bool, local_gp
     index = previous.subnet_index if previous else cluster.choose_subnet_index()
     cfg = ClusterConfig(
         port_base=port_base or (previous.port_base if previous else DEFAULT_PORT_BASE),
-        pools=chosen, local_gpus=local_gpus, subnet_index=index, netns=netns,
+        pools=chosen,
+        local_gpus=local_gpus,
+        subnet_index=index,
+        netns=netns,
     )
     started = time.monotonic()
     try:
         cluster.up(home, cfg, say=lambda m: click.echo(m, err=True), timeout=timeout)
     except cluster.ClusterError as exc:
-        raise click.ClickException(f"{exc}\n(`fulcrum dev status` shows what runs; `fulcrum dev down` stops it)") \
-            from exc
+        raise click.ClickException(
+            f"{exc}\n(`fulcrum dev status` shows what runs; `fulcrum dev down` stops it)"
+        ) from exc
     click.echo(f"ready in {time.monotonic() - started:.1f}s; export KUBECONFIG={home.kubeconfig}", err=True)
 
 
@@ -148,8 +180,9 @@ def status(home_dir: str | None, as_json: bool) -> None:
             table.add_column(col)
         colours = {"running": "green", "crashed": "red", "stopped": "dim"}
         for c in comps:
-            table.add_row(c["name"], f"[{colours[c['state']]}]{c['state']}", str(c["pid"] or ""),
-                          f"{c['rss_mib']:.0f}", c["log"])
+            table.add_row(
+                c["name"], f"[{colours[c['state']]}]{c['state']}", str(c["pid"] or ""), f"{c['rss_mib']:.0f}", c["log"]
+            )
         console = Console()
         console.print(table)
         console.print(f"API server: {info['server']} ready={info['apiserverReady']}  total RSS {info['rssMiB']} MiB")

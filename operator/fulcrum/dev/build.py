@@ -69,14 +69,16 @@ def binaries(versions: dict[str, str]) -> list[Binary]:
     )
     kwok = versions.get("sigs.k8s.io/kwok", "unknown")
     helm = versions.get("helm.sh/helm/v3", "unknown")
+    # small ones first: a broken pin fails in seconds, not after the API server
     return [
         Binary("etcd", "go.etcd.io/etcd/server/v3"),
+        Binary("kwok", "sigs.k8s.io/kwok/cmd/kwok", (f"-X sigs.k8s.io/kwok/pkg/consts.Version={kwok}",),
+               module_dir="kwok"),
+        Binary("helm", "helm.sh/helm/v3/cmd/helm", (f"-X helm.sh/helm/v3/internal/version.version={helm}",),
+               module_dir="helm"),
         Binary("kube-apiserver", "k8s.io/kubernetes/cmd/kube-apiserver", kube_flags),
         Binary("kube-controller-manager", "k8s.io/kubernetes/cmd/kube-controller-manager", kube_flags),
         Binary("kube-scheduler", "k8s.io/kubernetes/cmd/kube-scheduler", kube_flags),
-        Binary("kwok", "sigs.k8s.io/kwok/cmd/kwok", (f"-X sigs.k8s.io/kwok/pkg/consts.Version={kwok}",)),
-        Binary("helm", "helm.sh/helm/v3/cmd/helm", (f"-X helm.sh/helm/v3/internal/version.version={helm}",),
-               module_dir="helm"),
     ]
 
 
@@ -133,13 +135,15 @@ def find_bin_dir(source: Path | None = None) -> Path | None:
 def go_env() -> dict[str, str]:
     env = dict(os.environ)
     root = go_root()
-    env.update({
-        "GOCACHE": str(root / "build"),
-        "GOMODCACHE": str(root / "mod"),
-        "GOFLAGS": "-mod=readonly",
-        "GOTOOLCHAIN": "local",
-        "CGO_ENABLED": "0",
-    })
+    env.update(
+        {
+            "GOCACHE": str(root / "build"),
+            "GOMODCACHE": str(root / "mod"),
+            "GOFLAGS": "-mod=readonly",
+            "GOTOOLCHAIN": "local",
+            "CGO_ENABLED": "0",
+        }
+    )
     return env
 
 
@@ -165,8 +169,9 @@ def build(p: Plan, report: Reporter | None = None, force: bool = False) -> Path:
             report(binary.name, "start", 0.0)
         ldflags = " ".join(("-s", "-w", *binary.ldflags))
         cmd = [go, "build", "-v", "-trimpath", f"-ldflags={ldflags}", "-o", str(target) + ".tmp", binary.package]
-        proc = subprocess.Popen(cmd, cwd=p.source / binary.module_dir, env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen(
+            cmd, cwd=p.source / binary.module_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
         assert proc.stdout is not None
         tail: list[str] = []
         for line in proc.stdout:

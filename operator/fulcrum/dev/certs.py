@@ -151,6 +151,7 @@ CLIENTS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("scheduler", "system:kube-scheduler", ()),
     ("apiserver-kubelet-client", "kube-apiserver-kubelet-client", ("system:masters",)),
     ("node-local-0", "system:node:local-0", ("system:nodes",)),
+    ("front-proxy-client", "front-proxy-client", ()),
 )
 
 APISERVER_DNS = (
@@ -173,8 +174,9 @@ def write_pki(pki: Path, *, apiserver_ips: tuple[str, ...], kubelet_ips: tuple[s
     pairs = {
         "apiserver": issue(ca, "kube-apiserver", dns_names=APISERVER_DNS, ip_addresses=apiserver_ips, server=True),
         # etcd's gRPC gateway dials etcd itself with the serving certificate: it needs clientAuth too
-        "etcd-server": issue(ca, "etcd", dns_names=("localhost",), ip_addresses=("127.0.0.1",), server=True,
-                             client=True),
+        "etcd-server": issue(
+            ca, "etcd", dns_names=("localhost",), ip_addresses=("127.0.0.1",), server=True, client=True
+        ),
         "etcd-client": issue(ca, "kube-apiserver-etcd-client", client=True),
         "kubelet-local-0": issue(
             ca, "local-0", dns_names=("localhost", "local-0"), ip_addresses=kubelet_ips, server=True

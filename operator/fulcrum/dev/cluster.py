@@ -71,8 +71,9 @@ def component_env(home: DevHome) -> dict[str, str]:
     return env
 
 
-def _wait(what: str, check: Callable[[], bool], timeout: float, alive: Callable[[], bool] | None = None,
-          log: str = "") -> None:
+def _wait(
+    what: str, check: Callable[[], bool], timeout: float, alive: Callable[[], bool] | None = None, log: str = ""
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
@@ -115,8 +116,10 @@ def up(home: DevHome, cfg: ClusterConfig, say: Say = print, timeout: float = 180
         existing = load_config(home)
         running_now = [r.name for r in procs.records(home.run) if procs.running(r)]
         if existing is not None and running_now and existing != cfg:
-            say(f"cluster at {home.root} already runs ({', '.join(running_now)}); keeping its configuration "
-                "(run `fulcrum dev down` first to change pools, ports or the local node)")
+            say(
+                f"cluster at {home.root} already runs ({', '.join(running_now)}); keeping its configuration "
+                "(run `fulcrum dev down` first to change pools, ports or the local node)"
+            )
             cfg = existing
         bin_dir = build_mod.find_bin_dir()
         if bin_dir is None:
@@ -125,8 +128,7 @@ def up(home: DevHome, cfg: ClusterConfig, say: Say = print, timeout: float = 180
             _check_ports_free(cfg, home)
         home.config_file.write_text(cfg.to_json())
         extra_ips = (str(cfg.gateway),) if cfg.netns else ()
-        write_pki(home.pki, apiserver_ips=("127.0.0.1", "10.96.0.1", *extra_ips),
-                  kubelet_ips=("127.0.0.1", *extra_ips))
+        write_pki(home.pki, apiserver_ips=("127.0.0.1", "10.96.0.1", *extra_ips), kubelet_ips=("127.0.0.1", *extra_ips))
         _write_kubeconfigs(home, cfg)
         env = component_env(home)
         ctx = health.tls_context(home.pki)
@@ -149,8 +151,9 @@ def up(home: DevHome, cfg: ClusterConfig, say: Say = print, timeout: float = 180
                 _wait("etcd", lambda: health.port_open(cfg.ports.etcd_client), timeout, alive, str(log))
             elif comp.name == "kube-apiserver":
                 try:
-                    health.wait_https_ok(cfg.ports.apiserver, "/readyz", ctx, timeout, alive=alive,
-                                         what="kube-apiserver")
+                    health.wait_https_ok(
+                        cfg.ports.apiserver, "/readyz", ctx, timeout, alive=alive, what="kube-apiserver"
+                    )
                 except (TimeoutError, RuntimeError) as exc:
                     raise ClusterError(f"{exc}\n{_tail(str(log))}") from exc
             else:
@@ -178,8 +181,7 @@ def _register_kwok_nodes(home: DevHome, cfg: ClusterConfig) -> None:
             api.create_node(node)  # type: ignore[attr-defined]
         except ApiException as exc:
             if exc.status != 409:
-                raise ClusterError(f"creating node {node['metadata']['name']} failed: {exc.reason} {exc.body}") \
-                    from exc
+                raise ClusterError(f"creating node {node['metadata']['name']} failed: {exc.reason} {exc.body}") from exc
 
 
 def _node_ready(node: object) -> bool:
@@ -199,8 +201,10 @@ def _wait_nodes_ready(home: DevHome, cfg: ClusterConfig, timeout: float) -> None
         if not missing:
             return
         time.sleep(0.5)
-    raise ClusterError(f"nodes not Ready after {timeout:.0f}s: {', '.join(sorted(missing))} "
-                       f"(logs: {home.logs}/kwok.log, {home.logs}/node-agent.log)")
+    raise ClusterError(
+        f"nodes not Ready after {timeout:.0f}s: {', '.join(sorted(missing))} "
+        f"(logs: {home.logs}/kwok.log, {home.logs}/node-agent.log)"
+    )
 
 
 def _has_not_ready_taint(node: object) -> bool:
@@ -212,8 +216,12 @@ def down(home: DevHome, say: Say = print, keep_data: bool = False) -> list[str]:
     """Stop every process of the cluster (reverse start order), then sweep stragglers and networks."""
     with locked(home):
         stopped = []
-        order = {c: i for i, c in enumerate(
-            ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "node-agent"])}
+        order = {
+            c: i
+            for i, c in enumerate(
+                ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "node-agent"]
+            )
+        }
         recs = sorted(procs.records(home.run), key=lambda r: -order.get(r.name, 100))
         for rec in recs:
             if procs.running(rec):

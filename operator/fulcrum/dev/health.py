@@ -34,8 +34,15 @@ def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
         return False
 
 
-def wait_https_ok(port: int, path: str, ctx: ssl.SSLContext, timeout: float, *,
-                  alive: Callable[[], bool] | None = None, what: str = "") -> None:
+def wait_https_ok(
+    port: int,
+    path: str,
+    ctx: ssl.SSLContext,
+    timeout: float,
+    *,
+    alive: Callable[[], bool] | None = None,
+    what: str = "",
+) -> None:
     """Poll ``GET path`` until 200; raise TimeoutError with the last answer otherwise."""
     deadline = time.monotonic() + timeout
     last = "no answer"

@@ -67,15 +67,27 @@ def local_node(cfg: ClusterConfig) -> dict[str, Any]:
 def local_node_status(cfg: ClusterConfig, now: str, kubelet_port: int) -> dict[str, Any]:
     resources = _resources(cfg.local_cpu, cfg.local_memory, cfg.local_gpus, 110)
     ready = {
-        "type": "Ready", "status": "True", "reason": "KubeletReady",
+        "type": "Ready",
+        "status": "True",
+        "reason": "KubeletReady",
         "message": "fulcrum dev node agent is posting ready status",
-        "lastHeartbeatTime": now, "lastTransitionTime": now,
+        "lastHeartbeatTime": now,
+        "lastTransitionTime": now,
     }
     others = [
-        {"type": t, "status": "False", "reason": f"KubeletHas{r}", "message": "ok",
-         "lastHeartbeatTime": now, "lastTransitionTime": now}
-        for t, r in (("MemoryPressure", "SufficientMemory"), ("DiskPressure", "NoDiskPressure"),
-                     ("PIDPressure", "SufficientPID"))
+        {
+            "type": t,
+            "status": "False",
+            "reason": f"KubeletHas{r}",
+            "message": "ok",
+            "lastHeartbeatTime": now,
+            "lastTransitionTime": now,
+        }
+        for t, r in (
+            ("MemoryPressure", "SufficientMemory"),
+            ("DiskPressure", "NoDiskPressure"),
+            ("PIDPressure", "SufficientPID"),
+        )
     ]
     return {
         "capacity": resources,
@@ -87,8 +99,15 @@ def local_node_status(cfg: ClusterConfig, now: str, kubelet_port: int) -> dict[s
         ],
         "daemonEndpoints": {"kubeletEndpoint": {"Port": kubelet_port}},
         "nodeInfo": {
-            "architecture": "amd64", "operatingSystem": "linux", "kubeletVersion": KUBELET_VERSION,
-            "kubeProxyVersion": "", "containerRuntimeVersion": "fulcrum-local://1", "osImage": "host",
-            "kernelVersion": "", "machineID": "", "systemUUID": "", "bootID": "",
+            "architecture": "amd64",
+            "operatingSystem": "linux",
+            "kubeletVersion": KUBELET_VERSION,
+            "kubeProxyVersion": "",
+            "containerRuntimeVersion": "fulcrum-local://1",
+            "osImage": "host",
+            "kernelVersion": "",
+            "machineID": "",
+            "systemUUID": "",
+            "bootID": "",
         },
     }

@@ -42,8 +42,14 @@ class Rest:
             self._local.conn = conn
         return conn
 
-    def request(self, method: str, path: str, body: Any = None, content_type: str = "application/json",
-                query: dict[str, str] | None = None) -> JSON:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        content_type: str = "application/json",
+        query: dict[str, str] | None = None,
+    ) -> JSON:
         if query:
             path = f"{path}?{urllib.parse.urlencode(query)}"
         data = json.dumps(body).encode() if body is not None else None
@@ -81,8 +87,7 @@ class Rest:
         return self.request("POST", path, body)
 
     def patch(self, path: str, body: JSON, kind: str = "strategic") -> JSON:
-        ctype = {"strategic": "application/strategic-merge-patch+json",
-                 "merge": "application/merge-patch+json"}[kind]
+        ctype = {"strategic": "application/strategic-merge-patch+json", "merge": "application/merge-patch+json"}[kind]
         return self.request("PATCH", path, body, content_type=ctype)
 
     def put(self, path: str, body: JSON) -> JSON:

@@ -29,8 +29,20 @@ SYNC_PERIOD = 1.0
 LEASE_SECONDS = 40
 LEASE_RENEW = 10.0
 STATUS_PERIOD = 30.0
-BASE_ENV_KEYS = ("PATH", "HOME", "XDG_CACHE_HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "USER", "PYTHONPATH", "VIRTUAL_ENV", "TMPDIR",
-                 "FULCRUM_DEV_CLUSTER")
+BASE_ENV_KEYS = (
+    "PATH",
+    "HOME",
+    "XDG_CACHE_HOME",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TZ",
+    "USER",
+    "PYTHONPATH",
+    "VIRTUAL_ENV",
+    "TMPDIR",
+    "FULCRUM_DEV_CLUSTER",
+)
 
 
 def micro_now() -> str:
@@ -49,8 +61,15 @@ class Agent:
         venv_bin = str(Path(sys.executable).parent)
         base_env = {k: v for k, v in os.environ.items() if k in BASE_ENV_KEYS}
         self.ctx = WorkerContext(
-            rest=self.rest, pods_dir=home.pods, logs_dir=home.logs, python=sys.executable, venv_bin=venv_bin,
-            base_env=base_env, lookups=self._lookups(), acquire_net=self.net.acquire, release_net=self.net.release,
+            rest=self.rest,
+            pods_dir=home.pods,
+            logs_dir=home.logs,
+            python=sys.executable,
+            venv_bin=venv_bin,
+            base_env=base_env,
+            lookups=self._lookups(),
+            acquire_net=self.net.acquire,
+            release_net=self.net.release,
         )
         self.logs = LogServer(home, cfg.ports.kubelet, self.workers)
         self.provisioner = Provisioner(self.admin, home.volumes)
@@ -82,8 +101,10 @@ class Agent:
             if audience:
                 spec["audiences"] = [audience]
             try:
-                out = self.rest.create(f"/api/v1/namespaces/{ns}/serviceaccounts/{sa}/token", {
-                    "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec})
+                out = self.rest.create(
+                    f"/api/v1/namespaces/{ns}/serviceaccounts/{sa}/token",
+                    {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec},
+                )
             except ApiError as exc:
                 log.warning("token for %s/%s: %s", ns, sa, exc)
                 return None
@@ -113,9 +134,15 @@ class Agent:
         except ApiError as exc:
             if exc.status != 404:
                 raise
-            self.rest.create("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases", {
-                "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                "metadata": {"name": LOCAL_NODE, "namespace": "kube-node-lease"}, "spec": spec})
+            self.rest.create(
+                "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases",
+                {
+                    "apiVersion": "coordination.k8s.io/v1",
+                    "kind": "Lease",
+                    "metadata": {"name": LOCAL_NODE, "namespace": "kube-node-lease"},
+                    "spec": spec,
+                },
+            )
 
     def _heartbeat(self) -> None:
         last_status = time.monotonic()

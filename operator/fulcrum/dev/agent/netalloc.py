@@ -38,8 +38,9 @@ class NetAllocator:
                 used = {n.ip for n in self._by_uid.values()}
                 ip = network.allocate_ip(self.cfg.pod_subnet, used)
                 if self.cfg.netns:
-                    net = network.setup_pod(self.cfg.bridge, uid, ip, str(self.cfg.gateway),
-                                            self.cfg.pod_subnet.prefixlen)
+                    net = network.setup_pod(
+                        self.cfg.bridge, uid, ip, str(self.cfg.gateway), self.cfg.pod_subnet.prefixlen
+                    )
                 else:
                     net = PodNet(ip, None)
             self._by_uid[uid] = net

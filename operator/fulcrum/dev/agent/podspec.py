@@ -161,9 +161,7 @@ def path_rewriter(mapping: Mapping[str, str]) -> Callable[[str], str]:
     targets = {p.rstrip("/") or "/": h for p, h in mapping.items()}
     if not paths:
         return lambda s: s
-    pattern = re.compile(
-        r"(?<![\w./-])(" + "|".join(re.escape(p) for p in paths) + r")(?=/|$|[^\w.-])"
-    )
+    pattern = re.compile(r"(?<![\w./-])(" + "|".join(re.escape(p) for p in paths) + r")(?=/|$|[^\w.-])")
 
     def rewrite(text: str) -> str:
         return pattern.sub(lambda m: targets[m.group(1)], text)

@@ -66,8 +66,14 @@ def run_probe(probe: dict[str, Any], container: dict[str, Any], pod_ip: str, exe
     if "httpGet" in probe:
         spec = probe["httpGet"]
         headers = {h["name"]: h["value"] for h in spec.get("httpHeaders", []) or []}
-        return http_get(spec.get("host") or pod_ip, resolve_port(container, spec["port"]), spec.get("path", "/"),
-                        scheme=spec.get("scheme", "HTTP"), headers=headers, timeout=timeout)
+        return http_get(
+            spec.get("host") or pod_ip,
+            resolve_port(container, spec["port"]),
+            spec.get("path", "/"),
+            scheme=spec.get("scheme", "HTTP"),
+            headers=headers,
+            timeout=timeout,
+        )
     if "tcpSocket" in probe:
         spec = probe["tcpSocket"]
         return tcp_open(spec.get("host") or pod_ip, resolve_port(container, spec["port"]), timeout)

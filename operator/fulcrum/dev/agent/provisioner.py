@@ -25,8 +25,7 @@ def storage_class() -> dict[str, Any]:
     return {
         "apiVersion": "storage.k8s.io/v1",
         "kind": "StorageClass",
-        "metadata": {"name": STORAGE_CLASS,
-                     "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+        "metadata": {"name": STORAGE_CLASS, "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
         "provisioner": PROVISIONER,
         "reclaimPolicy": "Delete",
         "volumeBindingMode": "Immediate",
@@ -50,8 +49,13 @@ def volume_for(pvc: dict[str, Any], root: Path) -> dict[str, Any]:
             "storageClassName": STORAGE_CLASS,
             "volumeMode": "Filesystem",
             "hostPath": {"path": str(path), "type": "DirectoryOrCreate"},
-            "claimRef": {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "namespace": meta["namespace"],
-                         "name": meta["name"], "uid": uid},
+            "claimRef": {
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "namespace": meta["namespace"],
+                "name": meta["name"],
+                "uid": uid,
+            },
         },
     }
 
@@ -85,8 +89,12 @@ class Provisioner:
             Path(pv["spec"]["hostPath"]["path"]).mkdir(parents=True, exist_ok=True)
             try:
                 self.rest.create("/api/v1/persistentvolumes", pv)
-                log.info("provisioned %s for %s/%s", pv["metadata"]["name"], pvc["metadata"]["namespace"],
-                         pvc["metadata"]["name"])
+                log.info(
+                    "provisioned %s for %s/%s",
+                    pv["metadata"]["name"],
+                    pvc["metadata"]["namespace"],
+                    pvc["metadata"]["name"],
+                )
             except ApiError as exc:
                 if exc.status != 409:
                     raise

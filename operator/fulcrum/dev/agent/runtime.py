@@ -26,8 +26,14 @@ class ContainerProcess:
         cwd.mkdir(parents=True, exist_ok=True)
         with open(spec.log, "ab") as out:
             self.proc = subprocess.Popen(
-                spec.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=spec.env,
-                cwd=str(cwd), start_new_session=True, close_fds=True,
+                spec.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=spec.env,
+                cwd=str(cwd),
+                start_new_session=True,
+                close_fds=True,
             )
         self.log = spec.log
         self.started = time.time()
@@ -65,8 +71,9 @@ class ContainerProcess:
 def run_to_exit(argv: list[str], env: dict[str, str], cwd: str, timeout: float) -> int:
     """Run a probe command; exit code, or 1 on timeout."""
     try:
-        proc = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, timeout=timeout, check=False,
-                              start_new_session=True)
+        proc = subprocess.run(
+            argv, env=env, cwd=cwd, capture_output=True, timeout=timeout, check=False, start_new_session=True
+        )
     except subprocess.TimeoutExpired:
         return 1
     return proc.returncode

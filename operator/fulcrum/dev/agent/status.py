@@ -100,8 +100,11 @@ def phase(restart_policy: str, init: list[ContainerView], main: list[ContainerVi
 def _condition(ctype: str, ok: bool, previous: dict[str, dict[str, Any]], reason: str = "") -> dict[str, Any]:
     status = "True" if ok else "False"
     old = previous.get(ctype)
-    transition = old["lastTransitionTime"] if old and old.get("status") == status and old.get(
-        "lastTransitionTime") else now_iso()
+    transition = (
+        old["lastTransitionTime"]
+        if old and old.get("status") == status and old.get("lastTransitionTime")
+        else now_iso()
+    )
     cond: dict[str, Any] = {"type": ctype, "status": status, "lastTransitionTime": transition, "lastProbeTime": None}
     if not ok and reason:
         cond["reason"] = reason
@@ -129,8 +132,7 @@ def pod_status(
     conditions = [
         _condition("PodReadyToStartContainers", pod_ip is not None and not terminal, previous),
         _condition("Initialized", initialized, previous, "ContainersNotInitialized"),
-        _condition("ContainersReady", containers_ready, previous,
-                   "PodCompleted" if terminal else "ContainersNotReady"),
+        _condition("ContainersReady", containers_ready, previous, "PodCompleted" if terminal else "ContainersNotReady"),
         _condition("Ready", containers_ready, previous, "PodCompleted" if terminal else "ContainersNotReady"),
     ]
     if "PodScheduled" in previous:

@@ -32,8 +32,15 @@ def _write(path: Path, data: bytes, mode: int | None) -> None:
         path.chmod(mode & 0o777)
 
 
-def _key_files(target: Path, data: dict[str, bytes], items: list[dict[str, Any]] | None, *, mode: int | None,
-               what: str, optional: bool) -> None:
+def _key_files(
+    target: Path,
+    data: dict[str, bytes],
+    items: list[dict[str, Any]] | None,
+    *,
+    mode: int | None,
+    what: str,
+    optional: bool,
+) -> None:
     if items:
         for item in items:
             if item["key"] not in data:
@@ -58,8 +65,16 @@ def _secret_bytes(obj: dict[str, str] | None) -> dict[str, bytes] | None:
     return {k: v.encode() for k, v in obj.items()}
 
 
-def _fill(source: dict[str, Any], kind: str, target: Path, pod: dict[str, Any], *, lk: VolumeLookups,
-          pod_ip: str, default_mode: int | None) -> None:
+def _fill(
+    source: dict[str, Any],
+    kind: str,
+    target: Path,
+    pod: dict[str, Any],
+    *,
+    lk: VolumeLookups,
+    pod_ip: str,
+    default_mode: int | None,
+) -> None:
     ns = pod["metadata"]["namespace"]
     if kind == "configMap":
         name, optional = source["name"], bool(source.get("optional"))
@@ -68,8 +83,14 @@ def _fill(source: dict[str, Any], kind: str, target: Path, pod: dict[str, Any], 
             if optional:
                 return
             raise SpecError(f"configMap {ns}/{name} not found")
-        _key_files(target, data, source.get("items"), mode=source.get("defaultMode", default_mode),
-                   what=f"configMap {ns}/{name}", optional=optional)
+        _key_files(
+            target,
+            data,
+            source.get("items"),
+            mode=source.get("defaultMode", default_mode),
+            what=f"configMap {ns}/{name}",
+            optional=optional,
+        )
     elif kind == "secret":
         name, optional = source.get("secretName") or source["name"], bool(source.get("optional"))
         data = _secret_bytes(lk.objects.secret(ns, name))
@@ -77,8 +98,14 @@ def _fill(source: dict[str, Any], kind: str, target: Path, pod: dict[str, Any], 
             if optional:
                 return
             raise SpecError(f"secret {ns}/{name} not found")
-        _key_files(target, data, source.get("items"), mode=source.get("defaultMode", default_mode),
-                   what=f"secret {ns}/{name}", optional=optional)
+        _key_files(
+            target,
+            data,
+            source.get("items"),
+            mode=source.get("defaultMode", default_mode),
+            what=f"secret {ns}/{name}",
+            optional=optional,
+        )
     elif kind == "downwardAPI":
         for item in source.get("items", []) or []:
             if "fieldRef" in item:
@@ -107,16 +134,37 @@ def materialise(pod: dict[str, Any], pod_dir: Path, lk: VolumeLookups, pod_ip: s
             if vol["hostPath"].get("type") in ("DirectoryOrCreate", None, "") and not target.exists():
                 target.mkdir(parents=True, exist_ok=True)
         elif "configMap" in vol:
-            _fill(vol["configMap"], "configMap", target, pod, lk=lk, pod_ip=pod_ip,
-                  default_mode=vol["configMap"].get("defaultMode"))
+            _fill(
+                vol["configMap"],
+                "configMap",
+                target,
+                pod,
+                lk=lk,
+                pod_ip=pod_ip,
+                default_mode=vol["configMap"].get("defaultMode"),
+            )
             target.mkdir(parents=True, exist_ok=True)
         elif "secret" in vol:
-            _fill(vol["secret"], "secret", target, pod, lk=lk, pod_ip=pod_ip,
-                  default_mode=vol["secret"].get("defaultMode"))
+            _fill(
+                vol["secret"],
+                "secret",
+                target,
+                pod,
+                lk=lk,
+                pod_ip=pod_ip,
+                default_mode=vol["secret"].get("defaultMode"),
+            )
             target.mkdir(parents=True, exist_ok=True)
         elif "downwardAPI" in vol:
-            _fill(vol["downwardAPI"], "downwardAPI", target, pod, lk=lk, pod_ip=pod_ip,
-                  default_mode=vol["downwardAPI"].get("defaultMode"))
+            _fill(
+                vol["downwardAPI"],
+                "downwardAPI",
+                target,
+                pod,
+                lk=lk,
+                pod_ip=pod_ip,
+                default_mode=vol["downwardAPI"].get("defaultMode"),
+            )
         elif "projected" in vol:
             mode = vol["projected"].get("defaultMode")
             for source in vol["projected"].get("sources", []) or []:

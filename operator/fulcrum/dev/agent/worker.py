@@ -123,11 +123,19 @@ class PodWorker(threading.Thread):
             self._wait_deleted()
             return
         spec = pod["spec"]
-        self.init_slots = [Slot(c, ContainerView(c["name"], c.get("image", ""), reason="PodInitializing"), init=True)
-                           for c in spec.get("initContainers", []) or []]
-        self.slots = [Slot(c, ContainerView(c["name"], c.get("image", ""),
-                                            reason="PodInitializing" if self.init_slots else "ContainerCreating"))
-                      for c in spec.get("containers", []) or []]
+        self.init_slots = [
+            Slot(c, ContainerView(c["name"], c.get("image", ""), reason="PodInitializing"), init=True)
+            for c in spec.get("initContainers", []) or []
+        ]
+        self.slots = [
+            Slot(
+                c,
+                ContainerView(
+                    c["name"], c.get("image", ""), reason="PodInitializing" if self.init_slots else "ContainerCreating"
+                ),
+            )
+            for c in spec.get("containers", []) or []
+        ]
         vols: dict[str, Path] | None = None
         while not self._stopping():
             pod = self.pod
@@ -228,8 +236,7 @@ class PodWorker(threading.Thread):
         tail = ""
         if slot.spec.get("terminationMessagePolicy") == "FallbackToLogsOnError" and code != 0:
             tail = slot.proc.log.read_text(errors="replace")[-16384:]
-        message = podspec.termination_message(file_text, tail, code,
-                                              slot.spec.get("terminationMessagePolicy"))
+        message = podspec.termination_message(file_text, tail, code, slot.spec.get("terminationMessagePolicy"))
         slot.view.terminated = Terminated(
             exit_code=code,
             reason="Completed" if code == 0 else "Error",
@@ -259,8 +266,7 @@ class PodWorker(threading.Thread):
             env = {k: rewrite(v) for k, v in env.items()}
             command = [rewrite(podspec.expand(a, env)) for a in container.get("command", []) or []]
             args = [rewrite(podspec.expand(a, env)) for a in container.get("args", []) or []]
-            local = images.local_command(container.get("image", ""), command, args, self.ctx.python,
-                                         self.ctx.venv_bin)
+            local = images.local_command(container.get("image", ""), command, args, self.ctx.python, self.ctx.venv_bin)
         except (podspec.SpecError, images.NoLocalCommandError, ApiError) as exc:
             slot.view.state = "waiting"
             slot.view.reason = "CreateContainerConfigError"
@@ -268,8 +274,9 @@ class PodWorker(threading.Thread):
             slot.next_start = time.monotonic() + 2
             return
         full_env = dict(self.ctx.base_env)
-        full_env.update({"HOSTNAME": self.pod_name, podspec.TERMINATION_ENV: str(term_file),
-                         "FULCRUM_POD_DIR": str(self.pod_dir)})
+        full_env.update(
+            {"HOSTNAME": self.pod_name, podspec.TERMINATION_ENV: str(term_file), "FULCRUM_POD_DIR": str(self.pod_dir)}
+        )
         full_env.update(env)
         full_env = images.with_path(full_env, local.path_prefix)
         working_dir = container.get("workingDir")
@@ -304,8 +311,11 @@ class PodWorker(threading.Thread):
                 timing = probes.ProbeTiming.from_spec(probe)
                 state = probes.ProbeState(timing, initially=attr == "livenessProbe")
                 state.next_at = time.monotonic() + timing.initial_delay
-            setattr(slot, {"readinessProbe": "readiness", "livenessProbe": "liveness",
-                           "startupProbe": "startup"}[attr], state)
+            setattr(
+                slot,
+                {"readinessProbe": "readiness", "livenessProbe": "liveness", "startupProbe": "startup"}[attr],
+                state,
+            )
         slot.view.started = slot.startup is None
         slot.view.ready = slot.readiness is None and slot.startup is None
 
@@ -341,7 +351,8 @@ class PodWorker(threading.Thread):
         if due(slot.readiness):
             assert slot.readiness is not None
             slot.view.ready = slot.readiness.record(
-                probes.run_probe(container["readinessProbe"], container, ip, exec_runner))
+                probes.run_probe(container["readinessProbe"], container, ip, exec_runner)
+            )
             slot.readiness.next_at = now + slot.readiness.timing.period
 
     def _kill_for_restart(self, slot: Slot, why: str) -> None:
@@ -359,9 +370,16 @@ class PodWorker(threading.Thread):
             scheduled = [c for c in basis["status"].get("conditions", []) or [] if c.get("type") == "PodScheduled"]
             basis["status"]["conditions"] = scheduled + self.last_status.get("conditions", [])
         ip = self.net.ip if self.net else (self.last_status or {}).get("podIP")
-        status = pod_status(basis, [s.view for s in self.init_slots], [s.view for s in self.slots],
-                            pod_ip=ip, host_ip=HOST_IP, start_time=self.start_time,
-                            init_failed=self.init_failed, message=self.message)
+        status = pod_status(
+            basis,
+            [s.view for s in self.init_slots],
+            [s.view for s in self.slots],
+            pod_ip=ip,
+            host_ip=HOST_IP,
+            start_time=self.start_time,
+            init_failed=self.init_failed,
+            message=self.message,
+        )
         if status == self.last_status:
             return
         try:
@@ -404,8 +422,12 @@ class PodWorker(threading.Thread):
         if self.net is not None:
             self.ctx.release_net(self.uid)
             self.net = None
-        body = {"kind": "DeleteOptions", "apiVersion": "v1", "gracePeriodSeconds": 0,
-                "preconditions": {"uid": self.uid}}
+        body = {
+            "kind": "DeleteOptions",
+            "apiVersion": "v1",
+            "gracePeriodSeconds": 0,
+            "preconditions": {"uid": self.uid},
+        }
         while not self._shutdown.is_set():
             try:
                 self.ctx.rest.delete(f"/api/v1/namespaces/{self.ns}/pods/{self.pod_name}", body)
