@@ -128,11 +128,17 @@ def test_certificates_chain_and_usages() -> None:
         certs.issue(ca, "x")
 
 
-def test_write_pki_is_idempotent(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    certs.write_pki(tmp_path, apiserver_ips=("127.0.0.1",), kubelet_ips=("127.0.0.1",))
+def test_write_pki_is_idempotent_and_repairs(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    assert "apiserver" in certs.write_pki(tmp_path, apiserver_ips=("127.0.0.1",), kubelet_ips=("127.0.0.1",))
     first = (tmp_path / "ca.crt").read_bytes()
-    certs.write_pki(tmp_path, apiserver_ips=("127.0.0.1",), kubelet_ips=("127.0.0.1",))
+    assert certs.write_pki(tmp_path, apiserver_ips=("127.0.0.1",), kubelet_ips=("127.0.0.1",)) == []
     assert (tmp_path / "ca.crt").read_bytes() == first
+    (tmp_path / "scheduler.crt").unlink()
+    again = certs.write_pki(tmp_path, apiserver_ips=("127.0.0.1", "10.0.0.1"), kubelet_ips=("127.0.0.1",))
+    assert sorted(again) == ["apiserver", "scheduler"]
+    assert (tmp_path / "ca.crt").read_bytes() == first
+    server = x509.load_pem_x509_certificate((tmp_path / "apiserver.crt").read_bytes())
+    server.verify_directly_issued_by(certs.load_ca(tmp_path).cert)
     assert (tmp_path / "sa.key").stat().st_mode & 0o077 == 0
     doc = yaml.safe_load(kubeconfig.render_from_pki("https://127.0.0.1:1", tmp_path, "admin"))
     assert doc["clusters"][0]["cluster"]["server"] == "https://127.0.0.1:1"

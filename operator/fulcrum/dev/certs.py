@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -163,33 +164,60 @@ APISERVER_DNS = (
 )
 
 
-def write_pki(pki: Path, *, apiserver_ips: tuple[str, ...], kubelet_ips: tuple[str, ...]) -> None:
-    """Create every certificate and key under ``pki`` unless a complete set is already there."""
-    marker = pki / "complete"
-    if marker.exists():
-        return
-    pki.mkdir(parents=True, exist_ok=True)
-    ca = make_ca()
-    files: dict[str, bytes] = {"ca.crt": ca.cert_pem, "ca.key": ca.key_pem}
-    pairs = {
-        "apiserver": issue(ca, "kube-apiserver", dns_names=APISERVER_DNS, ip_addresses=apiserver_ips, server=True),
+def load_ca(pki: Path) -> KeyPair:
+    cert = x509.load_pem_x509_certificate((pki / "ca.crt").read_bytes())
+    key = serialization.load_pem_private_key((pki / "ca.key").read_bytes(), password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
+        raise ValueError(f"{pki / 'ca.key'}: unsupported key type")
+    return KeyPair(cert, key)
+
+
+def leaf_specs(apiserver_ips: tuple[str, ...], kubelet_ips: tuple[str, ...]) -> dict[str, dict[str, object]]:
+    """``file stem -> issue() keyword arguments`` of every leaf certificate."""
+    specs: dict[str, dict[str, object]] = {
+        "apiserver": {"common_name": "kube-apiserver", "dns_names": APISERVER_DNS, "ip_addresses": apiserver_ips,
+                      "server": True},
         # etcd's gRPC gateway dials etcd itself with the serving certificate: it needs clientAuth too
-        "etcd-server": issue(
-            ca, "etcd", dns_names=("localhost",), ip_addresses=("127.0.0.1",), server=True, client=True
-        ),
-        "etcd-client": issue(ca, "kube-apiserver-etcd-client", client=True),
-        "kubelet-local-0": issue(
-            ca, "local-0", dns_names=("localhost", "local-0"), ip_addresses=kubelet_ips, server=True
-        ),
+        "etcd-server": {"common_name": "etcd", "dns_names": ("localhost",), "ip_addresses": ("127.0.0.1",),
+                        "server": True, "client": True},
+        "etcd-client": {"common_name": "kube-apiserver-etcd-client", "client": True},
+        "kubelet-local-0": {"common_name": "local-0", "dns_names": ("localhost", "local-0"),
+                            "ip_addresses": kubelet_ips, "server": True},
     }
     for stem, common_name, orgs in CLIENTS:
-        pairs[stem] = issue(ca, common_name, organizations=orgs, client=True)
-    for stem, pair in pairs.items():
-        files[f"{stem}.crt"] = pair.cert_pem
-        files[f"{stem}.key"] = pair.key_pem
-    files["sa.key"] = service_account_key()
+        specs[stem] = {"common_name": common_name, "organizations": orgs, "client": True}
+    return specs
+
+
+def write_pki(pki: Path, *, apiserver_ips: tuple[str, ...], kubelet_ips: tuple[str, ...]) -> list[str]:
+    """Create what is missing or stale under ``pki`` (the CA and the SA key are kept); returns the stems written."""
+    pki.mkdir(parents=True, exist_ok=True)
+    specs = leaf_specs(apiserver_ips, kubelet_ips)
+    manifest_path = pki / "manifest.json"
+    try:
+        old = json.loads(manifest_path.read_text())
+    except (FileNotFoundError, ValueError):
+        old = {}
+    written: list[str] = []
+    files: dict[str, bytes] = {}
+    new_ca = not ((pki / "ca.crt").exists() and (pki / "ca.key").exists())
+    if new_ca:
+        ca = make_ca()
+        files.update({"ca.crt": ca.cert_pem, "ca.key": ca.key_pem})
+    else:
+        ca = load_ca(pki)
+    for stem, spec in specs.items():
+        wanted = json.dumps(spec, sort_keys=True, default=list)
+        if new_ca or old.get(stem) != wanted or not (pki / f"{stem}.crt").exists():
+            pair = issue(ca, **spec)  # type: ignore[arg-type]
+            files[f"{stem}.crt"], files[f"{stem}.key"] = pair.cert_pem, pair.key_pem
+            old[stem] = wanted
+            written.append(stem)
+    if not (pki / "sa.key").exists():
+        files["sa.key"] = service_account_key()
     for name, data in files.items():
         path = pki / name
         path.write_bytes(data)
         path.chmod(0o600)
-    marker.write_text("ok\n")
+    manifest_path.write_text(json.dumps(old, indent=1, sort_keys=True))
+    return written
