@@ -171,3 +171,20 @@ def test_a_lost_state_adopts_the_running_fleet() -> None:
     state = PolicyState().with_fleet((ReplicaGroup("fp32", "l4", ready=3),))
     decision = decide(spec, TABLE, Observation(100.0), state, 0.0)
     assert decision.previous == Config("fp32", "l4", 3)
+
+
+def test_switch_cost_counts_only_the_ready_replicas_of_the_placement_left() -> None:
+    from fulcrum.policy import Placement, Planner
+
+    planner = Planner(make_spec(), TABLE, PolicyState(), 22.5, 99.0)
+    fleet = (ReplicaGroup("fp32", "l4", ready=2, starting=(1.0, 2.0)), ReplicaGroup("int8", "cpu", ready=1))
+    assert planner.fleet_cost(fleet) == 4 * 1.0 + 0.25
+    assert planner.switch_cost(fleet, Placement("fp32", "l4")) == 2 * 1.0 + 0.25
+
+
+def test_a_slow_ramp_never_traps_the_fleet_on_the_accurate_tier() -> None:
+    """Scaling fp32 up keeps the overlap of a later switch affordable, so the ramp never runs out of budget."""
+    spec = make_spec(budget="8.00")
+    decisions = run(spec, [1000.0 + 40.0 * i for i in range(300)])  # 1000 -> 13 000 rps over 50 minutes
+    assert any(d.action == "SwitchTier" and d.tier == "int8" for d in decisions)
+    assert not [d.reason for d in decisions if d.code == "BudgetExhausted"]

@@ -96,6 +96,15 @@ def test_fleet_switch_overlaps_until_the_new_placement_is_ready() -> None:
     assert fleet.observed(150.0)[0].ready == 3 and fleet.observed(150.0)[0].starting == ()
 
 
+def test_a_switch_drops_the_old_placements_starting_replicas() -> None:
+    fleet = SimFleet({"l4": 60.0, "cpu": 30.0}, {"l4": 1.0, "cpu": 0.25})
+    fleet.apply(Config("fp32", "l4", 2), 0.0, instant=True)
+    fleet.apply(Config("fp32", "l4", 5), 10.0)  # three more starting
+    fleet.apply(Config("int8", "cpu", 4), 20.0)  # switch: the three would never serve
+    assert fleet.cost_per_hour() == pytest.approx(2 * 1.0 + 4 * 0.25)
+    assert fleet.serving == Placement("fp32", "l4")
+
+
 def test_every_policy_runs_and_the_summary_has_designs_keys() -> None:
     setting = make_setting(make_spec(budget="10.00"), PROFILES, step_trace(), 10.0)
     runs = simulate(setting, ["fulcrum", "hpa", "kpa", "static", "oracle"])

@@ -228,7 +228,7 @@ class _Tick:
                 objective == "Cost" or ideal.candidate.rank <= here.rank
             ):
                 option = planner.size(ideal.candidate, self.demand_for(ideal.candidate))
-                if planner.affordable(option.cost, fleet_cost) and self._safe(option.candidate):
+                if planner.affordable(option.cost, fleet_cost) and self._lasting(option.candidate):
                     return self._switch_to(current, option, fleet_cost, "Cheaper")
         if planner.budget is not None and not self._safe(here):
             target = self._target(objective, placement, fleet_cost)
@@ -248,14 +248,35 @@ class _Tick:
         fallback = self._escape(here, lead)
         return fallback is None or planner.affordable(stay_next.cost + fallback.cost)
 
+    def _lasting(self, candidate: Candidate, extra: float = 0.0) -> bool:
+        """Whether a switch target would still serve, with a way out, when the cooldown lets it move again."""
+        return self._safe(candidate, extra=extra, ahead=float(self.spec.scaling.tier_switch_cooldown_seconds))
+
     def _escape(self, here: Candidate, lead: float) -> Option | None:
-        """The cheapest other placement meeting the demand ``lead`` seconds after its startup."""
-        return self.planner.best(lambda c: self.demand_at(c.startup + lead), "Cost", exclude=here.placement)
+        """The cheapest other placement meeting the demand ``lead`` seconds after its startup.
+
+        Only placements that can serve more than ``here`` within the budget count: moving to one that cannot
+        would never be the way out of a budget that ``here`` has outgrown.
+        """
+        planner = self.planner
+        ceiling = self._ceiling_capacity(here)
+        useful = [
+            c for c in planner.candidates if c.placement != here.placement and self._ceiling_capacity(c) > ceiling
+        ]
+        if not useful:
+            return None
+        options = [planner.size(c, self.demand_at(c.startup + lead)) for c in useful]
+        fitting = [o for o in options if o.meets and planner.affordable(o.cost)]
+        return min(fitting, key=lambda o: (o.cost, o.candidate.rank)) if fitting else None
+
+    def _ceiling_capacity(self, candidate: Candidate) -> float:
+        """Requests per second a candidate serves within the SLO at the most replicas the budget allows."""
+        planner = self.planner
+        return min(planner.max_replicas, planner.budget_replicas(candidate)) * candidate.capacity
 
     def _target(self, objective: str, exclude: Placement, fleet_cost: float) -> Option | None:
         """Where to switch: meets the demand, the overlap fits the budget; preferably still fits after the cooldown."""
         planner = self.planner
-        horizon = self.spec.scaling.tier_switch_cooldown_seconds + self.tick
         fitting: list[tuple[tuple[float, ...], Option]] = []
         for candidate in planner.candidates:
             if candidate.placement == exclude:
@@ -263,8 +284,7 @@ class _Tick:
             option = planner.size(candidate, self.demand_for(candidate))
             if not (option.meets and planner.affordable(option.cost, fleet_cost)):
                 continue
-            later = planner.size(candidate, self.demand_at(horizon + candidate.startup))
-            lasting = later.meets and planner.affordable(later.cost) and self._safe(candidate)
+            lasting = self._lasting(candidate)
             order = (
                 (float(candidate.rank), option.cost) if objective == "Quality" else (option.cost, float(candidate.rank))
             )
@@ -280,8 +300,7 @@ class _Tick:
         option = planner.size(ideal.candidate, demand)
         if not option.meets or not planner.affordable(option.cost, fleet_cost):
             return None
-        cooldown = float(self.spec.scaling.tier_switch_cooldown_seconds)
-        if not self._safe(option.candidate, extra=self.tuning.upgrade_hysteresis, ahead=cooldown):
+        if not self._lasting(option.candidate, extra=self.tuning.upgrade_hysteresis):
             return None  # would have to leave again before the cooldown lets it
         return self._switch_to(current, option, fleet_cost, "LoadAllows")
 
@@ -352,10 +371,11 @@ class _Tick:
             replicas = wanted.replicas
         else:
             replicas = min(replicas, max(wanted.replicas, *(n for _, n in window)))
+        allowed = max(planner.min_replicas, min(planner.max_replicas, planner.budget_replicas(here, other_cost)))
         reserve = self._escape_reserve(here, other_cost)
-        allowed = max(
-            planner.min_replicas, min(planner.max_replicas, planner.budget_replicas(here, other_cost + reserve))
-        )
+        if reserve > 0.0:  # stop growing where a switch away would no longer fit; never shrink for it
+            kept = planner.budget_replicas(here, other_cost + reserve)
+            allowed = min(allowed, max(planner.min_replicas, kept, min(current.replicas, replicas)))
         capped = replicas > allowed
         replicas = min(replicas, allowed)
         target = Config(current.tier, current.node_pool, replicas)
