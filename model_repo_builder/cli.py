@@ -82,12 +82,9 @@ def build(
     from model_repo_builder import termination
     from model_repo_builder.pipeline import BuildError, BuildOptions
     from model_repo_builder.pipeline import build as run_build
+    from model_repo_builder.progress import StageProgress, summary_table
 
     console = Console(stderr=True)
-
-    def report(stage: str, message: str) -> None:
-        console.print(f"[bold cyan]{stage:>14}[/] {message}")
-
     options = BuildOptions(
         spec_path=spec_path,
         out=out,
@@ -99,7 +96,8 @@ def build(
         force=force,
     )
     try:
-        result = run_build(options, report)
+        with StageProgress(console) as progress:
+            result = run_build(options, progress.report)
     except BuildError as error:
         if termination_message is not None:
             termination_message.write_text(json.dumps({"error": str(error)[:3800]}))
@@ -108,12 +106,7 @@ def build(
     wire = result.manifest.model_dump(by_alias=True, mode="json")
     if termination_message is not None:
         termination_message.write_text(termination.compact(wire, result.key, str(result.repository), result.reused))
-    for tier in result.manifest.tiers:
-        colour = {"Ready": "green", "Failed": "red"}.get(tier.state, "yellow")
-        points = sum(len(p.points) for p in tier.profiles)
-        console.print(
-            f"[{colour}]{tier.name:>14} {tier.state:<11}[/] {tier.reason}: {tier.message} ({points} profile points)"
-        )
+    console.print(summary_table(result.manifest))
     timings = ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items())
     console.print(
         f"[bold]{'reused' if result.reused else 'built'}[/] {result.repository} key {result.key[:12]} ({timings})"

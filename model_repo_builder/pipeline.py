@@ -67,12 +67,12 @@ class BuildResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-Reporter = Callable[[str, str], None]
-"""Called with (stage, message) as the build goes."""
+Reporter = Callable[[str, str, float | None], None]
+"""Called with (stage, message, None) when a stage starts and (stage, message, seconds) when it ends."""
 
 
-def _noop(stage: str, message: str) -> None:
-    del stage, message
+def _noop(stage: str, message: str, seconds: float | None) -> None:
+    del stage, message, seconds
 
 
 def default_cache_dir() -> Path:
@@ -127,12 +127,14 @@ class _Stages:
 
     @contextmanager
     def stage(self, name: str, message: str) -> Iterator[None]:
-        self.report(name, message)
+        self.report(name, message, None)
         start = time.perf_counter()
         try:
             yield
         finally:
-            self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
+            seconds = time.perf_counter() - start
+            self.timings[name] = self.timings.get(name, 0.0) + seconds
+            self.report(name, message, seconds)
 
 
 def build(options: BuildOptions, report: Reporter = _noop) -> BuildResult:
@@ -204,7 +206,7 @@ def build(options: BuildOptions, report: Reporter = _noop) -> BuildResult:
 
     reused = _reusable(out, key) and not options.force
     if reused:
-        report("reuse", f"build {key[:12]} already in {out}: reusing it")
+        report("reuse", f"build {key[:12]} already in {out}: reusing it", 0.0)
         manifest = BuildManifest.model_validate_json((out / MANIFEST).read_text())
     else:
         work = cache / "work" / key
@@ -309,7 +311,8 @@ def _build_tiers(
         opset=onnx_graph.OPSET,
     )
     cached_export = export_cache / f"{export_key}.onnx"
-    with stages.stage("export", f"exporting {spec.model.source.format} to ONNX (opset {onnx_graph.OPSET})"):
+    what = "reusing the cached ONNX export" if cached_export.is_file() else "exporting"
+    with stages.stage("export", f"{what} {spec.model.source.format} -> ONNX (opset {onnx_graph.OPSET})"):
         try:
             if cached_export.is_file():
                 shutil.copyfile(cached_export, exported)
