@@ -165,6 +165,21 @@ def exec_server(args: Sequence[str]) -> None:  # pragma: no cover - replaces the
     os.execve(argv[0], argv, server_env(install))  # noqa: S606 - the contract: become tritonserver
 
 
+NATIVE_PLATFORMS = ("onnxruntime_onnx", "tensorrt_plan", "pytorch_libtorch", "tensorflow_savedmodel")
+
+
+def native_models(repo: Path | str) -> list[str]:
+    """Models of a repository whose config names a platform this wheel's server has no backend for."""
+    found = []
+    for config in sorted(Path(repo).glob("*/config.pbtxt")):
+        for line in config.read_text(errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "platform" and value.strip().strip('"') in NATIVE_PLATFORMS:
+                found.append(config.parent.name)
+                break
+    return found
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))

@@ -102,3 +102,13 @@ def test_example_inputs_keep_indices_in_range() -> None:
     arrays = example_inputs([TensorInfo("ids", "INT64", (3,)), TensorInfo("x", "FP16", (-1, 2))], batch=5)
     assert arrays[0].shape == (5, 3) and arrays[0].dtype.name == "int64" and set(arrays[0].ravel()) <= {0, 1}
     assert arrays[1].shape == (5, 4, 2) and arrays[1].dtype.name == "float16"
+
+
+def test_s3_without_s3fs_says_what_to_install(tmp_path: Path) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("s3fs") is not None:
+        pytest.skip("s3fs is installed")
+    with pytest.raises(SourceError, match="s3fs") as error:
+        fetch("s3://bucket/models/m.onnx", base_dir=tmp_path, cache_dir=tmp_path / "cache", field="model.source.uri")
+    assert str(error.value).startswith("model.source.uri:")

@@ -6,6 +6,8 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from model_repo_builder.termination import LIMIT, compact
 
@@ -81,3 +83,21 @@ def test_long_messages_are_cut_then_profiles_dropped() -> None:
 def test_impossible_fit_raises() -> None:
     with pytest.raises(ValueError, match="does not fit"):
         compact(_manifest(1, 1), "k" * 64, "/r" * 3000, reused=False)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    tiers=st.integers(min_value=1, max_value=8),
+    points=st.integers(min_value=0, max_value=60),
+    pools=st.integers(min_value=1, max_value=16),
+    message=st.text(max_size=600),
+)
+def test_always_fits_and_keeps_every_tier(tiers: int, points: int, pools: int, message: str) -> None:
+    manifest = _manifest(tiers, points, message=message)
+    for tier in manifest["tiers"]:
+        tier["profiles"] = [dict(tier["profiles"][0], nodePool=f"pool-{i}") for i in range(pools)]
+    text = compact(manifest, "k" * 64, "/var/lib/fulcrum/repos/ctr-ranker/0123456789abcdef", reused=False)
+    assert len(text.encode()) <= LIMIT
+    result = json.loads(text)
+    assert [t["name"] for t in result["manifest"]["tiers"]] == [t["name"] for t in manifest["tiers"]]
+    assert [t["state"] for t in result["manifest"]["tiers"]] == ["Ready"] * tiers

@@ -22,6 +22,12 @@ from fulcrum import local_triton
 @click.option("--metrics-port", type=click.IntRange(0, 65535), default=8002, show_default=True, help="0: free port.")
 @click.option("--ready-timeout", type=float, default=120.0, show_default=True, help="Seconds to wait for ready.")
 def serve(*, repo: Path, address: str, http_port: int, grpc_port: int, metrics_port: int, ready_timeout: float) -> None:
+    native = local_triton.native_models(repo)
+    if native:
+        raise click.ClickException(
+            f"{repo}: models {native} use Triton backends the bundled CPU tritonserver does not ship "
+            "(onnxruntime_onnx / tensorrt_plan); build the repository with `fulcrum build --target local`"
+        )
     try:
         server = local_triton.start(
             repo,
