@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 CLUSTER_ENV = "FULCRUM_DEV_CLUSTER"
+POD_ENV = "FULCRUM_DEV_POD_OF"  # set on pod processes only: the node agent's leftovers after a crash
 
 
 @dataclass(frozen=True)
@@ -137,9 +138,9 @@ def forget(run_dir: Path, name: str) -> None:
         (run_dir / f"{name}.json").unlink()
 
 
-def tagged_pids(home: Path) -> list[int]:
+def tagged_pids(home: Path, key: str = CLUSTER_ENV) -> list[int]:
     """Processes whose environment says they belong to the cluster at ``home``."""
-    needle = f"{CLUSTER_ENV}={home}".encode()
+    needle = f"{key}={home}".encode()
     found = []
     me = os.getpid()
     for entry in Path("/proc").iterdir():
@@ -154,9 +155,9 @@ def tagged_pids(home: Path) -> list[int]:
     return found
 
 
-def sweep(home: Path, grace: float = 5.0) -> list[int]:
+def sweep(home: Path, grace: float = 5.0, key: str = CLUSTER_ENV) -> list[int]:
     """Kill every process still tagged with ``home``; returns the pids that were found."""
-    pids = tagged_pids(home)
+    pids = tagged_pids(home, key)
     for pid in pids:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGTERM)

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from fulcrum.dev import nodes
+from fulcrum.dev import nodes, procs
 from fulcrum.dev.agent.logserver import LogServer
 from fulcrum.dev.agent.netalloc import NetAllocator
 from fulcrum.dev.agent.podspec import Lookups, decode_secret
@@ -60,6 +60,7 @@ class Agent:
         self.stop = threading.Event()
         venv_bin = str(Path(sys.executable).parent)
         base_env = {k: v for k, v in os.environ.items() if k in BASE_ENV_KEYS}
+        base_env[procs.POD_ENV] = str(home.root)
         self.ctx = WorkerContext(
             rest=self.rest,
             pods_dir=home.pods,
@@ -176,6 +177,9 @@ class Agent:
                 del self.workers[uid]
 
     def run(self) -> None:
+        leftovers = procs.sweep(self.home.root, grace=2.0, key=procs.POD_ENV)
+        if leftovers:
+            log.info("killed %d pod process(es) left by a previous agent", len(leftovers))
         self.net.setup_node()
         self.register()
         self.renew_lease()
