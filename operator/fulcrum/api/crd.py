@@ -151,7 +151,7 @@ def crd() -> dict[str, Any]:
         "properties": {
             "apiVersion": {"type": "string", "description": "APIVersion of this object: fulcrum.dev/v1alpha1."},
             "kind": {"type": "string", "description": "Kind of this object: ModelDeployment."},
-            "metadata": {"type": "object", "description": "Standard object metadata."},
+            "metadata": {"type": "object"},  # the API server allows nothing more here
             "spec": spec_schema,
             "status": status_schema,
         },

@@ -431,7 +431,9 @@ class Serving(SpecModel):
         default=None, max_length=512, description="tritonserver image; the operator's default when absent."
     )
     dynamic_batching: DynamicBatching = Field(
-        default_factory=DynamicBatching, description="Dynamic batching settings.", json_schema_extra={"default": {}}
+        default_factory=DynamicBatching,
+        description="Dynamic batching settings.",
+        json_schema_extra={"default": DynamicBatching().to_wire()},
     )
     instances_per_replica: int = Field(
         default=1, ge=1, le=16, description="Model instances per Triton replica (instance_group count)."
@@ -504,7 +506,7 @@ class ModelDeploymentSpec(SpecModel):
     accuracy: AccuracySpec = Field(
         default_factory=AccuracySpec,
         description="Accuracy checks against fp32; a failing tier is not used.",
-        json_schema_extra={"default": {}},
+        json_schema_extra={"default": AccuracySpec().to_wire()},
     )
     slo: SLO = Field(description="The latency objective.")
     budget: Budget = Field(
@@ -517,10 +519,14 @@ class ModelDeploymentSpec(SpecModel):
         json_schema_extra={"x-kubernetes-validations": [_unique_names_rule("nodePools")]},
     )
     scaling: Scaling = Field(
-        default_factory=Scaling, description="Autoscaling bounds and pacing.", json_schema_extra={"default": {}}
+        default_factory=Scaling,
+        description="Autoscaling bounds and pacing.",
+        json_schema_extra={"default": Scaling().to_wire()},  # full: CEL rules see defaults
     )
     serving: Serving = Field(
-        default_factory=Serving, description="How Triton serves the model.", json_schema_extra={"default": {}}
+        default_factory=Serving,
+        description="How Triton serves the model.",
+        json_schema_extra={"default": Serving().to_wire()},
     )
     repository: Repository | None = Field(
         default=None, description="Where built repositories are stored; the operator's default when absent."
