@@ -57,6 +57,14 @@ import click
     "--profile-points", type=click.IntRange(1, 32), default=None, help="At most this many profile points per tier."
 )
 @click.option(
+    "--profile-server",
+    type=click.Choice(["onnxruntime", "tritonserver"]),
+    default="onnxruntime",
+    show_default=True,
+    help="Profile against onnxruntime with a Triton-like batcher in process, or against the bundled tritonserver "
+    "serving the built repository (--target local only).",
+)
+@click.option(
     "--termination-message",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
@@ -73,6 +81,7 @@ def build(
     profile: bool,
     profile_seconds: float,
     profile_points: int | None,
+    profile_server: str,
     termination_message: Path | None,
     force: bool,
 ) -> None:
@@ -93,6 +102,7 @@ def build(
         profile=profile,
         profile_duration=profile_seconds,
         profile_points=profile_points,
+        profile_server=profile_server,  # type: ignore[arg-type]
         force=force,
     )
     try:

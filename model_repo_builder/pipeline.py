@@ -13,10 +13,10 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from fulcrum.api import (
     BuildManifest,
@@ -53,6 +53,7 @@ class BuildOptions:
     profile: bool = True
     profile_duration: float = 3.0
     profile_points: int | None = None
+    profile_server: Literal["onnxruntime", "tritonserver"] = "onnxruntime"
     cache_dir: Path | None = None
     pvc_root: str | None = None
     force: bool = False
@@ -142,6 +143,8 @@ def build(options: BuildOptions, report: Reporter = _noop) -> BuildResult:
     from model_repo_builder.onnx_graph import OPSET
 
     stages = _Stages(report)
+    if options.profile and options.profile_server == "tritonserver" and options.target != "local":
+        raise BuildError("--profile-server tritonserver needs --target local (the bundled server runs python models)")
     spec_path = options.spec_path.resolve()
     md = load_spec(spec_path)
     spec = md.spec
@@ -493,20 +496,45 @@ def _profile_missing(
         preferred_batch_sizes=serving.preferred_batch_sizes,
         instances=serving.instances,
     )
+    todo = [
+        t
+        for t in manifest.tiers
+        if t.state == "Ready"
+        and t.backend == "onnxruntime"
+        and t.path is not None
+        and not any(p.node_pool == options.node_pool for p in t.profiles)
+    ]
+    if not todo:
+        return manifest
+    first = out / str(todo[0].path) / "1" / "model.onnx"
+    graph_in, graph_out = onnx_graph.graph_io(onnx_graph.load(first))
+    data = _validation_inputs(validation_path, inputs or graph_in)
+    measured: dict[str, list[prof.PointResult]] = {}
+    if options.profile_server == "tritonserver":
+        from model_repo_builder import profile_triton
+
+        with ExitStack() as stack:
+            with stages.stage("tritonserver", f"starting the bundled tritonserver on {out}"):
+                address = stack.enter_context(profile_triton.local_server(out))
+            for tier in todo:
+                message = f"profiling tier {tier.name} in tritonserver ({options.node_pool})"
+                with stages.stage(f"profile:{tier.name}", message):
+                    send = profile_triton.http_sender(address, str(tier.path), data, [t.name for t in graph_out])
+                    measured[tier.name] = profile_triton.profile_model(
+                        send, duration=options.profile_duration, max_points=options.profile_points
+                    )
+    else:
+        for tier in todo:
+            with stages.stage(f"profile:{tier.name}", f"profiling tier {tier.name} on {options.node_pool}"):
+                run = prof.onnxruntime_runner(out / str(tier.path) / "1" / "model.onnx", data, batching.instances)
+                measured[tier.name] = prof.profile(
+                    run, batching, duration=options.profile_duration, max_points=options.profile_points
+                )
     tiers = []
-    data: dict[str, Array] | None = None
     for tier in manifest.tiers:
-        have = any(p.node_pool == options.node_pool for p in tier.profiles)
-        if tier.state != "Ready" or tier.backend != "onnxruntime" or have or tier.path is None:
+        if tier.name not in measured:
             tiers.append(tier)
             continue
-        model_file = out / tier.path / "1" / "model.onnx"
-        if data is None:
-            graph_in, _ = onnx_graph.graph_io(onnx_graph.load(model_file))
-            data = _validation_inputs(validation_path, inputs or graph_in)
-        with stages.stage(f"profile:{tier.name}", f"profiling tier {tier.name} on {options.node_pool}"):
-            run = prof.onnxruntime_runner(model_file, data, batching.instances)
-            points = prof.profile(run, batching, duration=options.profile_duration, max_points=options.profile_points)
         profile = Profile(
             node_pool=options.node_pool,
             points=[
@@ -516,7 +544,7 @@ def _profile_missing(
                         p50=round(p.p50, 3), p90=round(p.p90, 3), p95=round(p.p95, 3), p99=round(p.p99, 3)
                     ),
                 )
-                for p in points
+                for p in measured[tier.name]
             ],
         )
         tiers.append(tier.model_copy(update={"profiles": [*tier.profiles, profile]}))

@@ -165,6 +165,42 @@ def estimate_capacity(run: RunBatch, batching: Batching, seconds: float = 1.0) -
     return per_instance * min(batching.instances, os.cpu_count() or 1)
 
 
+def pick_rates(capacity: float, fractions: Sequence[float], max_points: int | None) -> list[float]:
+    """Rates to offer, increasing; with ``max_points``, that many spread over the whole range."""
+    ordered = sorted(fractions)
+    if max_points is not None and max_points < len(ordered):
+        if max_points == 1:
+            ordered = [ordered[len(ordered) // 2]]
+        else:
+            step = (len(ordered) - 1) / (max_points - 1)
+            ordered = [ordered[round(i * step)] for i in range(max_points)]
+    return [max(capacity * f, 1.0) for f in ordered]
+
+
+Measure = Callable[[float, int], PointResult]
+"""Measures one point: (offered rate, seed) -> result."""
+
+
+def profile_curve(
+    measure: Measure,
+    capacity: float,
+    *,
+    fractions: Sequence[float] = DEFAULT_FRACTIONS,
+    max_points: int | None = None,
+    keep_saturated: bool = True,
+) -> list[PointResult]:
+    """Offer increasing rates until one saturates (kept as the last point when ``keep_saturated``)."""
+    points: list[PointResult] = []
+    for i, rate in enumerate(pick_rates(capacity, fractions, max_points)):
+        point = measure(rate, i)
+        if point.saturated:
+            if keep_saturated or not points:
+                points.append(point)
+            break
+        points.append(point)
+    return points
+
+
 def profile(
     run: RunBatch,
     batching: Batching,
@@ -175,19 +211,86 @@ def profile(
     keep_saturated: bool = True,
     capacity: float | None = None,
 ) -> list[PointResult]:
+    """The profile of a model behind the in-process dynamic batcher."""
     capacity = capacity or estimate_capacity(run, batching)
-    rates = [capacity * f for f in sorted(fractions)]
-    if max_points is not None:
-        rates = rates[:max_points]
-    points: list[PointResult] = []
-    for i, rate in enumerate(rates):
-        point = measure_point(run, batching, max(rate, 1.0), duration, seed=i)
-        if point.saturated:
-            if keep_saturated or not points:
-                points.append(point)
-            break
-        points.append(point)
-    return points
+    return profile_curve(
+        lambda rate, seed: measure_point(run, batching, rate, duration, seed),
+        capacity,
+        fractions=fractions,
+        max_points=max_points,
+        keep_saturated=keep_saturated,
+    )
+
+
+def open_loop(send: Callable[[], None], rate: float, duration: float, seed: int = 0, workers: int = 32) -> PointResult:
+    """Open-loop load through a pool of ``workers`` client threads calling ``send`` (one request each).
+
+    Latency is from the scheduled arrival to the answer, so time spent waiting for a free client thread
+    counts (as it would for a real client population). Same saturation rule as :func:`measure_point`.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    lock = threading.Lock()
+    latencies: list[float] = []
+    ends: list[float] = []
+
+    def task(arrival: float) -> None:
+        send()
+        end = time.perf_counter()
+        with lock:
+            latencies.append(end - arrival)
+            ends.append(end)
+
+    offsets = poisson_arrivals(rate, duration, seed)
+    pool = ThreadPoolExecutor(max_workers=workers)
+    futures = []
+    start = time.perf_counter()
+    for offset in offsets:
+        target = start + float(offset)
+        delay = target - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        futures.append(pool.submit(task, target))
+    end_of_arrivals = time.perf_counter()
+    drain_deadline = end_of_arrivals + max(1.0, duration / 2)
+    while time.perf_counter() < drain_deadline and not all(f.done() for f in futures):
+        time.sleep(0.01)
+    backlog = sum(1 for f in futures if not f.done())
+    for f in futures:
+        f.cancel()
+    pool.shutdown(wait=True, cancel_futures=True)
+    with lock:
+        done = list(latencies)
+        in_window = sum(1 for e in ends if e <= end_of_arrivals)
+    errors = [f.exception() for f in futures if f.done() and not f.cancelled() and f.exception() is not None]
+    if errors:
+        raise RuntimeError(f"requests failed during profiling: {errors[0]}")
+    window = max(end_of_arrivals - start, duration, 1e-9)
+    p50, p90, p95, p99 = quantiles_ms(done)
+    saturated = backlog > 0 or len(done) < len(offsets) or in_window < 0.9 * len(offsets) - 2
+    return PointResult(len(offsets) / window, in_window / window, p50, p90, p95, p99, saturated)
+
+
+def closed_loop_capacity(send: Callable[[], None], clients: int = 8, seconds: float = 1.0) -> float:
+    """Requests per second with ``clients`` threads sending back to back (an estimate of the server's capacity)."""
+    count = [0]
+    lock = threading.Lock()
+    stop = time.perf_counter() + seconds
+
+    def client() -> None:
+        while time.perf_counter() < stop:
+            send()
+            with lock:
+                count[0] += 1
+
+    send()  # warm
+    start = time.perf_counter()
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return count[0] / max(time.perf_counter() - start, 1e-9)
 
 
 def onnxruntime_runner(model_path: Path, inputs: Mapping[str, Array], instances: int) -> RunBatch:

@@ -304,3 +304,31 @@ def test_fulcrum_serve_until_interrupted(builds: Builds, tmp_path: Path) -> None
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_profile_against_the_bundled_tritonserver(
+    builds: Builds, test_models: dict[str, ModelCase], builder_cache: Path
+) -> None:
+    """A reused local build gains a profile for a new node pool, measured through tritonserver over HTTP."""
+    from model_repo_builder.pipeline import BuildOptions, build
+
+    first = builds[("small-cnn", "local")]
+    again = build(
+        BuildOptions(
+            spec_path=test_models["small-cnn"].spec_path,
+            out=first.repository,
+            target="local",
+            node_pool="dev-triton",
+            profile_server="tritonserver",
+            profile_duration=0.3,
+            profile_points=1,
+            cache_dir=builder_cache,
+        )
+    )
+    assert again.reused and "tritonserver" in again.timings
+    for tier in again.manifest.tiers:
+        if tier.state != "Ready":
+            continue
+        assert [p.node_pool for p in tier.profiles] == ["local", "dev-triton"]
+        (point,) = tier.profiles[1].points
+        assert point.requests_per_second > 0 and 0 < point.latency_ms.p50 <= point.latency_ms.p99
