@@ -380,6 +380,10 @@ def _build_tiers(
             if not gpu.available:
                 results.append(_tier(tier, "Unavailable", "NoGPU", f"TensorRT needs a GPU: {gpu.detail}"))
                 continue
+            if options.target == "local":
+                message = "--target local serves onnxruntime tiers only (python backend); build with --target triton"
+                results.append(_tier(tier, "Unavailable", "NotServedLocally", message))
+                continue
             if not tensorrt.tensorrt_available():
                 results.append(
                     _tier(
