@@ -181,7 +181,9 @@ def test_termination_message_parsing() -> None:
     import json
 
     good = result_from_termination_message(
-        json.dumps(_manifest("cpu", {"fp32": "Ready"})), succeeded=True, repository="/m/k"
+        json.dumps({**_manifest("cpu", {"fp32": "Ready"}), "repository": "/host/path/the/builder/saw"}),
+        succeeded=True,
+        repository="/m/k",
     )
     assert good.phase == "Succeeded" and good.repository == "/m/k" and good.manifest is not None
     assert result_from_termination_message("", succeeded=True, repository="/m").reason == "NoBuildResult"

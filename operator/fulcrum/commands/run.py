@@ -63,6 +63,9 @@ def run(
         if value is not None:
             os.environ[name] = value
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if not verbose:  # Kopf logs every handler call at INFO: keep the operator's own log readable
+        for name in ("kopf.objects", "kopf.activities", "kopf._core"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     asyncio.run(
         kopf.operator(
             standalone=True,

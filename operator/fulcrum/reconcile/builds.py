@@ -63,10 +63,11 @@ def result_from_termination_message(text: str | None, *, succeeded: bool, reposi
         manifest = BuildManifest.model_validate(data.get("manifest", data))
     except ValidationError as exc:
         return BuildResult("Failed", "BadBuildResult", f"the builder's result does not parse: {exc.errors()[0]['msg']}")
-    repo = data.get("repository") if isinstance(data.get("repository"), str) else repository
+    # The repository is where *serving* pods find it (the operator's storage setting), not the path the
+    # builder saw inside its own container.
     if not succeeded:
-        return BuildResult("Failed", "BuildFailed", "the build pod failed", manifest, repo)
-    return BuildResult("Succeeded", "BuildSucceeded", "", manifest, repo)
+        return BuildResult("Failed", "BuildFailed", "the build pod failed", manifest, repository)
+    return BuildResult("Succeeded", "BuildSucceeded", "", manifest, repository)
 
 
 @dataclass
