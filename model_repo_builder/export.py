@@ -17,7 +17,7 @@ import logging
 import re
 import warnings
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -255,3 +255,27 @@ def export(
         export_torchscript(path, out, inputs, outputs, opset)
     else:
         raise ExportError(f"model.source.format {fmt!r} is not supported (onnx, torchscript, torch-export)")
+
+
+def torch_outputs(
+    path: Path, fmt: str, inputs: Mapping[str, Array], output_names: Sequence[str], batch: int
+) -> dict[str, Array]:
+    """Run the torch source itself (``torch.export.load`` / ``torch.jit.load``) on the inputs, in batches."""
+    import torch
+
+    if fmt == "torch-export":
+        module: Any = torch.export.load(str(path)).module()
+    else:
+        module = torch.jit.load(str(path), map_location="cpu")  # type: ignore[no-untyped-call]
+        module.eval()
+    names = list(inputs)
+    n = len(inputs[names[0]])
+    parts: dict[str, list[Array]] = {name: [] for name in output_names}
+    with torch.no_grad():
+        for start in range(0, n, batch):
+            args = [torch.from_numpy(np.ascontiguousarray(inputs[k][start : start + batch])) for k in names]
+            result = module(*args)
+            values = list(result) if isinstance(result, (tuple, list)) else [result]
+            for name, value in zip(output_names, values, strict=True):
+                parts[name].append(value.detach().cpu().numpy())
+    return {name: np.concatenate(chunks) for name, chunks in parts.items()}

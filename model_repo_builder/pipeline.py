@@ -8,6 +8,7 @@ Only an unreadable spec raises :class:`BuildError`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -17,6 +18,8 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+import numpy as np
 
 from fulcrum.api import (
     BuildManifest,
@@ -351,6 +354,33 @@ def _build_tiers(
     with stages.stage("reference", "running the fp32 reference"):
         reference = runtime.run_batched(runtime.session(exported), data, batch)
     checks = acc.checks_from_spec(spec.accuracy.checks)
+    # The export is the reference of every tier: hold it to the torch model first (once per export, data, checks).
+    digest_of_check = hashlib.sha256(export_key.encode())
+    digest_of_check.update(json.dumps([c.__dict__ for c in checks], sort_keys=True).encode())
+    for array_name in sorted(data):
+        digest_of_check.update(array_name.encode() + np.ascontiguousarray(data[array_name]).tobytes())
+    checked_marker = export_cache / f"{export_key}.checked-{digest_of_check.hexdigest()[:16]}"
+    if spec.model.source.format != "onnx" and not checked_marker.exists():
+        with stages.stage("export-check", "checking the ONNX export against torch"):
+            problem = ""
+            try:
+                torch_out = exp.torch_outputs(
+                    model_path, spec.model.source.format, data, [t.name for t in graph_out], batch
+                )
+                check = acc.evaluate(torch_out, reference, checks)
+                if not check.passed:
+                    problem = (
+                        f"the ONNX export differs from the torch model ({', '.join(check.failures)}): an exporter "
+                        "bug or an operation it does not translate faithfully; try the other source format or "
+                        "export to ONNX yourself (format: onnx)"
+                    )
+            except Exception as error:
+                problem = f"could not run the torch model to check the export: {exp._key_line(error)}"
+        if problem:
+            return BuildManifest(
+                model=name, source=source, tiers=[_tier(t, "Failed", "ExportFailed", problem) for t in spec.tiers]
+            )
+        checked_marker.touch()
     gpu = tensorrt.detect_gpu()
     serving = serving_options(md)
     results: list[ManifestTier] = []
