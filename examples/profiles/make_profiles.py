@@ -17,6 +17,8 @@ deterministic wobble (seeded) keeps the curves from being perfectly smooth.
 Run: ``python examples/profiles/make_profiles.py`` (deterministic; the output is committed).
 """
 
+# ruff: noqa: S311 - seeded pseudo-random numbers make example data, not secrets
+
 from __future__ import annotations
 
 import json

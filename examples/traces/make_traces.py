@@ -14,6 +14,8 @@ committed and the same every run.
 Run: ``python examples/traces/make_traces.py``.
 """
 
+# ruff: noqa: S311 - seeded pseudo-random numbers make example data, not secrets
+
 from __future__ import annotations
 
 import math
