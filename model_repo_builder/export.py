@@ -88,7 +88,7 @@ def example_inputs(inputs: Sequence[TensorInfo], batch: int = 2, seed: int = 0) 
     return arrays
 
 
-def _key_line(error: BaseException) -> str:
+def key_line(error: BaseException) -> str:
     """The line of an exporter error that says what went wrong (not the whole traceback)."""
     text = str(error).strip() or type(error).__name__
     lines = [line.strip() for line in text.splitlines() if line.strip()]
@@ -123,7 +123,7 @@ def _finish(model: Any, out: Path, inputs: Sequence[TensorInfo], outputs: Sequen
     try:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as error:
-        raise ExportError(f"the exported ONNX graph is invalid: {_key_line(error)}") from error
+        raise ExportError(f"the exported ONNX graph is invalid: {key_line(error)}") from error
     graph_inputs, graph_outputs = onnx_graph.graph_io(model)
     for what, declared, actual in (("inputs", inputs, graph_inputs), ("outputs", outputs, graph_outputs)):
         if declared and [t.name for t in declared] != [t.name for t in actual]:
@@ -146,7 +146,7 @@ def export_onnx_source(path: Path, out: Path, outputs: Sequence[TensorInfo] = ()
     try:
         model = onnx_graph.load(path)
     except Exception as error:
-        raise ExportError(f"model.source: {path.name} is not a readable ONNX model: {_key_line(error)}") from error
+        raise ExportError(f"model.source: {path.name} is not a readable ONNX model: {key_line(error)}") from error
     _finish(model, out, (), outputs)
 
 
@@ -166,7 +166,7 @@ def export_torch_export(
         program = torch.export.load(str(path))
     except Exception as error:
         raise ExportError(
-            f"model.source: torch.export.load could not read {path.name}: {_key_line(error)}. Save it with "
+            f"model.source: torch.export.load could not read {path.name}: {key_line(error)}. Save it with "
             "torch.export.save(torch.export.export(model, args, dynamic_shapes=...), 'model.pt2') using the same "
             "major torch version"
         ) from error
@@ -187,7 +187,7 @@ def export_torch_export(
             model = onnx_program.model_proto
     except Exception as error:
         raise ExportError(
-            f"the dynamo ONNX exporter failed on {path.name}: {_key_line(error)}. Try: torch.export the model "
+            f"the dynamo ONNX exporter failed on {path.name}: {key_line(error)}. Try: torch.export the model "
             "with strict=False, replace the unsupported operation, or export to ONNX yourself and use "
             "format: onnx"
         ) from error
@@ -204,7 +204,7 @@ def export_torchscript(
         module = torch.jit.load(str(path), map_location="cpu")  # type: ignore[no-untyped-call]
     except Exception as error:
         raise ExportError(
-            f"model.source: torch.jit.load could not read {path.name}: {_key_line(error)}. Save it with "
+            f"model.source: torch.jit.load could not read {path.name}: {key_line(error)}. Save it with "
             "torch.jit.save(torch.jit.script(model) or torch.jit.trace(model, example), 'model.pt')"
         ) from error
     module.eval()
@@ -225,7 +225,7 @@ def export_torchscript(
             )
     except Exception as error:
         raise ExportError(
-            f"the TorchScript ONNX exporter failed on {path.name}: {_key_line(error)}. Try: save the model as "
+            f"the TorchScript ONNX exporter failed on {path.name}: {key_line(error)}. Try: save the model as "
             "torch-export (.pt2) instead, check model.inputs dataType/dims, or export to ONNX yourself and use "
             "format: onnx"
         ) from error
