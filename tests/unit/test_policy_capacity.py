@@ -8,6 +8,7 @@ import pytest
 
 from fulcrum.api import LatencyQuantiles, Profile, ProfilePoint
 from fulcrum.policy import Curve, ProfileTable, latency_at, share_within
+from fulcrum.policy.capacity import envelope
 
 
 def _point(rate: float, p50: float, p90: float, p95: float, p99: float) -> ProfilePoint:
@@ -83,3 +84,24 @@ def test_profile_table_memoises_and_restricts() -> None:
 def test_curve_rejects_unsorted_points() -> None:
     with pytest.raises(ValueError, match="increasing"):
         Curve((2.0, 1.0), ((1.0, 1.0, 1.0, 1.0), (1.0, 1.0, 1.0, 1.0)))
+
+
+def test_envelope_is_the_lower_non_decreasing_bound() -> None:
+    assert envelope([1.0, 3.0, 2.0, 4.0]) == [1.0, 2.0, 2.0, 4.0]
+    assert envelope([5.0, 1.0, 1.0]) == [1.0, 1.0, 1.0]
+    assert envelope([]) == []
+
+
+def test_a_noise_spike_at_low_load_does_not_cut_the_capacity() -> None:
+    noisy = Profile(
+        node_pool="local",
+        points=[
+            _point(100, 3, 4, 5, 8),
+            _point(200, 3, 6, 9, 80),  # another job stole the CPU during this run
+            _point(400, 3, 5, 6, 9),
+            _point(800, 4, 6, 8, 12),
+            _point(1000, 8, 20, 30, 60),
+        ],
+    )
+    curve = Curve.from_profile(noisy)
+    assert curve.capacity(25.0, 99.0) > 400.0  # the raw curve would cross 25 ms just above 100 rps

@@ -33,15 +33,25 @@ class Curve:
 
     @classmethod
     def from_profile(cls, profile: Profile) -> Curve:
+        """The curve of a measured profile, made physically plausible.
+
+        Latency cannot fall as load rises, and noise on a shared machine (other processes taking the CPU) only
+        ever adds latency. So a quantile measured higher at one rate than at a higher rate is taken to be noise:
+        each quantile becomes the lower non-decreasing envelope over the rates (a spike does not cut the
+        capacity there). Quantiles are then made non-decreasing within each point.
+        """
         points = sorted(profile.points, key=lambda p: p.requests_per_second)
         rates: list[float] = []
-        quantiles: list[Quantiles] = []
+        columns: list[list[float]] = [[], [], [], []]
         for point in points:
             q = point.latency_ms
             if rates and point.requests_per_second <= rates[-1]:
                 continue  # duplicate rate: keep the first
             rates.append(point.requests_per_second)
-            quantiles.append(monotone((q.p50, q.p90, q.p95, q.p99)))
+            for column, value in zip(columns, (q.p50, q.p90, q.p95, q.p99), strict=True):
+                column.append(value)
+        fitted = [envelope(column) for column in columns]
+        quantiles = [monotone(values) for values in zip(*fitted, strict=True)]
         return cls(tuple(rates), tuple(quantiles))
 
     @property
@@ -116,6 +126,14 @@ class Curve:
                 return r0 + (rate - r0) * (latency_ms - l0) / (latency - l0)
             previous = (rate, latency)
         return None
+
+
+def envelope(values: Sequence[float]) -> list[float]:
+    """The lower non-decreasing envelope: each value becomes the least of itself and every later one."""
+    out = list(values)
+    for k in range(len(out) - 2, -1, -1):
+        out[k] = min(out[k], out[k + 1])
+    return out
 
 
 @dataclass
