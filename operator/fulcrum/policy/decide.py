@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from fulcrum.api import ModelDeploymentSpec
 from fulcrum.policy.capacity import ProfileTable
@@ -91,7 +91,8 @@ def _speed_sample(
         return None
     percentile = float(spec.slo.percentile)
     per_replica = rate / ready
-    capacity = curve.capacity(spec.slo.latency_ms * (1.0 - tuning.latency_margin), percentile)
+    target = spec.slo.latency_ms * (1.0 - tuning.latency_margin)
+    capacity = profiles.capacity(desired.tier, desired.node_pool, target, percentile)
     if per_replica < tuning.min_correction_utilisation * capacity or per_replica >= curve.saturation_rps:
         return None
     effective = curve.effective_rate(observation.latency_ms, percentile)
@@ -110,6 +111,7 @@ class _Tick:
     tuning: Tuning
     rate: float
     rate_slope: float
+    _ceilings: dict[Placement, float] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -271,8 +273,12 @@ class _Tick:
 
     def _ceiling_capacity(self, candidate: Candidate) -> float:
         """Requests per second a candidate serves within the SLO at the most replicas the budget allows."""
-        planner = self.planner
-        return min(planner.max_replicas, planner.budget_replicas(candidate)) * candidate.capacity
+        cached = self._ceilings.get(candidate.placement)
+        if cached is None:
+            planner = self.planner
+            cached = min(planner.max_replicas, planner.budget_replicas(candidate)) * candidate.capacity
+            self._ceilings[candidate.placement] = cached
+        return cached
 
     def _target(self, objective: str, exclude: Placement, fleet_cost: float) -> Option | None:
         """Where to switch: meets the demand, the overlap fits the budget; preferably still fits after the cooldown."""
