@@ -90,7 +90,9 @@ def example_inputs(inputs: Sequence[TensorInfo], batch: int = 2, seed: int = 0) 
 
 def key_line(error: BaseException) -> str:
     """The line of an exporter error that says what went wrong (not the whole traceback)."""
-    text = str(error).strip() or type(error).__name__
+    text = str(error).strip()
+    if len(text) < 40:  # KeyError('') and the like: the type says more than the text
+        text = f"{type(error).__name__}: {text}" if text else type(error).__name__
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     for line in lines:
         if re.search(r"(Error|error|Unsupported|unsupported|not supported|Could not|cannot|failed)", line):

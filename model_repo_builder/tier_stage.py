@@ -76,10 +76,11 @@ def onnx_file(tier: Tier, ctx: TierContext) -> tuple[Path, str]:
     samples = tier.calibration.samples if tier.calibration else 512
     calibration = validation.take(ctx.data, samples) if ctx.calibrate else None
     method = build_int8(ctx.exported, target, calibration, samples)
-    if method == "static-qdq":
+    note = method.partition(" ")[2]
+    if method.startswith("static-qdq"):
         used = min(samples, len(next(iter(ctx.data.values()))))
-        return target, f"int8 static QDQ, calibrated on {used} samples"
-    return target, "int8 dynamic quantisation (no validationData)"
+        return target, f"int8 static QDQ, calibrated on {used} samples{' ' + note if note else ''}"
+    return target, f"int8 dynamic quantisation (no validationData){' ' + note if note else ''}"
 
 
 def _model_file(tier: Tier, ctx: TierContext) -> tuple[Path, str]:

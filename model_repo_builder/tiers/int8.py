@@ -8,6 +8,7 @@ otherwise.
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,8 @@ def _reader(inputs: Mapping[str, Array], samples: int, batch: int = 32) -> Any:
 
 
 def build_int8(source: Path, out: Path, calibration: Mapping[str, Array] | None, samples: int = 512) -> str:
-    """Quantise ``source`` into ``out``; returns the method used: ``static-qdq`` or ``dynamic``."""
+    """Quantise ``source`` into ``out``; returns the method used (``static-qdq`` or ``dynamic``, and a note
+    when pre-processing had to be reduced or skipped)."""
     import onnxruntime as ort
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -42,7 +44,16 @@ def build_int8(source: Path, out: Path, calibration: Mapping[str, Array] | None,
     logging.getLogger("onnxruntime").setLevel(logging.ERROR)
     logging.getLogger().setLevel(max(logging.getLogger().level, logging.WARNING))
     prepared = out.with_suffix(".pre.onnx")
-    quant_pre_process(str(source), str(prepared), skip_symbolic_shape=False)
+    note = ""
+    try:
+        quant_pre_process(str(source), str(prepared), skip_symbolic_shape=False)
+    except Exception:  # symbolic shape inference cannot follow some graphs (e.g. Loop with optional inputs)
+        try:
+            quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+            note = " (pre-processed without symbolic shape inference)"
+        except Exception:
+            shutil.copyfile(source, prepared)
+            note = " (pre-processing failed on this graph: quantised as exported)"
     try:
         if calibration:
             quantize_static(
@@ -55,10 +66,10 @@ def build_int8(source: Path, out: Path, calibration: Mapping[str, Array] | None,
                 per_channel=False,
                 extra_options={"ActivationSymmetric": True},
             )
-            method = "static-qdq"
+            method = "static-qdq" + note
         else:
             quantize_dynamic(str(prepared), str(out), weight_type=QuantType.QInt8)
-            method = "dynamic"
+            method = "dynamic" + note
     finally:
         prepared.unlink(missing_ok=True)
     options = ort.SessionOptions()

@@ -183,3 +183,46 @@ def cnn_model(workdir: Path) -> ModelCase:
             return {"logits": module(torch.from_numpy(x["image"])).numpy()}
 
     return ModelCase("small-cnn", spec_path, reference, {"image": images[:32]})
+
+
+def embedding_bag_model(workdir: Path, fmt: str) -> ModelCase:
+    """``nn.EmbeddingBag`` (exported as Loop / If control flow), as torchscript or torch-export."""
+    import torch
+    from torch import nn
+
+    class BagModel(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.bag = nn.EmbeddingBag(50, 8, mode="mean")
+            self.fc = nn.Linear(8, 1)
+
+        def forward(self, ids: torch.Tensor) -> torch.Tensor:
+            return torch.sigmoid(self.fc(self.bag(ids)))
+
+    torch.manual_seed(2)
+    module = BagModel().eval()
+    example = torch.randint(0, 50, (4, 5))
+    if fmt == "torchscript":
+        path = workdir / "bag.pt"
+        torch.jit.save(torch.jit.trace(module, example), str(path))  # type: ignore[no-untyped-call]
+    else:
+        path = workdir / "bag.pt2"
+        batch = torch.export.Dim("batch", min=1, max=1024)
+        torch.export.save(torch.export.export(module, (example,), dynamic_shapes={"ids": {0: batch}}), str(path))
+    model = {
+        "source": {"uri": f"file:{path.name}", "format": fmt},
+        "inputs": [{"name": "ids", "dataType": "INT64", "dims": [5]}],
+        "outputs": [{"name": "p", "dataType": "FP32", "dims": [1]}],
+        "maxBatchSize": 32,
+    }
+    spec = _spec(f"bag-{fmt}", model, [{"metric": "MaxAbsError", "max": "0.01"}])
+    spec["spec"]["tiers"] = spec["spec"]["tiers"][:3]
+    spec_path = workdir / f"bag-{fmt}.yaml"
+    spec_path.write_text(yaml.safe_dump(spec))
+    ids = np.random.default_rng(7).integers(0, 50, (40, 5)).astype(np.int64)
+
+    def reference(x: dict[str, Array]) -> dict[str, Array]:
+        with torch.no_grad():
+            return {"p": module(torch.from_numpy(x["ids"])).numpy()}
+
+    return ModelCase(f"bag-{fmt}", spec_path, reference, {"ids": ids})
