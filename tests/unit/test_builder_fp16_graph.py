@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 
 onnx = pytest.importorskip("onnx")
-from onnx import TensorProto, helper  # noqa: E402
+from onnx import TensorProto, ValueInfoProto, helper  # noqa: E402
 
 from model_repo_builder.tiers.fp16 import drop_noop_casts, fix_cast_targets, fix_control_flow_outer_refs  # noqa: E402
 
 
-def _vi(name: str, elem: int) -> onnx.ValueInfoProto:
+def _vi(name: str, elem: int) -> ValueInfoProto:
     return helper.make_tensor_value_info(name, elem, [2])
 
 
