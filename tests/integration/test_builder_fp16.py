@@ -20,7 +20,15 @@ def test_embedding_bag_tiers_build_and_match_torch(fmt: str, tmp_path: Path) -> 
     from model_repo_builder.runtime import run_batched, session
 
     case = embedding_bag_model(tmp_path, fmt)
-    result = build(BuildOptions(spec_path=case.spec_path, out=tmp_path / "repo", target="triton", profile=False))
+    result = build(
+        BuildOptions(
+            spec_path=case.spec_path,
+            out=tmp_path / "repo",
+            target="triton",
+            profile=False,
+            cache_dir=tmp_path / "cache",
+        )
+    )
     tiers = {t.name: t for t in result.manifest.tiers}
     assert {n: t.state for n, t in tiers.items()} == {"fp32": "Ready", "fp16": "Ready", "int8": "Ready"}, tiers
     fp16_file = tmp_path / "repo" / "fp16" / "1" / "model.onnx"
@@ -46,7 +54,11 @@ def test_a_tier_failing_its_checks_is_failed_with_the_numbers(tmp_path: Path) ->
     spec = yaml.safe_load(case.spec_path.read_text())
     spec["spec"]["accuracy"]["checks"] = [{"metric": "MaxAbsError", "max": "0.000001"}]
     case.spec_path.write_text(yaml.safe_dump(spec))
-    result = build(BuildOptions(spec_path=case.spec_path, out=tmp_path / "repo", target="local", profile=False))
+    result = build(
+        BuildOptions(
+            spec_path=case.spec_path, out=tmp_path / "repo", target="local", profile=False, cache_dir=tmp_path / "cache"
+        )
+    )
     tiers = {t.name: t for t in result.manifest.tiers}
     assert tiers["fp32"].state == "Ready"  # graph optimisation keeps the numbers
     for name in ("fp16", "int8"):
