@@ -24,8 +24,10 @@ import copy
 import importlib.util
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import torch
 from torch import nn
 
@@ -54,7 +56,7 @@ def _read(path: Path) -> list[list[str]]:
     return [line.split("\t") for line in lines[1:] if line]
 
 
-def load_features() -> tuple[np.ndarray, np.ndarray, np.ndarray, list[int]]:
+def load_features() -> tuple[npt.NDArray[Any], npt.NDArray[Any], npt.NDArray[Any], list[int]]:
     """Returns (sparse int64 [N, 6], dense float32 [N, 20], label float32 [N], field sizes)."""
     root = dataset_dir()
     users = {row[0]: row for row in _read(root / "ml-100k.user")}
@@ -121,7 +123,7 @@ class DeepFM(nn.Module):
         return torch.sigmoid(first + fm + deep)
 
 
-def auc(label: np.ndarray, score: np.ndarray) -> float:
+def auc(label: npt.NDArray[Any], score: npt.NDArray[Any]) -> float:
     order = np.argsort(score)
     ranks = np.empty(len(score))
     ranks[order] = np.arange(1, len(score) + 1)
