@@ -91,7 +91,8 @@ def start_isolated(home: DevHome, pools: tuple[Pool, ...], timeout: float = 300.
         subnet_index=dev_cluster.choose_subnet_index(first=200) if network.netns_supported() else 200,
         netns=network.netns_supported(),
     )
-    return dev_cluster.up(home, cfg, say=lambda _m: None, timeout=timeout)
+    # the watchdog takes the cluster down if this session dies without its teardown (a killed CI job)
+    return dev_cluster.up(home, cfg, say=lambda _m: None, timeout=timeout, owner_pid=os.getpid())
 
 
 @pytest.fixture(scope="session")

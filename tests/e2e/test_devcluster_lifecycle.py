@@ -12,8 +12,10 @@ from typing import Any
 
 import pytest
 
-from fulcrum.dev import procs
+from fulcrum.dev import cluster as dev_cluster
+from fulcrum.dev import network, procs
 from fulcrum.dev.config import ClusterConfig
+from fulcrum.dev.paths import DevHome
 from fulcrum.dev.rest import Rest
 from tests.e2e.conftest import free_port_base
 
@@ -96,3 +98,20 @@ def test_up_is_idempotent_and_down_leaves_no_process(tmp_path: Path) -> None:
         assert not [p for p in Path("/run/netns").glob(f"{cfg.bridge}-*")]
     crashed = fulcrum_dev("status", "--json", home=home)
     assert {c["state"] for c in json.loads(crashed.stdout)["components"]} == {"stopped"}
+
+
+def test_cluster_goes_down_when_its_owner_dies(tmp_path: Path) -> None:
+    home = DevHome(tmp_path / "owned")
+    owner = subprocess.Popen(["sleep", "1000"])
+    try:
+        cfg = ClusterConfig(port_base=free_port_base(), pools=(), netns=network.netns_supported(),
+                            subnet_index=dev_cluster.choose_subnet_index(first=200))
+        dev_cluster.up(home, cfg, say=lambda _m: None, owner_pid=owner.pid)
+        assert len(procs.tagged_pids(home.root)) == 7  # six components and the watchdog
+    finally:
+        owner.kill()
+        owner.wait()
+    try:
+        _wait("the watchdog to take the cluster down", lambda: not procs.tagged_pids(home.root), timeout=120)
+    finally:
+        dev_cluster.down(home, say=lambda _m: None)

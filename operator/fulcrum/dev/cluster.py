@@ -7,6 +7,7 @@ import fcntl
 import json
 import os
 import shutil
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from fulcrum.dev.kubeconfig import render_from_pki
 from fulcrum.dev.paths import DevHome
 
 Say = Callable[[str], None]
+WATCHDOG = "watchdog"
 
 
 class ClusterError(RuntimeError):
@@ -109,8 +111,12 @@ def choose_subnet_index(first: int = 1) -> int:
     raise ClusterError("no free pod subnet index (10.244.1-254.0/24 all taken by fdev bridges)")
 
 
-def up(home: DevHome, cfg: ClusterConfig, say: Say = print, timeout: float = 180.0) -> ClusterConfig:
-    """Start whatever is not running; a second call on a healthy cluster changes nothing."""
+def up(home: DevHome, cfg: ClusterConfig, say: Say = print, timeout: float = 180.0,
+       owner_pid: int | None = None) -> ClusterConfig:
+    """Start whatever is not running; a second call on a healthy cluster changes nothing.
+
+    With ``owner_pid`` a watchdog takes the cluster down when that process dies (test sessions).
+    """
     with locked(home):
         home.ensure()
         existing = load_config(home)
@@ -162,6 +168,11 @@ def up(home: DevHome, cfg: ClusterConfig, say: Say = print, timeout: float = 180
                     raise ClusterError(f"{comp.name} exited at start; see {log}:\n{_tail(str(log))}")
         health.wait_https_ok(cfg.ports.apiserver, "/readyz", ctx, timeout, what="kube-apiserver")
         _wait_nodes_ready(home, cfg, timeout)
+        if owner_pid is not None and not procs.running(procs.load(home.run, WATCHDOG)):
+            ticks = procs.start_ticks(owner_pid)
+            argv = [sys.executable, "-m", "fulcrum.dev.watchdog", "--home", str(home.root),
+                    "--pid", str(owner_pid), "--ticks", str(ticks)]
+            procs.start(home.run, WATCHDOG, argv, log=home.logs / f"{WATCHDOG}.log", env=env, cwd=home.root)
         say("cluster ready" + (f" (started {', '.join(started)})" if started else " (already running)"))
         return cfg
 
@@ -224,6 +235,9 @@ def down(home: DevHome, say: Say = print, keep_data: bool = False) -> list[str]:
         }
         recs = sorted(procs.records(home.run), key=lambda r: -order.get(r.name, 100))
         for rec in recs:
+            if rec.pid == os.getpid():  # the watchdog taking its cluster down
+                procs.forget(home.run, rec.name)
+                continue
             if procs.running(rec):
                 say(f"stopping {rec.name}")
                 stopped.append(rec.name)

@@ -39,6 +39,13 @@ def _stat(pid: int) -> tuple[str, int] | None:
     return fields[0], int(fields[19])
 
 
+def start_ticks(pid: int) -> int:
+    stat = _stat(pid)
+    if stat is None:
+        raise ProcessLookupError(pid)
+    return stat[1]
+
+
 def is_alive(pid: int, start_ticks: int | None = None) -> bool:
     stat = _stat(pid)
     if stat is None or stat[0] in ("Z", "X"):
