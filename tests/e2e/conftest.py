@@ -85,11 +85,13 @@ def free_port_base(tries: int = 200) -> int:
 def start_isolated(home: DevHome, pools: tuple[Pool, ...], timeout: float = 300.0) -> ClusterConfig:
     if dev_build.find_bin_dir() is None:
         dev_build.build(dev_build.plan())
+    # FULCRUM_DEV_NETNS=0 runs the suite in the loopback fallback (what a machine without root gets)
+    netns = network.netns_supported() and os.environ.get("FULCRUM_DEV_NETNS", "1") != "0"
     cfg = ClusterConfig(
         port_base=free_port_base(),
         pools=pools,
-        subnet_index=dev_cluster.choose_subnet_index(first=200) if network.netns_supported() else 200,
-        netns=network.netns_supported(),
+        subnet_index=dev_cluster.choose_subnet_index(first=200) if netns else random.randrange(200, 255),
+        netns=netns,
     )
     # the watchdog takes the cluster down if this session dies without its teardown (a killed CI job)
     return dev_cluster.up(home, cfg, say=lambda _m: None, timeout=timeout, owner_pid=os.getpid())
