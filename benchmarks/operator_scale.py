@@ -154,7 +154,7 @@ def main() -> None:
             "--metrics-port",
             str(args.metrics_port),
             "--liveness",
-            "http://127.0.0.1:0/healthz",
+            "http://127.0.0.1:18080/healthz",
             "--namespace",
             namespace,
         ],

@@ -92,7 +92,7 @@ def main() -> None:
             "--metrics-port",
             "0",
             "--liveness",
-            "http://127.0.0.1:0/healthz",
+            "http://127.0.0.1:18080/healthz",
         ],
         stdout=log_path.open("ab"),
         stderr=subprocess.STDOUT,

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -40,7 +47,7 @@ class OperatorProcess:
             "--metrics-port",
             "0",
             "--liveness",
-            "http://127.0.0.1:0/healthz",
+            f"http://127.0.0.1:{free_port()}/healthz",
             *self.extra_args,
         ]
         log = self.log_path.open("ab")

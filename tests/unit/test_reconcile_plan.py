@@ -192,3 +192,9 @@ def test_termination_message_parsing() -> None:
         == "Traceback: boom"
     )
     assert BuildResult.from_record(good.to_record()) == good
+    spec_error = result_from_termination_message('{"error": "spec.tiers: bad"}', succeeded=False, repository="/m")
+    assert (spec_error.phase, spec_error.reason, spec_error.message) == (
+        "Failed",
+        "InvalidBuildSpec",
+        "spec.tiers: bad",
+    )

@@ -59,6 +59,8 @@ def result_from_termination_message(text: str | None, *, succeeded: bool, reposi
     error = data.get("error") if isinstance(data, dict) else None
     if isinstance(error, dict):
         return BuildResult("Failed", str(error.get("reason", "BuildFailed")), str(error.get("message", "")))
+    if isinstance(error, str):
+        return BuildResult("Failed", "InvalidBuildSpec", error)
     try:
         manifest = BuildManifest.model_validate(data.get("manifest", data))
     except ValidationError as exc:

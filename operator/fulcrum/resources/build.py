@@ -92,6 +92,8 @@ def build_job(key: str, pool: NodePool, settings: OperatorSettings) -> Manifest:
             pool.name,
             "--termination-message",
             TERMINATION_LOG,
+            # a local repository is profiled through the real tritonserver, as it will serve
+            *(["--profile-server", "tritonserver"] if settings.build_target == "local" else []),
         ],
         "env": [{"name": "HOME", "value": SCRATCH_DIR}],
         "terminationMessagePath": TERMINATION_LOG,
