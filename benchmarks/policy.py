@@ -41,6 +41,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--step", type=float, default=10.0)
     parser.add_argument("--policies", default="fulcrum,hpa,kpa,static,oracle")
+    parser.add_argument(
+        "--switch", choices=["blue-green", "rolling"], default="blue-green", help="How switches happen (fleet model)."
+    )
     args = parser.parse_args()
     spec = load_spec(SPEC)
     profiles = ProfilesFile.model_validate_json(PROFILES.read_text())
@@ -49,12 +52,15 @@ def main() -> None:
         f"{'trace':13s} {'policy':8s} {'SLO att.':>9s} {'cost':>8s} {'vs oracle':>9s} "
         f"{'top tier':>8s} {'top/oracle':>10s} {'over budget':>11s} {'switches':>8s}  fulcrum targets"
     )
-    print(f"spec {SPEC.relative_to(ROOT)}, profiles {PROFILES.relative_to(ROOT)}, step {args.step:g} s")
+    print(
+        f"spec {SPEC.relative_to(ROOT)}, profiles {PROFILES.relative_to(ROOT)}, step {args.step:g} s, "
+        f"switches {args.switch}"
+    )
     print(header)
     print("-" * len(header))
     for name in TRACES:
         trace = read_trace(ROOT / "examples" / "traces" / f"{name}.csv")
-        setting = make_setting(spec, profiles, trace, args.step)
+        setting = make_setting(spec, profiles, trace, args.step, rolling=args.switch == "rolling")
         runs = simulate(setting, policies)
         oracle = runs.get("oracle") or runs["_oracle"]
         for policy, run in runs.items():

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fulcrum.policy import Config, Decision, Observation, PolicyState, decide
+from fulcrum.policy import DEFAULT_TUNING, Config, Decision, Observation, Placement, PolicyState, decide
 from fulcrum.simulate.fleet import SimFleet
 from tests.unit.test_policy_support import make_spec, make_table
 
@@ -27,27 +29,45 @@ loads = st.lists(st.floats(0.0, 30000.0, allow_nan=False), min_size=2, max_size=
 STEP = 10.0
 
 
-def replay(spec_: object, rates: list[float]) -> list[Decision]:
-    """Tick through the rates against the simulator's fleet (startup delays, blue/green switches)."""
+def replay(spec_: object, rates: list[float], rolling: bool = False) -> list[Decision]:
+    """Tick through the rates against the simulator's fleet (startup delays, blue/green or rolling switches)."""
     spec = spec_  # typed loosely for hypothesis' builds
-    fleet = SimFleet(STARTUP, UNIT_COST)
+    capacity = {Placement(*key): TABLE.capacity(*key, 25.0, 99.0) for key in TABLE.curves}
+    fleet = SimFleet(STARTUP, UNIT_COST, rolling=rolling, capacity=capacity)
+    tuning = replace(DEFAULT_TUNING, rolling_switch=rolling)
     state = PolicyState()
     out: list[Decision] = []
     observation: Observation | None = None
     for i, rate in enumerate(rates):
         now = i * STEP
-        decision = decide(spec, TABLE, observation, state.with_fleet(fleet.observed(now)), now)  # type: ignore[arg-type]
+        fleet_now = state.with_fleet(fleet.observed(now))
+        decision = decide(spec, TABLE, observation, fleet_now, now, tuning=tuning)  # type: ignore[arg-type]
         fleet.apply(decision.config, now, instant=i == 0)
+        fleet.advance(now, rates[i - 1] if i else None)
+        ceiling = budget_of(spec)
+        if ceiling is not None:  # the budget is a ceiling at every moment, switches included
+            assert fleet.cost_per_hour() <= max(ceiling, min_cost(spec)) + 1e-9
         state = decision.state
         out.append(decision)
         observation = Observation(rate, None, None)
     return out
 
 
+def budget_of(spec: object) -> float | None:
+    ceiling = spec.budget.max_cost_per_hour  # type: ignore[attr-defined]
+    return None if ceiling is None else float(ceiling)
+
+
+def min_cost(spec: object) -> float:
+    """What minReplicas alone may cost (minReplicas wins over the budget)."""
+    replicas: int = spec.scaling.min_replicas  # type: ignore[attr-defined]
+    return replicas * max(UNIT_COST.values()) * 2
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(specs, loads)
-def test_invariants(spec: object, rates: list[float]) -> None:
-    decisions = replay(spec, rates)
+@given(specs, loads, st.booleans())
+def test_invariants(spec: object, rates: list[float], rolling: bool) -> None:
+    decisions = replay(spec, rates, rolling)
     scaling = spec.scaling  # type: ignore[attr-defined]
     budget = spec.budget.max_cost_per_hour  # type: ignore[attr-defined]
     last_switch: float | None = None

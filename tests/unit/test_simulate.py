@@ -183,3 +183,26 @@ def test_cli_json_timeline_and_plot(tmp_path: Path) -> None:
     plotted = CliRunner().invoke(simulate_command, [*args, "--plot", str(png)])
     assert plotted.exit_code == 0, plotted.output
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_rolling_switch_swaps_capacity_for_capacity() -> None:
+    capacity = {Placement("fp32", "l4"): 700.0, Placement("int8", "l4"): 2100.0}
+    fleet = SimFleet({"l4": 60.0}, {"l4": 1.0}, rolling=True, capacity=capacity)
+    fleet.apply(Config("fp32", "l4", 6), 0.0, instant=True)
+    fleet.apply(Config("int8", "l4", 1), 10.0)  # room for one new replica only
+    fleet.advance(60.0, rate=4000.0)
+    assert fleet.serving_parts(60.0) == [(Placement("fp32", "l4"), 6)]
+    fleet.advance(70.0, rate=4000.0)  # the int8 replica is ready: three fp32 replicas (2100 rps) go
+    assert fleet.serving_parts(70.0) == [(Placement("fp32", "l4"), 3), (Placement("int8", "l4"), 1)]
+    fleet.apply(Config("int8", "l4", 2), 80.0)
+    fleet.advance(140.0, rate=4000.0)
+    assert fleet.serving == Placement("int8", "l4")
+    assert fleet.serving_parts(140.0) == [(Placement("int8", "l4"), 2)]
+
+
+def test_rolling_switches_keep_the_budget_and_the_slo() -> None:
+    trace = Trace.from_points([0.0, 600.0], [1000.0, 6000.0], end=2400.0)
+    run = simulate_policy(make_setting(make_spec(budget="8.00"), PROFILES, trace, 10.0, rolling=True), "fulcrum")
+    assert run.budget_violation_seconds == 0.0
+    assert run.tier_switches >= 1
+    assert run.slo_attainment > 0.9

@@ -59,6 +59,14 @@ def load_profiles(path: Path) -> ProfilesFile:
     show_default=True,
     help="Simulated replicas run this many times as fast as profiled (tests the online correction).",
 )
+@click.option(
+    "--switch",
+    "switch_mode",
+    type=click.Choice(["blue-green", "rolling"]),
+    default="blue-green",
+    show_default=True,
+    help="How the fleet switches tier or pool: DESIGN's blue/green, or the rolling proposal (docs/policy.md).",
+)
 def simulate(  # noqa: PLR0917 - click passes every option
     spec_path: Path,
     trace_path: Path,
@@ -69,6 +77,7 @@ def simulate(  # noqa: PLR0917 - click passes every option
     timeline_path: Path | None,
     step_seconds: float,
     speed: float,
+    switch_mode: str,
 ) -> None:
     """Replay TRACE against the policies and report SLO attainment, cost and tier use."""
     names = [p.strip() for p in policies.split(",") if p.strip()]
@@ -84,7 +93,7 @@ def simulate(  # noqa: PLR0917 - click passes every option
     except TraceError as exc:
         raise click.ClickException(str(exc)) from exc
     try:
-        setting = make_setting(spec, profiles, trace, step_seconds, speed)
+        setting = make_setting(spec, profiles, trace, step_seconds, speed, rolling=switch_mode == "rolling")
         runs = run_simulation(setting, names)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc

@@ -248,7 +248,7 @@ class _Tick:
         if not (stay_next.meets and planner.affordable(stay_next.cost)):
             return False
         fallback = self._escape(here, lead)
-        return fallback is None or planner.affordable(stay_next.cost + fallback.cost)
+        return fallback is None or planner.affordable(stay_next.cost + self._room(fallback))
 
     def _lasting(self, candidate: Candidate, extra: float = 0.0) -> bool:
         """Whether a switch target would still serve, with a way out, when the cooldown lets it move again."""
@@ -288,13 +288,18 @@ class _Tick:
             if candidate.placement == exclude:
                 continue
             option = planner.size(candidate, self.demand_for(candidate))
-            if not (option.meets and planner.affordable(option.cost, fleet_cost)):
+            if not (option.meets and planner.affordable(self._room(option), fleet_cost)):
                 continue
             lasting = self._lasting(candidate)
-            order = (
-                (float(candidate.rank), option.cost) if objective == "Quality" else (option.cost, float(candidate.rank))
-            )
-            fitting.append(((0.0 if lasting else 1.0, *order), option))
+            if lasting:
+                order = (
+                    (float(candidate.rank), option.cost)
+                    if objective == "Quality"
+                    else (option.cost, float(candidate.rank))
+                )
+                fitting.append(((0.0, *order), option))
+            else:  # nothing may last: the most the budget can buy there, so the next move is least likely
+                fitting.append(((1.0, -self._ceiling_capacity(candidate), option.cost), option))
         if not fitting:
             return None
         return min(fitting, key=lambda item: item[0])[1]
@@ -304,7 +309,7 @@ class _Tick:
         planner = self.planner
         demand = self.demand_for(ideal.candidate) * (1.0 + self.tuning.upgrade_hysteresis)
         option = planner.size(ideal.candidate, demand)
-        if not option.meets or not planner.affordable(option.cost, fleet_cost):
+        if not option.meets or not planner.affordable(self._room(option), fleet_cost):
             return None
         if not self._lasting(option.candidate, extra=self.tuning.upgrade_hysteresis):
             return None  # would have to leave again before the cooldown lets it
@@ -386,7 +391,13 @@ class _Tick:
         replicas = min(replicas, allowed)
         target = Config(current.tier, current.node_pool, replicas)
         serves = replicas * here.capacity
-        if capped or not wanted.meets:
+        if capped and other_cost > 0.0:
+            code = "Switching"
+            reason = (
+                f"{target} grows toward the forecast {demand:.0f} rps as the old placement's replicas go, "
+                f"keeping the fleet within the budget."
+            )
+        elif capped or not wanted.meets:
             code = "BudgetExhausted" if capped else "MaxReplicas"
             limit = "the budget" if capped else f"maxReplicas {planner.max_replicas}"
             reason = (
@@ -416,7 +427,11 @@ class _Tick:
         if self.planner.budget is None or other_cost > 0.0:
             return 0.0
         escape = self._escape(here, 2.0 * self.tick)
-        return 0.0 if escape is None else escape.cost
+        return 0.0 if escape is None else self._room(escape)
+
+    def _room(self, option: Option) -> float:
+        """Budget a switch to ``option`` needs beside the fleet it replaces: all of it, or one replica to roll."""
+        return option.candidate.unit_cost if self.tuning.rolling_switch else option.cost
 
     def _exhausted_reason(self, target: Config, option: Option) -> str:
         budget = self.planner.budget

@@ -196,6 +196,10 @@ class Tuning:
     """Moving to a more accurate tier needs this much spare capacity."""
     switch_saving: float = 0.15
     """Moving for cost alone needs at least this saving."""
+    rolling_switch: bool = False
+    """Proposal, off by default: the operator rolls switches (old replicas removed as new ones become ready,
+    both serving meanwhile), so a switch away needs room for one new replica beside the old fleet, not the
+    whole new fleet. DESIGN's blue/green switch (the default) needs the whole new fleet to fit."""
 
 
 DEFAULT_TUNING = Tuning()

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fulcrum.api import ModelDeploymentSpec, ProfilesFile
-from fulcrum.policy import Config, Observation, ProfileTable
+from fulcrum.policy import Config, Observation, Placement, ProfileTable
 from fulcrum.simulate.fleet import SimFleet
 from fulcrum.simulate.policies import POLICY_NAMES, Setting, make_policy
 from fulcrum.simulate.serving import serve_step
@@ -52,13 +52,19 @@ class Run:
 
 
 def make_setting(
-    spec: ModelDeploymentSpec, profiles: ProfilesFile, trace: Trace, step_seconds: float, speed: float = 1.0
+    spec: ModelDeploymentSpec,
+    profiles: ProfilesFile,
+    trace: Trace,
+    step_seconds: float,
+    speed: float = 1.0,
+    *,
+    rolling: bool = False,
 ) -> Setting:
     """Only tiers named in the spec are used; ``speed`` makes the simulated fleet faster/slower than profiled."""
     table = ProfileTable.from_file(profiles).only(t.name for t in spec.tiers)
     truth = ProfileTable({k: c.scaled(speed) for k, c in table.curves.items()})
     rates = trace.step_rates(step_seconds)
-    return Setting(spec, table, truth, [float(r) for r in rates], step_seconds)
+    return Setting(spec, table, truth, [float(r) for r in rates], step_seconds, rolling)
 
 
 def simulate_policy(setting: Setting, name: str) -> Run:
@@ -68,9 +74,13 @@ def simulate_policy(setting: Setting, name: str) -> Run:
     rates = np.asarray(setting.step_rates, dtype=np.float64)
     steps = len(rates)
     tiers = [t.name for t in spec.tiers]
+    slo_ms, percentile, budget = setting.slo_ms, setting.percentile, setting.budget
+    capacity_of = {k: c.capacity(slo_ms, percentile) for k, c in setting.truth.curves.items()}
     fleet = SimFleet(
         {p.name: float(p.replica_startup_seconds) for p in spec.node_pools},
         {p.name: float(p.cost_per_hour) for p in spec.node_pools},
+        rolling=setting.rolling,
+        capacity={Placement(*key): value for key, value in capacity_of.items()},
     )
     times = step * np.arange(steps, dtype=np.float64)
     run = Run(
@@ -82,38 +92,56 @@ def simulate_policy(setting: Setting, name: str) -> Run:
         np.zeros(steps),
         {t: np.zeros(steps) for t in tiers},
     )
-    slo_ms, percentile, budget = setting.slo_ms, setting.percentile, setting.budget
-    capacity_of = {k: c.capacity(slo_ms, percentile) for k, c in setting.truth.curves.items()}
     observation: Observation | None = Observation(float(rates[0]) if steps else 0.0)
-    backlog = 0.0
+    backlogs: dict[Placement, float] = {}
     previous: Config | None = None
     for k in range(steps):
         now = float(times[k])
         config = policy.act(k, now, observation, fleet.observed(now))
         fleet.apply(config, now, instant=policy.instant or k == 0)
+        fleet.advance(now, float(rates[k - 1]) if k > 0 else None)
         _count(run, previous, config, now)
         previous = config
-        serving = fleet.serving
-        ready = fleet.serving_ready(now)
-        curve = None if serving is None else setting.truth.curve(serving.tier, serving.node_pool)
         rate = float(rates[k])
-        outcome = serve_step(curve, ready, rate, backlog, seconds=step, slo_ms=slo_ms, percentile=percentile)
-        backlog = outcome.backlog
-        run.requests += outcome.requests
-        run.in_time += outcome.in_time
-        if serving is not None and serving.tier == tiers[0]:
-            run.top_tier_requests += outcome.requests
+        parts = fleet.serving_parts(now)
+        weights = [ready * capacity_of.get((p.tier, p.node_pool), 0.0) for p, ready in parts]
+        total_weight = sum(weights)
+        latency = queue = 0.0
+        ready_total = 0
+        if not parts:
+            outcome = serve_step(None, 0, rate, 0.0, seconds=step, slo_ms=slo_ms, percentile=percentile)
+            run.requests += outcome.requests
+            latency, queue = outcome.latency_ms, outcome.queue_ms
+        for (placement, ready), weight in zip(parts, weights, strict=True):
+            share = weight / total_weight if total_weight > 0 else (1.0 if placement == parts[0][0] else 0.0)
+            curve = setting.truth.curve(placement.tier, placement.node_pool)
+            outcome = serve_step(
+                curve,
+                ready,
+                rate * share,
+                backlogs.get(placement, 0.0),
+                seconds=step,
+                slo_ms=slo_ms,
+                percentile=percentile,
+            )
+            backlogs[placement] = outcome.backlog
+            run.requests += outcome.requests
+            run.in_time += outcome.in_time
+            if placement.tier == tiers[0]:
+                run.top_tier_requests += outcome.requests
+            latency += share * outcome.latency_ms
+            queue += share * outcome.queue_ms
+            ready_total += ready
+        run.capacity[k] = total_weight
         cost_rate = fleet.cost_per_hour()
         run.cost += cost_rate * step / 3600.0
         if budget is not None and cost_rate > budget + BUDGET_EPSILON:
             run.budget_violation_seconds += step
         run.cost_per_hour[k] = cost_rate
-        if serving is not None:
-            run.capacity[k] = ready * capacity_of.get((serving.tier, serving.node_pool), 0.0)
         for tier, count in fleet.replicas_by_tier().items():
             if tier in run.replicas:
                 run.replicas[tier][k] = count
-        observation = Observation(rate, outcome.latency_ms if ready > 0 else None, outcome.queue_ms)
+        observation = Observation(rate, latency if ready_total > 0 else None, queue)
     return run
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from fulcrum.api import ModelDeploymentSpec
@@ -54,6 +54,8 @@ class Setting:
     truth: ProfileTable
     step_rates: Sequence[float]
     step_seconds: float
+    rolling: bool = False
+    """Switches roll (old replicas removed as new ones become ready) instead of blue/green."""
 
     @property
     def slo_ms(self) -> float:
@@ -100,9 +102,9 @@ class FulcrumPolicy:
     name = "fulcrum"
     instant = False
 
-    def __init__(self, setting: Setting, tuning: Tuning = DEFAULT_TUNING) -> None:
+    def __init__(self, setting: Setting, tuning: Tuning | None = None) -> None:
         self.setting = setting
-        self.tuning = tuning
+        self.tuning = tuning or replace(DEFAULT_TUNING, rolling_switch=setting.rolling)
         self.state = PolicyState()
         self.codes: list[str] = []
 
