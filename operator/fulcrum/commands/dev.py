@@ -117,12 +117,12 @@ def up(
     from fulcrum.dev.config import DEFAULT_POOLS, DEFAULT_PORT_BASE, ClusterConfig, parse_pools  # noqa: PLC0415
 
     home = _home(home_dir)
-    if build_mod.find_bin_dir() is None:
-        _run_build(False)
     try:
         chosen = () if no_pools else (parse_pools(pools) if pools else DEFAULT_POOLS)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--pool") from exc
+    if build_mod.find_bin_dir() is None:
+        _run_build(False)
     previous = cluster.load_config(home)
     netns = not no_netns and network.netns_supported()
     if not no_netns and not netns:

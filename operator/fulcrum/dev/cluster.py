@@ -250,7 +250,7 @@ def down(home: DevHome, say: Say = print, keep_data: bool = False) -> list[str]:
         if cfg is not None and cfg.netns and network.netns_supported():
             network.teardown_all(cfg.bridge)
         if not keep_data:
-            for path in (home.etcd_data, home.pods, home.run):
+            for path in (home.etcd_data, home.pods, home.volumes, home.run):
                 shutil.rmtree(path, ignore_errors=True)
         return stopped
 
