@@ -90,7 +90,7 @@ def start_isolated(home: DevHome, pools: tuple[Pool, ...], timeout: float = 300.
     cfg = ClusterConfig(
         port_base=free_port_base(),
         pools=pools,
-        subnet_index=dev_cluster.choose_subnet_index(first=200) if netns else random.randrange(200, 255),
+        subnet_index=dev_cluster.choose_subnet_index(home, first=200) if netns else random.randrange(200, 255),
         netns=netns,
     )
     # the watchdog takes the cluster down if this session dies without its teardown (a killed CI job)

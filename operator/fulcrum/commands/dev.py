@@ -127,7 +127,7 @@ def up(
     netns = not no_netns and network.netns_supported()
     if not no_netns and not netns:
         click.echo("network namespaces need root and iproute2: pods get 127.x.y.z addresses instead", err=True)
-    index = previous.subnet_index if previous else cluster.choose_subnet_index()
+    index = previous.subnet_index if previous else cluster.choose_subnet_index(home) if netns else 1
     cfg = ClusterConfig(
         port_base=port_base or (previous.port_base if previous else DEFAULT_PORT_BASE),
         pools=chosen,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import json
 import os
@@ -102,13 +103,31 @@ def _check_ports_free(cfg: ClusterConfig, home: DevHome) -> None:
         )
 
 
-def choose_subnet_index(first: int = 1) -> int:
-    """The first pod subnet index (10.244.<index>.0/24) whose bridge does not exist yet."""
-    used = network.used_bridge_indexes() if network.netns_supported() else set()
+def choose_subnet_index(home: DevHome, first: int = 1) -> int:
+    """Reserve the first free pod subnet index (10.244.<index>.0/24) by creating its bridge for ``home``.
+
+    Creating the link is atomic, so two clusters starting at once never share a subnet. Without network
+    namespaces nothing is reserved: the index only picks the loopback range 127.<index>.0.0/16.
+    """
+    if not network.netns_supported():
+        return first
     for index in range(first, 255):
-        if index not in used:
+        if network.reserve_bridge(f"fdev{index}", str(home.root)):
             return index
-    raise ClusterError("no free pod subnet index (10.244.1-254.0/24 all taken by fdev bridges)")
+    raise ClusterError(f"no free pod subnet index from {first} (10.244.{first}-254.0/24 all taken by fdev bridges)")
+
+
+def _own_subnet(home: DevHome, cfg: ClusterConfig) -> ClusterConfig:
+    """Keep the configured subnet if its bridge is free or ours, else reserve another one."""
+    if not cfg.netns:
+        return cfg
+    owner = network.bridge_owner(cfg.bridge)
+    if owner == str(home.root):
+        return cfg
+    if owner is None and network.reserve_bridge(cfg.bridge, str(home.root)):
+        return cfg
+    first = 200 if cfg.subnet_index >= 200 else 1
+    return dataclasses.replace(cfg, subnet_index=choose_subnet_index(home, first))
 
 
 def up(home: DevHome, cfg: ClusterConfig, say: Say = print, timeout: float = 180.0,
@@ -132,6 +151,7 @@ def up(home: DevHome, cfg: ClusterConfig, say: Say = print, timeout: float = 180
             raise ClusterError("binaries are not built for the current pin; run `fulcrum dev build` first")
         if not running_now:
             _check_ports_free(cfg, home)
+            cfg = _own_subnet(home, cfg)
         home.config_file.write_text(cfg.to_json())
         extra_ips = (str(cfg.gateway),) if cfg.netns else ()
         write_pki(home.pki, apiserver_ips=("127.0.0.1", "10.96.0.1", *extra_ips), kubelet_ips=("127.0.0.1", *extra_ips))
@@ -247,7 +267,8 @@ def down(home: DevHome, say: Say = print, keep_data: bool = False) -> list[str]:
         if leftovers:
             say(f"killed {len(leftovers)} leftover process(es): {leftovers}")
         cfg = load_config(home)
-        if cfg is not None and cfg.netns and network.netns_supported():
+        if cfg is not None and cfg.netns and network.netns_supported() \
+                and network.bridge_owner(cfg.bridge) in (str(home.root), ""):
             network.teardown_all(cfg.bridge)
         if not keep_data:
             for path in (home.etcd_data, home.pods, home.volumes, home.run):

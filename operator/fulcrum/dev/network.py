@@ -68,9 +68,25 @@ def link_exists(name: str) -> bool:
     return _ip("link", "show", name, check=False).returncode == 0
 
 
-def ensure_bridge(bridge: str, gateway: str, prefix: int) -> None:
+def bridge_owner(bridge: str) -> str | None:
+    """The home that reserved ``bridge`` (kept in the link's alias), "" if unknown, None if no such link."""
+    try:
+        return Path(f"/sys/class/net/{bridge}/ifalias").read_text().strip()
+    except FileNotFoundError:
+        return None
+
+
+def reserve_bridge(bridge: str, owner: str) -> bool:
+    """Create ``bridge`` marked as ``owner``'s; False if it already exists (another cluster's, or a race)."""
+    if _ip("link", "add", bridge, "type", "bridge", check=False).returncode != 0:
+        return False
+    _ip("link", "set", "dev", bridge, "alias", owner)
+    return True
+
+
+def ensure_bridge(bridge: str, gateway: str, prefix: int, owner: str) -> None:
     if not link_exists(bridge):
-        _ip("link", "add", bridge, "type", "bridge")
+        reserve_bridge(bridge, owner)
     addrs = _ip("-o", "addr", "show", "dev", bridge).stdout
     if f" {gateway}/" not in addrs:
         _ip("addr", "add", f"{gateway}/{prefix}", "dev", bridge)
@@ -110,25 +126,15 @@ def teardown_pod(bridge: str, pod_uid: str) -> None:
         _ip("netns", "del", ns, check=False)
 
 
-def teardown_all(bridge: str) -> None:
-    """Remove every pod namespace of this bridge and the bridge itself."""
+def teardown_pods(bridge: str) -> None:
+    """Remove every pod namespace of this bridge (their veths go with them)."""
     with contextlib.suppress(FileNotFoundError):
         for entry in Path("/run/netns").iterdir():
             if entry.name.startswith(f"{bridge}-"):
                 _ip("netns", "del", entry.name, check=False)
+
+
+def teardown_all(bridge: str) -> None:
+    """Remove every pod namespace of this bridge and the bridge itself."""
+    teardown_pods(bridge)
     delete_bridge(bridge)
-
-
-def used_bridge_indexes() -> set[int]:
-    out = _ip("-o", "link", "show", "type", "bridge", check=False).stdout
-    used = set()
-    for line in out.splitlines():
-        name = line.split(":")[1].strip().split("@")[0]
-        if name.startswith("fdev") and name[4:].isdigit():
-            used.add(int(name[4:]))
-    return used
-
-
-def add_loopback_alias(ip: str) -> None:
-    """Loopback fallback: 127.0.0.0/8 is routed to lo on Linux, nothing to add."""
-    return None

@@ -55,7 +55,7 @@ class Agent:
         port = cfg.ports.apiserver
         self.rest = Rest(port, home.pki, "node-local-0")
         self.admin = Rest(port, home.pki, "admin")
-        self.net = NetAllocator(cfg)
+        self.net = NetAllocator(cfg, str(home.root))
         self.workers: dict[str, PodWorker] = {}
         self.stop = threading.Event()
         venv_bin = str(Path(sys.executable).parent)

@@ -13,15 +13,16 @@ HOST_IP = "127.0.0.1"
 
 
 class NetAllocator:
-    def __init__(self, cfg: ClusterConfig) -> None:
+    def __init__(self, cfg: ClusterConfig, owner: str) -> None:
         self.cfg = cfg
+        self.owner = owner
         self._lock = threading.Lock()
         self._by_uid: dict[str, PodNet] = {}
 
     def setup_node(self) -> None:
         if self.cfg.netns:
-            network.teardown_all(self.cfg.bridge)
-            network.ensure_bridge(self.cfg.bridge, str(self.cfg.gateway), self.cfg.pod_subnet.prefixlen)
+            network.teardown_pods(self.cfg.bridge)
+            network.ensure_bridge(self.cfg.bridge, str(self.cfg.gateway), self.cfg.pod_subnet.prefixlen, self.owner)
 
     def teardown_node(self) -> None:
         if self.cfg.netns:
