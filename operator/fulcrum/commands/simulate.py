@@ -115,7 +115,7 @@ def _table(document: dict[str, Any], title: str) -> None:
     from rich.table import Table  # noqa: PLC0415
 
     table = Table(title=f"fulcrum simulate: {title}")
-    for column in ("policy", "SLO attainment", "cost", "vs oracle", "top tier", "over budget s", "switches", "scales"):
+    for column in ("policy", "in SLO", "cost", "vs oracle", "top tier", "over budget s", "switches", "scales"):
         table.add_column(column, justify="left" if column == "policy" else "right")
     for name, row in document["policies"].items():
         table.add_row(
@@ -128,4 +128,4 @@ def _table(document: dict[str, Any], title: str) -> None:
             str(row["tierSwitches"]),
             str(row["scaleEvents"]),
         )
-    Console().print(table)
+    Console(width=max(100, Console().width)).print(table)

@@ -38,10 +38,12 @@ Rules (see ``docs/policy.md``):
 
 - Capacity of one replica of a tier on a pool is the highest profiled rate whose latency at the SLO
   percentile stays under ``latencyMs x (1 - latency_margin)`` (quantiles interpolated in ``-ln(1-p)``,
-  rates linearly), times the observed speed correction.
-- Demand is the current rate plus the rising trend extrapolated over the pool's ``replicaStartupSeconds``
-  and one tick, plus ``headroom``. Scale up at once; scale down to the largest recommendation of the last
-  ``scaleDownStabilizationSeconds``; always within min/max replicas and the budget.
+  rates linearly, measured quantiles read as their lower non-decreasing envelope), times the observed speed
+  correction.
+- Demand is the current rate plus the rising trend (steeper of a 120 s and a 30 s slope) extrapolated over the
+  pool's ``replicaStartupSeconds`` and one tick, plus ``headroom``. Scale up at once; scale down only to what
+  the forecast and the largest recommendation for the load seen in the last ``scaleDownStabilizationSeconds``
+  need; always within min/max replicas and the budget, keeping room for a switch away when one can serve more.
 - ``Quality``: the most accurate candidate meeting the demand within the budget, on its cheapest pool.
   When load rises toward the ceiling the policy leaves a tier while the overlap (old and new replicas both
   paid) still fits; it comes back when the better tier fits with hysteresis and the overlap fits. ``Cost``:
@@ -49,6 +51,8 @@ Rules (see ``docs/policy.md``):
   and no switch in progress (the only exception: the desired tier stopped being Ready).
 - Nothing meets the SLO within the budget: stay within the budget with what serves most requests in time
   (code ``BudgetExhausted``). If ``minReplicas`` alone costs more than the budget, ``minReplicas`` wins.
+- The overlap of a switch counts the placement being left at its ready replicas (the operator drops its
+  starting ones) plus the whole new fleet (blue/green), or one new replica with ``Tuning.rolling_switch``.
 """
 
 from fulcrum.policy.capacity import Curve, ProfileTable
