@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from fulcrum.dev.agent import images, podspec, provisioner, status
+from fulcrum.dev.agent import images, podspec, provisioner, status, volumes
 from fulcrum.dev.agent.podspec import Lookups, SpecError
 from fulcrum.dev.agent.status import ContainerView, Terminated
 
@@ -155,3 +155,39 @@ def test_provisioner_volume_for_claim(tmp_path: Path) -> None:
     assert pv["spec"]["hostPath"]["path"] == str(tmp_path / "ns-data-abcdef12")
     pvc["spec"]["volumeName"] = "x"
     assert not provisioner.wants_volume(pvc)
+
+
+def test_volumes_are_materialised_as_directories(tmp_path: Path) -> None:
+    pv = {"spec": {"hostPath": {"path": str(tmp_path / "pv")}}}
+    lookups = volumes.VolumeLookups(
+        objects=LOOKUPS,
+        pvc=lambda ns, name: {"spec": {"volumeName": "pv-1"}} if name == "claim" else None,
+        pv=lambda name: pv if name == "pv-1" else None,
+        token=lambda pod, audience, seconds: "tok",
+        ca_pem="CA",
+    )
+    pod = _pod(volumes=[
+        {"name": "scratch", "emptyDir": {}},
+        {"name": "cfg", "configMap": {"name": "cm", "items": [{"key": "k", "path": "sub/k.txt"}]}},
+        {"name": "sec", "secret": {"secretName": "sec"}},
+        {"name": "kube-api-access-x", "projected": {"sources": [
+            {"serviceAccountToken": {"path": "token", "expirationSeconds": 3607}},
+            {"configMap": {"name": "cm", "items": [{"key": "other", "path": "o"}]}},
+            {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"fieldPath": "metadata.namespace"}}]}},
+        ]}},
+        {"name": "repo", "persistentVolumeClaim": {"claimName": "claim"}},
+    ])
+    out = volumes.materialise(pod, tmp_path / "pod", lookups, "10.244.1.2")
+    assert out["scratch"].is_dir()
+    assert (out["cfg"] / "sub" / "k.txt").read_text() == "cm-value"
+    assert (out["sec"] / "pw").read_text() == "s3cret"
+    api = out["kube-api-access-x"]
+    assert (api / "token").read_text() == "tok"
+    assert (api / "namespace").read_text() == "ns"
+    assert (api / "ca.crt").read_text() == "CA"
+    assert out["repo"] == tmp_path / "pv"
+    container = {"name": "c", "volumeMounts": [{"name": "repo", "mountPath": "/models", "subPath": "m1"}]}
+    assert volumes.mounts(container, out) == {"/models": str(tmp_path / "pv" / "m1")}
+    with pytest.raises(SpecError, match="not bound"):
+        volumes.pvc_path("ns", "claim", volumes.VolumeLookups(LOOKUPS, lambda ns, n: {"spec": {}}, lookups.pv,
+                                                              lookups.token, "CA"))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -53,13 +52,8 @@ def _key_files(
             _write(target / key, value, mode)
 
 
-def _config_map_bytes(obj: dict[str, str] | None) -> dict[str, bytes] | None:
-    if obj is None:
-        return None
-    return {k: v.encode() for k, v in obj.items()}
-
-
-def _secret_bytes(obj: dict[str, str] | None) -> dict[str, bytes] | None:
+def _as_bytes(obj: dict[str, str] | None) -> dict[str, bytes] | None:
+    """ConfigMap data / decoded Secret data as file contents (text only: binaryData is not supported)."""
     if obj is None:
         return None
     return {k: v.encode() for k, v in obj.items()}
@@ -78,7 +72,7 @@ def _fill(
     ns = pod["metadata"]["namespace"]
     if kind == "configMap":
         name, optional = source["name"], bool(source.get("optional"))
-        data = _config_map_bytes(lk.objects.config_map(ns, name))
+        data = _as_bytes(lk.objects.config_map(ns, name))
         if data is None:
             if optional:
                 return
@@ -93,7 +87,7 @@ def _fill(
         )
     elif kind == "secret":
         name, optional = source.get("secretName") or source["name"], bool(source.get("optional"))
-        data = _secret_bytes(lk.objects.secret(ns, name))
+        data = _as_bytes(lk.objects.secret(ns, name))
         if data is None:
             if optional:
                 return
@@ -214,8 +208,3 @@ def mounts(container: dict[str, Any], volumes: dict[str, Path]) -> dict[str, str
         out[mount["mountPath"]] = str(host)
     return out
 
-
-def decode(data: dict[str, str] | None) -> dict[str, str] | None:
-    if data is None:
-        return None
-    return {k: base64.b64decode(v).decode(errors="replace") for k, v in data.items()}
