@@ -1,8 +1,9 @@
 """The chart on a real cluster: install it, run the operator as the chart's ServiceAccount, prove the RBAC.
 
-One Helm release in namespaced mode (watchNamespaces = [its namespace], builds in the same namespace). The
-operator runs as a local process with the ServiceAccount's token (``kubectl create token``), through a recording
-proxy (tests/support/chart_audit.py) so every request it makes, and the answer, is known. One ModelDeployment is
+One Helm release per mode, each in its own namespace that also holds the builds: namespaced (watchNamespaces =
+[its namespace]: Roles only) and cluster-wide (the default: a ClusterRole, plus the build Role). The operator
+runs as a local process with the ServiceAccount's token (``kubectl create token``), through a recording proxy
+(tests/support/chart_audit.py) so every request it makes, and the answer, is known. One ModelDeployment is
 taken through every path that needs a permission:
 
 - pool ``l4`` (kwok GPU nodes) has a prebuilt build record: the operator serves it (Deployment, Service and PDB by
@@ -14,7 +15,8 @@ taken through every path that needs a permission:
 
 Then: every request was allowed except the three the operator is built to tolerate; and, asking the real
 authorizer (SubjectAccessReview) for each verb of each rule removed in turn, every removal denies at least one
-request the operator made. The GitOps test applies the manifest again, server-side, under two field managers.
+request the operator made. The GitOps test applies the manifest again, server-side, under two field managers
+(namespaced mode only: the operator's writes are the same in both modes).
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ TOLERATED = {
 # Object storage: no hostPath, so the namespace can enforce the `restricted` Pod Security Standard on the operator
 # and on everything it creates. Nothing is ever written there: the only real build fails before it writes.
 REPOSITORY = "s3://fulcrum-chart-e2e/models"
+RBAC = "rbac.authorization.k8s.io/v1"
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 
 
@@ -151,6 +154,7 @@ class Stack:
     crds_by_chart: bool
     manifest: list[Obj]
     workdir: Path
+    mode: str = "namespaced"
     proxy: RecordingProxy | None = None
     operator: subprocess.Popen[bytes] | None = None
     operator_log: Path | None = None
@@ -201,14 +205,14 @@ class Stack:
             self.proxy.stop()
 
 
-def _install(cluster: Cluster, namespace: str, helm: str, workdir: Path) -> Stack:
+def _install(cluster: Cluster, namespace: str, helm: str, workdir: Path, mode: str) -> Stack:
     existing = cluster.rest.get_or_none(
         "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/modeldeployments.fulcrum.dev"
     )
     owner = ((existing or {}).get("metadata", {}).get("annotations") or {}).get("meta.helm.sh/release-name")
     crds_by_chart = existing is None  # a CRD applied by another test (kubectl) cannot be adopted by a release
     values = {
-        "watchNamespaces": [namespace],
+        "watchNamespaces": [namespace] if mode == "namespaced" else [],
         "crds": {"install": crds_by_chart},
         "build": {"image": BUILDER_IMAGE, "target": "local"},
         "repository": {"kind": "uri", "uri": REPOSITORY},
@@ -217,7 +221,7 @@ def _install(cluster: Cluster, namespace: str, helm: str, workdir: Path) -> Stac
         "nodeSelector": {"fulcrum.dev/e2e-no-such-node": "true"},
     }
     sets = [a for k, v in values.items() for a in ("--set-json", f"{k}={json.dumps(v)}")]
-    stack = Stack(cluster, namespace, helm, "", crds_by_chart, [], workdir)
+    stack = Stack(cluster, namespace, helm, "", crds_by_chart, [], workdir, mode)
     result = stack.run_helm("install", RELEASE, str(CHART), "--namespace", namespace, *sets)
     stack.install_output = result.stdout + (f"\n(CRD pre-existed, owner {owner!r})" if existing else "")
     manifest = stack.run_helm("get", "manifest", RELEASE, "--namespace", namespace).stdout
@@ -313,8 +317,10 @@ def _seed(stack: Stack) -> None:
     apply(rest, manifest, GITOPS)
 
 
-@pytest.fixture(scope="module")
-def stack(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+@pytest.fixture(scope="module", params=["namespaced", "cluster-wide"])
+def stack(
+    cluster: Cluster, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Stack]:
     helm = helm_binary()
     if helm is None:
         pytest.fail("no helm binary (fulcrum dev build makes one)")
@@ -324,7 +330,7 @@ def stack(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     workdir = tmp_path_factory.mktemp("chart-e2e")
     stack: Stack | None = None
     try:
-        stack = _install(cluster, namespace, helm, workdir)
+        stack = _install(cluster, namespace, helm, workdir, request.param)
         _start_operator(stack)
         _seed(stack)
         yield stack
@@ -334,6 +340,13 @@ def stack(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             stack.run_helm("uninstall", RELEASE, "--namespace", namespace, check=False)
         with contextlib.suppress(ApiError):
             cluster.rest.delete(f"/api/v1/namespaces/{namespace}")
+        # gone before the next mode starts: a cluster-wide operator would otherwise see this ModelDeployment
+        # and get 403s writing into a terminating namespace
+        wait_for(
+            f"namespace {namespace} to be deleted",
+            lambda: cluster.rest.get_or_none(f"/api/v1/namespaces/{namespace}") is None,
+            180,
+        )
 
 
 def ready(stack: Stack) -> Obj:
@@ -354,17 +367,28 @@ def ready(stack: Stack) -> Obj:
     return md
 
 
+def only_namespaced(stack: Stack) -> None:
+    if stack.mode != "namespaced":
+        pytest.skip("checked once, in namespaced mode: the operator writes the same things in both modes")
+
+
 # --- the tests -------------------------------------------------------------------------------------------------
 
 
 def test_install_creates_the_release_and_tells_the_next_step(stack: Stack) -> None:
     assert "NOTES:" in stack.install_output
     notes = stack.install_output.split("NOTES:", 1)[1]
-    assert "kubectl apply -f" in notes and f"It watches ModelDeployments in: {stack.namespace}." in notes
-    kinds = sorted(o["kind"] for o in stack.manifest)
-    assert "ClusterRole" not in kinds and "ClusterRoleBinding" not in kinds  # namespaced mode
-    assert {"Deployment", "Role", "RoleBinding", "Service", "ServiceAccount"} <= set(kinds)
-    assert flag_values(stack.operator_args(), "--namespace") == [stack.namespace]
+    assert "kubectl apply -f" in notes
+    kinds = {o["kind"] for o in stack.manifest}
+    assert {"Deployment", "Role", "RoleBinding", "Service", "ServiceAccount"} <= kinds
+    if stack.mode == "namespaced":
+        assert f"It watches ModelDeployments in: {stack.namespace}." in notes
+        assert not kinds & {"ClusterRole", "ClusterRoleBinding"}
+        assert flag_values(stack.operator_args(), "--namespace") == [stack.namespace]
+    else:
+        assert "It watches ModelDeployments in every namespace." in notes
+        assert {"ClusterRole", "ClusterRoleBinding"} <= kinds
+        assert flag_values(stack.operator_args(), "--namespace") == []
     # the namespace enforces the `restricted` Pod Security Standard: the operator's pod is admitted (it stays
     # Pending on purpose: no node matches its nodeSelector)
     pods_path = f"/api/v1/namespaces/{stack.namespace}/pods"
@@ -412,6 +436,7 @@ def test_model_deployment_gets_ready_as_the_charts_service_account(stack: Stack)
 def test_gitops_reapply_and_a_second_manager_change_nothing(stack: Stack) -> None:
     """Git applies again, then a second GitOps controller applies the same manifest (Argo CD and Flux apply with
     force): the generation does not move, nothing to diff, and only the GitOps managers own spec fields."""
+    only_namespaced(stack)
     before = ready(stack)
     manifest = model_deployment(stack.namespace)
     again = apply(stack.rest, manifest, GITOPS)
@@ -451,6 +476,7 @@ def test_gitops_reapply_and_a_second_manager_change_nothing(stack: Stack) -> Non
     "with x-kubernetes-list-map-keys: [name] on nodePools, tiers, model.inputs, model.outputs; then drop this mark.",
 )
 def test_a_second_manager_shares_the_spec_without_force(stack: Stack) -> None:
+    only_namespaced(stack)
     before = ready(stack)
     manifest = model_deployment(stack.namespace)
     shared = apply(stack.rest, manifest, "team-pipeline")
@@ -504,11 +530,8 @@ def test_each_verb_of_each_rule_is_needed_and_the_rules_suffice(stack: Stack) ->
             for verb in rule["verbs"]:
                 name = f"probe-{len(probes)}"
                 triple = (verb, rule["apiGroups"][0], rule["resources"][0])
-                expected = {
-                    a
-                    for a in used
-                    if (a.verb, a.group, a.resource) == triple and a.namespace == role["metadata"]["namespace"]
-                }
+                scope = role["metadata"].get("namespace")  # None: a ClusterRole, bound cluster-wide
+                expected = {a for a in used if (a.verb, a.group, a.resource) == triple and scope in (None, a.namespace)}
                 probes.append((name, f"{role['metadata']['name']}: {verb} {rule['resources'][0]}", triple, expected))
                 objects.append(
                     {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": ns}}
@@ -518,39 +541,39 @@ def test_each_verb_of_each_rule_is_needed_and_the_rules_suffice(stack: Stack) ->
                     if other is role:
                         rules[index] = {**rule, "verbs": [v for v in rule["verbs"] if v != verb]}
                         rules = [r for r in rules if r["verbs"]]
-                    role_ns = other["metadata"]["namespace"]
-                    role_name = f"{name}-{other['metadata']['name']}"
+                    cluster_wide = other["kind"] == "ClusterRole"
+                    role_name = f"{ns}-{name}-{other['metadata']['name']}"
+                    meta = {"name": role_name} if cluster_wide else {"name": role_name, "namespace": ns}
+                    objects.append({"apiVersion": RBAC, "kind": other["kind"], "metadata": meta, "rules": rules})
                     objects.append(
                         {
-                            "apiVersion": "rbac.authorization.k8s.io/v1",
-                            "kind": "Role",
-                            "metadata": {"name": role_name, "namespace": role_ns},
-                            "rules": rules,
-                        }
-                    )
-                    objects.append(
-                        {
-                            "apiVersion": "rbac.authorization.k8s.io/v1",
-                            "kind": "RoleBinding",
-                            "metadata": {"name": role_name, "namespace": role_ns},
-                            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role_name},
+                            "apiVersion": RBAC,
+                            "kind": "ClusterRoleBinding" if cluster_wide else "RoleBinding",
+                            "metadata": meta,
+                            "roleRef": {
+                                "apiGroup": "rbac.authorization.k8s.io",
+                                "kind": other["kind"],
+                                "name": role_name,
+                            },
                             "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": ns}],
                         }
                     )
     unused = [label for _name, label, _t, expected in probes if not expected]
     assert not unused, f"verbs the operator never used (drop them from the chart): {unused}"
-    path = stack.workdir / "probes.yaml"
+    path = stack.workdir / f"probes-{stack.mode}.yaml"
     path.write_text(yaml.safe_dump_all(objects))
     stack.cluster.kubectl("apply", "--server-side", "-f", str(path))
+    try:
+        # the authorizer denies exactly the requests that needed the removed verb (polled: RBAC caches briefly)
+        for name, label, _triple, expected in probes:
+            user, groups = _user(ns, name)
 
-    # the authorizer denies exactly the requests that needed the removed verb (polled: RBAC caches briefly)
-    for name, label, _triple, expected in probes:
-        user, groups = _user(ns, name)
+            def agrees(user: str = user, groups: list[str] = groups, expected: set[Attributes] = expected) -> bool:
+                return _denied(rest, used, user, groups) == expected
 
-        def agrees(user: str = user, groups: list[str] = groups, expected: set[Attributes] = expected) -> bool:
-            return _denied(rest, used, user, groups) == expected
-
-        wait_for(f"{label}: the authorizer to deny exactly {sorted(map(str, expected))}", agrees, 30, 0.5)
+            wait_for(f"{label}: the authorizer to deny exactly {sorted(map(str, expected))}", agrees, 30, 0.5)
+    finally:
+        stack.cluster.kubectl("delete", "--wait=false", "--ignore-not-found", "-f", str(path), check=False)
 
 
 def test_upgrade_then_uninstall_keeps_the_crd(stack: Stack) -> None:
@@ -561,7 +584,9 @@ def test_upgrade_then_uninstall_keeps_the_crd(stack: Stack) -> None:
     assert "has been upgraded" in result.stdout
     stack.run_helm("uninstall", RELEASE, "--namespace", stack.namespace)
     rest = stack.rest
-    assert rest.get_or_none(f"/apis/rbac.authorization.k8s.io/v1/namespaces/{stack.namespace}/roles/{RELEASE}") is None
+    rbac = "/apis/rbac.authorization.k8s.io/v1"
+    assert rest.get_or_none(f"{rbac}/namespaces/{stack.namespace}/roles/{RELEASE}-build") is None
+    assert rest.get_or_none(f"{rbac}/clusterroles/{RELEASE}") is None
     crd = rest.get_or_none("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/modeldeployments.fulcrum.dev")
     assert crd is not None, "helm uninstall deleted the CRD (and with it every ModelDeployment)"
     assert rest.get_or_none(stack.md_path()) is not None
