@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from fulcrum import local_triton
-from fulcrum.api import LatencyQuantiles, Profile, ProfilePoint
+from fulcrum.api import BuildManifest, LatencyQuantiles, Profile, ProfilePoint
 from fulcrum.loadgen.generator import Schedule, run_load
 from fulcrum.loadgen.stats import Interval
 from fulcrum.policy import Curve
@@ -88,6 +88,14 @@ def calibrate(url: str, model: str, segment: float, start_rps: float, max_points
     return Profile(node_pool="local", points=points)
 
 
+def manifest_profile(repo: Path, model: str) -> Profile:
+    manifest = BuildManifest.model_validate_json((repo / "manifest.json").read_text())
+    tier = next(t for t in manifest.tiers if t.name == model)
+    profile = next(p for p in tier.profiles if p.points)
+    print(f"  profile of {model} on {profile.node_pool} from the build manifest ({len(profile.points)} points)")
+    return profile
+
+
 def compare(curve: Curve, replicas: int, intervals: list[Interval], segment: float, slo_ms: float) -> dict[str, Any]:
     rows = []
     backlog = 0.0
@@ -136,6 +144,11 @@ def main() -> None:
     parser.add_argument("--max-points", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3, help="Segments per calibration rate (median kept).")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--manifest-profile",
+        action="store_true",
+        help="Predict from the build's own profile (REPO/manifest.json, pool local) instead of calibrating.",
+    )
     args = parser.parse_args()
     servers = [local_triton.start(args.repo) for _ in range(2)]
     try:
@@ -143,8 +156,10 @@ def main() -> None:
             server.wait_ready(180.0)
         urls = [s.http_url for s in servers]
         print(f"servers ready: {', '.join(urls)}", flush=True)
-        profile = calibrate(
-            urls[0], args.model, args.calibration_segment, args.start_rps, args.max_points, args.repeats
+        profile = (
+            manifest_profile(args.repo, args.model)
+            if args.manifest_profile
+            else calibrate(urls[0], args.model, args.calibration_segment, args.start_rps, args.max_points, args.repeats)
         )
         curve = Curve.from_profile(profile)
         saturation = curve.saturation_rps
