@@ -47,7 +47,7 @@ from fulcrum.resources import labels
 from fulcrum.resources.build import build_record
 from fulcrum.resources.settings import OperatorSettings, RepositoryStorage
 from tests.e2e.conftest import Cluster
-from tests.support.chart import CHART, flag_values, helm_binary
+from tests.support.chart import CHART, argocd_health, flag_values, helm_binary
 from tests.support.chart_audit import Attributes, RecordingProxy, all_attributes, token_kubeconfig
 
 pytestmark = pytest.mark.e2e
@@ -405,6 +405,8 @@ def test_model_deployment_gets_ready_as_the_charts_service_account(stack: Stack)
     ns, rest = stack.namespace, stack.rest
     status = md["status"]
     assert (status["activeTier"], status["activeNodePool"]) == ("fp32", "l4")
+    # what Argo CD would show for it, with the chart's health check
+    assert argocd_health(md)["status"] == "Healthy"
     server = labels.server_deployment_name(MD, "fp32", "l4")
     deployment = rest.get(f"/apis/apps/v1/namespaces/{ns}/deployments/{server}")
     assert deployment["metadata"]["labels"][labels.MANAGED_BY] == "fulcrum"

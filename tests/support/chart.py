@@ -112,3 +112,16 @@ def rbac_permissions(rules: Iterable[Obj]) -> set[tuple[str, str, str]]:
 
 def load_yaml(path: Path) -> Any:
     return yaml.safe_load(path.read_text())
+
+
+ARGOCD_HEALTH = CHART / "argocd" / "health.lua"
+
+
+def argocd_health(obj: Obj) -> dict[str, str]:
+    """Run the chart's Argo CD health check as Argo CD does (Lua 5.1, the object as the global ``obj``)."""
+    lua51 = pytest.importorskip("lupa.lua51")
+    lua = lua51.LuaRuntime(unpack_returned_tuples=True)
+    lua.globals().obj = lua.table_from(obj, recursive=True)
+    result = lua.execute(ARGOCD_HEALTH.read_text())
+    assert result is not None, "the health check must return a table"
+    return {key: result[key] for key in ("status", "message")}

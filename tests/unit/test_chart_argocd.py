@@ -12,22 +12,17 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.support.chart import CHART
+from tests.support.chart import ARGOCD_HEALTH, CHART, argocd_health
 
 lupa = pytest.importorskip("lupa.lua51")
 
 ARGOCD = CHART / "argocd"
-SCRIPT = (ARGOCD / "health.lua").read_text()
+assert ARGOCD_HEALTH.parent == ARGOCD
 CASES = yaml.safe_load((ARGOCD / "health_test.yaml").read_text())["tests"]
 
 
 def health(obj: dict[str, Any]) -> dict[str, str]:
-    """Run the script as Argo CD does: the object as the global ``obj``, the returned table is the health."""
-    lua = lupa.LuaRuntime(unpack_returned_tuples=True)
-    lua.globals().obj = lua.table_from(obj, recursive=True)
-    result = lua.execute(SCRIPT)
-    assert result is not None, "the script must return a table"
-    return {key: result[key] for key in ("status", "message")}
+    return argocd_health(obj)
 
 
 def test_the_interpreter_is_lua_5_1() -> None:
