@@ -96,12 +96,24 @@ def test_slo_change_does_not_rebuild_but_a_tier_change_does(
     kube.patch_spec(namespace, "ranker-b", {"tiers": tiers})
     wait_for(
         "a new build Job for the new tiers",
-        lambda: len(kube.build_jobs(operator.build_namespace)) > len(jobs),
+        lambda: len(kube.build_jobs(operator.build_namespace)) == len(jobs) + 1,
         timeout=60,
         on_timeout=lambda: debug(kube, operator, namespace, "ranker-b"),
     )
-    md = kube.get(namespace, "ranker-b")
-    assert md["status"]["build"]["key"] != build_key
+    # the previous build keeps serving while the new tiers build
+    assert kube.deployments(namespace, "ranker-b")
+    assert kube.get(namespace, "ranker-b")["status"]["build"]["key"] == build_key
+    wait_for(
+        "the new build to serve",
+        lambda: (
+            kube.get(namespace, "ranker-b")["status"]["build"]["key"] != build_key
+            and kube.is_true(namespace, "ranker-b", "Ready")
+        ),
+        timeout=BUILD_TIMEOUT,
+        interval=2,
+        on_timeout=lambda: debug(kube, operator, namespace, "ranker-b"),
+    )
+    assert [t["name"] for t in kube.get(namespace, "ranker-b")["status"]["tiers"]] == ["fp32", "fp16"]
 
 
 def test_deleted_child_comes_back_and_deleting_the_parent_removes_all(

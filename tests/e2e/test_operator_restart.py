@@ -17,7 +17,10 @@ def test_operator_killed_during_a_build_ends_with_one_job_and_a_ready_object(
     cluster: Any, kube: Kube, crd_installed: None, namespace: str, tmp_path: Path
 ) -> None:
     build_namespace = "fulcrum-e2e-restart"
-    first = OperatorProcess(Path(cluster.kubeconfig), build_namespace, tmp_path / "models", tmp_path / "op.log").start()
+    watch = ["--namespace", namespace]  # only this test's objects: other tests' leftovers must not build here
+    first = OperatorProcess(
+        Path(cluster.kubeconfig), build_namespace, tmp_path / "models", tmp_path / "op.log", extra_args=watch
+    ).start()
     try:
         manifest = example_manifest("restart", tiers=[{"name": "fp32", "precision": "fp32"}])
         kube.create(namespace, manifest)

@@ -7,7 +7,7 @@ from typing import Any
 
 from fulcrum.api import ModelDeploymentStatus, parse_model_deployment
 from fulcrum.reconcile.builds import BuildResult, result_from_termination_message
-from fulcrum.reconcile.plan import LiveServer, Plan, plan, pool_builds
+from fulcrum.reconcile.plan import Choice, LiveServer, Plan, PoolBuild, plan, pool_builds
 from fulcrum.resources.settings import OperatorSettings
 from tests.support.manifest_cases import BASE
 
@@ -198,3 +198,67 @@ def test_termination_message_parsing() -> None:
         "InvalidBuildSpec",
         "spec.tiers: bad",
     )
+
+
+def test_old_fleet_is_cut_to_its_ready_replicas_until_the_new_one_is_full() -> None:
+    ok = BuildResult(
+        "Succeeded",
+        manifest=_manifest_model("cpu", {"fp32": "Ready", "fp16": "Ready", "int8": "Ready"}),
+        repository="/m",
+    )
+    body = _body()
+    md = parse_model_deployment(body)
+    builds = pool_builds(md.spec, SETTINGS, {b.key: ok for b in pool_builds(md.spec, SETTINGS, {}, {})}, {})
+    old = LiveServer("ctr-ranker-fp16-cpu", "fp16", "cpu", 4, 2)  # 2 of 4 serve, 2 still start
+    new = LiveServer("ctr-ranker-fp32-cpu", "fp32", "cpu", 3, 1)
+    p = plan(
+        md=body,
+        spec=md.spec,
+        status=ModelDeploymentStatus(),
+        settings=SETTINGS,
+        builds=builds,
+        servers=[old, new],
+        now=NOW,
+        choice=Choice("fp32", "cpu", 3),
+    )
+    assert p.delete_deployments == [] and p.scale_deployments == {"ctr-ranker-fp16-cpu": 2}
+    full = LiveServer("ctr-ranker-fp32-cpu", "fp32", "cpu", 3, 3)
+    p = plan(
+        md=body,
+        spec=md.spec,
+        status=ModelDeploymentStatus(),
+        settings=SETTINGS,
+        builds=builds,
+        servers=[old, full],
+        now=NOW,
+        choice=Choice("fp32", "cpu", 3),
+    )
+    assert p.delete_deployments == ["ctr-ranker-fp16-cpu"]
+
+
+def test_previous_build_serves_while_the_new_one_runs() -> None:
+    body = _body()
+    md = parse_model_deployment(body)
+    old_result = BuildResult(
+        "Succeeded", manifest=_manifest_model("cpu", {"fp32": "Ready", "old-tier": "Ready"}), repository="/m/old"
+    )
+    previous = PoolBuild(md.spec.node_pool("cpu"), "oldkey", old_result)
+    builds = pool_builds(md.spec, SETTINGS, {}, {b.key: "Running" for b in pool_builds(md.spec, SETTINGS, {}, {})})
+    status = ModelDeploymentStatus(active_tier="fp32", active_node_pool="cpu", replicas=2)
+    p = plan(
+        md=body,
+        spec=md.spec,
+        status=status,
+        settings=SETTINGS,
+        builds=builds,
+        servers=[LiveServer("ctr-ranker-fp32-cpu", "fp32", "cpu", 2, 2)],
+        now=NOW,
+        previous_build=previous,
+    )
+    assert p.choice == Choice("fp32", "cpu", 2)
+    args = p.apply[0]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--model-repository=/m/old" in args
+    assert p.delete_deployments == [] and p.start_builds == []
+    assert p.status.build is not None and p.status.build.key == "oldkey"
+    assert _cond(p, "RepositoryReady") == ("False", "Building")
+    assert _cond(p, "Ready")[0] == "False" and _cond(p, "Available")[0] == "True"

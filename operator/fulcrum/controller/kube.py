@@ -160,6 +160,19 @@ class KubeClient:
             if exc.status != 404:
                 raise
 
+    async def scale(self, kind: str, namespace: str, name: str, replicas: int) -> None:
+        """Set spec.replicas only (a merge patch: the other fields keep their owners)."""
+        try:
+            await self.request(
+                "PATCH",
+                object_path(kind, namespace, name),
+                body={"spec": {"replicas": replicas}},
+                content_type="application/merge-patch+json",
+            )
+        except KubeError as exc:
+            if exc.status != 404:
+                raise
+
     async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         await self.request(
             "PATCH",

@@ -29,7 +29,7 @@ from fulcrum.metrics.sources import MetricsSource
 from fulcrum.metrics.window import FleetMetrics
 from fulcrum.reconcile.builds import BuildPhase, BuildResult, merge_tiers, result_from_termination_message
 from fulcrum.reconcile.conditions import ordered, set_condition
-from fulcrum.reconcile.plan import Event, LiveServer, Plan, plan, pool_builds, servable
+from fulcrum.reconcile.plan import Event, LiveServer, Plan, PoolBuild, plan, pool_builds, servable
 from fulcrum.resources import labels
 from fulcrum.resources.build import RECORD_KEY, build_job, build_record, build_spec_configmap
 from fulcrum.resources.settings import OperatorSettings
@@ -123,6 +123,7 @@ class Reconciler:
             servers=servers,
             now=self.clock(),
             choice=choice,
+            previous_build=self._previous_build(md.spec, status, builds),
         )
         if tick is not None and self.control is not None:
             result.status, events = fold_tick(
@@ -216,6 +217,23 @@ class Reconciler:
         log.info("build %s on %s: %s %s", key[:12], pool.name, result.phase, result.reason)
         return result
 
+    def _previous_build(
+        self, spec: ModelDeploymentSpec, status: ModelDeploymentStatus, builds: list[PoolBuild]
+    ) -> PoolBuild | None:
+        """The recorded build that served before the spec changed, if it is not one of the current builds."""
+        key = status.build.key if status.build is not None else None
+        if not key or any(b.key == key for b in builds):
+            return None
+        record = self.cache.get("ConfigMap", self.settings.build_namespace, labels.build_record_name(key))
+        if record is None:
+            return None
+        pool_name = record["metadata"].get("labels", {}).get(labels.POOL)
+        pool = next((p for p in spec.node_pools if p.name == pool_name), None)
+        if pool is None:
+            return None
+        result = BuildResult.from_record(json.loads(record.get("data", {}).get(RECORD_KEY, "{}")))
+        return PoolBuild(pool, key, result)
+
     def _servers(self, namespace: str, name: str) -> list[LiveServer]:
         servers = []
         for dep in self.cache.owned_by("Deployment", namespace, name):
@@ -246,6 +264,8 @@ class Reconciler:
             if live is None or not is_subset(manifest, live):
                 applied = await self.kube.apply(manifest)
                 self.cache.put(manifest["kind"], applied)
+        for deployment, replicas in result.scale_deployments.items():
+            await self.kube.scale("Deployment", body["metadata"]["namespace"], deployment, replicas)
         for deployment in result.delete_deployments:
             await self.kube.delete("Deployment", body["metadata"]["namespace"], deployment)
             self.cache.remove("Deployment", body["metadata"]["namespace"], deployment)

@@ -62,6 +62,7 @@ class Plan:
     start_builds: list[PoolBuild] = field(default_factory=list)
     apply: list[Manifest] = field(default_factory=list)
     delete_deployments: list[str] = field(default_factory=list)
+    scale_deployments: dict[str, int] = field(default_factory=dict)  # old fleets cut to what already serves
     status: ModelDeploymentStatus = field(default_factory=ModelDeploymentStatus)
     events: list[Event] = field(default_factory=list)
     choice: Choice | None = None
@@ -93,6 +94,22 @@ def servable(spec: ModelDeploymentSpec, tiers: list[MergedTier]) -> list[tuple[s
             if pool.name in tier.paths and pool.name in profiled:
                 pairs.append((tier.name, pool))
     return pairs
+
+
+def serving_tiers_of(
+    spec: ModelDeploymentSpec, builds: list[PoolBuild], previous_build: PoolBuild | None
+) -> list[MergedTier]:
+    """Tiers that can serve now: each pool's current build, else (while it runs) the previous build on that pool."""
+    results = {b.pool.name: b.result for b in builds if b.result is not None}
+    current = merge_tiers([t.name for t in spec.tiers], results)
+    if previous_build is None or previous_build.result is None or previous_build.result.manifest is None:
+        return current
+    if previous_build.pool.name in results or previous_build.pool.name not in {p.name for p in spec.node_pools}:
+        return current
+    if servable(spec, current):
+        return current
+    names = [t.name for t in previous_build.result.manifest.tiers]
+    return merge_tiers(names, {previous_build.pool.name: previous_build.result})
 
 
 def initial_choice(spec: ModelDeploymentSpec, tiers: list[MergedTier], status: ModelDeploymentStatus) -> Choice | None:
@@ -146,8 +163,13 @@ def plan(
     servers: list[LiveServer],
     now: str,
     choice: Choice | None = None,
+    previous_build: PoolBuild | None = None,
 ) -> Plan:
-    """One reconciliation. ``choice`` overrides the initial serving rule (the policy's decision)."""
+    """One reconciliation.
+
+    ``choice`` overrides the initial serving rule (the policy's decision). ``previous_build`` is the build that
+    served before the spec changed: it keeps serving on its pool until that pool's new build is finished.
+    """
     generation = int(md["metadata"].get("generation", 0))
     out = Plan()
     previous = status.conditions
@@ -164,26 +186,30 @@ def plan(
     out.tiers = merge_tiers([t.name for t in spec.tiers], results)
     ready_tiers = [t for t in out.tiers if t.state == "Ready"]
 
-    # 2. what serves
-    pairs = {(tier, pool.name) for tier, pool in servable(spec, out.tiers)}
+    # 2. what serves: the current builds, or the previous build while its pool's new build runs
+    serving_tiers = serving_tiers_of(spec, builds, previous_build)
+    pairs = {(tier, pool.name) for tier, pool in servable(spec, serving_tiers)}
     if choice is None or (choice.tier, choice.pool) not in pairs:
-        choice = initial_choice(spec, out.tiers, status)
+        choice = initial_choice(spec, serving_tiers, status)
     out.choice = choice
     target: LiveServer | None = None
     if choice is not None:
-        merged = next(t for t in out.tiers if t.name == choice.tier)
+        merged = next(t for t in serving_tiers if t.name == choice.tier)
         repository, model_dir = merged.paths[choice.pool]
         serving = ServingTarget(choice.tier, spec.node_pool(choice.pool), repository, model_dir, choice.replicas)
         out.apply += [server_deployment(md, spec, serving, settings), server_service(md), server_pdb(md)]
         target_name = labels.server_deployment_name(md["metadata"]["name"], choice.tier, choice.pool)
         target = next((s for s in servers if s.name == target_name), None)
-        target_ready = target is not None and target.ready_replicas >= min(choice.replicas, 1 if choice.replicas else 0)
+        # the new fleet takes over once it serves at its full size; until then the old one keeps serving,
+        # cut to the replicas that already serve (the policy counts its starting ones as gone)
+        target_ready = target is not None and target.ready_replicas >= choice.replicas
         for server in servers:
-            # an old tier or pool keeps serving until the new one is ready: no gap during a switch
-            if server.name != target_name and (target_ready or server.ready_replicas == 0):
+            if server.name == target_name:
+                continue
+            if target_ready or server.ready_replicas == 0:
                 out.delete_deployments.append(server.name)
-    else:
-        out.delete_deployments = []  # nothing can replace what serves: keep it
+            elif server.replicas > server.ready_replicas:
+                out.scale_deployments[server.name] = server.ready_replicas
 
     # 3. status
     ready_replicas = target.ready_replicas if target is not None else 0
@@ -246,6 +272,10 @@ def plan(
         cond("Ready", False, "Reconciling", next(c.message for c in conditions if c.type == "Reconciling"))
 
     active_build = next((b for b in builds if choice is not None and b.pool.name == choice.pool), None)
+    if active_build is not None and active_build.result is None and previous_build is not None:
+        active_build = previous_build  # still serving the previous build while this pool rebuilds
+    elif active_build is None and builds:
+        active_build = builds[0]
     out.status = ModelDeploymentStatus(
         observed_generation=generation,
         conditions=ordered(_carry_other_conditions(previous, conditions)),
