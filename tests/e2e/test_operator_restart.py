@@ -29,7 +29,7 @@ def test_operator_killed_during_a_build_ends_with_one_job_and_a_ready_object(
     finally:
         first.stop()
     second = OperatorProcess(
-        Path(cluster.kubeconfig), build_namespace, tmp_path / "models", tmp_path / "op.log"
+        Path(cluster.kubeconfig), build_namespace, tmp_path / "models", tmp_path / "op.log", extra_args=watch
     ).start()
     try:
         wait_ready(kube, second, namespace, "restart", timeout=BUILD_TIMEOUT)
