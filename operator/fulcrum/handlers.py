@@ -70,6 +70,7 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.connect_timeout = 10
     settings.networking.error_backoffs = [1, 2, 5, 10, 30, 60]
     settings.batching.worker_limit = 4
+    settings.scanning.disabled = True  # no cluster-wide namespace/CRD listing: least-privilege RBAC has none
     operator_settings = settings_from_environment()
     kube = KubeClient.from_environment(os.environ.get("KUBECONFIG"))
     await kube.ensure_namespace(operator_settings.build_namespace)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import random
 import re
+import socket
 import subprocess
 import time
 import uuid
@@ -74,10 +75,22 @@ class Cluster:
         return found
 
 
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def free_port_base(tries: int = 200) -> int:
+    """A block of free loopback ports below the kernel's ephemeral range (32768+), where outgoing
+    connections could take a port between this check and the cluster's start."""
     for _ in range(tries):
-        base = random.randrange(30000, 60000, 10)
-        if not any(health.port_open(p) for p in Ports.from_base(base).all()):
+        base = random.randrange(20000, 32000, 10)
+        ports = Ports.from_base(base).all()
+        if all(_bindable(p) for p in ports) and not any(health.port_open(p) for p in ports):
             return base
     raise RuntimeError("no free block of 7 loopback ports found")
 

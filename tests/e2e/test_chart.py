@@ -470,13 +470,6 @@ def test_gitops_reapply_and_a_second_manager_change_nothing(stack: Stack) -> Non
     assert (condition(after, "Ready") or {}).get("status") == "True"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ApiError,
-    reason="CRD lists are atomic: a non-forcing second manager conflicts on .spec.nodePools, whose items the API "
-    "server defaulted (gpusPerReplica, replicaStartupSeconds). Fix in fulcrum.api.crd: x-kubernetes-list-type: map "
-    "with x-kubernetes-list-map-keys: [name] on nodePools, tiers, model.inputs, model.outputs; then drop this mark.",
-)
 def test_a_second_manager_shares_the_spec_without_force(stack: Stack) -> None:
     only_namespaced(stack)
     before = ready(stack)

@@ -306,22 +306,29 @@ def test_triton_image_runs_the_bundled_tritonserver_on_local_0(
     pytest.importorskip("pytriton", reason="the bundled tritonserver comes with the `local` extra (nvidia-pytriton)")
     repo = tmp_path / "empty-repo"
     repo.mkdir()
-    cluster.rest.create(pods_path(namespace), {
-        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "triton"},
-        "spec": {
-            "nodeSelector": LOCAL,
-            "containers": [{
-                "name": "triton",
-                "image": "nvcr.io/nvidia/tritonserver:24.10-py3",
-                "command": ["tritonserver"],
-                "args": ["--model-repository=/models", "--model-control-mode=explicit"],
-                "ports": [{"name": "http", "containerPort": 8000}],
-                "readinessProbe": {"httpGet": {"path": "/v2/health/ready", "port": "http"}, "periodSeconds": 1},
-                "volumeMounts": [{"name": "repo", "mountPath": "/models"}],
-            }],
-            "volumes": [{"name": "repo", "hostPath": {"path": str(repo)}}],
+    cluster.rest.create(
+        pods_path(namespace),
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "triton"},
+            "spec": {
+                "nodeSelector": LOCAL,
+                "containers": [
+                    {
+                        "name": "triton",
+                        "image": "nvcr.io/nvidia/tritonserver:24.10-py3",
+                        "command": ["tritonserver"],
+                        "args": ["--model-repository=/models", "--model-control-mode=explicit"],
+                        "ports": [{"name": "http", "containerPort": 8000}],
+                        "readinessProbe": {"httpGet": {"path": "/v2/health/ready", "port": "http"}, "periodSeconds": 1},
+                        "volumeMounts": [{"name": "repo", "mountPath": "/models"}],
+                    }
+                ],
+                "volumes": [{"name": "repo", "hostPath": {"path": str(repo)}}],
+            },
         },
-    })
+    )
     ready = wait_for("tritonserver to become Ready", pod_when(cluster, namespace, "triton", pod_ready), timeout=300)
     with urllib.request.urlopen(f"http://{ready['status']['podIP']}:8000/v2", timeout=10) as resp:
         assert json.loads(resp.read())["name"] == "triton"

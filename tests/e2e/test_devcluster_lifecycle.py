@@ -104,8 +104,12 @@ def test_cluster_goes_down_when_its_owner_dies(tmp_path: Path) -> None:
     home = DevHome(tmp_path / "owned")
     owner = subprocess.Popen(["sleep", "1000"])
     try:
-        cfg = ClusterConfig(port_base=free_port_base(), pools=(), netns=network.netns_supported(),
-                            subnet_index=dev_cluster.choose_subnet_index(home, first=200))
+        cfg = ClusterConfig(
+            port_base=free_port_base(),
+            pools=(),
+            netns=network.netns_supported(),
+            subnet_index=dev_cluster.choose_subnet_index(home, first=200),
+        )
         dev_cluster.up(home, cfg, say=lambda _m: None, owner_pid=owner.pid)
         assert len(procs.tagged_pids(home.root)) == 7  # six components and the watchdog
     finally:

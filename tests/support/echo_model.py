@@ -15,7 +15,7 @@ instance_group [ {{ count: 1 kind: KIND_CPU }} ]
 parameters {{ key: "delay_ms" value: {{ string_value: "{delay_ms}" }} }}
 """
 
-MODEL_PY = '''
+MODEL_PY = """
 import json
 import os
 import sys
@@ -43,7 +43,7 @@ class TritonPythonModel:
             y = pb_utils.Tensor("y", (2.0 * x).astype(np.float32))
             responses.append(pb_utils.InferenceResponse(output_tensors=[y]))
         return responses
-'''
+"""
 
 
 def write_echo_repository(root: Path, name: str = "echo", delay_ms: float = 0.0) -> Path:

@@ -166,17 +166,28 @@ def test_volumes_are_materialised_as_directories(tmp_path: Path) -> None:
         token=lambda pod, audience, seconds: "tok",
         ca_pem="CA",
     )
-    pod = _pod(volumes=[
-        {"name": "scratch", "emptyDir": {}},
-        {"name": "cfg", "configMap": {"name": "cm", "items": [{"key": "k", "path": "sub/k.txt"}]}},
-        {"name": "sec", "secret": {"secretName": "sec"}},
-        {"name": "kube-api-access-x", "projected": {"sources": [
-            {"serviceAccountToken": {"path": "token", "expirationSeconds": 3607}},
-            {"configMap": {"name": "cm", "items": [{"key": "other", "path": "o"}]}},
-            {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"fieldPath": "metadata.namespace"}}]}},
-        ]}},
-        {"name": "repo", "persistentVolumeClaim": {"claimName": "claim"}},
-    ])
+    pod = _pod(
+        volumes=[
+            {"name": "scratch", "emptyDir": {}},
+            {"name": "cfg", "configMap": {"name": "cm", "items": [{"key": "k", "path": "sub/k.txt"}]}},
+            {"name": "sec", "secret": {"secretName": "sec"}},
+            {
+                "name": "kube-api-access-x",
+                "projected": {
+                    "sources": [
+                        {"serviceAccountToken": {"path": "token", "expirationSeconds": 3607}},
+                        {"configMap": {"name": "cm", "items": [{"key": "other", "path": "o"}]}},
+                        {
+                            "downwardAPI": {
+                                "items": [{"path": "namespace", "fieldRef": {"fieldPath": "metadata.namespace"}}]
+                            }
+                        },
+                    ]
+                },
+            },
+            {"name": "repo", "persistentVolumeClaim": {"claimName": "claim"}},
+        ]
+    )
     out = volumes.materialise(pod, tmp_path / "pod", lookups, "10.244.1.2")
     assert out["scratch"].is_dir()
     assert (out["cfg"] / "sub" / "k.txt").read_text() == "cm-value"
@@ -189,5 +200,6 @@ def test_volumes_are_materialised_as_directories(tmp_path: Path) -> None:
     container = {"name": "c", "volumeMounts": [{"name": "repo", "mountPath": "/models", "subPath": "m1"}]}
     assert volumes.mounts(container, out) == {"/models": str(tmp_path / "pv" / "m1")}
     with pytest.raises(SpecError, match="not bound"):
-        volumes.pvc_path("ns", "claim", volumes.VolumeLookups(LOOKUPS, lambda ns, n: {"spec": {}}, lookups.pv,
-                                                              lookups.token, "CA"))
+        volumes.pvc_path(
+            "ns", "claim", volumes.VolumeLookups(LOOKUPS, lambda ns, n: {"spec": {}}, lookups.pv, lookups.token, "CA")
+        )

@@ -16,8 +16,9 @@ def _env(home: Path) -> dict[str, str]:
 def test_start_record_stop_kills_the_whole_group(tmp_path: Path) -> None:
     run = tmp_path / "run"
     # a shell whose child outlives a plain kill of the shell
-    rec = procs.start(run, "demo", ["sh", "-c", "sleep 300 & sleep 300; wait"], log=tmp_path / "demo.log",
-                      env=_env(tmp_path))
+    rec = procs.start(
+        run, "demo", ["sh", "-c", "sleep 300 & sleep 300; wait"], log=tmp_path / "demo.log", env=_env(tmp_path)
+    )
     assert procs.load(run, "demo") == rec
     assert procs.running(rec)
     deadline = time.monotonic() + 10

@@ -57,6 +57,16 @@ def _unique(names: list[str]) -> bool:
     return len(names) == len(set(names))
 
 
+def _named_list(what: str) -> dict[str, Any]:
+    """A list of named items: a map keyed by name (so GitOps tools merge items instead of fighting over the
+    whole list), with a CEL rule that says in words what a duplicate is."""
+    return {
+        "x-kubernetes-list-type": "map",
+        "x-kubernetes-list-map-keys": ["name"],
+        "x-kubernetes-validations": [_unique_names_rule(what)],
+    }
+
+
 def _unique_names_rule(what: str) -> Rule:
     return {
         "rule": "self.all(x, self.exists_one(y, y.name == x.name))",
@@ -166,13 +176,13 @@ class ModelSpec(SpecModel):
         default=None,
         max_length=64,
         description="Model inputs. Required for torch formats; read from the graph for onnx.",
-        json_schema_extra={"x-kubernetes-validations": [_unique_names_rule("model.inputs")]},
+        json_schema_extra=_named_list("model.inputs"),
     )
     outputs: list[TensorSpec] | None = Field(
         default=None,
         max_length=64,
         description="Model outputs. Required for torch formats; read from the graph for onnx.",
-        json_schema_extra={"x-kubernetes-validations": [_unique_names_rule("model.outputs")]},
+        json_schema_extra=_named_list("model.outputs"),
     )
     max_batch_size: int = Field(
         default=64, ge=1, le=65536, description="Largest batch Triton may form (dynamic batching)."
@@ -501,7 +511,7 @@ class ModelDeploymentSpec(SpecModel):
         min_length=1,
         max_length=8,
         description="Precision tiers, most accurate first; names unique.",
-        json_schema_extra={"x-kubernetes-validations": [_unique_names_rule("tiers")]},
+        json_schema_extra=_named_list("tiers"),
     )
     accuracy: AccuracySpec = Field(
         default_factory=AccuracySpec,
@@ -516,7 +526,7 @@ class ModelDeploymentSpec(SpecModel):
         min_length=1,
         max_length=16,
         description="Node pools Triton may run on; names unique.",
-        json_schema_extra={"x-kubernetes-validations": [_unique_names_rule("nodePools")]},
+        json_schema_extra=_named_list("nodePools"),
     )
     scaling: Scaling = Field(
         default_factory=Scaling,

@@ -72,10 +72,15 @@ def binaries(versions: dict[str, str]) -> list[Binary]:
     # small ones first: a broken pin fails in seconds, not after the API server
     return [
         Binary("etcd", "go.etcd.io/etcd/server/v3"),
-        Binary("kwok", "sigs.k8s.io/kwok/cmd/kwok", (f"-X sigs.k8s.io/kwok/pkg/consts.Version={kwok}",),
-               module_dir="kwok"),
-        Binary("helm", "helm.sh/helm/v3/cmd/helm", (f"-X helm.sh/helm/v3/internal/version.version={helm}",),
-               module_dir="helm"),
+        Binary(
+            "kwok", "sigs.k8s.io/kwok/cmd/kwok", (f"-X sigs.k8s.io/kwok/pkg/consts.Version={kwok}",), module_dir="kwok"
+        ),
+        Binary(
+            "helm",
+            "helm.sh/helm/v3/cmd/helm",
+            (f"-X helm.sh/helm/v3/internal/version.version={helm}",),
+            module_dir="helm",
+        ),
         Binary("kube-apiserver", "k8s.io/kubernetes/cmd/kube-apiserver", kube_flags),
         Binary("kube-controller-manager", "k8s.io/kubernetes/cmd/kube-controller-manager", kube_flags),
         Binary("kube-scheduler", "k8s.io/kubernetes/cmd/kube-scheduler", kube_flags),

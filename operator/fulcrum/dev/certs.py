@@ -175,14 +175,27 @@ def load_ca(pki: Path) -> KeyPair:
 def leaf_specs(apiserver_ips: tuple[str, ...], kubelet_ips: tuple[str, ...]) -> dict[str, dict[str, object]]:
     """``file stem -> issue() keyword arguments`` of every leaf certificate."""
     specs: dict[str, dict[str, object]] = {
-        "apiserver": {"common_name": "kube-apiserver", "dns_names": APISERVER_DNS, "ip_addresses": apiserver_ips,
-                      "server": True},
+        "apiserver": {
+            "common_name": "kube-apiserver",
+            "dns_names": APISERVER_DNS,
+            "ip_addresses": apiserver_ips,
+            "server": True,
+        },
         # etcd's gRPC gateway dials etcd itself with the serving certificate: it needs clientAuth too
-        "etcd-server": {"common_name": "etcd", "dns_names": ("localhost",), "ip_addresses": ("127.0.0.1",),
-                        "server": True, "client": True},
+        "etcd-server": {
+            "common_name": "etcd",
+            "dns_names": ("localhost",),
+            "ip_addresses": ("127.0.0.1",),
+            "server": True,
+            "client": True,
+        },
         "etcd-client": {"common_name": "kube-apiserver-etcd-client", "client": True},
-        "kubelet-local-0": {"common_name": "local-0", "dns_names": ("localhost", "local-0"),
-                            "ip_addresses": kubelet_ips, "server": True},
+        "kubelet-local-0": {
+            "common_name": "local-0",
+            "dns_names": ("localhost", "local-0"),
+            "ip_addresses": kubelet_ips,
+            "server": True,
+        },
     }
     for stem, common_name, orgs in CLIENTS:
         specs[stem] = {"common_name": common_name, "organizations": orgs, "client": True}

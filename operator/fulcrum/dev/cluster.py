@@ -130,8 +130,9 @@ def _own_subnet(home: DevHome, cfg: ClusterConfig) -> ClusterConfig:
     return dataclasses.replace(cfg, subnet_index=choose_subnet_index(home, first))
 
 
-def up(home: DevHome, cfg: ClusterConfig, say: Say = print, timeout: float = 180.0,
-       owner_pid: int | None = None) -> ClusterConfig:
+def up(
+    home: DevHome, cfg: ClusterConfig, say: Say = print, timeout: float = 180.0, owner_pid: int | None = None
+) -> ClusterConfig:
     """Start whatever is not running; a second call on a healthy cluster changes nothing.
 
     With ``owner_pid`` a watchdog takes the cluster down when that process dies (test sessions).
@@ -190,8 +191,17 @@ def up(home: DevHome, cfg: ClusterConfig, say: Say = print, timeout: float = 180
         _wait_nodes_ready(home, cfg, timeout)
         if owner_pid is not None and not procs.running(procs.load(home.run, WATCHDOG)):
             ticks = procs.start_ticks(owner_pid)
-            argv = [sys.executable, "-m", "fulcrum.dev.watchdog", "--home", str(home.root),
-                    "--pid", str(owner_pid), "--ticks", str(ticks)]
+            argv = [
+                sys.executable,
+                "-m",
+                "fulcrum.dev.watchdog",
+                "--home",
+                str(home.root),
+                "--pid",
+                str(owner_pid),
+                "--ticks",
+                str(ticks),
+            ]
             procs.start(home.run, WATCHDOG, argv, log=home.logs / f"{WATCHDOG}.log", env=env, cwd=home.root)
         say("cluster ready" + (f" (started {', '.join(started)})" if started else " (already running)"))
         return cfg
@@ -267,8 +277,12 @@ def down(home: DevHome, say: Say = print, keep_data: bool = False) -> list[str]:
         if leftovers:
             say(f"killed {len(leftovers)} leftover process(es): {leftovers}")
         cfg = load_config(home)
-        if cfg is not None and cfg.netns and network.netns_supported() \
-                and network.bridge_owner(cfg.bridge) in (str(home.root), ""):
+        if (
+            cfg is not None
+            and cfg.netns
+            and network.netns_supported()
+            and network.bridge_owner(cfg.bridge) in (str(home.root), "")
+        ):
             network.teardown_all(cfg.bridge)
         if not keep_data:
             for path in (home.etcd_data, home.pods, home.volumes, home.run):

@@ -207,4 +207,3 @@ def mounts(container: dict[str, Any], volumes: dict[str, Path]) -> dict[str, str
             host.mkdir(parents=True, exist_ok=True)
         out[mount["mountPath"]] = str(host)
     return out
-
