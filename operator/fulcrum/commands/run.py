@@ -10,6 +10,7 @@ import click
 import kopf
 
 import fulcrum.handlers  # noqa: F401  (registers the handlers)
+from fulcrum.resources.settings import OperatorSettings
 
 
 @click.command(help="Run the operator (Kopf) against the current kubeconfig, cluster-wide or in given namespaces.")
@@ -66,11 +67,16 @@ def run(
     if not verbose:  # Kopf logs every handler call at INFO: keep the operator's own log readable
         for name in ("kopf.objects", "kopf.activities", "kopf._core"):
             logging.getLogger(name).setLevel(logging.WARNING)
+    watched = list(namespaces)
+    if watched:
+        # build Jobs and records live in the build namespace: watching it is how builds are seen to finish
+        build_ns = os.environ.get("FULCRUM_BUILD_NAMESPACE") or OperatorSettings().build_namespace
+        watched += [] if build_ns in watched else [build_ns]
     asyncio.run(
         kopf.operator(
             standalone=True,
-            clusterwide=not namespaces,
-            namespaces=list(namespaces),
+            clusterwide=not watched,
+            namespaces=watched,
             liveness_endpoint=liveness,
         )
     )
