@@ -119,7 +119,22 @@ async def run_load(
             raise RuntimeError("no ready endpoints to send load to")
         model_name, metadata = await model_metadata(session, targets[0], model)
         body = request_body(metadata)
-        ring = itertools.cycle(targets)
+        # Without --model, each endpoint serves whatever model it has ready: a tier switch changes the model
+        # name (the tier's), and both fleets serve while it happens. The inputs are the same for every tier.
+        served: dict[str, str] = {targets[0]: model_name}
+
+        async def urls(endpoints_now: list[str]) -> list[str]:
+            out = []
+            for endpoint in endpoints_now:
+                if endpoint not in served or model is None:
+                    try:
+                        served[endpoint] = (await model_metadata(session, endpoint, model))[0]
+                    except (aiohttp.ClientError, TimeoutError, RuntimeError, ValueError):
+                        continue
+                out.append(f"{endpoint}/v2/models/{served[endpoint]}/infer")
+            return out
+
+        ring = itertools.cycle(await urls(targets) or [f"{targets[0]}/v2/models/{model_name}/infer"])
         in_flight = 0
         tasks: set[asyncio.Task[None]] = set()
 
@@ -142,7 +157,7 @@ async def run_load(
             nonlocal ring
             while True:
                 await asyncio.sleep(refresh_seconds)
-                fresh = await endpoints()
+                fresh = await urls(await endpoints())
                 if fresh:
                     ring = itertools.cycle(fresh)
 
@@ -159,7 +174,7 @@ async def run_load(
                     interval.dropped += 1
                     continue
                 in_flight += 1
-                task = asyncio.create_task(one(f"{next(ring)}/v2/models/{model_name}/infer", interval))
+                task = asyncio.create_task(one(next(ring), interval))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
                 if on_progress is not None and t - last_report >= 1.0:
