@@ -126,17 +126,23 @@ def server_deployment(
     }
 
 
+def _fleet_metadata(md: Manifest) -> Manifest:
+    """Metadata of the objects in front of the whole fleet: named after, labelled for and owned by ``md``."""
+    md_name: str = md["metadata"]["name"]
+    return {
+        "name": md_name,
+        "namespace": md["metadata"]["namespace"],
+        "labels": labels.owned_labels(md_name, labels.COMPONENT_SERVER),
+        "ownerReferences": [owner_reference(md)],
+    }
+
+
 def server_service(md: Manifest) -> Manifest:
     md_name: str = md["metadata"]["name"]
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": {
-            "name": md_name,
-            "namespace": md["metadata"]["namespace"],
-            "labels": labels.owned_labels(md_name, labels.COMPONENT_SERVER),
-            "ownerReferences": [owner_reference(md)],
-        },
+        "metadata": _fleet_metadata(md),
         "spec": {
             "selector": labels.server_selector(md_name),
             "ports": [
@@ -153,11 +159,6 @@ def server_pdb(md: Manifest) -> Manifest:
     return {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
-        "metadata": {
-            "name": md_name,
-            "namespace": md["metadata"]["namespace"],
-            "labels": labels.owned_labels(md_name, labels.COMPONENT_SERVER),
-            "ownerReferences": [owner_reference(md)],
-        },
+        "metadata": _fleet_metadata(md),
         "spec": {"maxUnavailable": 1, "selector": {"matchLabels": labels.server_selector(md_name)}},
     }
