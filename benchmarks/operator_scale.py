@@ -61,7 +61,7 @@ def prebuilt_record(settings: OperatorSettings) -> dict:
     """The build record every object shares: the example's profiles, as a finished build would report them."""
     spec = parse_model_deployment(manifest("x")).spec
     pool = spec.node_pools[0]
-    key = build_key(spec, pool, settings.build_target)
+    key = build_key(spec, pool, settings.build_target, settings.storage.identity)
     profiles = json.loads((ROOT / "examples" / "profiles" / "ctr-ranker.json").read_text())
     by_tier = {t["name"]: [p for p in t["profiles"] if p["nodePool"] == "l4"] for t in profiles["tiers"]}
     tiers = [

@@ -90,7 +90,7 @@ def seed_edge_record(kube: Kube, operator: OperatorProcess, base: dict[str, Any]
         tiers.append(data)
     manifest_data = {**result.manifest.model_dump(mode="json", by_alias=True), "tiers": tiers}
     spec = parse_model_deployment(manifest).spec
-    key = build_key(spec, spec.node_pools[0], "local")
+    key = build_key(spec, spec.node_pools[0], "local", settings.storage.identity)
     seeded = BuildResult.from_record({**result.to_record(), "manifest": manifest_data})
     record = build_record(key, spec.node_pools[0], seeded.to_record(), settings)
     try:

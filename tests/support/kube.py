@@ -81,13 +81,21 @@ def crd_installed(kube: Kube, cluster: Any) -> None:
     )
 
 
+@pytest.fixture(scope="session")
+def model_storage(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One repository directory for the session's operators, so their builds (and build records) are shared."""
+    return tmp_path_factory.mktemp("models")
+
+
 @pytest.fixture(scope="module")
-def operator(cluster: Any, crd_installed: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
+def operator(
+    cluster: Any, crd_installed: None, model_storage: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
     workdir = tmp_path_factory.mktemp("operator")
     process = OperatorProcess(
         kubeconfig=Path(cluster.kubeconfig),
         build_namespace="fulcrum-e2e-builds",
-        repository=workdir / "models",
+        repository=model_storage,
         log_path=workdir / "operator.log",
     ).start()
     yield process

@@ -82,19 +82,20 @@ def test_service_and_pdb_select_every_server_pod() -> None:
 def test_build_key_ignores_slo_budget_and_scaling_but_not_tiers() -> None:
     _, md = _md()
     pool = md.spec.node_pool("l4")
-    key = build_key(md.spec, pool, "triton")
+    key = build_key(md.spec, pool, "triton", "hostPath:/srv/models")
     _, slo_changed = _md(slo={"latencyMs": 50}, budget={"maxCostPerHour": "1"}, scaling={"maxReplicas": 3})
-    assert build_key(slo_changed.spec, slo_changed.spec.node_pool("l4"), "triton") == key
+    assert build_key(slo_changed.spec, slo_changed.spec.node_pool("l4"), "triton", "hostPath:/srv/models") == key
     _, tiers_changed = _md(tiers=[{"name": "fp32", "precision": "fp32"}])
-    assert build_key(tiers_changed.spec, tiers_changed.spec.node_pool("l4"), "triton") != key
-    assert build_key(md.spec, md.spec.node_pool("cpu"), "triton") != key
-    assert build_key(md.spec, pool, "local") != key
+    assert build_key(tiers_changed.spec, tiers_changed.spec.node_pool("l4"), "triton", "hostPath:/srv/models") != key
+    assert build_key(md.spec, md.spec.node_pool("cpu"), "triton", "hostPath:/srv/models") != key
+    assert build_key(md.spec, pool, "local", "hostPath:/srv/models") != key
+    assert build_key(md.spec, pool, "triton", "uri:s3://other/prefix") != key
 
 
 def test_build_job_runs_the_builder_on_its_pool() -> None:
     _body, md = _md()
     pool = md.spec.node_pool("l4")
-    key = build_key(md.spec, pool, "triton")
+    key = build_key(md.spec, pool, "triton", "hostPath:/srv/models")
     job = build_job(key, pool, SETTINGS)
     assert job["metadata"]["name"] == labels.build_job_name(key)
     assert job["metadata"]["namespace"] == "fulcrum-system"

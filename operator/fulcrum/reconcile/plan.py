@@ -78,7 +78,7 @@ def pool_builds(
     """Each pool's build key with what is known of it; ``results``/``job_phases`` are keyed by build key."""
     out = []
     for pool in spec.node_pools:
-        key = build_key(spec, pool, settings.build_target)
+        key = build_key(spec, pool, settings.build_target, settings.storage.identity)
         out.append(PoolBuild(pool, key, results.get(key), job_phases.get(key)))
     return out
 

@@ -36,6 +36,11 @@ class RepositoryStorage:
             return cls("uri", text)
         raise ValueError(f"repository storage {text!r}: expected hostpath:///dir, pvc://<claim> or s3://|gs://<prefix>")
 
+    @property
+    def identity(self) -> str:
+        """What distinguishes one storage from another (part of build keys)."""
+        return f"{self.kind}:{self.location}"
+
     def repository_path(self, key: str) -> str:
         """The path (or URI) of one build's repository, as the pods see it."""
         if self.kind == "uri":
