@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -120,6 +120,3 @@ class ControlLoop:
         desired = memory.state.desired
         return Choice(desired.tier, desired.node_pool, desired.replicas)
 
-
-def with_choice_replicas(choice: Choice, replicas: int) -> Choice:
-    return replace(choice, replicas=replicas)
