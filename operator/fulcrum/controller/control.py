@@ -119,4 +119,3 @@ class ControlLoop:
             return None
         desired = memory.state.desired
         return Choice(desired.tier, desired.node_pool, desired.replicas)
-
