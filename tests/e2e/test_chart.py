@@ -31,7 +31,7 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +49,7 @@ from fulcrum.resources.settings import OperatorSettings, RepositoryStorage
 from tests.e2e.conftest import Cluster
 from tests.support.chart import CHART, argocd_health, flag_values, helm_binary
 from tests.support.chart_audit import Attributes, RecordingProxy, all_attributes, token_kubeconfig
+from tests.support.polling import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -105,17 +106,6 @@ def model_deployment(namespace: str) -> Obj:
             "scaling": {"minReplicas": 1, "maxReplicas": 2},
         },
     }
-
-
-def wait_for(what: str, probe: Callable[[], Any], timeout: float = 240.0, every: float = 1.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(every)
-    raise AssertionError(f"timed out waiting for {what}; last observation: {last!r}")
 
 
 def free_port() -> int:

@@ -30,7 +30,8 @@ from fulcrum.resources.build_key import build_key
 from fulcrum.resources.labels import build_record_name
 from fulcrum.resources.settings import OperatorSettings, RepositoryStorage
 from tests.support.kube import Kube, debug, example_manifest, wait_ready
-from tests.support.operator_process import OperatorProcess, wait_for
+from tests.support.operator_process import OperatorProcess
+from tests.support.polling import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -166,7 +167,7 @@ def test_step_load_scales_up_switches_tier_under_budget_and_back(
         "the switch back to fp32 once the load fell",
         lambda: kube.get(namespace, "loop")["status"].get("activeTier") == "fp32",
         timeout=180,
-        interval=3,
+        every=3,
         on_timeout=lambda: debug(kube, operator, namespace, "loop"),
     )
     md = kube.get(namespace, "loop")

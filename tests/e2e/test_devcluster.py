@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 import urllib.request
@@ -12,24 +13,15 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import Cluster
+from tests.support import polling
+
+wait_for = functools.partial(polling.wait_for, every=0.5)
 
 pytestmark = pytest.mark.e2e
 
 LOCAL = {"fulcrum.dev/pool": "local"}
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 Obj = dict[str, Any]
-
-
-def wait_for(what: str, probe: Callable[[], Any], timeout: float = 180.0, every: float = 0.5) -> Any:
-    """Poll until ``probe`` returns something truthy (a generous timeout, never a speed assertion)."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(every)
-    raise AssertionError(f"timed out waiting for {what}; last observation: {last!r}")
 
 
 def pods_path(ns: str, name: str = "") -> str:

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from tests.support.kube import BUILD_TIMEOUT, Kube, debug, example_manifest, wait_ready
-from tests.support.operator_process import OperatorProcess, wait_for
+from tests.support.operator_process import OperatorProcess
+from tests.support.polling import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -110,7 +111,7 @@ def test_slo_change_does_not_rebuild_but_a_tier_change_does(
             and kube.is_true(namespace, "ranker-b", "Ready")
         ),
         timeout=BUILD_TIMEOUT,
-        interval=2,
+        every=2,
         on_timeout=lambda: debug(kube, operator, namespace, "ranker-b"),
     )
     assert [t["name"] for t in kube.get(namespace, "ranker-b")["status"]["tiers"]] == ["fp32", "fp16"]

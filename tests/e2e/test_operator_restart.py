@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from tests.support.kube import BUILD_TIMEOUT, Kube, example_manifest, wait_ready
-from tests.support.operator_process import OperatorProcess, wait_for
+from tests.support.operator_process import OperatorProcess
+from tests.support.polling import wait_for
 
 pytestmark = pytest.mark.e2e
 

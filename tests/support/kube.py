@@ -12,7 +12,8 @@ import pytest
 import yaml
 from kubernetes import client, config
 
-from tests.support.operator_process import OperatorProcess, wait_for
+from tests.support.operator_process import OperatorProcess
+from tests.support.polling import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "ctr-ranker"
@@ -138,6 +139,6 @@ def wait_ready(
         f"{namespace}/{name} Ready",
         lambda: kube.is_true(namespace, name, "Ready"),
         timeout,
-        interval=2,
+        every=2,
         on_timeout=lambda: debug(kube, operator, namespace, name),
     )
