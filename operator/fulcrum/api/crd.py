@@ -132,15 +132,10 @@ def structural_schema(model: type[BaseModel]) -> dict[str, Any]:
     return _structural(raw, defs, model.__name__)
 
 
-def _number_profiles(schema: dict[str, Any]) -> dict[str, Any]:
-    """Status numbers are free-form floats; integers in status stay integers."""
-    return schema
-
-
 def crd() -> dict[str, Any]:
     """The CustomResourceDefinition as a dict."""
     spec_schema = structural_schema(ModelDeploymentSpec)
-    status_schema = _number_profiles(structural_schema(ModelDeploymentStatus))
+    status_schema = structural_schema(ModelDeploymentStatus)
     root = {
         "type": "object",
         "description": (

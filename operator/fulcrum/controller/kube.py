@@ -140,14 +140,6 @@ class KubeClient:
                 return None
             raise
 
-    async def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            return await self.request("GET", object_path(kind, namespace, name))
-        except KubeError as exc:
-            if exc.status == 404:
-                return None
-            raise
-
     async def list(self, kind: str, namespace: str, label_selector: str) -> list[dict[str, Any]]:
         result = await self.request("GET", object_path(kind, namespace), params={"labelSelector": label_selector})
         items: list[dict[str, Any]] = result.get("items", [])

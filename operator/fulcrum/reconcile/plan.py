@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
 
 from fulcrum.api import BuildStatus, Condition, ModelDeploymentSpec, ModelDeploymentStatus, NodePool
 from fulcrum.reconcile.builds import BuildPhase, BuildResult, MergedTier, merge_tiers
@@ -337,8 +336,3 @@ def _transition_events(previous: list[Condition], new: list[Condition]) -> list[
         elif condition.type in ("Ready", "RepositoryReady", "Available") and condition.status == "True":
             events.append(Event("Normal", condition.reason, text))
     return events
-
-
-def status_changed(old: dict[str, Any] | None, new: ModelDeploymentStatus) -> bool:
-    """Whether writing ``new`` would change what is stored (status is written only when it changes)."""
-    return (old or {}) != new.to_wire()
