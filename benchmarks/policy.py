@@ -42,7 +42,7 @@ def main() -> None:
     parser.add_argument("--step", type=float, default=10.0)
     parser.add_argument("--policies", default="fulcrum,hpa,kpa,static,oracle")
     parser.add_argument(
-        "--switch", choices=["blue-green", "rolling"], default="blue-green", help="How switches happen (fleet model)."
+        "--switch", choices=["rolling", "blue-green"], default="rolling", help="How switches happen (fleet model)."
     )
     args = parser.parse_args()
     spec = load_spec(SPEC)

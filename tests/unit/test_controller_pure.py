@@ -11,6 +11,7 @@ from fulcrum.controller.reconciler import is_subset, job_phase, status_patch
 from fulcrum.metrics.window import FleetMetrics
 from fulcrum.policy import Decision, PolicyState
 from fulcrum.policy.types import Config
+from fulcrum.reconcile.plan import LiveServer
 from tests.support.manifest_cases import BASE
 
 SPEC = parse_model_deployment(copy.deepcopy(BASE)).spec
@@ -63,6 +64,26 @@ def test_memory_is_rebuilt_from_status_after_a_restart() -> None:
     assert memory.state.desired == Config("fp16", "l4", 3)
     assert memory.state.last_switch_at == 1_800_000_000.0
     assert loop.due(("ns", "md"))
+
+
+def test_a_switch_remembers_what_the_fleet_served_for_the_roll() -> None:
+    loop = ControlLoop(tick_seconds=15, clock=lambda: 1_800_000_100.0)
+    key = ("ns", "md")
+    assert loop.rollout(key) is None
+    memory = loop._memory(key, ModelDeploymentStatus())
+    memory.capacities = {("fp32", "l4"): 700.0, ("int8", "l4"): 2100.0}
+    memory.rate = 3000.0
+    switch = Decision("SwitchTier", "int8", "l4", 1, "BudgetAhead", "x", PolicyState(), Config("fp32", "l4", 6))  # type: ignore[arg-type]
+    servers = [LiveServer("md-fp32-l4", "fp32", "l4", 6, 6)]
+    loop._remember_switch(memory, switch, servers)
+    rollout = loop.rollout(key)
+    assert rollout is not None and rollout.rate == 3000.0
+    assert rollout.references == {("fp32", "l4"): 6 * 700.0}
+    assert rollout.capacities[("int8", "l4")] == 2100.0
+    # once the old placement is gone, so is its reference
+    steady = Decision("Hold", "int8", "l4", 2, "Steady", "x", PolicyState(), Config("int8", "l4", 2))
+    loop._remember_switch(memory, steady, [LiveServer("md-int8-l4", "int8", "l4", 2, 2)])
+    assert memory.references == {}
 
 
 def _decision(action: str, code: str = "LoadRising") -> Decision:

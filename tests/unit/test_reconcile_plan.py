@@ -7,7 +7,7 @@ from typing import Any
 
 from fulcrum.api import ModelDeploymentStatus, parse_model_deployment
 from fulcrum.reconcile.builds import BuildResult, result_from_termination_message
-from fulcrum.reconcile.plan import Choice, LiveServer, Plan, PoolBuild, plan, pool_builds
+from fulcrum.reconcile.plan import Choice, LiveServer, Plan, PoolBuild, Rollout, plan, pool_builds
 from fulcrum.resources.settings import OperatorSettings
 from tests.support.manifest_cases import BASE
 
@@ -234,6 +234,58 @@ def test_old_fleet_is_cut_to_its_ready_replicas_until_the_new_one_is_full() -> N
         choice=Choice("fp32", "cpu", 3),
     )
     assert p.delete_deployments == ["ctr-ranker-fp16-cpu"]
+
+
+def _plan_switch(servers: list[LiveServer], rollout: Rollout | None) -> Plan:
+    ok = BuildResult(
+        "Succeeded",
+        manifest=_manifest_model("cpu", {"fp32": "Ready", "fp16": "Ready", "int8": "Ready"}),
+        repository="/m",
+    )
+    body = _body()
+    md = parse_model_deployment(body)
+    builds = pool_builds(md.spec, SETTINGS, {b.key: ok for b in pool_builds(md.spec, SETTINGS, {}, {})}, {})
+    return plan(
+        md=body,
+        spec=md.spec,
+        status=ModelDeploymentStatus(),
+        settings=SETTINGS,
+        builds=builds,
+        servers=servers,
+        now=NOW,
+        choice=Choice("fp32", "cpu", 4),
+        rollout=rollout,
+    )
+
+
+def test_a_switch_rolls_the_old_fleet_down_as_new_replicas_become_ready() -> None:
+    capacities = {("fp16", "cpu"): 100.0, ("fp32", "cpu"): 100.0}
+    rollout = Rollout(capacities, rate=None, references={("fp16", "cpu"): 500.0})
+    old = LiveServer("ctr-ranker-fp16-cpu", "fp16", "cpu", 5, 5)
+    p = _plan_switch([old, LiveServer("ctr-ranker-fp32-cpu", "fp32", "cpu", 1, 0)], rollout)
+    assert p.delete_deployments == [] and p.scale_deployments == {}
+    # one new replica ready: one old one goes (capacity for capacity), and the status costs what remains
+    p = _plan_switch([old, LiveServer("ctr-ranker-fp32-cpu", "fp32", "cpu", 1, 1)], rollout)
+    assert p.delete_deployments == [] and p.scale_deployments == {"ctr-ranker-fp16-cpu": 4}
+    cpu = parse_model_deployment(_body()).spec.node_pool("cpu").cost_per_hour
+    assert p.status.cost_per_hour == format((4 + 4) * cpu, ".2f")
+    # the observed load needs only 250 rps: old replicas it does not need go at once
+    low = Rollout(capacities, rate=250.0, references={("fp16", "cpu"): 500.0})
+    p = _plan_switch([old, LiveServer("ctr-ranker-fp32-cpu", "fp32", "cpu", 4, 1)], low)
+    assert p.scale_deployments == {"ctr-ranker-fp16-cpu": 2}
+    # none of it is needed: deleted
+    p = _plan_switch([old, LiveServer("ctr-ranker-fp32-cpu", "fp32", "cpu", 4, 3)], low)
+    assert p.delete_deployments == ["ctr-ranker-fp16-cpu"]
+
+
+def test_without_capacities_a_switch_cuts_over_when_the_new_fleet_is_ready() -> None:
+    old = LiveServer("ctr-ranker-fp16-cpu", "fp16", "cpu", 5, 5)
+    unknown = Rollout({("fp32", "cpu"): 100.0}, rate=100.0)  # no estimate for the old placement
+    for rollout in (None, unknown):
+        p = _plan_switch([old, LiveServer("ctr-ranker-fp32-cpu", "fp32", "cpu", 4, 3)], rollout)
+        assert p.delete_deployments == [] and p.scale_deployments == {}
+        p = _plan_switch([old, LiveServer("ctr-ranker-fp32-cpu", "fp32", "cpu", 4, 4)], rollout)
+        assert p.delete_deployments == ["ctr-ranker-fp16-cpu"]
 
 
 def test_previous_build_serves_while_the_new_one_runs() -> None:

@@ -192,17 +192,29 @@ def test_a_rolling_switch_swaps_capacity_for_capacity() -> None:
     fleet.apply(Config("int8", "l4", 1), 10.0)  # room for one new replica only
     fleet.advance(60.0, rate=4000.0)
     assert fleet.serving_parts(60.0) == [(Placement("fp32", "l4"), 6)]
-    fleet.advance(70.0, rate=4000.0)  # the int8 replica is ready: three fp32 replicas (2100 rps) go
-    assert fleet.serving_parts(70.0) == [(Placement("fp32", "l4"), 3), (Placement("int8", "l4"), 1)]
+    fleet.advance(70.0, rate=4000.0)  # the int8 replica is ready; an even split gives it one replica's share
+    assert fleet.serving_parts(70.0) == [(Placement("fp32", "l4"), 5), (Placement("int8", "l4"), 1)]
     fleet.apply(Config("int8", "l4", 2), 80.0)
-    fleet.advance(140.0, rate=4000.0)
+    fleet.advance(140.0, rate=4000.0)  # two int8 replicas serve 4200 rps alone: the old placement goes
     assert fleet.serving == Placement("int8", "l4")
     assert fleet.serving_parts(140.0) == [(Placement("int8", "l4"), 2)]
 
 
-def test_rolling_switches_keep_the_budget_and_the_slo() -> None:
-    trace = Trace.from_points([0.0, 600.0], [1000.0, 6000.0], end=2400.0)
-    run = simulate_policy(make_setting(make_spec(budget="8.00"), PROFILES, trace, 10.0, rolling=True), "fulcrum")
+def test_a_rolling_switch_lets_old_replicas_go_that_the_load_does_not_need() -> None:
+    capacity = {Placement("fp32", "l4"): 700.0, Placement("int8", "l4"): 2100.0}
+    fleet = SimFleet({"l4": 60.0}, {"l4": 1.0}, rolling=True, capacity=capacity)
+    fleet.apply(Config("fp32", "l4", 6), 0.0, instant=True)
+    fleet.apply(Config("int8", "l4", 2), 10.0)
+    fleet.advance(20.0, rate=2000.0)  # 3 x 700 serve 2000 rps
+    assert fleet.serving_parts(20.0) == [(Placement("fp32", "l4"), 3)]
+    assert fleet.cost_per_hour() == pytest.approx(3 + 2)
+
+
+@pytest.mark.parametrize("rolling", [True, False])
+def test_switches_keep_the_budget_and_the_slo(rolling: bool) -> None:
+    trace = Trace.from_points([0.0, 600.0, 1800.0], [1000.0, 6000.0, 1500.0], end=3600.0)
+    setting = make_setting(make_spec(budget="8.00", cooldown=300), PROFILES, trace, 10.0, rolling=rolling)
+    run = simulate_policy(setting, "fulcrum")
     assert run.budget_violation_seconds == 0.0
-    assert run.tier_switches >= 1
+    assert run.tier_switches >= 2  # away from fp32 as the load rises, back as it falls
     assert run.slo_attainment > 0.9

@@ -62,10 +62,10 @@ def load_profiles(path: Path) -> ProfilesFile:
 @click.option(
     "--switch",
     "switch_mode",
-    type=click.Choice(["blue-green", "rolling"]),
-    default="blue-green",
+    type=click.Choice(["rolling", "blue-green"]),
+    default="rolling",
     show_default=True,
-    help="How the fleet switches tier or pool: DESIGN's blue/green, or the rolling proposal (docs/policy.md).",
+    help="How the fleet switches tier or pool: rolling (what the operator does), or blue/green (docs/policy.md).",
 )
 def simulate(  # noqa: PLR0917 - click passes every option
     spec_path: Path,

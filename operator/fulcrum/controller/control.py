@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 
 from fulcrum.api import ModelDeploymentSpec, ModelDeploymentStatus, TierProfiles
 from fulcrum.metrics.window import FleetMetrics
 from fulcrum.policy import Decision, Observation, PolicyState, ProfileTable, ReplicaGroup, decide
+from fulcrum.policy.rollout import mixed_capacity, replica_capacities
 from fulcrum.policy.types import Config
 from fulcrum.reconcile.builds import MergedTier
-from fulcrum.reconcile.plan import Choice, LiveServer
+from fulcrum.reconcile.plan import Choice, LiveServer, Rollout
 
 SWITCH_ACTIONS = ("SwitchTier", "SwitchPool")
 
@@ -46,6 +47,9 @@ class Memory:
     state: PolicyState
     starting: dict[tuple[str, str], list[float]]  # (tier, pool) -> start times of replicas not ready yet
     last_tick: float = 0.0
+    capacities: dict[tuple[str, str], float] = field(default_factory=dict)  # the policy's, per replica
+    rate: float | None = None  # observed at the last tick
+    references: dict[tuple[str, str], float] = field(default_factory=dict)  # placement left -> capacity then
 
 
 @dataclass(frozen=True)
@@ -108,10 +112,38 @@ class ControlLoop:
             else None
         )
         state = memory.state.with_fleet(self.fleet(memory, servers, now))
-        decision = decide(spec, ProfileTable.from_tiers(ready), observation, state, now)
+        profiles = ProfileTable.from_tiers(ready)
+        decision = decide(spec, profiles, observation, state, now)
         memory.state = decision.state
         memory.last_tick = now
+        capacities = replica_capacities(spec, profiles, decision.state)
+        memory.capacities = {(p.tier, p.node_pool): c for p, c in capacities.items()}
+        memory.rate = observation.requests_per_second if observation is not None else None
+        self._remember_switch(memory, decision, servers)
         return Tick(decision, observed)
+
+    @staticmethod
+    def _remember_switch(memory: Memory, decision: Decision, servers: list[LiveServer]) -> None:
+        """At a switch, what the fleet serves within the SLO: the old placement goes capacity-for-capacity."""
+        target = (decision.tier, decision.node_pool)
+        live = {(s.tier, s.pool) for s in servers}
+        memory.references = {k: v for k, v in memory.references.items() if k in live and k != target}
+        previous = decision.previous
+        if previous is None or (previous.tier, previous.node_pool) == target:
+            return
+        left = (previous.tier, previous.node_pool)
+        old_ready = sum(s.ready_replicas for s in servers if (s.tier, s.pool) == left)
+        new_ready = sum(s.ready_replicas for s in servers if (s.tier, s.pool) == target)
+        memory.references[left] = mixed_capacity(
+            old_ready, memory.capacities.get(left, 0.0), new_ready, memory.capacities.get(target, 0.0)
+        )
+
+    def rollout(self, key: tuple[str, str]) -> Rollout | None:
+        """The numbers the planner needs to roll a switch (None before the first tick)."""
+        memory = self.memory.get(key)
+        if memory is None or not memory.capacities:
+            return None
+        return Rollout(dict(memory.capacities), memory.rate, dict(memory.references))
 
     def remembered_choice(self, key: tuple[str, str]) -> Choice | None:
         memory = self.memory.get(key)

@@ -107,6 +107,7 @@ class Reconciler:
         tiers = merge_tiers([t.name for t in md.spec.tiers], {b.pool.name: b.result for b in builds if b.result})
         tick = None
         choice = None
+        rollout = None
         if self.control is not None and servable(md.spec, tiers):
             if self.control.due(key):
                 observed = await self._observe(key, md.spec, servers)
@@ -114,6 +115,7 @@ class Reconciler:
                     key, spec=md.spec, status=status, tiers=tiers, servers=servers, observed=observed
                 )
             choice = self.control.remembered_choice(key)
+            rollout = self.control.rollout(key)
         result = plan(
             md=body,
             spec=md.spec,
@@ -124,6 +126,7 @@ class Reconciler:
             now=self.clock(),
             choice=choice,
             previous_build=self._previous_build(md.spec, status, builds),
+            rollout=rollout,
         )
         if tick is not None and self.control is not None:
             result.status, events = fold_tick(

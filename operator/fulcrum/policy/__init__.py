@@ -52,7 +52,12 @@ Rules (see ``docs/policy.md``):
 - Nothing meets the SLO within the budget: stay within the budget with what serves most requests in time
   (code ``BudgetExhausted``). If ``minReplicas`` alone costs more than the budget, ``minReplicas`` wins.
 - The overlap of a switch counts the placement being left at its ready replicas (the operator drops its
-  starting ones) plus the whole new fleet (blue/green), or one new replica with ``Tuning.rolling_switch``.
+  starting ones) plus what the new placement must start with: switches roll (``Tuning.rolling_switch``, the
+  default; ``fulcrum.policy.rollout``), so one new replica when each new replica serves at least as much for no
+  more cost, else enough new replicas to bring the mixed fleet up to the new fleet's size, or the whole new fleet
+  if a new replica costs more (and always with ``rolling_switch=False``, blue/green).
+- Rolling: :func:`fulcrum.policy.rollout.old_replicas_to_keep` says how many ready replicas of the placement
+  being left still serve (the Service splits requests evenly): the operator and the simulator both call it.
 """
 
 from fulcrum.policy.capacity import Curve, ProfileTable

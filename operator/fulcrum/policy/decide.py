@@ -111,6 +111,8 @@ class _Tick:
     tuning: Tuning
     rate: float
     rate_slope: float
+    trend_slope: float
+    """The long window's slope alone: switches are planned on the trend, not on the last ticks' noise."""
     _ceilings: dict[Placement, float] = field(default_factory=dict)
 
     @classmethod
@@ -131,12 +133,15 @@ class _Tick:
             slope(state.rate_history, now, tuning.trend_window_seconds),
             slope(state.rate_history, now, tuning.short_trend_window_seconds),
         )
-        return cls(spec, planner, state, now, tick, tuning, rate, rate_slope)
+        trend_slope = slope(state.rate_history, now, tuning.trend_window_seconds)
+        return cls(spec, planner, state, now, tick, tuning, rate, rate_slope, trend_slope)
 
     # --- demand -------------------------------------------------------------------------------------------
 
-    def demand_at(self, horizon: float) -> float:
-        return forecast(self.rate, self.rate_slope, horizon) * (1.0 + self.tuning.headroom)
+    def demand_at(self, horizon: float, *, trend: bool = False) -> float:
+        """The forecast ``horizon`` seconds ahead with headroom; ``trend``: on the long window's slope only."""
+        rate_slope = self.trend_slope if trend else self.rate_slope
+        return forecast(self.rate, rate_slope, horizon) * (1.0 + self.tuning.headroom)
 
     def demand_for(self, candidate: Candidate) -> float:
         """What a candidate must serve once replicas started now are up: the forecast at its startup."""
@@ -244,11 +249,11 @@ class _Tick:
         if planner.budget is None:
             return True
         lead = 2.0 * self.tick + ahead
-        stay_next = planner.size(here, self.demand_at(here.startup + lead) * (1.0 + extra))
+        stay_next = planner.size(here, self.demand_at(here.startup + lead, trend=True) * (1.0 + extra))
         if not (stay_next.meets and planner.affordable(stay_next.cost)):
             return False
         fallback = self._escape(here, lead)
-        return fallback is None or planner.affordable(stay_next.cost + self._room(fallback))
+        return fallback is None or planner.affordable(stay_next.cost + self._room(fallback, here, stay_next.replicas))
 
     def _lasting(self, candidate: Candidate, extra: float = 0.0) -> bool:
         """Whether a switch target would still serve, with a way out, when the cooldown lets it move again."""
@@ -283,12 +288,14 @@ class _Tick:
     def _target(self, objective: str, exclude: Placement, fleet_cost: float) -> Option | None:
         """Where to switch: meets the demand, the overlap fits the budget; preferably still fits after the cooldown."""
         planner = self.planner
+        leaving = planner.candidate(exclude)
         fitting: list[tuple[tuple[float, ...], Option]] = []
         for candidate in planner.candidates:
             if candidate.placement == exclude:
                 continue
             option = planner.size(candidate, self.demand_for(candidate))
-            if not (option.meets and planner.affordable(self._room(option), fleet_cost)):
+            room = self._room(option, leaving, self._kept(exclude))
+            if not (option.meets and planner.affordable(room, fleet_cost)):
                 continue
             lasting = self._lasting(candidate)
             if lasting:
@@ -309,7 +316,8 @@ class _Tick:
         planner = self.planner
         demand = self.demand_for(ideal.candidate) * (1.0 + self.tuning.upgrade_hysteresis)
         option = planner.size(ideal.candidate, demand)
-        if not option.meets or not planner.affordable(self._room(option), fleet_cost):
+        room = self._room(option, planner.candidate(current.placement), self._kept(current.placement))
+        if not option.meets or not planner.affordable(room, fleet_cost):
             return None
         if not self._lasting(option.candidate, extra=self.tuning.upgrade_hysteresis):
             return None  # would have to leave again before the cooldown lets it
@@ -427,11 +435,27 @@ class _Tick:
         if self.planner.budget is None or other_cost > 0.0:
             return 0.0
         escape = self._escape(here, 2.0 * self.tick)
-        return 0.0 if escape is None else self._room(escape)
+        return 0.0 if escape is None else self._room(escape, here, self._kept(here.placement))
 
-    def _room(self, option: Option) -> float:
-        """Budget a switch to ``option`` needs beside the fleet it replaces: all of it, or one replica to roll."""
-        return option.candidate.unit_cost if self.tuning.rolling_switch else option.cost
+    def _room(self, option: Option, leaving: Candidate | None, kept: int) -> float:
+        """Budget a switch to ``option`` needs beside the ``kept`` ready replicas of the placement it leaves.
+
+        Blue/green: the whole new fleet. Rolling (``fulcrum.policy.rollout``): the Service splits requests evenly,
+        so ``k`` old and ``n`` new replicas serve ``(k + n) x`` the slower one's capacity. A new replica that
+        serves at least as much lets one old replica go as soon as it is ready: room for one. A slower one lowers
+        what the mixed fleet serves, so the first new replicas must bring ``k + n`` up to the new fleet's size.
+        A dearer new replica would not free the budget for the next one: the whole new fleet.
+        """
+        new = option.candidate
+        if not self.tuning.rolling_switch or leaving is None or new.unit_cost > leaving.unit_cost:
+            return option.cost
+        if new.capacity >= leaving.capacity:
+            return new.unit_cost
+        return max(1, option.replicas - kept) * new.unit_cost
+
+    def _kept(self, placement: Placement) -> int:
+        """Ready replicas of a placement: what keeps serving when a switch away starts."""
+        return sum(g.ready for g in self.state.fleet if g.placement == placement)
 
     def _exhausted_reason(self, target: Config, option: Option) -> str:
         budget = self.planner.budget

@@ -192,14 +192,14 @@ class Tuning:
     correction_bounds: tuple[float, float] = (0.25, 1.5)
     min_correction_utilisation: float = 0.3
     """Correction samples are taken only when replicas run at least this share of their SLO capacity."""
-    upgrade_hysteresis: float = 0.10
+    upgrade_hysteresis: float = 0.05
     """Moving to a more accurate tier needs this much spare capacity."""
     switch_saving: float = 0.15
     """Moving for cost alone needs at least this saving."""
-    rolling_switch: bool = False
-    """Proposal, off by default: the operator rolls switches (old replicas removed as new ones become ready,
-    both serving meanwhile), so a switch away needs room for one new replica beside the old fleet, not the
-    whole new fleet. DESIGN's blue/green switch (the default) needs the whole new fleet to fit."""
+    rolling_switch: bool = True
+    """The operator rolls switches (old replicas removed as new ones become ready, both serving meanwhile), so a
+    switch to a placement whose replicas serve at least as much for no more cost needs room for one new replica
+    beside the old fleet, not the whole new fleet. False: blue/green, every switch needs the whole new fleet."""
 
 
 DEFAULT_TUNING = Tuning()

@@ -6,10 +6,12 @@ the output says which builds to start, which manifests to apply and delete, the 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 
 from fulcrum.api import BuildStatus, Condition, ModelDeploymentSpec, ModelDeploymentStatus, NodePool
+from fulcrum.policy.rollout import old_replicas_to_keep
 from fulcrum.reconcile.builds import BuildPhase, BuildResult, MergedTier, merge_tiers
 from fulcrum.reconcile.conditions import ordered, set_condition
 from fulcrum.resources import labels
@@ -49,6 +51,18 @@ class Choice:
     replicas: int
 
 
+@dataclass(frozen=True)
+class Rollout:
+    """What a rolling switch needs from the control loop: the policy's numbers, passed in (pure)."""
+
+    capacities: Mapping[tuple[str, str], float]
+    """(tier, pool) -> requests per second one replica serves within the SLO (the policy's estimate)."""
+    rate: float | None = None
+    """The load observed at the last control tick; None without metrics."""
+    references: Mapping[tuple[str, str], float] = field(default_factory=dict)
+    """(tier, pool) being left -> what the fleet served within the SLO when that switch started."""
+
+
 @dataclass
 class Event:
     type: str  # Normal | Warning
@@ -61,7 +75,7 @@ class Plan:
     start_builds: list[PoolBuild] = field(default_factory=list)
     apply: list[Manifest] = field(default_factory=list)
     delete_deployments: list[str] = field(default_factory=list)
-    scale_deployments: dict[str, int] = field(default_factory=dict)  # old fleets cut to what already serves
+    scale_deployments: dict[str, int] = field(default_factory=dict)  # old fleets cut to what must still serve
     status: ModelDeploymentStatus = field(default_factory=ModelDeploymentStatus)
     events: list[Event] = field(default_factory=list)
     choice: Choice | None = None
@@ -130,7 +144,37 @@ def _max(spec: ModelDeploymentSpec) -> int:
     return max(1, spec.scaling.max_replicas)
 
 
-def _cost(spec: ModelDeploymentSpec, servers: list[LiveServer], choice: Choice | None) -> Decimal:
+def old_replicas(server: LiveServer, choice: Choice, target_ready: int, rollout: Rollout | None, *, alone: bool) -> int:
+    """Replicas a Deployment of the placement being left keeps this reconcile; 0: delete it.
+
+    Rolling (the control loop passes a :class:`Rollout` with both placements' capacities, and only one placement
+    is being left): :func:`fulcrum.policy.rollout.old_replicas_to_keep` of its ready replicas. Otherwise (no
+    estimate yet) blue/green: its ready replicas until the new placement has all its replicas ready.
+    Never more than it has: the old placement only shrinks, so the fleet stays within what the policy budgeted.
+    """
+    old_capacity = new_capacity = 0.0
+    if rollout is not None and alone:
+        old_capacity = rollout.capacities.get((server.tier, server.pool), 0.0)
+        new_capacity = rollout.capacities.get((choice.tier, choice.pool), 0.0)
+    if old_capacity > 0.0 and new_capacity > 0.0 and rollout is not None:
+        keep = old_replicas_to_keep(
+            old_ready=server.ready_replicas,
+            old_capacity=old_capacity,
+            new_ready=target_ready,
+            new_capacity=new_capacity,
+            rate=rollout.rate,
+            reference=rollout.references.get((server.tier, server.pool)),
+        )
+    elif target_ready >= choice.replicas:
+        keep = 0
+    else:
+        keep = server.ready_replicas
+    return max(0, min(keep, server.replicas))
+
+
+def _cost(
+    spec: ModelDeploymentSpec, servers: list[LiveServer], choice: Choice | None, kept: Mapping[str, int]
+) -> Decimal:
     total = Decimal(0)
     counted: set[tuple[str, str]] = set()
     for server in servers:
@@ -139,7 +183,7 @@ def _cost(spec: ModelDeploymentSpec, servers: list[LiveServer], choice: Choice |
             replicas = (
                 choice.replicas
                 if choice and (server.tier, server.pool) == (choice.tier, choice.pool)
-                else server.replicas
+                else kept.get(server.name, server.replicas)
             )
             total += pool.cost_per_hour * replicas
             counted.add((server.tier, server.pool))
@@ -163,11 +207,13 @@ def plan(
     now: str,
     choice: Choice | None = None,
     previous_build: PoolBuild | None = None,
+    rollout: Rollout | None = None,
 ) -> Plan:
     """One reconciliation.
 
     ``choice`` overrides the initial serving rule (the policy's decision). ``previous_build`` is the build that
     served before the spec changed: it keeps serving on its pool until that pool's new build is finished.
+    ``rollout`` (from the control loop) lets a switch roll: see :func:`old_replicas`.
     """
     generation = int(md["metadata"].get("generation", 0))
     out = Plan()
@@ -192,6 +238,7 @@ def plan(
         choice = initial_choice(spec, serving_tiers, status)
     out.choice = choice
     target: LiveServer | None = None
+    kept: dict[str, int] = {}
     if choice is not None:
         merged = next(t for t in serving_tiers if t.name == choice.tier)
         repository, model_dir = merged.paths[choice.pool]
@@ -199,16 +246,17 @@ def plan(
         out.apply += [server_deployment(md, spec, serving, settings), server_service(md), server_pdb(md)]
         target_name = labels.server_deployment_name(md["metadata"]["name"], choice.tier, choice.pool)
         target = next((s for s in servers if s.name == target_name), None)
-        # the new fleet takes over once it serves at its full size; until then the old one keeps serving,
-        # cut to the replicas that already serve (the policy counts its starting ones as gone)
-        target_ready = target is not None and target.ready_replicas >= choice.replicas
-        for server in servers:
-            if server.name == target_name:
-                continue
-            if target_ready or server.ready_replicas == 0:
+        # the old placement keeps serving what the new one cannot serve yet, never more than its ready replicas
+        # (the policy counts its starting ones as gone); it goes when none of it is needed
+        target_ready = target.ready_replicas if target is not None else 0
+        leaving = [s for s in servers if s.name != target_name]
+        for server in leaving:
+            keep = old_replicas(server, choice, target_ready, rollout, alone=len(leaving) == 1)
+            kept[server.name] = keep
+            if keep == 0:
                 out.delete_deployments.append(server.name)
-            elif server.replicas > server.ready_replicas:
-                out.scale_deployments[server.name] = server.ready_replicas
+            elif keep < server.replicas:
+                out.scale_deployments[server.name] = keep
 
     # 3. status
     ready_replicas = target.ready_replicas if target is not None else 0
@@ -283,7 +331,7 @@ def plan(
         replicas=choice.replicas if choice else None,
         ready_replicas=ready_replicas if choice else None,
         observed=status.observed,
-        cost_per_hour=format(_cost(spec, servers, choice).quantize(Decimal("0.01")), "f"),
+        cost_per_hour=format(_cost(spec, servers, choice, kept).quantize(Decimal("0.01")), "f"),
         tiers=[t.to_status() for t in out.tiers],
         last_decision=status.last_decision,
         build=BuildStatus(

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fulcrum.api import ModelDeploymentSpec, ProfilesFile
-from fulcrum.policy import Config, Observation, Placement, ProfileTable
+from fulcrum.policy import Config, Observation, Placement, PolicyState, ProfileTable
+from fulcrum.policy.rollout import replica_capacities
 from fulcrum.simulate.fleet import SimFleet
 from fulcrum.simulate.policies import POLICY_NAMES, Setting, make_policy
 from fulcrum.simulate.serving import serve_step
@@ -58,7 +59,7 @@ def make_setting(
     step_seconds: float,
     speed: float = 1.0,
     *,
-    rolling: bool = False,
+    rolling: bool = True,
 ) -> Setting:
     """Only tiers named in the spec are used; ``speed`` makes the simulated fleet faster/slower than profiled."""
     table = ProfileTable.from_file(profiles).only(t.name for t in spec.tiers)
@@ -76,11 +77,13 @@ def simulate_policy(setting: Setting, name: str) -> Run:
     tiers = [t.name for t in spec.tiers]
     slo_ms, percentile, budget = setting.slo_ms, setting.percentile, setting.budget
     capacity_of = {k: c.capacity(slo_ms, percentile) for k, c in setting.truth.curves.items()}
+    # a rolling switch is driven by the operator's estimate (the policy's margin), not by the truth
+    estimate = replica_capacities(spec, setting.profiles, PolicyState())
     fleet = SimFleet(
         {p.name: float(p.replica_startup_seconds) for p in spec.node_pools},
         {p.name: float(p.cost_per_hour) for p in spec.node_pools},
         rolling=setting.rolling,
-        capacity={Placement(*key): value for key, value in capacity_of.items()},
+        capacity=estimate,
     )
     times = step * np.arange(steps, dtype=np.float64)
     run = Run(
@@ -104,8 +107,12 @@ def simulate_policy(setting: Setting, name: str) -> Run:
         previous = config
         rate = float(rates[k])
         parts = fleet.serving_parts(now)
-        weights = [ready * capacity_of.get((p.tier, p.node_pool), 0.0) for p, ready in parts]
+        # the Service spreads requests evenly over the ready replicas of both placements during a rolling switch
+        weights = [float(ready) for _, ready in parts]
         total_weight = sum(weights)
+        per_replica_capacity = min(
+            (capacity_of.get((p.tier, p.node_pool), 0.0) for p, ready in parts if ready > 0), default=0.0
+        )
         latency = queue = 0.0
         ready_total = 0
         if not parts:
@@ -132,7 +139,7 @@ def simulate_policy(setting: Setting, name: str) -> Run:
             latency += share * outcome.latency_ms
             queue += share * outcome.queue_ms
             ready_total += ready
-        run.capacity[k] = total_weight
+        run.capacity[k] = total_weight * per_replica_capacity
         cost_rate = fleet.cost_per_hour()
         run.cost += cost_rate * step / 3600.0
         if budget is not None and cost_rate > budget + BUDGET_EPSILON:

@@ -1,17 +1,17 @@
-"""The simulated fleet: replica groups per placement, startup delays and blue/green switches.
+"""The simulated fleet: replica groups per placement, startup delays and tier/pool switches.
 
 - New replicas serve ``replicaStartupSeconds`` after they are created (at the first step boundary after).
 - Scaling down removes replicas that are still starting first (newest first), then serving ones.
-- A switch to another tier or pool keeps the old placement's ready replicas serving, and paying, until the new
-  placement has as many ready replicas as were asked for at the switch; then they go at once (cutover). The old
-  placement's replicas still starting at the switch are dropped at once (they would never serve).
-- A further change of placement during a switch drops the replicas of the abandoned placement at once.
+- A switch to another tier or pool drops the old placement's replicas still starting at the switch (they would
+  never serve); a further change of placement during a switch drops the replicas of the abandoned placement.
+- ``rolling=True`` (the default, what the operator does): the old placement's ready replicas keep serving beside
+  the new placement's ready ones (the Service splits traffic evenly over ready replicas), and at every step the
+  old placement is cut to :func:`fulcrum.policy.rollout.old_replicas_to_keep` of it: capacity-for-capacity as new
+  replicas become ready, and to what the last observed load still needs of it. The switch ends when no old
+  replica is left. ``capacity`` holds the per-replica SLO capacities the operator would use (the policy's).
+- ``rolling=False`` (blue/green): the old placement keeps serving, and paying, until the new placement has as
+  many ready replicas as were asked for at the switch; then it goes at once (cutover).
 - ``instant`` (the oracle) makes every replica ready at once, so there is no overlap.
-
-``rolling=True`` models a rolling switch instead (a proposal, not what DESIGN specifies): the old placement's
-ready replicas keep serving beside the new placement's ready ones (traffic split by capacity), and each time new
-replicas become ready, old replicas worth at most the same SLO capacity are removed, as are old replicas the
-current load (the last observed rate) no longer needs. The switch ends when no old replica is left.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fulcrum.policy import Config, Placement, ReplicaGroup
+from fulcrum.policy.rollout import mixed_capacity, old_replicas_to_keep
 
 
 @dataclass
@@ -37,15 +38,14 @@ class SimFleet:
         startup: dict[str, float],
         unit_cost: dict[str, float],
         *,
-        rolling: bool = False,
+        rolling: bool = True,
         capacity: dict[Placement, float] | None = None,
     ) -> None:
         self._startup = startup
         self._unit_cost = unit_cost
         self.rolling = rolling
         self._capacity = capacity or {}
-        self._credited = 0
-        self._credit = 0.0
+        self._reference: float | None = None
         self.groups: list[_Group] = []
         self.serving: Placement | None = None
         self.desired: Placement | None = None
@@ -62,8 +62,13 @@ class SimFleet:
             ]
             self.desired = placement
             self._switch_target = config.replicas
-            self._credited = self.ready(placement, now)
-            self._credit = 0.0
+            if self.serving is not None and self.serving != placement:
+                self._reference = mixed_capacity(
+                    self.ready(self.serving, now),
+                    self._capacity.get(self.serving, 0.0),
+                    self.ready(placement, now),
+                    self._capacity.get(placement, 0.0),
+                )
         elif self.serving != placement:
             self._switch_target = min(self._switch_target, config.replicas)
         have = sum(g.count for g in self.groups if g.placement == placement)
@@ -72,7 +77,8 @@ class SimFleet:
             self.groups.append(_Group(placement, config.replicas - have, now + delay, now))
         elif config.replicas < have:
             self._remove(placement, have - config.replicas)
-        if self.serving is None:
+        if self.serving is None or instant:  # instant: no overlap, the old placement goes at once
+            self.groups = [g for g in self.groups if g.placement == placement]
             self.serving = placement
         self.advance(now)
 
@@ -99,28 +105,26 @@ class SimFleet:
             self.serving = desired
 
     def _roll(self, desired: Placement, now: float, rate: float | None) -> None:
-        """Remove old replicas as new capacity becomes ready, and any the load no longer needs."""
+        """Cut the old placement to what it must still serve beside the new one's ready replicas."""
         old = self.serving
         assert old is not None
-        ready = self.ready(desired, now)
-        old_unit = self._capacity.get(old, 0.0)
-        new_capacity = ready * self._capacity.get(desired, 0.0)
-        if ready > self._credited:
-            self._credit += (ready - self._credited) * self._capacity.get(desired, 0.0)
-            self._credited = ready
-            removable = int(self._credit // old_unit) if old_unit > 0 else self.ready(old, now)
-            removable = min(removable, self.ready(old, now))
-            if removable:
-                self._credit -= removable * old_unit
-                self._remove(old, removable)
-        old_ready = self.ready(old, now)
-        if rate is not None:  # the operator scales the old placement to what the load still needs of it
-            spare = int((new_capacity + old_ready * old_unit - rate) // old_unit) if old_unit > 0 else old_ready
-            if spare > 0:
-                self._remove(old, min(spare, old_ready))
-        everything = sum(g.count for g in self.groups if g.placement == desired)
-        if rate is None and ready >= everything and new_capacity >= self.ready(old, now) * old_unit:
-            self.groups = [g for g in self.groups if g.placement == desired]
+        old_capacity = self._capacity.get(old, 0.0)
+        new_capacity = self._capacity.get(desired, 0.0)
+        if old_capacity <= 0.0 or new_capacity <= 0.0:  # no estimate: the operator cuts over as blue/green does
+            if self.ready(desired, now) >= self._switch_target:
+                self.groups = [g for g in self.groups if g.placement == desired]
+        else:
+            keep = old_replicas_to_keep(
+                old_ready=self.ready(old, now),
+                old_capacity=old_capacity,
+                new_ready=self.ready(desired, now),
+                new_capacity=new_capacity,
+                rate=rate,
+                reference=self._reference,
+            )
+            have = sum(g.count for g in self.groups if g.placement == old)
+            if have > keep:
+                self._remove(old, have - keep)
         if not any(g.placement == old for g in self.groups):
             self.serving = desired
 

@@ -54,8 +54,8 @@ class Setting:
     truth: ProfileTable
     step_rates: Sequence[float]
     step_seconds: float
-    rolling: bool = False
-    """Switches roll (old replicas removed as new ones become ready) instead of blue/green."""
+    rolling: bool = True
+    """Switches roll (old replicas removed as new ones become ready, what the operator does), else blue/green."""
 
     @property
     def slo_ms(self) -> float:
