@@ -109,6 +109,7 @@ def serving_options(md: ModelDeployment) -> ServingOptions:
         max_queue_delay_microseconds=serving.dynamic_batching.max_queue_delay_microseconds,
         preferred_batch_sizes=tuple(serving.dynamic_batching.preferred_batch_sizes or ()),
         instances=serving.instances_per_replica,
+        queue_timeout_microseconds=serving.dynamic_batching.queue_timeout_microseconds,
     )
 
 

@@ -8,8 +8,9 @@ Targets:
   tritonserver of the nvidia-pytriton wheel.
 
 Every config gets dynamic batching and an instance group from ``spec.serving`` and a warmup request
-(batch 1, zero data: zeros are valid embedding indices). :func:`check_io` holds a config's inputs and
-outputs to the ONNX graph's.
+(batch 1, zero data: zeros are valid embedding indices). With ``serving.dynamicBatching.queueTimeoutMicroseconds``
+the batcher's ``default_queue_policy`` rejects requests that waited longer than that (``timeout_action: REJECT``).
+:func:`check_io` holds a config's inputs and outputs to the ONNX graph's.
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ class ServingOptions:
     preferred_batch_sizes: tuple[int, ...] = ()
     instances: int = 1
     warmup: bool = True
+    queue_timeout_microseconds: int | None = None
+    """Reject a request that waited longer than this in the queue (``default_queue_policy``); None: no timeout."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,12 @@ def model_config(
     batching.max_queue_delay_microseconds = serving.max_queue_delay_microseconds
     preferred = [b for b in serving.preferred_batch_sizes if b <= serving.max_batch_size]
     batching.preferred_batch_size.extend(preferred)
+    if serving.queue_timeout_microseconds is not None:
+        # under overload Triton rejects what it cannot serve in time instead of making every request late
+        policy = batching.default_queue_policy
+        policy.timeout_action = mc.ModelQueuePolicy.REJECT
+        policy.default_timeout_microseconds = serving.queue_timeout_microseconds
+        policy.allow_timeout_override = False
     config.instance_group.add(count=serving.instances, kind=kind)
     if serving.warmup and all(-1 not in t.dims for t in inputs):  # a dynamic dim has no shape to warm up with
         warmup = config.model_warmup.add(name="warmup", batch_size=1, count=1)

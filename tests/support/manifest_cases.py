@@ -169,7 +169,11 @@ CASES: list[Case] = [
             {
                 "serving": {
                     "image": "nvcr.io/nvidia/tritonserver:24.10-py3",
-                    "dynamicBatching": {"maxQueueDelayMicroseconds": 100, "preferredBatchSizes": [8, 16]},
+                    "dynamicBatching": {
+                        "maxQueueDelayMicroseconds": 100,
+                        "preferredBatchSizes": [8, 16],
+                        "queueTimeoutMicroseconds": 15000,
+                    },
                     "instancesPerReplica": 2,
                     "resources": {"requests": {"cpu": 2, "memory": "8Gi"}, "limits": {"memory": "8Gi"}},
                 }
@@ -229,6 +233,7 @@ CASES: list[Case] = [
     Case("pool-bad-name", _spec({"nodePools": [{"name": "Big Pool", "costPerHour": "1"}]}), False),
     Case("min-replicas-negative", _spec({"scaling": {"minReplicas": -1}}), False),
     Case("max-replicas-too-big", _spec({"scaling": {"maxReplicas": 1001}}), False),
+    Case("queue-timeout-zero", _spec({"serving": {"dynamicBatching": {"queueTimeoutMicroseconds": 0}}}), False),
     Case("bad-objective", _spec({"scaling": {"objective": "Speed"}}), False),
     Case("metric-unknown", _spec({"accuracy": {"checks": [{"metric": "F1", "min": "0.9"}]}}), False),
     Case("metric-threshold-float", _spec({"accuracy": {"checks": [{"metric": "MeanAbsError", "max": 0.01}]}}), False),

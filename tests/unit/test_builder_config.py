@@ -56,6 +56,34 @@ def test_tensorrt_and_local_configs() -> None:
     assert local.parameters[tc.LOCAL_ONNX_PARAMETER].string_value == "model.onnx"
 
 
+def test_a_queue_timeout_rejects_what_waited_too_long() -> None:
+    assert not _config().dynamic_batching.HasField("default_queue_policy")  # no timeout unless the spec sets one
+    serving = tc.ServingOptions(max_batch_size=64, queue_timeout_microseconds=15000)
+    files = tc.ModelFiles("model.onnx")
+    config = tc.model_config(
+        "fp32", "onnxruntime", "triton", inputs=INPUTS, outputs=OUTPUTS, serving=serving, files=files
+    )
+    text = tc.to_text(config)
+    assert "default_timeout_microseconds: 15000" in text
+    policy = tc.parse(text).dynamic_batching.default_queue_policy
+    assert policy.timeout_action == mc.ModelQueuePolicy.REJECT
+    assert policy.default_timeout_microseconds == 15000
+    assert not policy.allow_timeout_override
+
+
+def test_the_spec_sets_the_queue_timeout_of_every_tier() -> None:
+    import copy
+
+    from fulcrum.api import parse_model_deployment
+    from model_repo_builder.pipeline import serving_options
+    from tests.support.manifest_cases import BASE
+
+    body = copy.deepcopy(BASE)
+    assert serving_options(parse_model_deployment(body)).queue_timeout_microseconds is None
+    body["spec"]["serving"] = {"dynamicBatching": {"queueTimeoutMicroseconds": 15000}}
+    assert serving_options(parse_model_deployment(body)).queue_timeout_microseconds == 15000
+
+
 def test_dynamic_dims_skip_warmup() -> None:
     config = _config(inputs=[TensorInfo("tokens", "INT64", (-1,))])
     assert len(config.model_warmup) == 0

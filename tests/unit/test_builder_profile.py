@@ -43,3 +43,21 @@ def test_profile_stops_at_saturation() -> None:
 
     points = prof.profile(run, prof.Batching(max_batch_size=4), duration=0.3, fractions=(0.2, 4.0, 8.0), capacity=500.0)
     assert len(points) == 2 and points[-1].saturated and not points[0].saturated
+
+
+def test_rejected_requests_mark_a_point_saturated_and_only_total_failure_is_an_error() -> None:
+    calls = [0]
+
+    def sometimes_rejected() -> None:  # Triton rejecting requests that outwaited a queue timeout
+        calls[0] += 1
+        if calls[0] % 3 == 0:
+            raise RuntimeError("request timeout expired")
+
+    point = prof.open_loop(sometimes_rejected, rate=200.0, duration=0.2, seed=1, workers=2)
+    assert point.saturated
+
+    def broken() -> None:
+        raise RuntimeError("bad input")
+
+    with pytest.raises(RuntimeError, match="requests failed during profiling"):
+        prof.open_loop(broken, rate=200.0, duration=0.2, seed=1, workers=2)

@@ -90,6 +90,11 @@ def test_build_key_ignores_slo_budget_and_scaling_but_not_tiers() -> None:
     assert build_key(md.spec, md.spec.node_pool("cpu"), "triton", "hostPath:/srv/models") != key
     assert build_key(md.spec, pool, "local", "hostPath:/srv/models") != key
     assert build_key(md.spec, pool, "triton", "uri:s3://other/prefix") != key
+    # a queue timeout changes every tier's config.pbtxt: a new build; none set keeps the keys as they were
+    _, timeout = _md(serving={"dynamicBatching": {"queueTimeoutMicroseconds": 15000}})
+    assert build_key(timeout.spec, timeout.spec.node_pool("l4"), "triton", "hostPath:/srv/models") != key
+    _, default = _md(serving={"dynamicBatching": {"maxQueueDelayMicroseconds": 500}})
+    assert build_key(default.spec, default.spec.node_pool("l4"), "triton", "hostPath:/srv/models") == key
 
 
 def test_build_job_runs_the_builder_on_its_pool() -> None:

@@ -78,6 +78,23 @@ def test_overload_queues_and_misses_everyone() -> None:
     assert nothing.in_time == 0.0
 
 
+def test_a_queue_timeout_sheds_only_the_excess_under_overload() -> None:
+    curve = Curve.from_profile(model_profile("l4", 1000.0))
+    unloaded_p99 = curve.latency_at(curve.rates[0], 99.0)
+    timeout = (25.0 - unloaded_p99) / 1000.0  # served requests stay in time at the SLO percentile
+    rate = 1.5 * curve.saturation_rps
+    outcome = serve_step(curve, 1, rate, 0.0, seconds=10.0, slo_ms=25.0, percentile=99.0, queue_timeout_seconds=timeout)
+    served = curve.saturation_rps / rate
+    assert outcome.in_time / outcome.requests == pytest.approx(served, rel=0.03)  # the excess is rejected
+    assert outcome.backlog <= curve.saturation_rps * timeout + 1e-9 and outcome.queue_ms <= 1000.0 * timeout
+    # below saturation only requests that outwait the timeout are lost, never more than without it
+    light = serve_step(curve, 2, 800.0, 0.0, seconds=10.0, slo_ms=25.0, percentile=99.0, queue_timeout_seconds=timeout)
+    plain = serve_step(curve, 2, 800.0, 0.0, seconds=10.0, slo_ms=25.0, percentile=99.0)
+    median = curve.latency_at(curve.rates[0], 50.0)
+    assert light.in_time == pytest.approx(8000.0 * curve.share_within(400.0, min(25.0, 1000.0 * timeout + median)))
+    assert light.in_time <= plain.in_time
+
+
 def test_fleet_switch_overlaps_until_the_new_placement_is_ready() -> None:
     fleet = SimFleet({"l4": 60.0, "cpu": 30.0}, {"l4": 1.0, "cpu": 0.25})
     fleet.apply(Config("fp32", "l4", 2), 0.0, instant=True)

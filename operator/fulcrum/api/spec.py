@@ -423,6 +423,17 @@ class DynamicBatching(SpecModel):
     preferred_batch_sizes: list[Annotated[int, Field(ge=1)]] | None = Field(
         default=None, max_length=16, description="Batch sizes Triton prefers to form (optional)."
     )
+    queue_timeout_microseconds: int | None = Field(
+        default=None,
+        ge=1,
+        le=10_000_000,
+        description=(
+            "Optional: Triton rejects a request that waited longer than this in its queue "
+            "(default_queue_policy, timeout_action REJECT), so under overload only the excess fails and the "
+            "requests served stay in time. Set it to about latencyMs minus the model's unloaded p99 latency. "
+            "Absent: no timeout (overload delays every request)."
+        ),
+    )
 
 
 class ResourceRequirements(SpecModel):

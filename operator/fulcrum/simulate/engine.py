@@ -76,6 +76,8 @@ def simulate_policy(setting: Setting, name: str) -> Run:
     steps = len(rates)
     tiers = [t.name for t in spec.tiers]
     slo_ms, percentile, budget = setting.slo_ms, setting.percentile, setting.budget
+    timeout_us = spec.serving.dynamic_batching.queue_timeout_microseconds
+    queue_timeout = None if timeout_us is None else timeout_us / 1e6  # Triton rejects what waited longer
     capacity_of = {k: c.capacity(slo_ms, percentile) for k, c in setting.truth.curves.items()}
     # a rolling switch is driven by the operator's estimate (the policy's margin), not by the truth
     estimate = replica_capacities(spec, setting.profiles, PolicyState())
@@ -116,7 +118,16 @@ def simulate_policy(setting: Setting, name: str) -> Run:
         latency = queue = 0.0
         ready_total = 0
         if not parts:
-            outcome = serve_step(None, 0, rate, 0.0, seconds=step, slo_ms=slo_ms, percentile=percentile)
+            outcome = serve_step(
+                None,
+                0,
+                rate,
+                0.0,
+                seconds=step,
+                slo_ms=slo_ms,
+                percentile=percentile,
+                queue_timeout_seconds=queue_timeout,
+            )
             run.requests += outcome.requests
             latency, queue = outcome.latency_ms, outcome.queue_ms
         for (placement, ready), weight in zip(parts, weights, strict=True):
@@ -130,6 +141,7 @@ def simulate_policy(setting: Setting, name: str) -> Run:
                 seconds=step,
                 slo_ms=slo_ms,
                 percentile=percentile,
+                queue_timeout_seconds=queue_timeout,
             )
             backlogs[placement] = outcome.backlog
             run.requests += outcome.requests
