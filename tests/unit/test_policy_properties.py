@@ -29,7 +29,7 @@ loads = st.lists(st.floats(0.0, 30000.0, allow_nan=False), min_size=2, max_size=
 STEP = 10.0
 
 
-def replay(spec_: object, rates: list[float], rolling: bool = False) -> list[Decision]:
+def replay(spec_: object, rates: list[float], rolling: bool = True) -> list[Decision]:
     """Tick through the rates against the simulator's fleet (startup delays, blue/green or rolling switches)."""
     spec = spec_  # typed loosely for hypothesis' builds
     capacity = {Placement(*key): TABLE.capacity(*key, 25.0, 99.0) for key in TABLE.curves}
