@@ -86,6 +86,21 @@ def test_a_switch_remembers_what_the_fleet_served_for_the_roll() -> None:
     assert memory.references == {}
 
 
+def test_a_tick_gives_the_planner_the_policys_capacities() -> None:
+    from fulcrum.reconcile.builds import BuildResult, merge_tiers
+    from tests.unit.test_reconcile_plan import _manifest_model
+
+    ok = BuildResult("Succeeded", manifest=_manifest_model("cpu", {"fp32": "Ready", "fp16": "Ready"}), repository="/m")
+    tiers = merge_tiers([t.name for t in SPEC.tiers], {"cpu": ok})
+    loop = ControlLoop(tick_seconds=15, clock=lambda: 1_800_000_000.0)
+    servers = [LiveServer("ctr-ranker-fp32-cpu", "fp32", "cpu", 1, 1)]
+    loop.tick(("ns", "md"), spec=SPEC, status=ModelDeploymentStatus(), tiers=tiers, servers=servers, observed=None)
+    rollout = loop.rollout(("ns", "md"))
+    assert rollout is not None and rollout.rate is None and rollout.references == {}
+    assert set(rollout.capacities) == {("fp32", "cpu"), ("fp16", "cpu")}
+    assert all(capacity > 0.0 for capacity in rollout.capacities.values())
+
+
 def _decision(action: str, code: str = "LoadRising") -> Decision:
     return Decision(
         action,
