@@ -18,7 +18,11 @@ def test_parses_a_real_tritonserver_scrape() -> None:
     assert sample.success == 50 and sample.failure == 0
     assert sample.request_us == 221112 and sample.queue_us == 17574
     assert sample.quantiles_us == {0.5: 2936, 0.9: 4679, 0.95: 5633, 0.99: 5778, 0.999: 5778}
-    assert parse_triton_metrics(RECORDED, model="other").success == 0
+    assert sample.reported
+    other = parse_triton_metrics(RECORDED, model="other")
+    assert other.success == 0 and not other.reported  # no counter for it: not loaded (or unloading)
+    unloaded = "\n".join(line for line in RECORDED.splitlines() if not line.startswith("nv_inference"))
+    assert not parse_triton_metrics(unloaded).reported
 
 
 def test_quantile_interpolation() -> None:
@@ -80,3 +84,24 @@ def test_no_metrics_until_two_samples() -> None:
     assert window.metrics(99) is None
     window.add(0, {"a": _sample(0, 0, 0, 1000)})
     assert window.metrics(99) is None
+
+
+def test_load_moving_between_pods_is_not_counted_twice() -> None:
+    """100 rps on pod a for 50 s, then on a new pod b: the fleet served 100 rps throughout."""
+    window = SlidingWindow(60)
+    for t in range(0, 61, 10):
+        samples = {"a": _sample(100 * min(t, 50), 0, 0, 1000)}
+        if t >= 50:
+            samples["b"] = _sample(100 * (t - 50), 0, 0, 1000)
+        window.add(t, samples)
+    m = window.metrics(99)
+    assert m is not None and m.requests_per_second == pytest.approx(100.0)
+
+
+def test_a_pod_gone_mid_window_still_counts_what_it_served() -> None:
+    window = SlidingWindow(60)
+    window.add(0, {"a": _sample(0, 0, 0, 1000), "b": _sample(0, 0, 0, 1000)})
+    window.add(10, {"a": _sample(500, 0, 0, 1000), "b": _sample(500, 0, 0, 1000)})
+    window.add(20, {"b": _sample(1500, 0, 0, 1000)})  # a was deleted; b took its share
+    m = window.metrics(99)
+    assert m is not None and m.requests_per_second == pytest.approx(100.0)

@@ -37,6 +37,7 @@ class TritonSample:
     inferences: float = 0.0
     quantiles_us: dict[float, float] = field(default_factory=dict)
     summary_count: float = 0.0
+    reported: bool = True  # False: no inference counter at all (the model is not loaded, e.g. shutting down)
 
     @property
     def requests(self) -> float:
@@ -44,7 +45,7 @@ class TritonSample:
 
 
 def parse_triton_metrics(text: str, model: str | None = None) -> TritonSample:
-    sample = TritonSample()
+    sample = TritonSample(reported=False)
     quantile_sums: dict[float, float] = {}
     for family in text_string_to_metric_families(text):
         for metric in family.samples:
@@ -56,6 +57,7 @@ def parse_triton_metrics(text: str, model: str | None = None) -> TritonSample:
                 name = name.removesuffix("_total")  # newer client libraries add the suffix to counters
             if name in COUNTERS:
                 attr = COUNTERS[name]
+                sample.reported = True
                 setattr(sample, attr, getattr(sample, attr) + float(metric.value))
             elif name == SUMMARY and "quantile" in labels:
                 q = float(labels["quantile"])

@@ -51,40 +51,37 @@ class SlidingWindow:
         return sorted(self._samples)
 
     def metrics(self, percentile: float) -> FleetMetrics | None:
-        """Rates over the window; None until some pod has two samples."""
-        total_requests = total_failures = total_queue_us = total_request_us = 0.0
-        weighted_latency = 0.0
-        latency_weight = 0.0
-        span = 0.0
-        pods = 0
-        for history in self._samples.values():
-            if len(history) < 2:
-                continue
-            (t0, first), (t1, last) = history[0], history[-1]
-            if t1 <= t0:
-                continue
-            pods += 1
-            span = max(span, t1 - t0)
-            requests = _increase(first.requests, last.requests)
-            requests_per_second = requests / (t1 - t0)
-            total_requests += requests_per_second
-            total_failures += _increase(first.failure, last.failure) / (t1 - t0)
-            total_queue_us += _increase(first.queue_us, last.queue_us)
-            total_request_us += _increase(first.request_us, last.request_us)
-            latency_us = quantile_at(last.quantiles_us, percentile)
-            if latency_us is None and requests > 0:
-                latency_us = _increase(first.request_us, last.request_us) / requests  # mean, when no summary
-            if latency_us is not None and requests > 0:
-                weighted_latency += latency_us * requests
-                latency_weight += requests
-        if pods == 0:
+        """Rates over the window; None until some pod has two samples.
+
+        The fleet's rate is every pod's counter increase divided by one span, from the oldest baseline to the
+        newest sample. Dividing each pod's increase by its own span instead would count load twice while it
+        moves between pods: a pod that served the first half of the window and a new one that serves the
+        second half would each report the whole rate.
+        """
+        histories = [h for h in self._samples.values() if len(h) >= 2 and h[-1][0] > h[0][0]]
+        if not histories:
             return None
-        served = sum(_increase(h[0][1].requests, h[-1][1].requests) for h in self._samples.values() if len(h) >= 2)
+        start = min(h[0][0] for h in histories)
+        span = max(h[-1][0] for h in histories) - start
+        requests = failures = queue_us = 0.0
+        weighted_latency = latency_weight = 0.0
+        for history in histories:
+            (_, first), (_, last) = history[0], history[-1]
+            served = _increase(first.requests, last.requests)
+            requests += served
+            failures += _increase(first.failure, last.failure)
+            queue_us += _increase(first.queue_us, last.queue_us)
+            latency_us = quantile_at(last.quantiles_us, percentile)
+            if latency_us is None and served > 0:
+                latency_us = _increase(first.request_us, last.request_us) / served  # mean, when no summary
+            if latency_us is not None and served > 0:
+                weighted_latency += latency_us * served
+                latency_weight += served
         return FleetMetrics(
-            requests_per_second=total_requests,
+            requests_per_second=requests / span,
             latency_ms=(weighted_latency / latency_weight / 1000.0) if latency_weight else None,
-            queue_ms=(total_queue_us / served / 1000.0) if served else None,
-            failures_per_second=total_failures,
-            pods_reporting=pods,
+            queue_ms=(queue_us / requests / 1000.0) if requests else None,
+            failures_per_second=failures / span,
+            pods_reporting=len(histories),
             window_seconds=span,
         )
