@@ -157,3 +157,11 @@ def test_interface_names_fit_linux_limit() -> None:
     uid = "0123abcd-ffff-4444-8888-123456789abc"
     assert len(network.veth_name("fdev254", uid)) <= 15
     assert network.netns_name("fdev1", uid) == "fdev1-0123abcd"
+
+
+def test_bridge_mac_is_fixed_unicast_and_locally_administered() -> None:
+    mac = network.bridge_mac("fdev200")
+    assert mac == network.bridge_mac("fdev200") != network.bridge_mac("fdev201")
+    first = int(mac.split(":")[0], 16)
+    assert first & 0x01 == 0 and first & 0x02  # unicast, locally administered
+    assert len(mac.split(":")) == 6

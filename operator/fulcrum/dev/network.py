@@ -10,6 +10,7 @@ no ``ip``), pods fall back to unique loopback addresses ``127.<N>.x.y`` sharing 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import ipaddress
 import os
 import shutil
@@ -76,9 +77,21 @@ def bridge_owner(bridge: str) -> str | None:
         return None
 
 
+def bridge_mac(bridge: str) -> str:
+    """A fixed, locally administered MAC for ``bridge`` (pure).
+
+    A Linux bridge without one takes the lowest MAC among its ports, so it changes whenever a pod's veth comes or
+    goes. Pods still address the gateway by the old MAC until their ARP entry expires: their replies are lost and
+    TCP resends them after its 200 ms minimum timeout. The closed-loop e2e saw 1 % of requests take ~215 ms that
+    way while Triton measured 12 ms.
+    """
+    digest = hashlib.sha256(bridge.encode()).digest()
+    return ":".join(f"{b:02x}" for b in (0x02, *digest[:5]))
+
+
 def reserve_bridge(bridge: str, owner: str) -> bool:
     """Create ``bridge`` marked as ``owner``'s; False if it already exists (another cluster's, or a race)."""
-    if _ip("link", "add", bridge, "type", "bridge", check=False).returncode != 0:
+    if _ip("link", "add", bridge, "address", bridge_mac(bridge), "type", "bridge", check=False).returncode != 0:
         return False
     _ip("link", "set", "dev", bridge, "alias", owner)
     return True
@@ -87,6 +100,7 @@ def reserve_bridge(bridge: str, owner: str) -> bool:
 def ensure_bridge(bridge: str, gateway: str, prefix: int, owner: str) -> None:
     if not link_exists(bridge):
         reserve_bridge(bridge, owner)
+    _ip("link", "set", "dev", bridge, "address", bridge_mac(bridge))  # also for a bridge made before this rule
     addrs = _ip("-o", "addr", "show", "dev", bridge).stdout
     if f" {gateway}/" not in addrs:
         _ip("addr", "add", f"{gateway}/{prefix}", "dev", bridge)
@@ -111,6 +125,9 @@ def setup_pod(bridge: str, pod_uid: str, ip: str, gateway: str, prefix: int) -> 
         _ip("-n", ns, "addr", "add", f"{ip}/{prefix}", "dev", "eth0")
         _ip("-n", ns, "link", "set", "eth0", "up")
         _ip("-n", ns, "route", "add", "default", "via", gateway)
+        # the address may have been an earlier pod's: forget the host's ARP entry for it, or the host keeps
+        # sending to the old pod's MAC until the entry expires (lost packets, 200 ms TCP resends)
+        _ip("neigh", "flush", "to", ip, "dev", bridge, check=False)
     except NetworkError:
         teardown_pod(bridge, pod_uid)
         raise
