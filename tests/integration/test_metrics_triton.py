@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import pytest
@@ -23,18 +24,23 @@ def test_scraped_rate_and_latency_agree_with_the_load_generator(tmp_path: Path) 
         source = ScrapeSource(window_seconds=60)
         key = ("ns", "echo")
 
+        log: list[tuple[float, float | None, str]] = []
+
         async def scenario() -> tuple[list[float], object, object]:
             await source.observe(key, [server.metrics_url], "echo", 99)  # baseline sample
 
             async def endpoints() -> list[str]:
                 return [base]
 
-            _, intervals = await run_load(Schedule([0], [40], 6), endpoints, model="echo", interval_seconds=6)
+            _, intervals = await run_load(
+                Schedule([0], [40], 6), endpoints, model="echo", interval_seconds=6, request_log=log
+            )
             metrics = await source.observe(key, [server.metrics_url], "echo", 99)
             missing = await source.observe(key, [server.metrics_url, "http://127.0.0.1:9/metrics"], "echo", 99)
             await source.close()
             return intervals[0].latencies_ms, metrics, missing
 
+        began = time.time()
         latencies, metrics, missing = asyncio.run(scenario())
     assert metrics is not None and missing is not None
     served = len(latencies)
@@ -45,3 +51,6 @@ def test_scraped_rate_and_latency_agree_with_the_load_generator(tmp_path: Path) 
     client_p99 = sorted(latencies)[int(0.99 * (served - 1))]
     assert 0 < metrics.latency_ms <= client_p99 * 1.05  # type: ignore[attr-defined]
     assert missing.pods_reporting == 1  # type: ignore[attr-defined]
+    # the request log has every request, sent within the run, with the same latencies
+    assert sorted(ms for _, ms, _ in log if ms is not None) == sorted(latencies)
+    assert all(began <= sent <= began + 30 and endpoint == base for sent, _, endpoint in log)

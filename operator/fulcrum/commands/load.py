@@ -40,6 +40,12 @@ def _schedule(trace_path: Path, speedup: float) -> Schedule:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--kubeconfig", default=None, help="Kubeconfig for --service (default: $KUBECONFIG).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option(
+    "--request-log",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    default=None,
+    help="Write every request as CSV: sent_unix,latency_ms (empty on error),endpoint.",
+)
 def load(
     *,
     service: str | None,
@@ -53,11 +59,13 @@ def load(
     seed: int,
     kubeconfig: str | None,
     as_json: bool,
+    request_log: Path | None,
 ) -> None:
     if bool(service) == bool(urls):
         raise click.UsageError("give exactly one of --service NS/NAME or --url")
     schedule = _schedule(trace_path, speedup)
     console = Console(stderr=True)
+    log: list[tuple[float, float | None, str]] | None = [] if request_log is not None else None
 
     async def main() -> tuple[str, list[Interval]]:
         if urls:
@@ -90,9 +98,14 @@ def load(
             max_in_flight=max_in_flight,
             seed=seed,
             on_progress=progress,
+            request_log=log,
         )
 
     model_name, intervals = asyncio.run(main())
+    if request_log is not None and log is not None:
+        lines = ["sent_unix,latency_ms,endpoint"]
+        lines += [f"{t:.6f},{'' if ms is None else f'{ms:.3f}'},{endpoint}" for t, ms, endpoint in sorted(log)]
+        request_log.write_text("\n".join(lines) + "\n")
     rows = [i.summary(interval_seconds, slo_ms) for i in intervals]
     summary = run_summary(intervals, slo_ms)
     if as_json:

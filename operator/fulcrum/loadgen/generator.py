@@ -98,8 +98,13 @@ async def run_load(
     seed: int = 0,
     on_progress: Callable[[float, int, int, Interval], None] | None = None,
     refresh_seconds: float = 5.0,
+    request_log: list[tuple[float, float | None, str]] | None = None,
 ) -> tuple[str, list[Interval]]:
-    """Drive the schedule; returns the model name and per-interval statistics (``interval_seconds`` wide)."""
+    """Drive the schedule; returns the model name and per-interval statistics (``interval_seconds`` wide).
+
+    ``request_log``, when given, receives (Unix time the request was sent, latency in ms or None on error,
+    endpoint) for every request, to line the client's view up with other measurements in time.
+    """
     count = max(1, int(np.ceil(schedule.end / interval_seconds)))
     bounds = [*schedule.times[1:], schedule.end]
 
@@ -126,7 +131,7 @@ async def run_load(
         async def urls(endpoints_now: list[str]) -> list[str]:
             out = []
             for endpoint in endpoints_now:
-                if endpoint not in served or model is None:
+                if endpoint not in served:  # a pod serves one model for life; a reused address is re-asked below
                     try:
                         served[endpoint] = (await model_metadata(session, endpoint, model))[0]
                     except (aiohttp.ClientError, TimeoutError, RuntimeError, ValueError):
@@ -141,17 +146,23 @@ async def run_load(
         async def one(url: str, interval: Interval) -> None:
             nonlocal in_flight
             started = time.perf_counter()
+            latency: float | None = None
             try:
                 async with session.post(url, json=body) as response:
                     await response.read()
                     if response.status == 200:
-                        interval.latencies_ms.append((time.perf_counter() - started) * 1000.0)
+                        latency = (time.perf_counter() - started) * 1000.0
+                        interval.latencies_ms.append(latency)
                     else:
                         interval.errors += 1
+                        if response.status in (400, 404):  # not the model we thought: ask again next refresh
+                            served.pop(url.split("/v2/", 1)[0], None)
             except (aiohttp.ClientError, TimeoutError):
                 interval.errors += 1
             finally:
                 in_flight -= 1
+                if request_log is not None:
+                    request_log.append((unix_begin + (started - begin), latency, url.split("/v2/", 1)[0]))
 
         async def refresh() -> None:
             nonlocal ring
@@ -163,6 +174,7 @@ async def run_load(
 
         refresher = asyncio.create_task(refresh())
         begin = time.perf_counter()
+        unix_begin = time.time()
         last_report = 0.0
         try:
             for t, _ in schedule.arrivals(seed):
