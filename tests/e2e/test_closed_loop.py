@@ -4,15 +4,18 @@ The served model and its repository are the real ctr-ranker build. Through Trito
 2-core machine the tiers are about equally fast, so this test gives the policy a pool (``edge``, the same node)
 whose build record carries profiles in which the faster tiers really are faster: fp32 serves 30 rps per replica
 in the SLO, fp16 70, int8 150. Everything else is real: the metrics the operator scrapes, the decisions, the
-Deployments, the pods, the load. Under a step from 15 to 110 rps with a budget that affords 3 fp32 replicas,
-fp32 would need 4: the operator must switch to a faster tier, and switch back once the load falls.
+Deployments, the pods, the load (``fulcrum load`` in its own process). Under a step from 15 to 110 rps with a
+budget that affords 3 fp32 replicas, fp32 would need 4: the operator must switch to a faster tier, and switch
+back once the load falls. The latency the operator reports (Triton's own p99, server side) must agree with the
+p99 the load generator measured over the same minute within 30 %.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +23,6 @@ import pytest
 from kubernetes import client
 
 from fulcrum.api import parse_model_deployment
-from fulcrum.controller.kube import KubeClient
-from fulcrum.loadgen.endpoints import service_endpoints
-from fulcrum.loadgen.generator import Schedule, run_load
-from fulcrum.loadgen.stats import Interval
 from fulcrum.reconcile.builds import BuildResult
 from fulcrum.resources.build import RECORD_KEY, build_record
 from fulcrum.resources.build_key import build_key
@@ -36,16 +35,23 @@ from tests.support.polling import wait_for
 pytestmark = pytest.mark.e2e
 
 CAPACITY = {"fp32": 30.0, "fp16": 70.0, "int8": 150.0}  # rps per replica within the SLO, by tier
+SLO_MS = 25.0
+STEP = [(0, 15.0), (45, 110.0), (165, 15.0)]  # (from second, rps)
+RUN_SECONDS = 300
+WINDOW_SECONDS = 60.0  # the operator's metrics window (ScrapeSource); the client's p99 is taken over the same
 
 
 def profile(pool: str, capacity: float) -> dict[str, Any]:
-    """A latency curve whose p99 crosses 22 ms (the SLO minus the policy's margin) at ``capacity``."""
+    """A latency curve whose p99 crosses 22 ms (the SLO minus the policy's margin) at ``capacity``.
+
+    Its floor, about 10 ms, is what the real pods show: the example batches for up to 8 ms.
+    """
     points = []
-    for share, p99 in ((0.25, 6.0), (0.6, 12.0), (1.0, 22.0), (1.3, 60.0)):
+    for share, p99 in ((0.25, 10.0), (0.6, 13.0), (1.0, 22.0), (1.3, 60.0)):
         points.append(
             {
                 "requestsPerSecond": capacity * share,
-                "latencyMs": {"p50": p99 / 3, "p90": p99 / 1.6, "p95": p99 / 1.3, "p99": p99},
+                "latencyMs": {"p50": p99 * 0.8, "p90": p99 * 0.9, "p95": p99 * 0.95, "p99": p99},
             }
         )
     return {"nodePool": pool, "points": points}
@@ -101,24 +107,52 @@ def seed_edge_record(kube: Kube, operator: OperatorProcess, base: dict[str, Any]
             raise
 
 
-def run_step_load(cluster: Any, namespace: str, intervals_out: list[Interval]) -> None:
-    schedule = Schedule(times=[0, 45, 165], rates=[15, 110, 15], end=300)
+def start_load(cluster: Any, namespace: str, workdir: Path) -> subprocess.Popen[str]:
+    """``fulcrum load`` in its own process, as a user would run it, one step per 15 s row of the trace."""
+    trace = workdir / "step.csv"
+    rows = [(t, next(r for start, r in reversed(STEP) if t >= start)) for t in range(0, RUN_SECONDS, 15)]
+    trace.write_text("t_seconds,requests_per_second\n" + "".join(f"{t},{r}\n" for t, r in rows))
 
-    async def main() -> None:
-        kube = KubeClient.from_environment(str(cluster.kubeconfig))
-        try:
-            _, intervals = await run_load(
-                schedule,
-                lambda: service_endpoints(kube, namespace, "loop"),
-                model=None,
-                interval_seconds=15,
-                refresh_seconds=3,
-            )
-            intervals_out.extend(intervals)
-        finally:
-            await kube.close()
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "fulcrum",
+            "load",
+            "--service",
+            f"{namespace}/loop",
+            "--kubeconfig",
+            str(cluster.kubeconfig),
+            "--trace",
+            str(trace),
+            "--interval",
+            "15",
+            "--slo-ms",
+            str(SLO_MS),
+            "--json",
+            "--request-log",
+            str(workdir / "requests.csv"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
-    asyncio.run(main())
+
+def read_request_log(path: Path) -> list[tuple[float, float | None]]:
+    out = []
+    for line in path.read_text().splitlines()[1:]:
+        sent, latency, _ = line.split(",", 2)
+        out.append((float(sent), float(latency) if latency else None))
+    return out
+
+
+def client_p99(requests: list[tuple[float, float | None]], end: float) -> tuple[float | None, int]:
+    """The load generator's p99 over the requests sent in the operator's window before ``end``."""
+    window = sorted(ms for sent, ms in requests if end - WINDOW_SECONDS <= sent < end and ms is not None)
+    if not window:
+        return None, 0
+    return window[min(len(window) - 1, int(0.99 * len(window)))], len(window)
 
 
 def decisions(kube: Kube, namespace: str) -> list[tuple[str, str]]:
@@ -139,27 +173,39 @@ def test_step_load_scales_up_switches_tier_under_budget_and_back(
     wait_ready(kube, operator, namespace, "loop", timeout=180)
     assert kube.get(namespace, "loop")["status"]["activeTier"] == "fp32"
 
-    intervals: list[Interval] = []
-    samples: list[tuple[str | None, float | None]] = []  # (activeTier, observed latency) while the load runs
-    load = threading.Thread(target=run_step_load, args=(cluster, namespace, intervals))
-    load.start()
-    while load.is_alive():
+    samples: list[tuple[float, str | None, float | None]] = []  # (time, activeTier, observed latency)
+    load = start_load(cluster, namespace, tmp_path)
+    began = time.time()
+    while load.poll() is None:
         status = kube.get(namespace, "loop").get("status") or {}
         latency = (status.get("observed") or {}).get("latencyMs")
-        samples.append((status.get("activeTier"), float(latency) if latency else None))
-        load.join(timeout=5)
+        samples.append((time.time(), status.get("activeTier"), float(latency) if latency else None))
+        time.sleep(5)
+    stdout, stderr = load.communicate()
+    assert load.returncode == 0, stderr[-3000:]
+    report_of_load = json.loads(stdout)
+    intervals = report_of_load["intervals"]
+    requests = read_request_log(tmp_path / "requests.csv")
     history = decisions(kube, namespace)
+    # the operator's view against the client's, over the same minute, once a whole minute of load is behind
+    agreement = []
+    for at, _, observed in samples:
+        client, count = client_p99(requests, at)
+        if observed is not None and client is not None and at - began >= WINDOW_SECONDS and count >= 200:
+            agreement.append((round(at - began), observed, round(client, 2), round(observed / client - 1, 3)))
     report = {
         "decisions": history,
-        "tiers_seen": [t for t, _ in samples],
-        "intervals": [i.summary(15, 25) for i in intervals],
+        "tiers_seen": [t for _, t, _ in samples],
+        "intervals": intervals,
+        "summary": report_of_load["summary"],
+        "latency_agreement (t, operator ms, client p99 ms, relative)": agreement,
     }
     (tmp_path / "closed-loop.json").write_text(json.dumps(report, indent=1))
     print(json.dumps(report, indent=1))
 
     # no gap: every interval of the run served requests, through the switches too
-    assert all(i.latencies_ms for i in intervals), [i.summary(15, 25) for i in intervals]
-    tiers_seen = [t for t, _ in samples]
+    assert all(i["achievedRps"] > 0 for i in intervals), intervals
+    tiers_seen = [t for _, t, _ in samples]
     assert any(t in ("fp16", "int8") for t in tiers_seen), (history, debug(kube, operator, namespace, "loop"))
     reasons = [r for r, _ in history]
     assert "SwitchTier" in reasons
@@ -172,10 +218,11 @@ def test_step_load_scales_up_switches_tier_under_budget_and_back(
     )
     md = kube.get(namespace, "loop")
     assert float(md["status"]["costPerHour"]) <= 3.0
-    # the operator's latency comes from Triton's own metrics (server side); the load generator's p99 adds the
-    # client and the network. Report how far apart they were in each interval, and hold the server side below.
-    client_p99 = {int(i.start // 15): i.summary(15, 25)["p99Ms"] for i in intervals}
-    observed = [lat for _, lat in samples if lat is not None]
-    assert observed, "the operator never reported an observed latency"
-    print("observed latency samples (ms):", observed, "client p99 by interval (ms):", client_p99)
-    assert min(observed) <= max(v for v in client_p99.values() if v is not None) * 1.3
+    # status.observed.latencyMs is Triton's own p99 (server side, request-weighted across pods); the client adds
+    # the network, HTTP and its own scheduling. Over the same minute they must agree within 30 %: typically and in
+    # most windows (windows 5 s apart overlap, so a transient, such as a pod starting beside the others on these
+    # two cores, spans several).
+    assert len(agreement) >= 20, agreement
+    errors = sorted(abs(a[3]) for a in agreement)
+    assert errors[len(errors) // 2] <= 0.30, agreement
+    assert sum(e <= 0.30 for e in errors) >= 0.75 * len(errors), agreement
