@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,12 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+from fulcrum.api import TierProfiles
+from fulcrum.policy import ProfileTable
+
 ROOT = Path(__file__).resolve().parents[1]
 NAMESPACE = "fulcrum-quickstart"
+MAX_LOAD_RPS = 800.0  # about what the Python load generator sustains beside the cluster on a 2-core machine
 console = Console()
 
 
@@ -35,7 +40,7 @@ def kubectl(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 def example(path: Path) -> dict[str, Any]:
     """The example with relative file: URIs made absolute and pools limited to what runs on this machine."""
-    manifest = yaml.safe_load(path.read_text())
+    manifest: dict[str, Any] = yaml.safe_load(path.read_text())
     spec = manifest["spec"]
 
     def absolute(uri: str) -> str:
@@ -49,7 +54,29 @@ def example(path: Path) -> dict[str, Any]:
     spec["tiers"] = [t for t in spec["tiers"] if t.get("backend") != "tensorrt"]  # no GPU on this machine
     spec["nodePools"] = [p for p in spec["nodePools"] if p["name"] == "local"]
     spec["nodePools"][0]["nodeSelector"] = {"fulcrum.dev/pool": "local"}
+    # the demo is minutes long: load must stay low 30 s (not 5 min) before replicas go
+    spec["scaling"] = {**spec.get("scaling", {}), "scaleDownStabilizationSeconds": 30, "tierSwitchCooldownSeconds": 60}
     return manifest
+
+
+def replica_capacity(md: dict[str, Any]) -> float:
+    """What one replica of the active tier serves within the SLO, from the profile the build measured here."""
+    status, slo = md["status"], md["spec"]["slo"]
+    tiers = [TierProfiles.model_validate(t) for t in status["tiers"] if t["state"] == "Ready" and t.get("profiles")]
+    table = ProfileTable.from_tiers(tiers)
+    return table.capacity(status["activeTier"], status["activeNodePool"], slo["latencyMs"] * 0.95, slo["percentile"])
+
+
+def step_trace(capacity: float, path: Path) -> Path:
+    """Low, then 1.5x what one replica serves (so the operator must scale up), then low again (so it scales down)."""
+    low, high = round(0.3 * min(capacity, MAX_LOAD_RPS)), round(min(1.5 * capacity, MAX_LOAD_RPS))
+    path.write_text(f"t_seconds,requests_per_second\n0,{low}\n40,{high}\n130,{low}\n")  # ends at 195 s
+    if 1.5 * capacity > MAX_LOAD_RPS:
+        console.print(
+            f"one replica serves {capacity:.0f} rps here, more than this machine can send; the step peaks at "
+            f"{high} rps and may not need a second replica"
+        )
+    return path
 
 
 def condition_line(md: dict[str, Any]) -> str:
@@ -60,7 +87,9 @@ def condition_line(md: dict[str, Any]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--trace", type=Path, default=ROOT / "examples" / "quickstart" / "step.csv")
+    parser.add_argument(
+        "--trace", type=Path, default=None, help="Load trace (default: a step sized to the measured capacity)."
+    )
     parser.add_argument("--timeout", type=float, default=1200)
     args = parser.parse_args()
     started = time.monotonic()
@@ -139,6 +168,14 @@ def main() -> None:
         console.print(table)
 
         console.rule("4. a step load (fulcrum load)")
+        trace = args.trace
+        if trace is None:
+            capacity = replica_capacity(md)
+            trace = step_trace(capacity, Path(tempfile.mkdtemp()) / "step.csv")
+            console.print(
+                f"one {md['status']['activeTier']} replica serves {capacity:.0f} rps within the SLO (measured by "
+                f"the build); the trace: {trace.read_text().strip().splitlines()[1:]}"
+            )
         load = subprocess.run(
             [
                 sys.executable,
@@ -148,7 +185,7 @@ def main() -> None:
                 "--service",
                 f"{NAMESPACE}/{name}",
                 "--trace",
-                str(args.trace),
+                str(trace),
                 "--slo-ms",
                 str(manifest["spec"]["slo"]["latencyMs"]),
                 "--interval",
@@ -185,7 +222,9 @@ def main() -> None:
         console.print(kubectl("get", "md", "-n", NAMESPACE).stdout)
         console.print(
             f"SLO attainment over the run: {report['summary']['sloAttainment']}; "
-            f"p99 {report['summary']['p99Ms']} ms; cost now {md['status'].get('costPerHour')}/h; "
+            f"p99 {report['summary']['p99Ms']} ms (the operator's last reading from Triton: "
+            f"{(md['status'].get('observed') or {}).get('latencyMs')} ms); "
+            f"cost now {md['status'].get('costPerHour')}/h; "
             f"took {time.monotonic() - started:.0f} s"
         )
         console.print(
