@@ -7,10 +7,10 @@ from pathlib import Path
 
 CONFIG = """name: "{name}"
 backend: "python"
-max_batch_size: 64
+max_batch_size: {max_batch_size}
 input [ {{ name: "x" data_type: TYPE_FP32 dims: [ 4 ] }} ]
 output [ {{ name: "y" data_type: TYPE_FP32 dims: [ 4 ] }} ]
-dynamic_batching {{ max_queue_delay_microseconds: 200 }}
+dynamic_batching {{ max_queue_delay_microseconds: 200 {queue_policy}}}
 instance_group [ {{ count: 1 kind: KIND_CPU }} ]
 parameters {{ key: "delay_ms" value: {{ string_value: "{delay_ms}" }} }}
 """
@@ -46,10 +46,28 @@ class TritonPythonModel:
 """
 
 
-def write_echo_repository(root: Path, name: str = "echo", delay_ms: float = 0.0) -> Path:
-    """Write a model repository holding one echo model; returns the repository root."""
+def write_echo_repository(
+    root: Path,
+    name: str = "echo",
+    delay_ms: float = 0.0,
+    *,
+    max_batch_size: int = 64,
+    queue_timeout_microseconds: int | None = None,
+) -> Path:
+    """Write a model repository holding one echo model; returns the repository root.
+
+    ``queue_timeout_microseconds``: the queue policy the builder writes for ``serving.dynamicBatching
+    .queueTimeoutMicroseconds`` (reject what waited longer).
+    """
     model = root / name
     (model / "1").mkdir(parents=True, exist_ok=True)
-    (model / "config.pbtxt").write_text(CONFIG.format(name=name, delay_ms=delay_ms))
+    policy = (
+        ""
+        if queue_timeout_microseconds is None
+        else "default_queue_policy { timeout_action: REJECT "
+        f"default_timeout_microseconds: {queue_timeout_microseconds} allow_timeout_override: false }} "
+    )
+    config = CONFIG.format(name=name, delay_ms=delay_ms, max_batch_size=max_batch_size, queue_policy=policy)
+    (model / "config.pbtxt").write_text(config)
     (model / "1" / "model.py").write_text(MODEL_PY)
     return root
