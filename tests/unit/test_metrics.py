@@ -105,3 +105,12 @@ def test_a_pod_gone_mid_window_still_counts_what_it_served() -> None:
     window.add(20, {"b": _sample(1500, 0, 0, 1000)})  # a was deleted; b took its share
     m = window.metrics(99)
     assert m is not None and m.requests_per_second == pytest.approx(100.0)
+
+
+def test_counters_that_vanish_are_no_sample_but_a_new_pod_without_counters_is_a_zero_baseline() -> None:
+    window = SlidingWindow(60)
+    window.add(0, {"a": _sample(0, 0, 0, 1000), "b": TritonSample(reported=False)})  # b: nothing counted yet
+    window.add(10, {"a": _sample(500, 0, 0, 1000), "b": _sample(300, 0, 0, 1000)})
+    window.add(20, {"a": TritonSample(reported=False), "b": _sample(600, 0, 0, 1000)})  # a is shutting down
+    m = window.metrics(99)
+    assert m is not None and m.requests_per_second == pytest.approx((500 + 600) / 20)

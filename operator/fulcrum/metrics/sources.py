@@ -31,17 +31,12 @@ class MetricsSource(Protocol):
 
 
 async def scrape(session: aiohttp.ClientSession, url: str, model: str | None) -> TritonSample | None:
-    """One pod's metrics, or None when it does not answer in time or serves no model (starting or dying).
-
-    A server that is shutting down unloads its model and its counters vanish: read as zeros, they would look
-    like a restart and drop everything the pod served from the window.
-    """
+    """One pod's metrics, or None when it does not answer in time (a pod that is starting or dying)."""
     try:
         async with session.get(url, timeout=aiohttp.ClientTimeout(total=SCRAPE_TIMEOUT_SECONDS)) as response:
             if response.status != 200:
                 return None
-            sample = parse_triton_metrics(await response.text(), model)
-            return sample if sample.reported else None
+            return parse_triton_metrics(await response.text(), model)
     except (aiohttp.ClientError, TimeoutError, ValueError):
         return None
 

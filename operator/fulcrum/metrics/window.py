@@ -37,8 +37,15 @@ class SlidingWindow:
 
     def add(self, now: float, samples: dict[str, TritonSample | None]) -> None:
         for pod, sample in samples.items():
-            if sample is not None:
-                self._samples.setdefault(pod, deque()).append((now, sample))
+            if sample is None:
+                continue
+            history = self._samples.get(pod)
+            if history and not sample.reported:
+                # the pod counted before and its counters are gone: a server shutting down unloads its model.
+                # Read as zeros that would look like a restart and drop what it served; a new pod whose counters
+                # do not show yet is a zero baseline.
+                continue
+            self._samples.setdefault(pod, deque()).append((now, sample))
         for pod in list(self._samples):
             history = self._samples[pod]
             # keep one sample at or before the window start as the baseline
