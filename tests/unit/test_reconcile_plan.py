@@ -200,43 +200,7 @@ def test_termination_message_parsing() -> None:
     )
 
 
-def test_old_fleet_is_cut_to_its_ready_replicas_until_the_new_one_is_full() -> None:
-    ok = BuildResult(
-        "Succeeded",
-        manifest=_manifest_model("cpu", {"fp32": "Ready", "fp16": "Ready", "int8": "Ready"}),
-        repository="/m",
-    )
-    body = _body()
-    md = parse_model_deployment(body)
-    builds = pool_builds(md.spec, SETTINGS, {b.key: ok for b in pool_builds(md.spec, SETTINGS, {}, {})}, {})
-    old = LiveServer("ctr-ranker-fp16-cpu", "fp16", "cpu", 4, 2)  # 2 of 4 serve, 2 still start
-    new = LiveServer("ctr-ranker-fp32-cpu", "fp32", "cpu", 3, 1)
-    p = plan(
-        md=body,
-        spec=md.spec,
-        status=ModelDeploymentStatus(),
-        settings=SETTINGS,
-        builds=builds,
-        servers=[old, new],
-        now=NOW,
-        choice=Choice("fp32", "cpu", 3),
-    )
-    assert p.delete_deployments == [] and p.scale_deployments == {"ctr-ranker-fp16-cpu": 2}
-    full = LiveServer("ctr-ranker-fp32-cpu", "fp32", "cpu", 3, 3)
-    p = plan(
-        md=body,
-        spec=md.spec,
-        status=ModelDeploymentStatus(),
-        settings=SETTINGS,
-        builds=builds,
-        servers=[old, full],
-        now=NOW,
-        choice=Choice("fp32", "cpu", 3),
-    )
-    assert p.delete_deployments == ["ctr-ranker-fp16-cpu"]
-
-
-def _plan_switch(servers: list[LiveServer], rollout: Rollout | None) -> Plan:
+def _plan_switch(servers: list[LiveServer], rollout: Rollout | None, replicas: int = 4) -> Plan:
     ok = BuildResult(
         "Succeeded",
         manifest=_manifest_model("cpu", {"fp32": "Ready", "fp16": "Ready", "int8": "Ready"}),
@@ -253,9 +217,20 @@ def _plan_switch(servers: list[LiveServer], rollout: Rollout | None) -> Plan:
         builds=builds,
         servers=servers,
         now=NOW,
-        choice=Choice("fp32", "cpu", 4),
+        choice=Choice("fp32", "cpu", replicas),
         rollout=rollout,
     )
+
+
+def test_old_fleet_is_cut_to_its_ready_replicas_until_the_new_one_is_full() -> None:
+    """Without the control loop's estimates (no Rollout) a switch is blue/green."""
+    old = LiveServer("ctr-ranker-fp16-cpu", "fp16", "cpu", 4, 2)  # 2 of 4 serve, 2 still start
+    new = LiveServer("ctr-ranker-fp32-cpu", "fp32", "cpu", 3, 1)
+    p = _plan_switch([old, new], None, replicas=3)
+    assert p.delete_deployments == [] and p.scale_deployments == {"ctr-ranker-fp16-cpu": 2}
+    full = LiveServer("ctr-ranker-fp32-cpu", "fp32", "cpu", 3, 3)
+    p = _plan_switch([old, full], None, replicas=3)
+    assert p.delete_deployments == ["ctr-ranker-fp16-cpu"]
 
 
 def test_a_switch_rolls_the_old_fleet_down_as_new_replicas_become_ready() -> None:
