@@ -11,7 +11,10 @@ Inputs (no I/O, no clock, no Kubernetes client; the same inputs always give the 
   ``ProfileTable.from_tiers(status.tiers that are Ready)`` or ``ProfileTable.from_file(PROFILES.json)``.
   Only tiers (and pools) with a profile are candidates.
 - ``observation``: an :class:`Observation` of the last tick (request rate, latency at the SLO percentile,
-  queue ms); any field, or the whole observation, may be None when there was no data.
+  queue ms, ``complete``); any field, or the whole observation, may be None when there was no data. None means
+  the load is unknown (never zero): the policy holds. ``complete=False`` (some pods did not report) makes the
+  rate a lower bound: it may scale up, never in, and starts no switch. Scale-in needs complete observations
+  over the whole ``scaleDownStabilizationSeconds`` window (``PolicyState.observed_since``).
 - ``state``: the :class:`PolicyState` returned by the previous call (``PolicyState()`` the first time, or
   ``PolicyState.from_dict(persisted)``), with ``fleet`` replaced by what runs now:
   ``state.with_fleet([ReplicaGroup(tier, pool, ready=..., starting=(start times...)), ...])``.
@@ -24,14 +27,15 @@ next tick.
 
 Types:
 
-- :class:`Observation` ``(requests_per_second, latency_ms, queue_ms)``: floats or None.
+- :class:`Observation` ``(requests_per_second, latency_ms, queue_ms, complete=True)``: floats or None.
 - :class:`Config` ``(tier, node_pool, replicas)``, printed as ``fp32@l4x3``; :class:`Placement` ``(tier, node_pool)``.
 - :class:`ReplicaGroup` ``(tier, node_pool, ready, starting)``: replicas that exist, ``starting`` holds the start
   times of those not serving yet.
 - :class:`PolicyState`: ``desired`` (the Config last decided), ``fleet`` (observed ReplicaGroups),
   ``last_switch_at``, ``last_tick_at``, ``rate_history`` ((time, rps) pairs for the trend),
   ``scale_down_window`` ((time, recommended replicas) pairs), ``corrections`` (``"tier@pool"`` -> observed
-  speed / profiled speed, an EWMA). ``to_dict()`` / ``from_dict()`` round-trip through JSON.
+  speed / profiled speed, an EWMA), ``observed_since`` (start of the unbroken run of complete observations).
+  ``to_dict()`` / ``from_dict()`` round-trip through JSON.
 - :class:`Decision` as above; :class:`Tuning` holds the policy's knobs (margins, windows, hysteresis).
 
 Rules (see ``docs/policy.md``):

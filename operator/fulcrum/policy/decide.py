@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
+from typing import Literal
 
 from fulcrum.api import ModelDeploymentSpec
 from fulcrum.policy.capacity import ProfileTable
 from fulcrum.policy.forecast import forecast, slope
-from fulcrum.policy.plan import Candidate, Option, Planner
+from fulcrum.policy.plan import EPSILON, Candidate, Option, Planner
 from fulcrum.policy.types import (
     DEFAULT_TUNING,
     Action,
@@ -36,8 +38,19 @@ def decide(
     """
     tick = _tick_seconds(state, now, tuning)
     state = _record(spec, profiles, observation, state, now=now, tuning=tuning)
-    tick_ctx = _Tick.build(spec, profiles, state, now=now, tick=tick, tuning=tuning)
+    tick_ctx = _Tick.build(spec, profiles, state, observation, now=now, tick=tick, tuning=tuning)
     return tick_ctx.run()
+
+
+Evidence = Literal["complete", "partial", "none"]
+"""What this tick's observation says about the load: all of it, a lower bound, or nothing."""
+
+
+def evidence_of(observation: Observation | None) -> Evidence:
+    """``none`` without a usable rate (no window, stale, every target failed): unknown, never zero."""
+    if observation is None or observation.requests_per_second is None or observation.requests_per_second < 0.0:
+        return "none"
+    return "complete" if observation.complete else "partial"
 
 
 def _tick_seconds(state: PolicyState, now: float, tuning: Tuning) -> float:
@@ -58,16 +71,24 @@ def _record(
     """The state with this tick's observation folded in: rate history and speed corrections."""
     history = [(t, r) for t, r in state.rate_history if now - t < tuning.history_seconds and t < now]
     corrections = dict(state.corrections)
-    rate = None if observation is None else observation.requests_per_second
-    if rate is not None and rate >= 0.0:
-        history.append((now, rate))
-        sample = _speed_sample(spec, profiles, observation, state, tuning)
-        if sample is not None and state.desired is not None:
-            key = f"{state.desired.tier}@{state.desired.node_pool}"
-            low, high = tuning.correction_bounds
-            old = corrections.get(key, 1.0)
-            corrections[key] = min(high, max(low, (1.0 - tuning.ewma_alpha) * old + tuning.ewma_alpha * sample))
-    return replace(state, rate_history=tuple(history[-64:]), corrections=corrections, last_tick_at=now)
+    if evidence_of(observation) != "complete":  # a lower bound or nothing: the unbroken run of full windows ends
+        return replace(state, rate_history=tuple(history[-64:]), last_tick_at=now, observed_since=None)
+    assert observation is not None and observation.requests_per_second is not None
+    rate = observation.requests_per_second
+    since = state.observed_since
+    last = state.last_tick_at
+    if since is None or last is None or not 0.0 <= now - last <= tuning.max_observation_gap_seconds:
+        since = now
+    history.append((now, rate))
+    sample = _speed_sample(spec, profiles, observation, state, tuning)
+    if sample is not None and state.desired is not None:
+        key = f"{state.desired.tier}@{state.desired.node_pool}"
+        low, high = tuning.correction_bounds
+        old = corrections.get(key, 1.0)
+        corrections[key] = min(high, max(low, (1.0 - tuning.ewma_alpha) * old + tuning.ewma_alpha * sample))
+    return replace(
+        state, rate_history=tuple(history[-64:]), corrections=corrections, last_tick_at=now, observed_since=since
+    )
 
 
 def _speed_sample(
@@ -113,6 +134,8 @@ class _Tick:
     rate_slope: float
     trend_slope: float
     """The long window's slope alone: switches are planned on the trend, not on the last ticks' noise."""
+    evidence: Evidence
+    """This tick's observation: ``complete``, ``partial`` (``rate`` is a lower bound) or ``none`` (hold)."""
     _ceilings: dict[Placement, float] = field(default_factory=dict)
 
     @classmethod
@@ -121,6 +144,7 @@ class _Tick:
         spec: ModelDeploymentSpec,
         profiles: ProfileTable,
         state: PolicyState,
+        observation: Observation | None,
         *,
         now: float,
         tick: float,
@@ -128,13 +152,25 @@ class _Tick:
     ) -> _Tick:
         target = spec.slo.latency_ms * (1.0 - tuning.latency_margin)
         planner = Planner(spec, profiles, state, target, float(spec.slo.percentile))
-        rate = state.rate_history[-1][1] if state.rate_history else 0.0
+        evidence = evidence_of(observation)
+        if evidence == "partial":  # what some pods reported: a lower bound, good for scaling up only
+            assert observation is not None and observation.requests_per_second is not None
+            rate = observation.requests_per_second
+        else:  # complete: this tick's rate (recorded last); none: the last one known, for the reason only
+            rate = state.rate_history[-1][1] if state.rate_history else 0.0
         rate_slope = max(
             slope(state.rate_history, now, tuning.trend_window_seconds),
             slope(state.rate_history, now, tuning.short_trend_window_seconds),
         )
         trend_slope = slope(state.rate_history, now, tuning.trend_window_seconds)
-        return cls(spec, planner, state, now, tick, tuning, rate, rate_slope, trend_slope)
+        return cls(spec, planner, state, now, tick, tuning, rate, rate_slope, trend_slope, evidence)
+
+    @property
+    def covered(self) -> bool:
+        """Whether complete observations cover the whole scale-down window: only then may the fleet shrink."""
+        since = self.state.observed_since
+        window = self.spec.scaling.scale_down_stabilization_seconds
+        return self.evidence == "complete" and since is not None and self.now - since >= window
 
     # --- demand -------------------------------------------------------------------------------------------
 
@@ -163,12 +199,32 @@ class _Tick:
         current = self._current()
         if not self.planner.candidates:
             return self._no_candidates(current)
+        if current is not None and self.evidence == "none":
+            return self._hold(current)
         if current is None or self.planner.candidate(current.placement) is None:
+            if current is not None and self.evidence != "complete":
+                return self._hold(current)
             return self._place(current, objective)
-        switch = self._switch(current, objective)
-        if switch is not None:
-            return switch
+        if self.evidence == "complete":  # a switch is never started on a lower bound
+            switch = self._switch(current, objective)
+            if switch is not None:
+                return switch
         return self._scale(current)
+
+    def _hold(self, current: Config) -> Decision:
+        """No usable observation (or only a lower bound where nothing may grow): keep what runs, within the spec."""
+        replicas = min(self.planner.max_replicas, max(self.planner.min_replicas, current.replicas))
+        target = Config(current.tier, current.node_pool, replicas)
+        if self.evidence == "none":
+            code = "NoMetrics"
+            reason = f"No usable metrics this tick (the load is unknown, not zero), so {target} is kept."
+        else:
+            code = "PartialMetrics"
+            reason = (
+                f"Only some replicas reported metrics (at least {self.rate:.0f} rps), so {target} is kept: "
+                "nothing shrinks or switches on a lower bound."
+            )
+        return _finish(current, target, code, reason, self.state)
 
     def _current(self) -> Config | None:
         if self.state.desired is not None:
@@ -337,9 +393,21 @@ class _Tick:
         return self._switch_to(current, best, fleet_cost, "BudgetExhausted")
 
     def _switch_to(self, current: Config, option: Option, fleet_cost: float, code: str) -> Decision | None:
-        """Start the switch; while old and new overlap the whole fleet must stay under the ceiling."""
+        """Start the switch; while old and new overlap the whole fleet must stay under the ceiling.
+
+        Until complete observations cover the scale-down window, a switch never lowers what the fleet serves:
+        moves for cost or accuracy wait, and a move forced by the load is sized for at least the current fleet.
+        """
         planner = self.planner
         replicas = option.replicas
+        if not self.covered:
+            if code in ("Cheaper", "LoadAllows"):
+                return None
+            here = planner.candidate(current.placement)
+            if here is not None:
+                floor = math.ceil(current.replicas * here.capacity / option.candidate.capacity - EPSILON)
+                replicas = min(planner.max_replicas, max(replicas, floor))
+                option = Option(option.candidate, replicas, option.meets)
         if not planner.affordable(option.cost, fleet_cost):
             affordable = planner.budget_replicas(option.candidate, fleet_cost)
             if affordable < max(1, planner.min_replicas):
@@ -381,15 +449,19 @@ class _Tick:
         other_cost = planner.fleet_cost(self.state.fleet, exclude=current.placement)
         window_seconds = self.spec.scaling.scale_down_stabilization_seconds
         window = tuple((t, n) for t, n in self.state.scale_down_window if self.now - t < window_seconds)
-        # the window holds what the load *seen* needed; the forecast only ever adds on top of it
-        seen = planner.size(here, self.rate * (1.0 + self.tuning.headroom))
-        window = (*window, (self.now, seen.replicas))
+        if self.evidence == "complete":  # the window holds what the load *seen* needed; a lower bound says nothing
+            seen = planner.size(here, self.rate * (1.0 + self.tuning.headroom))
+            window = (*window, (self.now, seen.replicas))
         replicas = current.replicas
-        # up at once; down only to what both the forecast and the window's largest recommendation need
+        waiting = False
+        # up at once; down only to what both the forecast and the window's largest recommendation need, and only
+        # once complete observations cover the whole window
         if wanted.replicas > replicas:
             replicas = wanted.replicas
-        else:
+        elif self.covered:
             replicas = min(replicas, max(wanted.replicas, *(n for _, n in window)))
+        else:
+            waiting = wanted.replicas < replicas
         allowed = max(planner.min_replicas, min(planner.max_replicas, planner.budget_replicas(here, other_cost)))
         reserve = self._escape_reserve(here, other_cost)
         if reserve > 0.0:  # stop growing where a switch away would no longer fit; never shrink for it
@@ -414,9 +486,28 @@ class _Tick:
             )
         elif replicas > current.replicas:
             code = "LoadRising"
+            load = (
+                f"Load of {self.rate:.0f} rps"
+                if self.evidence == "complete"
+                else f"Load of at least {self.rate:.0f} rps (some replicas did not report)"
+            )
             reason = (
-                f"Load of {self.rate:.0f} rps is forecast at {demand:.0f} rps once new replicas are up, so "
+                f"{load} is forecast at {demand:.0f} rps once new replicas are up, so "
                 f"{current.placement} scales from {current.replicas} to {replicas} ({here.capacity:.0f} rps each)."
+            )
+        elif waiting and replicas == current.replicas and self.evidence != "complete":
+            code = "PartialMetrics"
+            reason = (
+                f"Only some replicas reported metrics (at least {self.rate:.0f} rps), so {target} is kept: "
+                "nothing shrinks or switches on a lower bound."
+            )
+        elif waiting and replicas == current.replicas:
+            code = "Observing"
+            since = self.state.observed_since
+            seen_for = 0.0 if since is None else self.now - since
+            reason = (
+                f"Load of {self.rate:.0f} rps needs fewer replicas, but only {seen_for:.0f} s of the "
+                f"{window_seconds} s scale-down window has been observed in full, so {target} is kept."
             )
         elif replicas < current.replicas:
             code = "LoadFalling"

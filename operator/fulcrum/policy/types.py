@@ -20,6 +20,8 @@ class Observation:
     """Latency at the SLO percentile over the last tick, milliseconds."""
     queue_ms: float | None = None
     """Mean time requests waited in the server's queue, milliseconds."""
+    complete: bool = True
+    """False when some ready pods did not report in the window: the rate is then a lower bound."""
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,12 @@ class PolicyState:
     """(time, recommended replicas) of recent ticks for the desired placement; scale-down takes their max."""
     corrections: Mapping[str, float] = field(default_factory=dict)
     """``tier@pool`` -> observed speed / profiled speed (EWMA); 1.0 when the fleet runs as profiled."""
+    observed_since: float | None = None
+    """Start of the unbroken run of ticks with a complete observation; None when the last tick had none.
+
+    Scale-in (and any move to a placement that serves or costs less) needs this run to cover the whole
+    ``scaleDownStabilizationSeconds`` window. A state rebuilt after a restart has None: nothing scales in until a
+    full window has been observed."""
 
     def with_fleet(self, fleet: tuple[ReplicaGroup, ...] | list[ReplicaGroup]) -> PolicyState:
         return replace(self, fleet=tuple(fleet))
@@ -124,6 +132,7 @@ class PolicyState:
             "rateHistory": [[t, r] for t, r in self.rate_history],
             "scaleDownWindow": [[t, n] for t, n in self.scale_down_window],
             "corrections": dict(sorted(self.corrections.items())),
+            "observedSince": self.observed_since,
         }
 
     @classmethod
@@ -140,6 +149,7 @@ class PolicyState:
             rate_history=tuple((float(t), float(r)) for t, r in data.get("rateHistory", ())),
             scale_down_window=tuple((float(t), int(n)) for t, n in data.get("scaleDownWindow", ())),
             corrections={str(k): float(v) for k, v in dict(data.get("corrections", {})).items()},
+            observed_since=_opt_float(data.get("observedSince")),
         )
 
 
@@ -185,6 +195,8 @@ class Tuning:
     """A second, short window: the steeper of the two slopes is used, so the onset of a ramp is seen early."""
     history_seconds: float = 300.0
     """How much rate history the state keeps."""
+    max_observation_gap_seconds: float = 120.0
+    """Two complete observations further apart than this do not make an unbroken run (``observed_since``)."""
     default_tick_seconds: float = 15.0
     """Assumed time to the next tick when the state has no previous tick."""
     ewma_alpha: float = 0.2
