@@ -31,6 +31,16 @@ from fulcrum.dev.rest import Rest
 E2E_POOLS = (Pool("l4", 4, 4), Pool("a100", 2, 8), Pool("cpu", 2, 0))
 
 
+def _project_binaries_first() -> None:
+    """kubectl, helm and the rest come from the pin (``fulcrum dev build``), never from whatever the machine has."""
+    bin_dir = str(dev_build.plan().bin_dir)
+    path = os.environ.get("PATH", "").split(os.pathsep)
+    os.environ["PATH"] = os.pathsep.join([bin_dir, *(p for p in path if p != bin_dir)])
+
+
+_project_binaries_first()
+
+
 @dataclass
 class Cluster:
     """A running dev cluster.

@@ -42,10 +42,12 @@ def test_config_json_round_trip() -> None:
     assert cfg.pod_subnet == ipaddress.IPv4Network("10.244.7.0/24")
     assert str(cfg.gateway) == "10.244.7.1"
     assert cfg.bridge == "fdev7"
+    assert cfg.host_address == "10.244.7.1"
 
 
 def test_loopback_fallback_subnet() -> None:
     assert ClusterConfig(netns=False, subnet_index=3).pod_subnet == ipaddress.IPv4Network("127.3.0.0/16")
+    assert ClusterConfig(netns=False, subnet_index=3).host_address == "127.0.0.1"
 
 
 def test_default_pools_make_gpu_nodes_tainted_and_labelled() -> None:
@@ -101,8 +103,20 @@ def test_module_versions_and_key() -> None:
 
 def test_binaries_carry_the_release_version() -> None:
     bins = {b.name: b for b in build.binaries(build.module_versions(GO_MOD))}
-    assert set(bins) == {"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "helm"}
-    assert "-X k8s.io/component-base/version.gitVersion=v1.32.13" in bins["kube-apiserver"].ldflags
+    assert set(bins) == {
+        "etcd",
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-scheduler",
+        "kubelet",
+        "kube-proxy",
+        "kubectl",
+        "pause",
+        "kwok",
+        "helm",
+    }
+    for name in ("kube-apiserver", "kubelet", "kube-proxy", "kubectl"):
+        assert "-X k8s.io/component-base/version.gitVersion=v1.32.13" in bins[name].ldflags
     assert bins["helm"].module_dir == "helm"
     assert bins["kwok"].module_dir == "kwok"
 
@@ -111,6 +125,16 @@ def test_committed_pin_is_one_release() -> None:
     plan = build.plan()
     assert plan.key.startswith("k8s-v1.32.")
     assert plan.bin_dir.parent.name == "bin"
+
+
+def test_the_key_covers_the_go_sources(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "go.mod").write_text(GO_MOD)
+    (tmp_path / "go.sum").write_text("")
+    (tmp_path / "pause").mkdir()
+    (tmp_path / "pause" / "main.go").write_text("package main\n")
+    first = build.plan(tmp_path).key
+    (tmp_path / "pause" / "main.go").write_text("package main // changed\n")
+    assert build.plan(tmp_path).key != first
 
 
 def test_certificates_chain_and_usages() -> None:

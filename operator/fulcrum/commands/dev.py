@@ -71,9 +71,20 @@ def _run_build(force: bool) -> Path:
 @dev.command()
 @click.option("--force", is_flag=True, help="Rebuild even if the binaries for this pin exist.")
 def build(force: bool) -> None:
-    """Build (or reuse) etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok and helm."""
+    """Build (or reuse) the pinned binaries: control plane, kubelet, kube-proxy, kubectl, kwok and helm."""
     bin_dir = _run_build(force)
     click.echo(str(bin_dir))
+
+
+@dev.command("bin-dir")
+def bin_dir() -> None:
+    """Print the directory of the current pin's binaries (built or not), for PATH: kubectl, helm, kubelet..."""
+    from fulcrum.dev import build as build_mod  # noqa: PLC0415
+
+    try:
+        click.echo(str(build_mod.plan().bin_dir))
+    except build_mod.BuildError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 @dev.command()

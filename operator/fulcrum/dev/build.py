@@ -1,8 +1,10 @@
 """Build (or reuse) the dev cluster's binaries from the pinned Go module in ``hack/devcluster``.
 
-The binaries land in ``~/.cache/fulcrum/bin/<key>/`` where ``<key>`` names the Kubernetes release and
-hashes go.mod, go.sum and this recipe: the same pin is never built twice, a new pin gets a new
-directory. GOCACHE and GOMODCACHE live under ``~/.cache/fulcrum/go`` so a rebuild after a pin bump
+The control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler), the node (kubelet,
+kube-proxy and the pod sandbox's ``pause``), the clients (kubectl, helm) and kwok. They land in
+``~/.cache/fulcrum/bin/<key>/`` where ``<key>`` names the Kubernetes release and hashes go.mod, go.sum,
+the Go sources of ``hack/devcluster`` and this recipe: the same pin is never built twice, a new pin gets a
+new directory. GOCACHE and GOMODCACHE live under ``~/.cache/fulcrum/go`` so a rebuild after a pin bump
 recompiles only what changed. Builds run one binary at a time (2-core CI machines).
 """
 
@@ -71,6 +73,7 @@ def binaries(versions: dict[str, str]) -> list[Binary]:
     helm = versions.get("helm.sh/helm/v3", "unknown")
     # small ones first: a broken pin fails in seconds, not after the API server
     return [
+        Binary("pause", "fulcrum.dev/hack/devcluster/pause"),
         Binary("etcd", "go.etcd.io/etcd/server/v3"),
         Binary(
             "kwok", "sigs.k8s.io/kwok/cmd/kwok", (f"-X sigs.k8s.io/kwok/pkg/consts.Version={kwok}",), module_dir="kwok"
@@ -84,12 +87,15 @@ def binaries(versions: dict[str, str]) -> list[Binary]:
         Binary("kube-apiserver", "k8s.io/kubernetes/cmd/kube-apiserver", kube_flags),
         Binary("kube-controller-manager", "k8s.io/kubernetes/cmd/kube-controller-manager", kube_flags),
         Binary("kube-scheduler", "k8s.io/kubernetes/cmd/kube-scheduler", kube_flags),
+        Binary("kubectl", "k8s.io/kubernetes/cmd/kubectl", kube_flags),
+        Binary("kube-proxy", "k8s.io/kubernetes/cmd/kube-proxy", kube_flags),
+        Binary("kubelet", "k8s.io/kubernetes/cmd/kubelet", kube_flags),
     ]
 
 
 def module_files(source: Path) -> list[Path]:
-    """go.mod and go.sum of the main module and its sub-modules (helm), in a stable order."""
-    return sorted(p for p in source.rglob("go.*") if p.name in ("go.mod", "go.sum"))
+    """go.mod, go.sum and Go sources of the main module and its sub-modules (kwok, helm), in a stable order."""
+    return sorted(p for p in source.rglob("*") if p.name in ("go.mod", "go.sum") or p.suffix == ".go")
 
 
 def version_key(files: dict[str, str]) -> str:

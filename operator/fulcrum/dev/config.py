@@ -111,6 +111,15 @@ class ClusterConfig:
         """The bridge's address on the host: pods' default route."""
         return self.pod_subnet.network_address + 1
 
+    @property
+    def host_address(self) -> str:
+        """Where host-side services of this cluster listen (object store, Prometheus, ...).
+
+        An address on an interface this cluster created, reachable from the pods of ``local-0`` and from host
+        processes alike; never a shared or external address. Loopback only when pods share the host network.
+        """
+        return str(self.gateway) if self.netns else "127.0.0.1"
+
     def to_json(self) -> str:
         data = asdict(self)
         return json.dumps(data, indent=2, sort_keys=True)
