@@ -21,6 +21,7 @@ from typing import Any, Literal
 from fulcrum.api import (
     BuildManifest,
     ManifestSource,
+    ManifestTensor,
     ManifestTier,
     ModelDeployment,
     Tier,
@@ -361,7 +362,19 @@ def _build_tiers(
             continue
         with stages.stage(f"tier:{tier.name}", f"building tier {tier.name} ({tier.precision}, {tier.backend})"):
             results.append(tier_stage.build_tier(tier, ctx))
-    return BuildManifest(model=name, source=source, tiers=results)
+    return BuildManifest(
+        model=name,
+        source=source,
+        tiers=results,
+        inputs=[_tensor(t) for t in ctx.graph_in],
+        outputs=[_tensor(t) for t in ctx.graph_out],
+        max_batch_size=ctx.serving.max_batch_size,
+    )
+
+
+def _tensor(tensor: TensorInfo) -> ManifestTensor:
+    """The tensor as every tier serves it; the served model name's routing model declares the same."""
+    return ManifestTensor(name=tensor.name, data_type=tensor.data_type, dims=list(tensor.dims))
 
 
 def _profile(

@@ -135,4 +135,5 @@ def build_tier(tier: Tier, ctx: TierContext) -> ManifestTier:
         )
     except ConfigError as error:
         return manifest_tier(tier, "Failed", "ConfigFailed", str(error), accuracy=metrics)
-    return manifest_tier(tier, "Ready", "Built", detail, accuracy=metrics, path=model_dir.name)
+    size = repository.directory_size(model_dir)
+    return manifest_tier(tier, "Ready", "Built", detail, accuracy=metrics, path=model_dir.name, size_bytes=size)

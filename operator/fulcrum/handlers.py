@@ -182,7 +182,9 @@ def job_changed(event: kopf.RawEvent, **_: Any) -> None:
 
 @kopf.on.event("v1", "configmaps", labels=MANAGED)
 def configmap_changed(event: kopf.RawEvent, **_: Any) -> None:
-    _enqueue_builders(_track("ConfigMap", event))
+    body = _track("ConfigMap", event)
+    _enqueue_builders(body)  # a build's record
+    _enqueue_owner(body)  # a ModelDeployment's routes
 
 
 @kopf.on.probe(id="queue")

@@ -66,6 +66,12 @@ def builds(test_models: dict[str, ModelCase], builder_cache: Path, tmp_path_fact
     return results
 
 
+def _parse_config(text: str):  # type: ignore[no-untyped-def]
+    from model_repo_builder.triton_config import parse
+
+    return parse(text)
+
+
 @pytest.mark.parametrize("target", ["local", "triton"])
 @pytest.mark.parametrize("name", MODELS)
 def test_manifest(builds: Builds, name: str, target: str) -> None:
@@ -93,9 +99,12 @@ def test_manifest(builds: Builds, name: str, target: str) -> None:
         model_dir = repo / tier.path
         config = (model_dir / "config.pbtxt").read_text()
         assert (model_dir / "1" / "model.onnx").is_file()
+        assert tier.size_bytes == sum(f.stat().st_size for f in model_dir.rglob("*") if f.is_file()) > 0
         if target == "local":
             assert 'backend: "python"' in config
             assert (model_dir / "1" / "model.py").is_file()
+            # compiled already: the python backend never writes into the tier (Triton would take it for modified)
+            assert len(list((model_dir / "1" / "__pycache__").glob("model.cpython-*.pyc"))) == 1
             assert [p.node_pool for p in tier.profiles] == ["local"]
             points = tier.profiles[0].points
             assert 1 <= len(points) <= 2
@@ -103,6 +112,14 @@ def test_manifest(builds: Builds, name: str, target: str) -> None:
         else:
             assert 'platform: "onnxruntime_onnx"' in config
             assert tier.profiles == []
+    # what every tier takes and returns, for the routing model that serves the ModelDeployment's name
+    ready = [t for t in manifest.tiers if t.state == "Ready"]
+    assert manifest.inputs and manifest.outputs and manifest.max_batch_size
+    for tier in ready:
+        parsed = _parse_config((repo / str(tier.path) / "config.pbtxt").read_text())
+        assert [(i.name, list(i.dims)) for i in parsed.input] == [(i.name, i.dims) for i in manifest.inputs]
+        assert [(o.name, list(o.dims)) for o in parsed.output] == [(o.name, o.dims) for o in manifest.outputs]
+        assert parsed.max_batch_size == manifest.max_batch_size
     # every directory of the repository is a Ready tier (Triton loads them all)
     dirs = sorted(p.name for p in repo.iterdir() if p.is_dir())
     assert dirs == sorted(t.path for t in manifest.tiers if t.path)

@@ -181,6 +181,20 @@ CASES: list[Case] = [
         ),
         True,
     ),
+    Case("model-name", _spec({"serving": {"modelName": "Ranker_v2-eu"}}), True),
+    Case("model-name-underscore-first", _spec({"serving": {"modelName": "_ranker"}}), True),
+    Case("hot-tiers", _spec({"serving": {"hotTiers": ["fp32", "int8"]}}), True),
+    Case("hot-tiers-off", _spec({"serving": {"hotTiers": []}}), True),
+    Case(
+        "pool-memory",
+        _spec({"nodePools": [{"name": "l4", "costPerHour": "0.85", "memoryPerReplica": "22.5Gi"}]}),
+        True,
+    ),
+    Case(
+        "tier-named-like-md-with-model-name",
+        {"metadata": {"name": "fp32"}, "spec": {"serving": {"modelName": "ranker"}}},
+        True,
+    ),
     Case("repository-pvc", _spec({"repository": {"pvc": {"claimName": "model-repo"}}}), True),
     Case(
         "repository-uri-secret",
@@ -241,6 +255,11 @@ CASES: list[Case] = [
     Case("unknown-field", _spec({"replicas": 3}), False),
     Case("unknown-nested-field", _spec({"slo": {"latencyMs": 25, "p": 99}}), False),
     Case("repository-bad-uri", _spec({"repository": {"uri": "https://x/y"}}), False),
+    Case("model-name-too-long", _spec({"serving": {"modelName": "r" * 64}}), False),
+    Case(
+        "pool-memory-bad", _spec({"nodePools": [{"name": "l4", "costPerHour": "1", "memoryPerReplica": "24GB"}]}), False
+    ),
+    Case("hot-tiers-duplicate", _spec({"serving": {"hotTiers": ["fp32", "fp32"]}}), False),
     # ---- invalid: CEL rules (same message from the API server and from pydantic) -------------------------
     Case(
         "min-gt-max-replicas",
@@ -367,6 +386,42 @@ CASES: list[Case] = [
         ),
         False,
         "a tensorrt tier needs at least one node pool with gpusPerReplica > 0",
+    ),
+    Case(
+        "model-name-slash",
+        _spec({"serving": {"modelName": "team/ranker"}}),
+        False,
+        "serving.modelName must be a Triton model name",
+    ),
+    Case(
+        "model-name-dots",
+        _spec({"serving": {"modelName": "../ranker"}}),
+        False,
+        "serving.modelName must be a Triton model name",
+    ),
+    Case(
+        "model-name-empty",
+        _spec({"serving": {"modelName": ""}}),
+        False,
+        "serving.modelName must be a Triton model name",
+    ),
+    Case(
+        "model-name-is-a-tier",
+        _spec({"serving": {"modelName": "int8"}}),
+        False,
+        "serving.modelName must differ from every tier name",
+    ),
+    Case(
+        "default-model-name-is-a-tier",
+        {"metadata": {"name": "fp32"}},
+        False,
+        "metadata.name is the default serving.modelName and must differ from every tier name",
+    ),
+    Case(
+        "hot-tiers-unknown",
+        _spec({"serving": {"hotTiers": ["fp32", "bf16"]}}),
+        False,
+        "serving.hotTiers must name tiers of spec.tiers",
     ),
     Case("name-too-long", {"metadata": {"name": "a" * 41}}, False, "metadata.name must be a DNS-1035 label"),
     Case("name-starts-with-digit", {"metadata": {"name": "1ranker"}}, False, "metadata.name must be a DNS-1035 label"),

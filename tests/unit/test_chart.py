@@ -56,6 +56,9 @@ MODELS = {
     ("batch", "jobs", "watch"),
     ("", "configmaps", "list"),
     ("", "configmaps", "watch"),
+    ("", "configmaps", "create"),
+    ("", "configmaps", "patch"),
+    ("", "pods", "list"),
     ("", "events", "create"),
 }
 BUILD = {

@@ -55,3 +55,17 @@ def test_slo_attainment_counts_errors_and_drops_as_misses() -> None:
     assert row["sloAttainment"] == pytest.approx(3 / 6)
     assert row["achievedRps"] == pytest.approx(0.4)
     assert run_summary([interval], slo_ms=10)["requests"] == 6
+
+
+def test_failed_answers_are_told_apart() -> None:
+    from fulcrum.loadgen.generator import error_kind
+
+    unknown = b'{"error":"Request for unknown model: \'ranker\' is not found"}'
+    assert error_kind(400, unknown) == "unknown-model"
+    assert error_kind(503, b'{"error":"Server not ready"}') == "http-503"
+    interval = Interval(0, 10)
+    interval.error("unknown-model")
+    interval.error("ClientConnectorError")
+    interval.error("unknown-model")
+    summary = run_summary([interval], slo_ms=None)
+    assert summary["errors"] == 3 and summary["errorKinds"] == {"ClientConnectorError": 1, "unknown-model": 2}

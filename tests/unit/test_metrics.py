@@ -25,6 +25,19 @@ def test_parses_a_real_tritonserver_scrape() -> None:
     assert not parse_triton_metrics(unloaded).reported
 
 
+ROUTED = (Path(__file__).parents[1] / "data" / "triton-2.51-routed-metrics.txt").read_text()
+
+
+def test_the_served_name_counts_each_request_once_and_queues_where_its_tier_queues() -> None:
+    """A real scrape of a pod whose served name ``ranker`` (a routing ensemble) sent 133 requests to ``fp32``."""
+    served = parse_triton_metrics(ROUTED, model="ranker")
+    assert served.success == 133 and served.reported
+    assert parse_triton_metrics(ROUTED).success == 266, "every model: each request twice"
+    assert served.quantiles_us[0.99] == 28362, "the served name's own latency, end to end"
+    # the ensemble queues nothing; the tier it routes to does the batching: the queue is every model's
+    assert served.queue_us == 101 + 209596
+
+
 def test_quantile_interpolation() -> None:
     q = {0.5: 1000.0, 0.9: 2000.0, 0.99: 4000.0}
     assert quantile_at(q, 99) == 4000.0

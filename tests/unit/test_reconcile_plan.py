@@ -72,6 +72,10 @@ def _run(
     )
 
 
+def _deployment(p: Plan) -> dict[str, Any]:
+    return next(m for m in p.apply if m["kind"] == "Deployment")
+
+
 def _cond(p: Plan, type_: str) -> tuple[str, str]:
     c = p.status.condition(type_)
     assert c is not None
@@ -106,8 +110,8 @@ def test_serves_first_ready_tier_on_cheapest_profiled_pool() -> None:
     p = _run(results={"l4": ok("l4"), "cpu": ok("cpu")})
     assert p.choice is not None and (p.choice.tier, p.choice.pool, p.choice.replicas) == ("fp32", "cpu", 1)
     kinds = [m["kind"] for m in p.apply]
-    assert kinds == ["Deployment", "Service", "PodDisruptionBudget"]
-    args = p.apply[0]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert kinds == ["ConfigMap", "Deployment", "Service", "PodDisruptionBudget"]
+    args = _deployment(p)["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--model-repository=/models/cpu" in args and "--load-model=fp32" in args
     assert _cond(p, "RepositoryReady") == ("True", "BuildSucceeded")
     assert _cond(p, "Available") == ("False", "ReplicasNotReady")
@@ -283,7 +287,7 @@ def test_previous_build_serves_while_the_new_one_runs() -> None:
         previous_build=previous,
     )
     assert p.choice == Choice("fp32", "cpu", 2)
-    args = p.apply[0]["spec"]["template"]["spec"]["containers"][0]["args"]
+    args = _deployment(p)["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--model-repository=/m/old" in args
     assert p.delete_deployments == [] and p.start_builds == []
     assert p.status.build is not None and p.status.build.key == "oldkey"

@@ -86,9 +86,11 @@ records are watched there), in a stable order, as a JSON list. Cluster-wide mode
 Exactly what the operator sends, no wildcards (tests/e2e/test_chart_rbac.py proves each verb is used).
 "fulcrum.rules.models": everywhere ModelDeployments live (ClusterRole, or a Role per watched namespace).
 Kopf lists and watches every kind it has a handler for (handlers.py); the reconciler server-side applies
-Deployments, Services and PodDisruptionBudgets (PATCH, plus create when the apply creates the object),
-deletes Deployments of tiers or pools it left, merge-patches status and posts Events. The control loop scrapes
-the ready Triton pods it finds in the EndpointSlices of Fulcrum's Services (watched, never read directly). */}}
+Deployments, Services, PodDisruptionBudgets and each ModelDeployment's routing ConfigMap (PATCH, plus create when
+the apply creates the object), deletes Deployments of tiers or pools it left, merge-patches status and posts
+Events. The control loop scrapes the ready Triton pods it finds in the EndpointSlices of Fulcrum's Services
+(watched, never read directly); routing lists the pods of the Deployment that serves, to point each one's served
+model name at the routed tier (Triton's model-control API, on the pod). */}}
 {{- define "fulcrum.rules.models" -}}
 - apiGroups: [fulcrum.dev]
   resources: [modeldeployments]
@@ -118,7 +120,10 @@ the ready Triton pods it finds in the EndpointSlices of Fulcrum's Services (watc
   verbs: [list, watch]
 - apiGroups: [""]
   resources: [configmaps]
-  verbs: [list, watch]
+  verbs: [list, watch, create, patch]
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [list]
 - apiGroups: [""]
   resources: [events]
   verbs: [create]

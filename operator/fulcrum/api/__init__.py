@@ -3,7 +3,7 @@
 Both the operator and the builder parse specs with these models; the CRD is generated from them.
 """
 
-from fulcrum.api.manifest import BuildManifest, ManifestSource, ManifestTier
+from fulcrum.api.manifest import BuildManifest, ManifestSource, ManifestTensor, ManifestTier
 from fulcrum.api.profiles import LatencyQuantiles, Profile, ProfilePoint, ProfilesFile, TierProfiles
 from fulcrum.api.resource import (
     API_VERSION,
@@ -34,10 +34,12 @@ from fulcrum.api.spec import (
 )
 from fulcrum.api.status import (
     BuildStatus,
+    ColdTier,
     Condition,
     LastDecision,
     ModelDeploymentStatus,
     Observed,
+    ServingStatus,
     TierStatus,
 )
 
@@ -54,10 +56,12 @@ __all__ = [
     "BuildManifest",
     "BuildStatus",
     "Calibration",
+    "ColdTier",
     "Condition",
     "LastDecision",
     "LatencyQuantiles",
     "ManifestSource",
+    "ManifestTensor",
     "ManifestTier",
     "ModelDeployment",
     "ModelDeploymentSpec",
@@ -72,6 +76,7 @@ __all__ = [
     "Repository",
     "Scaling",
     "Serving",
+    "ServingStatus",
     "TensorSpec",
     "Tier",
     "TierProfiles",

@@ -20,6 +20,7 @@ from fulcrum.api.resource import (
     KIND,
     NAME_RULE,
     PLURAL,
+    SERVED_NAME_RULE,
     SHORT_NAMES,
     SINGULAR,
     VERSION,
@@ -150,7 +151,7 @@ def crd() -> dict[str, Any]:
             "spec": spec_schema,
             "status": status_schema,
         },
-        "x-kubernetes-validations": [NAME_RULE],
+        "x-kubernetes-validations": [NAME_RULE, SERVED_NAME_RULE],
     }
     return {
         "apiVersion": "apiextensions.k8s.io/v1",

@@ -14,6 +14,14 @@ class ManifestSource(StatusModel):
     sha256: str = Field(description="SHA-256 of the model file that was built.")
 
 
+class ManifestTensor(StatusModel):
+    """An input or output as every tier of the build serves it (without the batch dimension)."""
+
+    name: str
+    data_type: str = Field(description="Triton data type name: FP32, INT64, BYTES...")
+    dims: list[int]
+
+
 class ManifestTier(StatusModel):
     name: str
     precision: str
@@ -24,12 +32,18 @@ class ManifestTier(StatusModel):
     accuracy: dict[str, float] = Field(default_factory=dict)
     profiles: list[Profile] = Field(default_factory=list)
     path: str | None = Field(default=None, description="Triton model directory, relative to the repository root.")
+    size_bytes: int | None = Field(default=None, description="Size of the tier's model directory, bytes.")
 
 
 class BuildManifest(StatusModel):
     model: str
     source: ManifestSource
     tiers: list[ManifestTier]
+    inputs: list[ManifestTensor] | None = Field(
+        default=None, description="What every tier takes; the served model name routes requests with this IO."
+    )
+    outputs: list[ManifestTensor] | None = Field(default=None, description="What every tier returns.")
+    max_batch_size: int | None = Field(default=None, description="The tiers' max_batch_size.")
 
     def ready_tiers(self) -> list[ManifestTier]:
         return [t for t in self.tiers if t.state == "Ready"]

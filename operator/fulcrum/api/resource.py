@@ -30,6 +30,14 @@ NAME_RULE: dict[str, Any] = {
     ),
 }
 
+SERVED_NAME_RULE: dict[str, Any] = {
+    "rule": "!has(self.spec) || !has(self.spec.serving) || has(self.spec.serving.modelName) "
+    "|| !self.spec.tiers.exists(t, t.name == self.metadata.name)",
+    "message": (
+        "metadata.name is the default serving.modelName and must differ from every tier name (set serving.modelName)"
+    ),
+}
+
 
 class ModelDeployment(BaseModel):
     """A ModelDeployment as stored in the API server."""
@@ -47,7 +55,14 @@ class ModelDeployment(BaseModel):
         name = self.metadata.get("name")
         if name is not None and not (re.match(NAME_PATTERN, name) and len(name) <= MAX_NAME_LENGTH):
             raise ValueError(NAME_RULE["message"])
+        if self.spec.serving.model_name is None and any(t.name == name for t in self.spec.tiers):
+            raise ValueError(SERVED_NAME_RULE["message"])
         return self
+
+    @property
+    def served_name(self) -> str:
+        """The model name clients call: spec.serving.modelName, else metadata.name."""
+        return self.spec.serving.model_name or self.name
 
     @property
     def name(self) -> str:

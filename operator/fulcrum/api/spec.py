@@ -9,7 +9,7 @@ spec the API server accepts parses here and a spec that fails here was refused b
 from __future__ import annotations
 
 import re
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, PlainSerializer, PlainValidator, WithJsonSchema, model_validator
@@ -358,6 +358,25 @@ class Toleration(SpecModel):
     toleration_seconds: int | None = Field(default=None, description="NoExecute only: how long the pod stays bound.")
 
 
+MEMORY_PATTERN = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"
+_MEMORY_UNITS = {
+    "": 1,
+    "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
+    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
+}  # fmt: skip
+
+
+def memory_bytes(quantity: str | int) -> int:
+    """A Kubernetes memory quantity (``24Gi``, ``1.5G``, ``512Mi``, ``1000000``) in bytes, rounded up."""
+    text = str(quantity)
+    match = re.match(MEMORY_PATTERN, text)
+    if match is None:
+        raise ValueError(f"{text!r} is not a memory quantity such as 24Gi or 16000Mi")
+    unit = match.group(2) or ""
+    number = Decimal(text[: len(text) - len(unit)])
+    return int((number * _MEMORY_UNITS[unit]).to_integral_value(rounding=ROUND_CEILING))
+
+
 class NodePool(SpecModel):
     """A pool of nodes Triton can run on, and what a replica there costs."""
 
@@ -378,6 +397,21 @@ class NodePool(SpecModel):
         le=86400,
         description="Seconds from creating a replica until it serves (model load included).",
     )
+    memory_per_replica: str | None = Field(
+        default=None,
+        pattern=MEMORY_PATTERN,
+        max_length=32,
+        description=(
+            "Memory one replica has for the models it loads (e.g. 24Gi): GPU memory on a GPU pool, RAM on a CPU "
+            "pool. Bounds the tiers each replica loads together (serving.hotTiers). Absent: on a CPU pool "
+            "serving.resources.limits.memory, else unbounded."
+        ),
+    )
+
+    @property
+    def memory_bytes(self) -> int | None:
+        """memoryPerReplica in bytes, or None when not set."""
+        return None if self.memory_per_replica is None else memory_bytes(self.memory_per_replica)
 
 
 _REPLICAS_RULE: Rule = {
@@ -445,9 +479,42 @@ class ResourceRequirements(SpecModel):
     limits: dict[str, Quantity] = Field(default_factory=dict, description="Resource limits.")
 
 
+# --- serving: the served model name, hot tiers -------------------------------------------------------------
+
+MODEL_NAME_MAX = 63
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,62}$"
+MODEL_NAME_RULE: Rule = {
+    "rule": "!has(self.modelName) || self.modelName.matches('" + MODEL_NAME_PATTERN + "')",
+    "message": (
+        "serving.modelName must be a Triton model name: letters, digits, '_' and '-', starting with a letter, "
+        f"digit or '_', at most {MODEL_NAME_MAX} characters"
+    ),
+}
+
+
 class Serving(SpecModel):
     """How Triton serves the model."""
 
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [MODEL_NAME_RULE]})
+
+    model_name: str | None = Field(
+        default=None,
+        max_length=MODEL_NAME_MAX,
+        description=(
+            "The model name clients call (KServe v2 /v2/models/<name>/infer) on every replica, in every tier, "
+            "through every switch. Default: metadata.name. Must differ from every tier name."
+        ),
+    )
+    hot_tiers: list[Annotated[str, Field(pattern=DNS_LABEL_PATTERN, max_length=40)]] | None = Field(
+        default=None,
+        max_length=8,
+        description=(
+            "Tiers each replica loads together, so a switch among them is a routing change in the running "
+            "replicas instead of new pods. Absent: every Ready tier that fits the pool's memoryPerReplica "
+            "(in spec order); [] turns hot switching off. Either way a tier that does not fit is served cold."
+        ),
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
     image: str | None = Field(
         default=None, max_length=512, description="tritonserver image; the operator's default when absent."
     )
@@ -460,6 +527,14 @@ class Serving(SpecModel):
         default=1, ge=1, le=16, description="Model instances per Triton replica (instance_group count)."
     )
     resources: ResourceRequirements | None = Field(default=None, description="Container resources per replica.")
+
+    @model_validator(mode="after")
+    def _names(self) -> Serving:
+        if self.model_name is not None and not re.match(MODEL_NAME_PATTERN, self.model_name):
+            raise ValueError(MODEL_NAME_RULE["message"])
+        if self.hot_tiers is not None and not _unique(self.hot_tiers):
+            raise ValueError("serving.hotTiers must not name a tier twice")
+        return self
 
 
 class PVCRef(SpecModel):
@@ -508,6 +583,14 @@ _SPEC_RULES: list[Rule] = [
     {
         "rule": "!self.tiers.exists(t, t.backend == 'tensorrt') || self.nodePools.exists(p, p.gpusPerReplica > 0)",
         "message": "a tensorrt tier needs at least one node pool with gpusPerReplica > 0",
+    },
+    {
+        "rule": "!has(self.serving.modelName) || !self.tiers.exists(t, t.name == self.serving.modelName)",
+        "message": "serving.modelName must differ from every tier name (each tier is loaded under its own name)",
+    },
+    {
+        "rule": "!has(self.serving.hotTiers) || self.serving.hotTiers.all(h, self.tiers.exists(t, t.name == h))",
+        "message": "serving.hotTiers must name tiers of spec.tiers",
     },
 ]
 
@@ -563,6 +646,11 @@ class ModelDeploymentSpec(SpecModel):
             p.gpus_per_replica > 0 for p in self.node_pools
         ):
             raise ValueError(_SPEC_RULES[0]["message"])
+        names = {t.name for t in self.tiers}
+        if self.serving.model_name is not None and self.serving.model_name in names:
+            raise ValueError(_SPEC_RULES[1]["message"])
+        if self.serving.hot_tiers is not None and not set(self.serving.hot_tiers) <= names:
+            raise ValueError(_SPEC_RULES[2]["message"])
         return self
 
     def tier(self, name: str) -> Tier:
@@ -577,6 +665,18 @@ class ModelDeploymentSpec(SpecModel):
                 return pool
         raise KeyError(f"no node pool named {name!r}")
 
+    def pool_memory_bytes(self, pool: NodePool) -> int | None:
+        """Memory a replica of ``pool`` has for its models: memoryPerReplica, else a CPU pool's memory limit."""
+        if pool.memory_per_replica is not None:
+            return pool.memory_bytes
+        limit = self.serving.resources.limits.get("memory") if self.serving.resources else None
+        if pool.gpus_per_replica == 0 and limit is not None:
+            try:
+                return memory_bytes(limit)
+            except ValueError:
+                return None  # a limit in a form this does not read: unbounded, never a guess
+        return None
+
 
 def cel_rules() -> list[Rule]:
     """Every CEL rule of the spec, for documentation and tests."""
@@ -587,5 +687,6 @@ def cel_rules() -> list[Rule]:
         _REPLICAS_RULE,
         *_REPOSITORY_RULES,
         *_SPEC_RULES,
+        MODEL_NAME_RULE,
         {"rule": PERCENTILE_RULE, "message": PERCENTILE_MESSAGE},
     ]

@@ -35,6 +35,9 @@ class TierStatus(StatusModel):
     accuracy: dict[str, str] = Field(default_factory=dict, description="Measured accuracy metrics (decimal strings).")
     profiles: list[Profile] = Field(default_factory=list, description="Latency profiles per node pool.")
     repository: str | None = Field(default=None, description="Where the tier's Triton model lives.")
+    size_bytes: int | None = Field(
+        default=None, description="Size of the tier's model files, bytes (what loading it takes, before overhead)."
+    )
 
 
 class Observed(StatusModel):
@@ -63,6 +66,32 @@ class BuildStatus(StatusModel):
     repository: str | None = Field(default=None, description="Where the built model repository is stored.")
 
 
+class ColdTier(StatusModel):
+    """A Ready tier that replicas of the active pool do not load beside the others: a switch to it starts pods."""
+
+    name: str = Field(description="Tier name.")
+    reason: str = Field(description="DoesNotFit, SizeUnknown or NotListed (not in serving.hotTiers).")
+    message: str = Field(default="", description="Why, with the sizes and the pool's memory.")
+
+
+class ServingStatus(StatusModel):
+    """What clients reach: the served model name and the tier it routes to on the active placement."""
+
+    model_name: str = Field(description="The model name clients call (spec.serving.modelName or metadata.name).")
+    routed_tier: str | None = Field(default=None, description="The tier the served name routes to.")
+    hot_tiers: list[str] = Field(
+        default_factory=list,
+        description="Tiers each replica of the active placement loads (a switch among them is hot).",
+    )
+    cold_tiers: list[ColdTier] = Field(
+        default_factory=list, description="Ready tiers of the active pool not loaded with them, and why."
+    )
+    pods: int | None = Field(default=None, description="Ready pods of the active placement.")
+    routed_pods: int | None = Field(
+        default=None, description="Of them, pods confirmed to route the served name to routedTier."
+    )
+
+
 class ModelDeploymentStatus(StatusModel):
     """Observed state, written by the operator."""
 
@@ -77,6 +106,7 @@ class ModelDeploymentStatus(StatusModel):
     tiers: list[TierStatus] = Field(default_factory=list, description="Per-tier build results.")
     last_decision: LastDecision | None = Field(default=None, description="The policy's latest action.")
     build: BuildStatus | None = Field(default=None, description="The build the repository came from.")
+    serving: ServingStatus | None = Field(default=None, description="The served model name and its routing.")
 
     def condition(self, type_: str) -> Condition | None:
         return next((c for c in self.conditions if c.type == type_), None)

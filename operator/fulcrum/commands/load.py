@@ -29,10 +29,25 @@ def _schedule(trace_path: Path, speedup: float) -> Schedule:
 
 
 @click.command(help="Drive open-loop load at a Triton Service from a trace (t_seconds,requests_per_second).")
-@click.option("--service", help="NS/NAME of the Service; requests spread over its ready endpoints.")
+@click.option(
+    "--service",
+    help="NS/NAME of the Service; requests spread over its ready endpoints, as kube-proxy would spread them.",
+)
 @click.option("--url", "urls", multiple=True, help="Triton HTTP endpoint(s) instead of a Service (repeatable).")
 @click.option("--trace", "trace_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True)
-@click.option("--model", default=None, help="Model name (default: the first ready model).")
+@click.option(
+    "--model",
+    default=None,
+    help=(
+        "Model name every request calls. Default with --service: the Service's name (a ModelDeployment's served "
+        "name unless spec.serving.modelName says otherwise); with --url: the first ready model."
+    ),
+)
+@click.option(
+    "--per-pod",
+    is_flag=True,
+    help="Ask each endpoint which model it serves and call that one (servers without one shared model name).",
+)
 @click.option("--interval", "interval_seconds", type=float, default=10.0, show_default=True, help="Report interval.")
 @click.option("--slo-ms", type=float, default=None, help="Latency SLO for the attainment figures.")
 @click.option("--speedup", type=float, default=1.0, show_default=True, help="Play the trace this many times faster.")
@@ -52,6 +67,7 @@ def load(
     urls: tuple[str, ...],
     trace_path: Path,
     model: str | None,
+    per_pod: bool,
     interval_seconds: float,
     slo_ms: float | None,
     speedup: float,
@@ -78,6 +94,9 @@ def load(
         namespace, _, name = (service or "").partition("/")
         if not name:
             raise click.UsageError("--service must be NS/NAME")
+        nonlocal model
+        if model is None and not per_pod:
+            model = name
         kube = KubeClient.from_environment(kubeconfig)
         try:
             return await _run(lambda: service_endpoints(kube, namespace, name))
@@ -99,6 +118,7 @@ def load(
             seed=seed,
             on_progress=progress,
             request_log=log,
+            per_pod=per_pod,
         )
 
     model_name, intervals = asyncio.run(main())

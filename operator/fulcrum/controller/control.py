@@ -7,11 +7,13 @@ configuration and the time of the last switch): the trend history refills within
 
 from __future__ import annotations
 
+import inspect
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 from fulcrum.api import ModelDeploymentSpec, ModelDeploymentStatus, TierProfiles
 from fulcrum.metrics.window import FleetMetrics
@@ -40,6 +42,14 @@ def significant(value: float, digits: int = 3) -> str:
         return "0"
     quantum = Decimal(1).scaleb(Decimal(repr(abs(value))).adjusted() - digits + 1)
     return format(Decimal(repr(value)).quantize(quantum).normalize(), "f")
+
+
+_DECIDE_TAKES_HOT_TIERS = "hot_tiers" in inspect.signature(decide).parameters
+
+
+def _hot_tiers_argument(hot_tiers: Mapping[str, frozenset[str]]) -> dict[str, Any]:
+    """``decide``'s ``hot_tiers`` keyword, where this version of the policy takes it (it plans hot switches)."""
+    return {"hot_tiers": hot_tiers} if _DECIDE_TAKES_HOT_TIERS else {}
 
 
 @dataclass
@@ -102,7 +112,10 @@ class ControlLoop:
         tiers: list[MergedTier],
         servers: list[LiveServer],
         observed: FleetMetrics | None,
+        hot_tiers: Mapping[str, frozenset[str]] | None = None,
     ) -> Tick:
+        """One control tick. ``hot_tiers``: pool -> the tiers each of its replicas loads (a switch among them is
+        a routing change, no new pods)."""
         now = self.clock()
         memory = self._memory(key, status)
         ready = [TierProfiles(name=t.name, profiles=t.profiles) for t in tiers if t.state == "Ready" and t.profiles]
@@ -113,7 +126,7 @@ class ControlLoop:
         )
         state = memory.state.with_fleet(self.fleet(memory, servers, now))
         profiles = ProfileTable.from_tiers(ready)
-        decision = decide(spec, profiles, observation, state, now)
+        decision = decide(spec, profiles, observation, state, now, **_hot_tiers_argument(hot_tiers or {}))
         memory.state = decision.state
         memory.last_tick = now
         capacities = replica_capacities(spec, profiles, decision.state)

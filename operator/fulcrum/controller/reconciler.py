@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -22,16 +23,20 @@ from fulcrum.api import (
 from fulcrum.controller import telemetry
 from fulcrum.controller.cache import Key, ObjectCache
 from fulcrum.controller.control import ControlLoop
-from fulcrum.controller.kube import KubeClient
+from fulcrum.controller.kube import KubeClient, KubeError
 from fulcrum.controller.outcome import fold_tick
+from fulcrum.controller.routing import Router
 from fulcrum.loadgen.endpoints import ready_addresses
 from fulcrum.metrics.sources import MetricsSource
 from fulcrum.metrics.window import FleetMetrics
 from fulcrum.reconcile.builds import BuildPhase, BuildResult, merge_tiers, result_from_termination_message
 from fulcrum.reconcile.conditions import ordered, set_condition
+from fulcrum.reconcile.layout import hot_sets
 from fulcrum.reconcile.plan import Event, LiveServer, Plan, PoolBuild, plan, pool_builds, servable
+from fulcrum.reconcile.routing import fold_report, hot_switch_message
 from fulcrum.resources import labels
 from fulcrum.resources.build import RECORD_KEY, build_job, build_record, build_spec_configmap
+from fulcrum.resources.routing import routing_configmap_name
 from fulcrum.resources.settings import OperatorSettings
 
 log = logging.getLogger("fulcrum.reconciler")
@@ -76,6 +81,7 @@ class Reconciler:
         clock: Callable[[], str] = utc_now,
         control: ControlLoop | None = None,
         metrics: MetricsSource | None = None,
+        router: Router | None = None,
     ) -> None:
         self.kube = kube
         self.cache = cache
@@ -83,6 +89,7 @@ class Reconciler:
         self.clock = clock
         self.control = control
         self.metrics = metrics
+        self.router = router if router is not None else Router(kube)
         self.waiting_on_build: dict[str, set[Key]] = defaultdict(set)  # build key -> ModelDeployments
 
     # --- the loop body ---------------------------------------------------------------------------------------
@@ -93,6 +100,7 @@ class Reconciler:
         if body is None or body["metadata"].get("deletionTimestamp"):
             if self.control is not None:
                 self.control.forget(key)
+            self.router.forget(key)
             telemetry.forget(namespace, name)
             return None  # children go with their owner references
         try:
@@ -108,12 +116,20 @@ class Reconciler:
         tick = None
         choice = None
         rollout = None
+        decided_at: float | None = None
         if self.control is not None and servable(md.spec, tiers):
             if self.control.due(key):
-                observed = await self._observe(key, md.spec, servers)
+                observed = await self._observe(key, md.spec, servers, status)
                 tick = self.control.tick(
-                    key, spec=md.spec, status=status, tiers=tiers, servers=servers, observed=observed
+                    key,
+                    spec=md.spec,
+                    status=status,
+                    tiers=tiers,
+                    servers=servers,
+                    observed=observed,
+                    hot_tiers=hot_sets(md.spec, tiers),
                 )
+                decided_at = time.monotonic()
             choice = self.control.remembered_choice(key)
             rollout = self.control.rollout(key)
         result = plan(
@@ -127,6 +143,7 @@ class Reconciler:
             choice=choice,
             previous_build=self._previous_build(md.spec, status, builds),
             rollout=rollout,
+            live_routes=self._live_routes(namespace, name),
         )
         if tick is not None and self.control is not None:
             result.status, events = fold_tick(
@@ -141,30 +158,72 @@ class Reconciler:
             if tick.decision.action != "Hold":
                 telemetry.DECISIONS.labels(tick.decision.action).inc()
         await self._apply(body, md.spec, result)
+        await self._route(key, result, tick=tick is not None, decided_at=decided_at)
+        routing_incomplete = self.router.retry_in(key) is not None
         await self._write_status(body, result.status.to_wire())
         for event in result.events:
             await self._post_event(body, event)
         self._export(namespace, name, result.status)
         if any(b.result is None for b in builds):
             return 30.0
+        if routing_incomplete:
+            return self.router.retry_in(key)
         return self.control.tick_seconds if self.control is not None and choice is not None else None
 
-    async def _observe(self, key: Key, spec: ModelDeploymentSpec, servers: list[LiveServer]) -> FleetMetrics | None:
+    async def _route(self, key: Key, result: Plan, *, tick: bool, decided_at: float | None) -> None:
+        """Point the served name of every ready pod of the target Deployment at the planned tier (a hot switch
+        is only this), and fold what the pods said into status."""
+        intent = result.routing
+        if intent is None or result.status.serving is None:
+            return
+        endpoints = frozenset(self._ready_endpoints(*key, "http"))
+        try:
+            outcome = await self.router.ensure(key, intent, endpoints, tick=tick, decided_at=decided_at)
+        except KubeError as exc:
+            log.warning("%s/%s: listing pods to route: %s", *key, exc)
+            return
+        if outcome is None:
+            return
+        report, seconds = outcome
+        result.status.serving = fold_report(result.status.serving, report)
+        if seconds is not None:
+            result.events.append(Event("Normal", "HotSwitch", hot_switch_message(intent, report, seconds)))
+        for pod, why in sorted(report.failed.items()):
+            log.warning("%s/%s: routing pod %s: %s", *key, pod, why)
+        if self.router.newly_failing(key, report):
+            pods = ", ".join(sorted(report.failed))
+            message = f"{intent.served_name} could not be routed to {intent.tier} on {pods}"
+            result.events.append(Event("Warning", "RoutingFailed", message))
+
+    async def _observe(
+        self, key: Key, spec: ModelDeploymentSpec, servers: list[LiveServer], status: ModelDeploymentStatus
+    ) -> FleetMetrics | None:
         if self.metrics is None or not servers:
             return None
         targets = self._metrics_targets(*key)
         if not targets:
             return None
-        return await self.metrics.observe(key, targets, None, float(spec.slo.percentile))
+        # the served name counts each request once (its tier counts it again); a fleet from before served
+        # names has none: every model then
+        served = spec.serving.model_name or key[1]
+        model = served if status.serving is not None and status.serving.model_name == served else None
+        return await self.metrics.observe(key, targets, model, float(spec.slo.percentile))
 
-    def _metrics_targets(self, namespace: str, name: str) -> list[str]:
+    def _ready_endpoints(self, namespace: str, name: str, port: str) -> list[str]:
         slices = [
             s
             for s in self.cache.all("EndpointSlice")
             if s["metadata"].get("namespace") == namespace
             and s["metadata"].get("labels", {}).get("kubernetes.io/service-name") == name
         ]
-        return [f"http://{address}/metrics" for address in ready_addresses(slices, "metrics")]
+        return ready_addresses(slices, port)
+
+    def _metrics_targets(self, namespace: str, name: str) -> list[str]:
+        return [f"http://{address}/metrics" for address in self._ready_endpoints(namespace, name, "metrics")]
+
+    def _live_routes(self, namespace: str, name: str) -> dict[str, str]:
+        configmap = self.cache.get("ConfigMap", namespace, routing_configmap_name(name))
+        return dict((configmap or {}).get("data") or {})
 
     def _export(self, namespace: str, name: str, status: ModelDeploymentStatus) -> None:
         telemetry.COST.labels(namespace, name).set(float(status.cost_per_hour or 0))
@@ -243,6 +302,8 @@ class Reconciler:
             meta_labels = dep["metadata"].get("labels", {})
             if meta_labels.get(labels.COMPONENT) != labels.COMPONENT_SERVER:
                 continue
+            loaded = (dep["metadata"].get("annotations") or {}).get(labels.LOADED_TIERS, "")
+            selector = (dep.get("spec", {}).get("selector") or {}).get("matchLabels") or {}
             servers.append(
                 LiveServer(
                     name=dep["metadata"]["name"],
@@ -250,6 +311,8 @@ class Reconciler:
                     pool=meta_labels.get(labels.POOL, ""),
                     replicas=int(dep.get("spec", {}).get("replicas", 0) or 0),
                     ready_replicas=int(dep.get("status", {}).get("readyReplicas", 0) or 0),
+                    loaded=tuple(t for t in loaded.split(",") if t),
+                    hot=selector.get(labels.ROUTING) == labels.ROUTING_HOT,
                 )
             )
         return sorted(servers, key=lambda s: s.name)
@@ -264,7 +327,8 @@ class Reconciler:
         for manifest in result.apply:
             meta = manifest["metadata"]
             live = self.cache.get(manifest["kind"], meta["namespace"], meta["name"])
-            if live is None or not is_subset(manifest, live):
+            stale = manifest["kind"] == "ConfigMap" and live is not None and live.get("data") != manifest["data"]
+            if live is None or stale or not is_subset(manifest, live):
                 applied = await self.kube.apply(manifest)
                 self.cache.put(manifest["kind"], applied)
         for deployment, replicas in result.scale_deployments.items():

@@ -3,6 +3,10 @@
 Arrivals within each trace interval are a seeded Poisson process at that interval's rate. Requests go to the
 endpoints round-robin (KServe v2 JSON over HTTP, inputs generated once from the model's metadata); the set of
 endpoints is refreshed while the run goes on, so new replicas get traffic as they become ready.
+
+With a model name every endpoint gets requests for that name, as a client of a Service would send them (an
+endpoint that does not serve it answers with an error, and that counts). ``per_pod=True`` instead asks each
+endpoint once which model it serves and calls that one: for servers that each serve something else.
 """
 
 from __future__ import annotations
@@ -71,6 +75,14 @@ def request_body(metadata: dict[str, Any], batch: int = 1, seed: int = 0) -> dic
     return {"inputs": inputs}
 
 
+def error_kind(status: int, body: bytes) -> str:
+    """What a failed answer was, for the report: ``unknown-model`` when the server did not know the name."""
+    text = body[:500].decode(errors="replace").lower()
+    if "unknown model" in text or ("model" in text and "not found" in text):
+        return "unknown-model"
+    return f"http-{status}"
+
+
 async def model_metadata(
     session: aiohttp.ClientSession, endpoint: str, model: str | None
 ) -> tuple[str, dict[str, Any]]:
@@ -99,8 +111,11 @@ async def run_load(
     on_progress: Callable[[float, int, int, Interval], None] | None = None,
     refresh_seconds: float = 5.0,
     request_log: list[tuple[float, float | None, str]] | None = None,
+    per_pod: bool = False,
 ) -> tuple[str, list[Interval]]:
     """Drive the schedule; returns the model name and per-interval statistics (``interval_seconds`` wide).
+
+    ``model`` None: the first ready model of the first endpoint, and (``per_pod``) of each endpoint.
 
     ``request_log``, when given, receives (Unix time the request was sent, latency in ms or None on error,
     endpoint) for every request, to line the client's view up with other measurements in time.
@@ -124,11 +139,13 @@ async def run_load(
             raise RuntimeError("no ready endpoints to send load to")
         model_name, metadata = await model_metadata(session, targets[0], model)
         body = request_body(metadata)
-        # Without --model, each endpoint serves whatever model it has ready: a tier switch changes the model
-        # name (the tier's), and both fleets serve while it happens. The inputs are the same for every tier.
+        # per pod: each endpoint serves whatever model it has ready (the inputs are the same for every tier);
+        # otherwise every endpoint is called with one name, as a Service's clients do
         served: dict[str, str] = {targets[0]: model_name}
 
         async def urls(endpoints_now: list[str]) -> list[str]:
+            if not per_pod:
+                return [f"{endpoint}/v2/models/{model_name}/infer" for endpoint in endpoints_now]
             out = []
             for endpoint in endpoints_now:
                 if endpoint not in served:  # a pod serves one model for life; a reused address is re-asked below
@@ -149,16 +166,16 @@ async def run_load(
             latency: float | None = None
             try:
                 async with session.post(url, json=body) as response:
-                    await response.read()
+                    answer = await response.read()
                     if response.status == 200:
                         latency = (time.perf_counter() - started) * 1000.0
                         interval.latencies_ms.append(latency)
                     else:
-                        interval.errors += 1
+                        interval.error(error_kind(response.status, answer))
                         if response.status in (400, 404):  # not the model we thought: ask again next refresh
                             served.pop(url.split("/v2/", 1)[0], None)
-            except (aiohttp.ClientError, TimeoutError):
-                interval.errors += 1
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                interval.error(type(exc).__name__)
             finally:
                 in_flight -= 1
                 if request_log is not None:

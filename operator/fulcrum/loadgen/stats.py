@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -14,6 +15,11 @@ class Interval:
     latencies_ms: list[float] = field(default_factory=list)
     errors: int = 0
     dropped: int = 0  # not sent: too many requests already in flight (counted as misses)
+    error_kinds: Counter[str] = field(default_factory=Counter)  # unknown-model, http-503, ClientConnectorError...
+
+    def error(self, kind: str) -> None:
+        self.errors += 1
+        self.error_kinds[kind] += 1
 
     @property
     def sent(self) -> int:
@@ -35,16 +41,20 @@ class Interval:
         }
 
 
-def run_summary(intervals: list[Interval], slo_ms: float | None) -> dict[str, float | int | None]:
+def run_summary(intervals: list[Interval], slo_ms: float | None) -> dict[str, float | int | dict[str, int] | None]:
     lat = np.asarray([x for i in intervals for x in i.latencies_ms], dtype=np.float64)
     errors = sum(i.errors for i in intervals)
     dropped = sum(i.dropped for i in intervals)
     total = len(lat) + errors + dropped
     within = int((lat <= slo_ms).sum()) if slo_ms is not None else None
+    kinds: Counter[str] = Counter()
+    for interval in intervals:
+        kinds.update(interval.error_kinds)
     return {
         "requests": total,
         "ok": len(lat),
         "errors": errors,
+        "errorKinds": dict(sorted(kinds.items())),
         "dropped": dropped,
         "p50Ms": round(float(np.percentile(lat, 50)), 3) if len(lat) else None,
         "p99Ms": round(float(np.percentile(lat, 99)), 3) if len(lat) else None,

@@ -75,8 +75,10 @@ class PrometheusSource:
     window: str = "1m"
     _session: aiohttp.ClientSession | None = None
 
-    def queries(self, namespace: str, name: str, percentile: float) -> dict[str, str]:
-        sel = f'namespace="{namespace}",pod=~"{name}-.*"'
+    def queries(self, namespace: str, name: str, percentile: float, model: str | None = None) -> dict[str, str]:
+        """PromQL per figure; with ``model`` (the served name) requests count once, queue time over all models."""
+        every = f'namespace="{namespace}",pod=~"{name}-.*"'
+        sel = every if model is None else f'{every},model="{model}"'
         q = f"{percentile / 100:.3f}".rstrip("0")
         w = self.window
         success = f"sum(rate(nv_inference_request_success{{{sel}}}[{w}]))"
@@ -89,7 +91,7 @@ class PrometheusSource:
                 f"* on(pod) group_left sum by (pod) (rate(nv_inference_request_success{{{sel}}}[{w}]))) "
                 f"/ sum(rate(nv_inference_request_success{{{sel}}}[{w}]))"
             ),
-            "queue_us": f"sum(rate(nv_inference_queue_duration_us{{{sel}}}[{w}])) / {requests}",
+            "queue_us": f"sum(rate(nv_inference_queue_duration_us{{{every}}}[{w}])) / {requests}",
             "pods": f"count(nv_inference_request_success{{{sel}}})",
         }
 
@@ -114,7 +116,7 @@ class PrometheusSource:
     ) -> FleetMetrics | None:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession()
-        queries = self.queries(key[0], key[1], percentile)
+        queries = self.queries(key[0], key[1], percentile, model)
         values = dict(
             zip(queries, await asyncio.gather(*(self._query(self._session, q) for q in queries.values())), strict=True)
         )

@@ -4,6 +4,10 @@ Counters are cumulative since the server started (``nv_inference_request_success
 ``nv_inference_request_duration_us``, ``nv_inference_queue_duration_us``); with
 ``--metrics-config summary_latencies=true`` Triton adds ``nv_inference_request_summary_us`` with
 ``quantile`` labels over its own recent window. Values are summed over model versions (and failure reasons).
+
+With a model named (the served name, a routing ``ensemble``), requests and latencies are that model's: each
+request counts once, end to end. Its queue time is every model's: the routing model queues nothing, the tier
+it routes to does the batching and the waiting.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ COUNTERS = {
     "nv_inference_count": "inferences",
 }
 SUMMARY = "nv_inference_request_summary_us"
+QUEUE_COUNTER = "nv_inference_queue_duration_us"
 
 
 @dataclass
@@ -50,11 +55,13 @@ def parse_triton_metrics(text: str, model: str | None = None) -> TritonSample:
     for family in text_string_to_metric_families(text):
         for metric in family.samples:
             labels = metric.labels
-            if model is not None and labels.get("model") not in (None, model):
-                continue
             name = metric.name
             if name.endswith("_total") and name.removesuffix("_total") in COUNTERS:
                 name = name.removesuffix("_total")  # newer client libraries add the suffix to counters
+            if model is not None and labels.get("model") not in (None, model):
+                if name == QUEUE_COUNTER:
+                    sample.queue_us += float(metric.value)
+                continue
             if name in COUNTERS:
                 attr = COUNTERS[name]
                 sample.reported = True

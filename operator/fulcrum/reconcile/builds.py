@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from fulcrum.api import BuildManifest, ManifestTier, Profile, TierStatus
 from fulcrum.api.status import TierState
+from fulcrum.resources.routing import ServedIO
 
 BuildPhase = Literal["Pending", "Running", "Succeeded", "Failed"]
 
@@ -83,6 +84,8 @@ class MergedTier:
     accuracy: dict[str, float] = field(default_factory=dict)
     profiles: list[Profile] = field(default_factory=list)
     paths: dict[str, tuple[str, str]] = field(default_factory=dict)  # pool -> (repository, model dir)
+    sizes: dict[str, int | None] = field(default_factory=dict)  # pool -> bytes of the model dir (None: unknown)
+    io: dict[str, ServedIO] = field(default_factory=dict)  # pool -> what the build's tiers take and return
 
     def to_status(self) -> TierStatus:
         repository = next(iter(self.paths.values()), (None, ""))[0]
@@ -94,6 +97,7 @@ class MergedTier:
             accuracy={k: f"{v:.6g}" for k, v in sorted(self.accuracy.items())},
             profiles=self.profiles,
             repository=repository,
+            size_bytes=next(iter(self.sizes.values()), None),
         )
 
 
@@ -107,13 +111,21 @@ def merge_tiers(tier_names: list[str], results: dict[str, BuildResult]) -> list[
                     if tier.state != "Ready":
                         tier.state, tier.reason, tier.message = "Failed", result.reason, result.message
             continue
+        io = served_io(result.manifest)
         for mtier in result.manifest.tiers:
             if mtier.name in merged:
-                _merge_one(merged[mtier.name], mtier, pool, result.repository or "")
+                _merge_one(merged[mtier.name], mtier, pool, result.repository or "", io)
     return [merged[name] for name in tier_names]
 
 
-def _merge_one(tier: MergedTier, mtier: ManifestTier, pool: str, repository: str) -> None:
+def served_io(manifest: BuildManifest) -> ServedIO | None:
+    """The IO every tier of a build serves, when its manifest records it (builds before served names did not)."""
+    if manifest.inputs is None or manifest.outputs is None or manifest.max_batch_size is None:
+        return None
+    return ServedIO(tuple(manifest.inputs), tuple(manifest.outputs), manifest.max_batch_size)
+
+
+def _merge_one(tier: MergedTier, mtier: ManifestTier, pool: str, repository: str, io: ServedIO | None) -> None:
     if mtier.state == "Ready":
         if tier.state != "Ready":
             tier.state, tier.reason, tier.message = "Ready", "BuildSucceeded", mtier.message
@@ -122,6 +134,9 @@ def _merge_one(tier: MergedTier, mtier: ManifestTier, pool: str, repository: str
         tier.profiles.extend(Profile(node_pool=pool, points=p.points) for p in mtier.profiles[:1])
         model_dir = (mtier.path or mtier.name).rstrip("/").rsplit("/", 1)[-1]
         tier.paths[pool] = (repository, model_dir)
+        tier.sizes[pool] = mtier.size_bytes
+        if io is not None:
+            tier.io[pool] = io
     elif tier.state != "Ready":
         tier.state, tier.reason, tier.message = mtier.state, mtier.reason, mtier.message
         tier.accuracy = tier.accuracy or dict(mtier.accuracy)

@@ -14,10 +14,13 @@ from fulcrum.api import BuildStatus, Condition, ModelDeploymentSpec, ModelDeploy
 from fulcrum.policy.rollout import old_replicas_to_keep
 from fulcrum.reconcile.builds import BuildPhase, BuildResult, MergedTier, merge_tiers
 from fulcrum.reconcile.conditions import ordered, set_condition
+from fulcrum.reconcile.layout import placement, routes
+from fulcrum.reconcile.routing import RoutingIntent, serving_status
 from fulcrum.resources import labels
 from fulcrum.resources.build_key import build_key
 from fulcrum.resources.common import Manifest
-from fulcrum.resources.serving import ServingTarget, server_deployment, server_pdb, server_service
+from fulcrum.resources.routing import routing_configmap
+from fulcrum.resources.serving import server_deployment, server_pdb, server_service
 from fulcrum.resources.settings import OperatorSettings
 
 
@@ -40,6 +43,8 @@ class LiveServer:
     pool: str
     replicas: int
     ready_replicas: int
+    loaded: tuple[str, ...] = ()  # the tiers each replica loads (empty: only ``tier``)
+    hot: bool = False  # a pool's hot Deployment: ``tier`` is where its served name routes now
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,7 @@ class Plan:
     events: list[Event] = field(default_factory=list)
     choice: Choice | None = None
     tiers: list[MergedTier] = field(default_factory=list)
+    routing: RoutingIntent | None = None  # where the target Deployment's pods must route the served name
 
 
 def pool_builds(
@@ -173,21 +179,19 @@ def old_replicas(server: LiveServer, choice: Choice, target_ready: int, rollout:
 
 
 def _cost(
-    spec: ModelDeploymentSpec, servers: list[LiveServer], choice: Choice | None, kept: Mapping[str, int]
+    spec: ModelDeploymentSpec,
+    servers: list[LiveServer],
+    choice: Choice | None,
+    kept: Mapping[str, int],
+    target_name: str | None,
 ) -> Decimal:
+    """Cost per hour of what runs once this plan is applied: the target at the choice's size, the rest as kept."""
     total = Decimal(0)
-    counted: set[tuple[str, str]] = set()
     for server in servers:
         pool = _pool(spec, server.pool)
-        if pool is not None:
-            replicas = (
-                choice.replicas
-                if choice and (server.tier, server.pool) == (choice.tier, choice.pool)
-                else kept.get(server.name, server.replicas)
-            )
-            total += pool.cost_per_hour * replicas
-            counted.add((server.tier, server.pool))
-    if choice is not None and (choice.tier, choice.pool) not in counted:
+        if pool is not None and server.name != target_name:
+            total += pool.cost_per_hour * kept.get(server.name, server.replicas)
+    if choice is not None:
         total += spec.node_pool(choice.pool).cost_per_hour * choice.replicas
     return total
 
@@ -208,12 +212,14 @@ def plan(
     choice: Choice | None = None,
     previous_build: PoolBuild | None = None,
     rollout: Rollout | None = None,
+    live_routes: Mapping[str, str] | None = None,
 ) -> Plan:
     """One reconciliation.
 
     ``choice`` overrides the initial serving rule (the policy's decision). ``previous_build`` is the build that
     served before the spec changed: it keeps serving on its pool until that pool's new build is finished.
-    ``rollout`` (from the control loop) lets a switch roll: see :func:`old_replicas`.
+    ``rollout`` (from the control loop) lets a switch roll: see :func:`old_replicas`. ``live_routes``: the
+    routing ConfigMap's data as it is (Deployment name -> routing config), so Deployments being left keep theirs.
     """
     generation = int(md["metadata"].get("generation", 0))
     out = Plan()
@@ -239,13 +245,24 @@ def plan(
     out.choice = choice
     target: LiveServer | None = None
     kept: dict[str, int] = {}
+    md_name: str = md["metadata"]["name"]
+    served_name = spec.serving.model_name or md_name
+    target_name: str | None = None
     if choice is not None:
-        merged = next(t for t in serving_tiers if t.name == choice.tier)
-        repository, model_dir = merged.paths[choice.pool]
-        serving = ServingTarget(choice.tier, spec.node_pool(choice.pool), repository, model_dir, choice.replicas)
-        out.apply += [server_deployment(md, spec, serving, settings), server_service(md), server_pdb(md)]
-        target_name = labels.server_deployment_name(md["metadata"]["name"], choice.tier, choice.pool)
+        pool = spec.node_pool(choice.pool)
+        serving = placement(
+            spec, pool=pool, tier=choice.tier, replicas=choice.replicas, tiers=serving_tiers, served_name=served_name
+        )
+        target_name = serving.target.deployment_name(md_name)
         target = next((s for s in servers if s.name == target_name), None)
+        live = [s.name for s in servers]
+        out.apply += [
+            routing_configmap(md, routes(target_name, serving.pbtxt, live_routes or {}, live)),
+            server_deployment(md, spec, serving.target, settings),
+            server_service(md),
+            server_pdb(md),
+        ]
+        out.routing = RoutingIntent.of(md_name, serving, target.tier if target is not None else None)
         # the old placement keeps serving what the new one cannot serve yet, never more than its ready replicas
         # (the policy counts its starting ones as gone); it goes when none of it is needed
         target_ready = target.ready_replicas if target is not None else 0
@@ -260,7 +277,8 @@ def plan(
 
     # 3. status
     ready_replicas = target.ready_replicas if target is not None else 0
-    switching = [s.name for s in servers if choice is None or (s.tier, s.pool) != (choice.tier, choice.pool)]
+    # a Deployment other than the target is being left; the target itself switching tiers (hot) is no roll
+    switching = [s.name for s in servers if choice is None or s.name != target_name]
     conditions: list[Condition] = []
 
     def cond(type_: str, ok: bool | None, reason: str, message: str) -> None:
@@ -331,7 +349,7 @@ def plan(
         replicas=choice.replicas if choice else None,
         ready_replicas=ready_replicas if choice else None,
         observed=status.observed,
-        cost_per_hour=format(_cost(spec, servers, choice, kept).quantize(Decimal("0.01")), "f"),
+        cost_per_hour=format(_cost(spec, servers, choice, kept, target_name).quantize(Decimal("0.01")), "f"),
         tiers=[t.to_status() for t in out.tiers],
         last_decision=status.last_decision,
         build=BuildStatus(
@@ -341,6 +359,7 @@ def plan(
         )
         if active_build
         else None,
+        serving=serving_status(served_name, out.routing, status.serving, ready_replicas),
     )
     out.events += _transition_events(previous, conditions)
     return out

@@ -17,10 +17,14 @@ TIER = "fulcrum.dev/tier"
 POOL = "fulcrum.dev/node-pool"
 BUILD_KEY = "fulcrum.dev/build-key"
 SPEC_HASH = "fulcrum.dev/spec-hash"
+ROUTING = "fulcrum.dev/routing"  # "hot" on the pods of a pool's hot Deployment (several tiers loaded)
+LOADED_TIERS = "fulcrum.dev/loaded-tiers"  # annotation: the tiers each replica of a Deployment loads
 
 COMPONENT_SERVER = "triton-server"
 COMPONENT_BUILD = "model-build"
 COMPONENT_BUILD_RECORD = "build-record"
+COMPONENT_ROUTING = "routing"
+ROUTING_HOT = "hot"
 
 MAX_NAME = 63
 
@@ -45,7 +49,13 @@ def server_selector(md_name: str) -> dict[str, str]:
 
 
 def server_deployment_name(md_name: str, tier: str, pool: str) -> str:
+    """The Deployment serving one tier alone on a pool (a switch to or from it starts pods)."""
     return dns_name(md_name, tier, pool)
+
+
+def hot_deployment_name(md_name: str, pool: str) -> str:
+    """The Deployment of a pool whose replicas load its hot tiers (a switch among them is a routing change)."""
+    return dns_name(md_name, pool)
 
 
 def build_job_name(key: str) -> str:

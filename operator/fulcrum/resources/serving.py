@@ -1,5 +1,10 @@
-"""The Triton Deployment of one (tier, pool), the Service in front of all of a ModelDeployment's Triton pods,
-and their PodDisruptionBudget."""
+"""The Triton Deployment of a placement, the Service in front of all of a ModelDeployment's Triton pods, and
+their PodDisruptionBudget.
+
+A placement's Deployment is either a pool's *hot* Deployment (``<md>-<pool>``: each replica loads the pool's hot
+tiers, the served name routes to one of them and a switch among them changes only the route) or a tier served
+alone (``<md>-<tier>-<pool>``). Either way clients call the served name (``fulcrum.resources.routing``).
+"""
 
 from __future__ import annotations
 
@@ -18,30 +23,53 @@ from fulcrum.resources.common import (
     storage_env_from,
     storage_volume,
 )
+from fulcrum.resources.routing import ROUTING_REPOSITORY, routing_volume
 from fulcrum.resources.settings import OperatorSettings
 
 HTTP_PORT = 8000
 GRPC_PORT = 8001
 METRICS_PORT = 8002
 PROBE_PERIOD_SECONDS = 5
+DRAIN_SECONDS = 10
+"""A deleted pod keeps serving this long before Triton stops: clients (kube-proxy, load balancers) that still
+send to it meanwhile get answers, not reset connections (Triton closes its listeners at SIGTERM)."""
+EXIT_TIMEOUT_SECONDS = 20
+"""How long Triton then waits for requests in flight (--exit-timeout-secs)."""
 
 
 @dataclass(frozen=True)
 class ServingTarget:
-    """What one Triton Deployment serves: a tier's model from a build's repository, on a pool."""
+    """What one Triton Deployment serves: tiers of a build's repository on a pool, the served name routed to one."""
 
-    tier: str
+    tier: str  # the tier the served name routes to
     pool: NodePool
     repository: str  # path or URI of the build's repository, as pods see it
-    model_name: str  # the tier's model directory inside the repository
+    model_name: str  # the routed tier's model directory inside the repository
     replicas: int
+    served_name: str = ""  # the model name clients call; empty: the tier's own name only (no routing model)
+    loaded: tuple[tuple[str, str], ...] = ()  # (tier, model directory) each replica loads; empty: the tier alone
+    hot: bool = False  # the pool's hot Deployment (named after the pool) rather than one tier alone
+
+    @property
+    def models(self) -> tuple[tuple[str, str], ...]:
+        return self.loaded or ((self.tier, self.model_name),)
+
+    def deployment_name(self, md_name: str) -> str:
+        if self.hot:
+            return labels.hot_deployment_name(md_name, self.pool.name)
+        return labels.server_deployment_name(md_name, self.tier, self.pool.name)
 
 
 def triton_args(target: ServingTarget) -> list[str]:
+    repositories = [f"--model-repository={target.repository}"]
+    loads = [f"--load-model={model}" for _, model in target.models]
+    if target.served_name:
+        repositories.append(f"--model-repository={ROUTING_REPOSITORY}")
+        loads.append(f"--load-model={target.served_name}")  # after its tiers: the routing model needs them
     return [
-        f"--model-repository={target.repository}",
+        *repositories,
         "--model-control-mode=explicit",
-        f"--load-model={target.model_name}",
+        *loads,
         "--strict-readiness=true",
         "--exit-on-error=true",
         f"--http-port={HTTP_PORT}",
@@ -49,19 +77,30 @@ def triton_args(target: ServingTarget) -> list[str]:
         f"--metrics-port={METRICS_PORT}",
         "--allow-metrics=true",
         "--metrics-config=summary_latencies=true",
+        f"--exit-timeout-secs={EXIT_TIMEOUT_SECONDS}",
     ]
+
+
+def pod_selector(md_name: str, target: ServingTarget) -> dict[str, str]:
+    """The Deployment's selector: a hot Deployment's pods carry no tier label (their tier changes live)."""
+    if target.hot:
+        return {**labels.server_selector(md_name), labels.POOL: target.pool.name, labels.ROUTING: labels.ROUTING_HOT}
+    return {**labels.server_selector(md_name), labels.TIER: target.tier, labels.POOL: target.pool.name}
 
 
 def server_deployment(
     md: Manifest, spec: ModelDeploymentSpec, target: ServingTarget, settings: OperatorSettings
 ) -> Manifest:
     md_name: str = md["metadata"]["name"]
-    name = labels.server_deployment_name(md_name, target.tier, target.pool.name)
-    selector = {**labels.server_selector(md_name), labels.TIER: target.tier, labels.POOL: target.pool.name}
+    name = target.deployment_name(md_name)
+    selector = pod_selector(md_name, target)
     pod_labels = {**labels.owned_labels(md_name, labels.COMPONENT_SERVER), **selector}
     volumes, mounts = storage_volume(settings.storage, read_only=True)
     volumes = [*volumes, {"name": "tmp", "emptyDir": {}}]
     mounts = [*mounts, {"name": "tmp", "mountPath": SCRATCH_DIR}]
+    if target.served_name:
+        routing, routing_mount = routing_volume(md_name, target.served_name, name)
+        volumes, mounts = [*volumes, routing], [*mounts, routing_mount]
     startup_failures = max(3, target.pool.replica_startup_seconds // PROBE_PERIOD_SECONDS + 1)
     container: Manifest = {
         "name": "triton",
@@ -91,6 +130,7 @@ def server_deployment(
         },
         "volumeMounts": mounts,
         "securityContext": container_security_context(),
+        "lifecycle": {"preStop": {"sleep": {"seconds": DRAIN_SECONDS}}},
     }
     env_from = storage_env_from(settings.storage)
     if env_from:
@@ -105,7 +145,9 @@ def server_deployment(
         "metadata": {
             "name": name,
             "namespace": md["metadata"]["namespace"],
-            "labels": pod_labels,
+            # the Deployment (not its pods) names the tier it routes to: it changes without a roll
+            "labels": {**pod_labels, labels.TIER: target.tier},
+            "annotations": {labels.LOADED_TIERS: ",".join(tier for tier, _ in target.models)},
             "ownerReferences": [owner_reference(md)],
         },
         "spec": {
@@ -116,6 +158,7 @@ def server_deployment(
                 "metadata": {"labels": pod_labels},
                 "spec": {
                     "automountServiceAccountToken": False,
+                    "terminationGracePeriodSeconds": DRAIN_SECONDS + EXIT_TIMEOUT_SECONDS + 5,
                     "securityContext": pod_security_context(settings),
                     **scheduling(target.pool),
                     "containers": [container],

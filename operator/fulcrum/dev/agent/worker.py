@@ -57,6 +57,12 @@ class Slot:
     net_wrap: Callable[[list[str]], list[str]] | None = None
 
 
+def _pre_stop_sleep(container: dict[str, Any]) -> float:
+    """Seconds of a container's ``lifecycle.preStop.sleep`` hook (0 without one)."""
+    hook = ((container.get("lifecycle") or {}).get("preStop") or {}).get("sleep") or {}
+    return float(hook.get("seconds", 0) or 0)
+
+
 def _deleting(pod: dict[str, Any]) -> bool:
     return bool(pod.get("metadata", {}).get("deletionTimestamp"))
 
@@ -411,7 +417,15 @@ class PodWorker(threading.Thread):
         grace = meta.get("deletionGracePeriodSeconds")
         if grace is None:
             grace = pod["spec"].get("terminationGracePeriodSeconds", 30)
-        self._stop_all(float(grace or 0))
+        grace = float(grace or 0)
+        # preStop sleep hooks (the only kind this node runs) take their time out of the grace period, as a kubelet's
+        running = [s for s in self.slots if s.proc is not None and s.proc.poll() is None]
+        pause = max((_pre_stop_sleep(s.spec) for s in running), default=0.0)
+        if pause > 0:
+            started = time.monotonic()
+            self._shutdown.wait(min(pause, grace))
+            grace = max(0.0, grace - (time.monotonic() - started))
+        self._stop_all(grace)
         for slot in self.slots:
             slot.finished = True
         self._push_status(pod)
