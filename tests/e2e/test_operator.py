@@ -29,9 +29,9 @@ def infer(pod_ip: str, md: dict[str, Any]) -> dict[str, Any]:
         inputs.append(
             {"name": tensor["name"], "shape": [1, *tensor["dims"]], "datatype": tensor["dataType"], "data": data}
         )
-    tier = md["status"]["activeTier"]
+    served = md["status"]["serving"]["modelName"]  # the one name clients call, whatever the tier
     request = urllib.request.Request(
-        f"http://{pod_ip}:8000/v2/models/{tier}/infer",
+        f"http://{pod_ip}:8000/v2/models/{served}/infer",
         data=json.dumps({"inputs": inputs}).encode(),
         headers={"Content-Type": "application/json"},
     )
@@ -66,6 +66,7 @@ def test_example_goes_ready_with_a_real_build_and_triton_answering(
     ready = [p for p in pods if any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])]
     assert ready and ready[0].spec.node_name == "local-0"
     answer = infer(ready[0].status.pod_ip, md)
+    assert answer["model_name"] == "ctr-ranker"
     score = answer["outputs"][0]["data"][0]
     assert 0.0 <= score <= 1.0
     events = kube.core.list_namespaced_event(namespace, field_selector="involvedObject.name=ctr-ranker").items

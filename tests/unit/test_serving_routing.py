@@ -321,3 +321,16 @@ def test_a_hot_switch_is_retried_quickly_for_a_while_then_left_to_the_ticks() ->
 
 def test_routing_a_served_name_needs_its_io() -> None:
     assert _route().io.inputs[0] == ManifestTensor(name="sparse", data_type="INT64", dims=[6])
+
+
+def test_the_policy_is_told_each_pools_hot_tiers_where_they_can_switch() -> None:
+    from fulcrum.reconcile.builds import merge_tiers
+    from fulcrum.reconcile.layout import hot_sets
+
+    body = _body()
+    body["spec"]["nodePools"][0]["memoryPerReplica"] = "11Mi"  # l4: fp32 + int8 fit, fp16 does not
+    spec = parse_model_deployment(body).spec
+    tiers = merge_tiers([t.name for t in spec.tiers], {"l4": _result("l4"), "cpu": _result("cpu")})
+    assert hot_sets(spec, tiers) == {"l4": frozenset({"fp32", "int8"}), "cpu": frozenset({"fp32", "fp16", "int8"})}
+    legacy = merge_tiers([t.name for t in spec.tiers], {"l4": _result("l4", io=False)})
+    assert hot_sets(spec, legacy) == {}, "without a routing model nothing switches hot"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -28,7 +29,12 @@ def _schedule(trace_path: Path, speedup: float) -> Schedule:
     )
 
 
-@click.command(help="Drive open-loop load at a Triton Service from a trace (t_seconds,requests_per_second).")
+@click.command(
+    help=(
+        "Drive open-loop load at a Triton Service from a trace (t_seconds,requests_per_second). "
+        "Ctrl-C (or SIGTERM) ends the run early and reports what was measured."
+    )
+)
 @click.option(
     "--service",
     help="NS/NAME of the Service; requests spread over its ready endpoints, as kube-proxy would spread them.",
@@ -83,7 +89,12 @@ def load(
     console = Console(stderr=True)
     log: list[tuple[float, float | None, str]] | None = [] if request_log is not None else None
 
+    stop = asyncio.Event()
+
     async def main() -> tuple[str, list[Interval]]:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):  # stop early and still report what was measured
+            loop.add_signal_handler(sig, stop.set)
         if urls:
             fixed = [u.rstrip("/") if "://" in u else f"http://{u.rstrip('/')}" for u in urls]
 
@@ -119,6 +130,7 @@ def load(
             on_progress=progress,
             request_log=log,
             per_pod=per_pod,
+            stop=stop,
         )
 
     model_name, intervals = asyncio.run(main())

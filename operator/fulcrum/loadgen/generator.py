@@ -12,6 +12,7 @@ endpoint once which model it serves and calls that one: for servers that each se
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import time
 from collections.abc import Awaitable, Callable
@@ -112,10 +113,12 @@ async def run_load(
     refresh_seconds: float = 5.0,
     request_log: list[tuple[float, float | None, str]] | None = None,
     per_pod: bool = False,
+    stop: asyncio.Event | None = None,
 ) -> tuple[str, list[Interval]]:
     """Drive the schedule; returns the model name and per-interval statistics (``interval_seconds`` wide).
 
-    ``model`` None: the first ready model of the first endpoint, and (``per_pod``) of each endpoint.
+    ``model`` None: the first ready model of the first endpoint, and (``per_pod``) of each endpoint. ``stop``, once
+    set, ends the run early: requests in flight finish, and the intervals up to then are returned.
 
     ``request_log``, when given, receives (Unix time the request was sent, latency in ms or None on error,
     endpoint) for every request, to line the client's view up with other measurements in time.
@@ -193,11 +196,15 @@ async def run_load(
         begin = time.perf_counter()
         unix_begin = time.time()
         last_report = 0.0
+        stopped_at: float | None = None
         try:
             for t, _ in schedule.arrivals(seed):
                 delay = begin + t - time.perf_counter()
                 if delay > 0:
                     await asyncio.sleep(delay)
+                if stop is not None and stop.is_set():
+                    stopped_at = t
+                    break
                 interval = intervals[min(count - 1, int(t // interval_seconds))]
                 if in_flight >= max_in_flight:
                     interval.dropped += 1
@@ -210,10 +217,18 @@ async def run_load(
                     last_report = t
                     on_progress(t, in_flight, sum(i.sent for i in intervals), interval)
             remaining = schedule.end - (time.perf_counter() - begin)
-            if remaining > 0:
-                await asyncio.sleep(remaining)
+            if remaining > 0 and stopped_at is None:
+                if stop is None:
+                    await asyncio.sleep(remaining)
+                else:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), remaining)
+                    if stop.is_set():
+                        stopped_at = time.perf_counter() - begin
             if tasks:
                 await asyncio.wait(tasks, timeout=30)
         finally:
             refresher.cancel()
+    if stopped_at is not None:
+        intervals = intervals[: int(stopped_at // interval_seconds) + 1]
     return model_name, intervals

@@ -29,8 +29,16 @@ def pool_layouts(spec: ModelDeploymentSpec, tiers: list[MergedTier]) -> dict[str
 
 
 def hot_sets(spec: ModelDeploymentSpec, tiers: list[MergedTier]) -> dict[str, frozenset[str]]:
-    """Pool name -> the tiers each of its replicas loads, where that is two or more (the policy's ``hot_tiers``)."""
-    return {pool: frozenset(layout.tiers) for pool, layout in pool_layouts(spec, tiers).items() if layout.hot}
+    """Pool name -> the tiers each of its replicas loads, where that is two or more (the policy's ``hot_tiers``).
+
+    A pool whose build lacks what a routing model needs (see :func:`placement`) has none: nothing switches there.
+    """
+    by_name = {t.name: t for t in tiers}
+    out = {}
+    for pool, layout in pool_layouts(spec, tiers).items():
+        if layout.hot and served_io(spec, by_name[layout.tiers[0]], pool) is not None:
+            out[pool] = frozenset(layout.tiers)
+    return out
 
 
 def cold_tiers(layout: HotLayout) -> list[ColdTier]:
