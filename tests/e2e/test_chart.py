@@ -6,17 +6,20 @@ runs as a local process with the ServiceAccount's token (``kubectl create token`
 (tests/support/chart_audit.py) so every request it makes, and the answer, is known. One ModelDeployment is
 taken through every path that needs a permission:
 
-- pool ``l4`` (kwok GPU nodes) has a prebuilt build record: the operator serves it (Deployment, Service and PDB by
-  server-side apply, which creates them), the kwok pods get ready, status goes Ready (status patch), Events;
+- pool ``l4`` (kwok GPU nodes) has a prebuilt build record: the operator serves it (routing ConfigMap,
+  Deployment, Service and PDB by server-side apply, which creates them), the kwok pods get ready, the operator
+  lists them to route their served model name, status goes Ready (status patch), Events;
 - pool ``local`` (the node agent's real node) has no record: the operator creates the build spec ConfigMap and
   the Job, the build ends fast (the model file does not exist), the operator lists the Job's pods for the
   termination message, creates the record and deletes the spec ConfigMap;
 - a stale server Deployment of the ModelDeployment (an old tier) is deleted.
 
-Then: every request was allowed except the three the operator is built to tolerate; and, asking the real
-authorizer (SubjectAccessReview) for each verb of each rule removed in turn, every removal denies at least one
-request the operator made. The GitOps test applies the manifest again, server-side, under two field managers
-(namespaced mode only: the operator's writes are the same in both modes).
+Then: every request was allowed except the three the operator is built to tolerate; every verb of every rule was
+used; and, asking the real authorizer (SubjectAccessReview) for each verb of each rule removed in turn, the removal
+denies exactly the requests no other rule grants (the build namespace is also a served one here, and a ClusterRole
+covers it: there the serving and the build rules both grant ``create configmaps`` and ``list pods``). The GitOps
+test applies the manifest again, server-side, under two field managers (namespaced mode only: the operator's writes
+are the same in both modes).
 """
 
 from __future__ import annotations
@@ -507,7 +510,19 @@ def test_each_verb_of_each_rule_is_needed_and_the_rules_suffice(stack: Stack) ->
     assert not _denied(rest, used, user, groups)
     assert _denied(rest, sorted(forbidden), user, groups) == forbidden
 
-    # 2. necessary: for each verb of each rule, a ServiceAccount bound to the chart's roles minus that verb
+    # 2. necessary: for each verb of each rule, a ServiceAccount bound to the chart's roles minus that verb. It
+    # loses the requests only that verb granted: where another role grants the same in the same place (the build
+    # namespace is also a watched one, or the ClusterRole covers it), those keep working.
+    grants = [
+        (role["metadata"].get("namespace"), (verb, rule["apiGroups"][0], rule["resources"][0]), (id(role), index))
+        for role in stack.roles()
+        for index, rule in enumerate(role["rules"])
+        for verb in rule["verbs"]
+    ]
+
+    def covers(scope: str | None, triple: tuple[str, str, str], a: Attributes) -> bool:
+        return (a.verb, a.group, a.resource) == triple and scope in (None, a.namespace)
+
     probes: list[tuple[str, str, tuple[str, str, str], set[Attributes]]] = []
     objects: list[Obj] = []
     for role in stack.roles():
@@ -516,7 +531,10 @@ def test_each_verb_of_each_rule_is_needed_and_the_rules_suffice(stack: Stack) ->
                 name = f"probe-{len(probes)}"
                 triple = (verb, rule["apiGroups"][0], rule["resources"][0])
                 scope = role["metadata"].get("namespace")  # None: a ClusterRole, bound cluster-wide
-                expected = {a for a in used if (a.verb, a.group, a.resource) == triple and scope in (None, a.namespace)}
+                needing = {a for a in used if covers(scope, triple, a)}
+                assert needing, f"{role['metadata']['name']}: {verb} {rule['resources'][0]}: never used (drop it)"
+                others = [g for g in grants if g[2] != (id(role), index) or g[1] != triple]
+                expected = {a for a in needing if not any(covers(sc, tr, a) for sc, tr, _ in others)}
                 probes.append((name, f"{role['metadata']['name']}: {verb} {rule['resources'][0]}", triple, expected))
                 objects.append(
                     {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": ns}}
@@ -543,8 +561,8 @@ def test_each_verb_of_each_rule_is_needed_and_the_rules_suffice(stack: Stack) ->
                             "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": ns}],
                         }
                     )
-    unused = [label for _name, label, _t, expected in probes if not expected]
-    assert not unused, f"verbs the operator never used (drop them from the chart): {unused}"
+    shared = [label for _name, label, _t, expected in probes if not expected]
+    print(f"granted twice in the same place (the build namespace is watched, or the ClusterRole covers it): {shared}")
     path = stack.workdir / f"probes-{stack.mode}.yaml"
     path.write_text(yaml.safe_dump_all(objects))
     stack.cluster.kubectl("apply", "--server-side", "-f", str(path))

@@ -23,6 +23,7 @@ from fulcrum.policy.hot import HotLayout
 from fulcrum.reconcile.layout import Placement
 from fulcrum.reconcile.routing import PodRoute, RoutingIntent
 from fulcrum.resources.routing import (
+    KEY_ENV,
     ROUTING_MOUNT,
     Route,
     ServedIO,
@@ -46,6 +47,7 @@ IO = ServedIO(
 )
 POOL = NodePool(name="cpu", gpus_per_replica=0, cost_per_hour="1")
 FACTORS = {"fp32": 2.0, "int8": 3.0}  # what each tier multiplies by: the answer says which tier served it
+KEY = "the-routing-key"
 
 
 def target(tier: str, build: Path) -> ServingTarget:
@@ -64,7 +66,7 @@ def target(tier: str, build: Path) -> ServingTarget:
 def write_routing(volume_dir: Path, tier: str, build: Path) -> None:
     """The routing ConfigMap's items, where a kubelet puts them for the pod of the hot Deployment."""
     deployment = target(tier, build).deployment_name(SERVED)
-    configmap = routing_configmap(MD, {deployment: ensemble_pbtxt(Route(SERVED, tier, IO))})
+    configmap = routing_configmap(MD, {deployment: ensemble_pbtxt(Route(SERVED, tier, IO))}, KEY)
     volume, _mount = routing_volume(SERVED, SERVED, deployment)
     for item in volume["configMap"]["items"]:
         path = volume_dir / item["path"]
@@ -75,7 +77,13 @@ def write_routing(volume_dir: Path, tier: str, build: Path) -> None:
 def start(build: Path, volume_dir: Path, tier: str) -> local_triton.TritonServer:
     """tritonserver with the pod's repository and model arguments (ports and addresses are the test's own)."""
     kept = ("--model-repository=", "--model-control-mode=", "--load-model=", "--strict-readiness=", "--exit-timeout")
-    args = [a.replace(ROUTING_MOUNT, str(volume_dir)) for a in triton_args(target(tier, build)) if a.startswith(kept)]
+    kept += ("--http-restricted-api=", "--grpc-restricted-protocol=")
+    args = [
+        a.replace(ROUTING_MOUNT, str(volume_dir)).replace(f"$({KEY_ENV})", KEY)  # as the kubelet expands it
+        for a in triton_args(target(tier, build))
+        if a.startswith(kept)
+    ]
+    assert any(a.startswith("--http-restricted-api=") for a in args)
     repositories = [a for a in args if a.startswith("--model-repository=")]
     assert repositories[0] == f"--model-repository={build}"
     server = local_triton.start(build, extra_args=args[1:])
@@ -97,8 +105,8 @@ def counters(server: local_triton.TritonServer) -> dict[str, float]:
     return {model: parse_triton_metrics(text, model).success for model in (SERVED, "fp32", "int8")}
 
 
-def intent(tier: str, build: Path) -> RoutingIntent:
-    serving = Placement(target(tier, build), Route(SERVED, tier, IO), HotLayout(("fp32", "int8")))
+def intent(tier: str, build: Path, key: str = KEY) -> RoutingIntent:
+    serving = Placement(target(tier, build), Route(SERVED, tier, IO), HotLayout(("fp32", "int8")), key)
     return RoutingIntent.of(SERVED, serving, "fp32" if tier == "int8" else "int8")
 
 
@@ -114,6 +122,19 @@ def test_served_name_routes_live_without_a_failed_request_and_after_a_restart(tm
         assert infer(server) == FACTORS["fp32"], "a pod comes up routed to its Deployment's tier"
         router = Router(kube=None, port=server.http_port)  # type: ignore[arg-type]  # no cluster: pods given
         pod = PodRoute("ranker-cpu-0", "127.0.0.1", ready=True)
+
+        # a client without the routing key cannot re-route (nor load or unload): Triton refuses it
+        async def guess() -> Any:
+            intruder = Router(kube=None, port=server.http_port)  # type: ignore[arg-type]
+            try:
+                return await intruder.route_pods(intent("int8", build, key="guess"), [pod])
+            finally:
+                await intruder.close()
+
+        refused = asyncio.run(guess())
+        assert refused.routed == 0 and "ranker-cpu-0" in refused.failed, refused
+        assert "HTTP 403" in refused.failed["ranker-cpu-0"] or "restricted" in refused.failed["ranker-cpu-0"], refused
+        assert infer(server) == FACTORS["fp32"]
         switch: dict[str, Any] = {}
 
         async def scenario() -> list[Any]:
@@ -146,7 +167,7 @@ def test_served_name_routes_live_without_a_failed_request_and_after_a_restart(tm
         assert switch["again"].rerouted == [] and switch["again"].routed == 1, "a routed pod is left alone"
         assert errors == 0 and served > 400
         # the served name counts every request once; its tiers count the same requests again
-        assert after[SERVED] == after["fp32"] + after["int8"] == served + 2
+        assert after[SERVED] == after["fp32"] + after["int8"] == served + 3  # and 3 single requests
         assert after["fp32"] - switch["at_switch"]["fp32"] <= 8, "fp32 stops taking requests at the switch"
         assert after["int8"] > switch["at_switch"]["int8"] + 200
         # the tiers stayed loaded: the routing model was swapped, nothing else (model.py is precompiled as the

@@ -22,6 +22,7 @@ from fulcrum.resources.routing import (
     ServedIO,
     ensemble_config,
     ensemble_pbtxt,
+    key_digest,
     routed_model,
     routing_configmap_name,
 )
@@ -40,6 +41,7 @@ IO = {
     "maxBatchSize": 64,
 }
 MiB = 2**20
+KEY = "k3y"
 
 
 # --- the routing model's config -----------------------------------------------------------------------------
@@ -141,6 +143,7 @@ def _plan(
         now=NOW,
         choice=choice,
         live_routes=routes,
+        routing_key=KEY,
     )
 
 
@@ -170,6 +173,16 @@ def test_a_pools_hot_deployment_loads_its_tiers_and_routes_the_served_name() -> 
     assert volume["configMap"]["name"] == routing_configmap_name("ctr-ranker")
     assert volume["configMap"]["items"][0] == {"key": "ctr-ranker-cpu", "path": "models/ctr-ranker/config.pbtxt"}
     assert _container(dep)["lifecycle"] == {"preStop": {"sleep": {"seconds": DRAIN_SECONDS}}}
+    # only the operator, with the routing key, may load, unload or re-route models; clients infer
+    restricted = "model-repository:fulcrum-routing-key=$(FULCRUM_ROUTING_KEY)"
+    assert f"--http-restricted-api={restricted}" in args and f"--grpc-restricted-protocol={restricted}" in args
+    env = {e["name"]: e for e in _container(dep)["env"]}
+    assert env["FULCRUM_ROUTING_KEY"]["valueFrom"]["configMapKeyRef"] == {
+        "name": "ctr-ranker-routing",
+        "key": ".routing-key",
+    }
+    assert dep["spec"]["template"]["metadata"]["annotations"][labels.ROUTING_KEY] == key_digest(KEY)
+    assert _applied(p, "ConfigMap")["data"][".routing-key"] == KEY
     configmap = _applied(p, "ConfigMap")
     assert p.apply[0] is configmap, "the routes exist before a pod can mount them"
     routed = text_format.Parse(configmap["data"]["ctr-ranker-cpu"], mc.ModelConfig())
@@ -229,7 +242,9 @@ def test_a_tier_that_does_not_fit_is_reported_and_served_cold_under_the_same_nam
         "--load-model=ctr-ranker",
     ]
     routes = _applied(cold, "ConfigMap")["data"]
-    assert set(routes) == {"version-directory", "ctr-ranker-cpu", "ctr-ranker-fp16-cpu"}, "the old pods keep theirs"
+    assert set(routes) == {".version-directory", ".routing-key", "ctr-ranker-cpu", "ctr-ranker-fp16-cpu"}, (
+        "the old pods keep theirs"
+    )
     assert routes["ctr-ranker-cpu"] == _applied(first, "ConfigMap")["data"]["ctr-ranker-cpu"]
     assert cold.routing is not None and not cold.routing.hot_switch and cold.routing.hot_tiers == ("fp16",)
     assert cold.delete_deployments == [], "the old fleet serves until the new one is ready"
@@ -249,6 +264,7 @@ def test_a_build_without_recorded_io_serves_under_the_tiers_own_name_as_before()
     args = _container(dep)["args"]
     assert [a for a in args if a.startswith("--model-repository=")] == ["--model-repository=/models/cpu"]
     assert [a for a in args if a.startswith("--load-model=")] == ["--load-model=fp32"]
+    assert not any("restricted" in a for a in args) and "annotations" not in dep["spec"]["template"]["metadata"]
     assert p.routing is not None and not p.routing.routable
     assert p.status.serving is not None and p.status.serving.model_name == "fp32"
 

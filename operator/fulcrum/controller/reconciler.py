@@ -36,7 +36,7 @@ from fulcrum.reconcile.plan import Event, LiveServer, Plan, PoolBuild, plan, poo
 from fulcrum.reconcile.routing import fold_report, hot_switch_message
 from fulcrum.resources import labels
 from fulcrum.resources.build import RECORD_KEY, build_job, build_record, build_spec_configmap
-from fulcrum.resources.routing import routing_configmap_name
+from fulcrum.resources.routing import KEY_KEY, routing_configmap_name
 from fulcrum.resources.settings import OperatorSettings
 
 log = logging.getLogger("fulcrum.reconciler")
@@ -143,7 +143,8 @@ class Reconciler:
             choice=choice,
             previous_build=self._previous_build(md.spec, status, builds),
             rollout=rollout,
-            live_routes=self._live_routes(namespace, name),
+            live_routes=(routes := self._live_routes(namespace, name)),
+            routing_key=routes.get(KEY_KEY) or secrets.token_urlsafe(24),
         )
         if tick is not None and self.control is not None:
             result.status, events = fold_tick(

@@ -24,7 +24,7 @@ import aiohttp
 
 from fulcrum.controller.kube import KubeClient
 from fulcrum.reconcile.routing import PodRoute, RoutingIntent, RoutingReport, to_route
-from fulcrum.resources.routing import routed_model
+from fulcrum.resources.routing import KEY_HEADER, routed_model
 from fulcrum.resources.serving import HTTP_PORT
 
 log = logging.getLogger("fulcrum.routing")
@@ -65,14 +65,18 @@ class TritonRouting:
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             raise RoutingError(f"{endpoint}: {type(exc).__name__}: {exc}") from exc
 
-    async def route(self, endpoint: str, served_name: str, config: Mapping[str, Any]) -> None:
-        """Load the routing model with ``config``: from its answer on, the served name routes there."""
+    async def route(self, endpoint: str, served_name: str, config: Mapping[str, Any], key: str) -> None:
+        """Load the routing model with ``config``: from its answer on, the served name routes there.
+
+        ``key``: the routing key the pod's model-repository API takes (a header; never logged).
+        """
         session = await self._http()
         body = {"parameters": {"config": json.dumps(config, separators=(",", ":"))}}
         try:
             async with session.post(
                 f"{endpoint}/v2/repository/models/{served_name}/load",
                 json=body,
+                headers={KEY_HEADER: key},
                 timeout=aiohttp.ClientTimeout(total=LOAD_TIMEOUT_SECONDS),
             ) as response:
                 if response.status != 200:
@@ -201,7 +205,7 @@ class Router:
         async def route(pod: PodRoute) -> None:
             assert intent.config is not None
             try:
-                await self.triton.route(_endpoint(pod, self.port), intent.served_name, intent.config)
+                await self.triton.route(_endpoint(pod, self.port), intent.served_name, intent.config, intent.key)
             except RoutingError as exc:
                 report.failed[pod.name] = str(exc)
                 return

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from fulcrum.api import ColdTier, ManifestTensor, ModelDeploymentSpec, NodePool
 from fulcrum.policy.hot import HotLayout, hot_layout
 from fulcrum.reconcile.builds import MergedTier
-from fulcrum.resources.routing import Route, ServedIO, ensemble_config, ensemble_pbtxt
+from fulcrum.resources.routing import Route, ServedIO, ensemble_config, ensemble_pbtxt, key_digest
 from fulcrum.resources.serving import ServingTarget
 
 
@@ -66,6 +66,7 @@ class Placement:
     target: ServingTarget
     route: Route | None
     layout: HotLayout
+    key: str = ""  # the routing key the pods' model-repository API takes
 
     @property
     def pbtxt(self) -> str | None:
@@ -84,6 +85,7 @@ def placement(
     replicas: int,
     tiers: list[MergedTier],
     served_name: str,
+    routing_key: str = "",
 ) -> Placement:
     """Serve ``tier`` on ``pool``: in the pool's hot Deployment when the tier is one of its hot tiers, else alone.
 
@@ -109,8 +111,9 @@ def placement(
         served_name=served_name if route is not None else "",
         loaded=loaded,
         hot=hot,
+        key_digest=key_digest(routing_key) if route is not None else "",
     )
-    return Placement(target, route, layout)
+    return Placement(target, route, layout, routing_key)
 
 
 def routes(target_name: str, pbtxt: str | None, live: Mapping[str, str], keep: list[str]) -> dict[str, str]:

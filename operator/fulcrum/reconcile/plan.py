@@ -213,13 +213,15 @@ def plan(
     previous_build: PoolBuild | None = None,
     rollout: Rollout | None = None,
     live_routes: Mapping[str, str] | None = None,
+    routing_key: str = "",
 ) -> Plan:
     """One reconciliation.
 
     ``choice`` overrides the initial serving rule (the policy's decision). ``previous_build`` is the build that
     served before the spec changed: it keeps serving on its pool until that pool's new build is finished.
     ``rollout`` (from the control loop) lets a switch roll: see :func:`old_replicas`. ``live_routes``: the
-    routing ConfigMap's data as it is (Deployment name -> routing config), so Deployments being left keep theirs.
+    routing ConfigMap's data as it is (Deployment name -> routing config), so Deployments being left keep theirs;
+    ``routing_key``: the key that guards the pods' model-repository API (the live one, or a new random one).
     """
     generation = int(md["metadata"].get("generation", 0))
     out = Plan()
@@ -251,13 +253,19 @@ def plan(
     if choice is not None:
         pool = spec.node_pool(choice.pool)
         serving = placement(
-            spec, pool=pool, tier=choice.tier, replicas=choice.replicas, tiers=serving_tiers, served_name=served_name
+            spec,
+            pool=pool,
+            tier=choice.tier,
+            replicas=choice.replicas,
+            tiers=serving_tiers,
+            served_name=served_name,
+            routing_key=routing_key,
         )
         target_name = serving.target.deployment_name(md_name)
         target = next((s for s in servers if s.name == target_name), None)
         live = [s.name for s in servers]
         out.apply += [
-            routing_configmap(md, routes(target_name, serving.pbtxt, live_routes or {}, live)),
+            routing_configmap(md, routes(target_name, serving.pbtxt, live_routes or {}, live), routing_key),
             server_deployment(md, spec, serving.target, settings),
             server_service(md),
             server_pdb(md),

@@ -31,6 +31,7 @@ class RoutingIntent:
     cold: tuple[ColdTier, ...] = ()
     previous_tier: str | None = None  # the tier this Deployment routed to before, when that differs: a hot switch
     replicas: int = 0
+    key: str = field(default="", repr=False)  # the routing key the pods' model-repository API takes
 
     @classmethod
     def of(cls, md_name: str, serving: Placement, live_tier: str | None) -> RoutingIntent:
@@ -48,6 +49,7 @@ class RoutingIntent:
             cold=tuple(cold_tiers(serving.layout)),
             previous_tier=live_tier if live_tier is not None and live_tier != target.tier else None,
             replicas=target.replicas,
+            key=serving.key,
         )
 
     @property

@@ -19,6 +19,7 @@ BUILD_KEY = "fulcrum.dev/build-key"
 SPEC_HASH = "fulcrum.dev/spec-hash"
 ROUTING = "fulcrum.dev/routing"  # "hot" on the pods of a pool's hot Deployment (several tiers loaded)
 LOADED_TIERS = "fulcrum.dev/loaded-tiers"  # annotation: the tiers each replica of a Deployment loads
+ROUTING_KEY = "fulcrum.dev/routing-key"  # pod annotation: a digest of the key its model-repository API takes
 
 COMPONENT_SERVER = "triton-server"
 COMPONENT_BUILD = "model-build"

@@ -9,10 +9,15 @@ pod is re-routed through Triton's model-control API with the same config as JSON
 
 The config is written here twice from one description, as ``config.pbtxt`` text and as the JSON the load API
 takes (protobuf field names), without the protobuf package: this layer stays free of Triton's client.
+
+Triton's model-repository API (load, unload) is restricted on every pod to requests that carry the header
+:data:`KEY_HEADER` with the ModelDeployment's routing key (``--http-restricted-api``, ``--grpc-restricted-protocol``),
+kept in the same ConfigMap: a client of the Service can infer, but cannot load, unload or re-route models.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -24,8 +29,11 @@ from fulcrum.resources.common import Manifest, owner_reference
 ROUTING_MOUNT = "/etc/fulcrum/routing"
 ROUTING_REPOSITORY = f"{ROUTING_MOUNT}/models"
 ROUTING_VOLUME = "routing"
-VERSION_KEY = "version-directory"
+VERSION_KEY = ".version-directory"  # a leading dot: never a Deployment's name
 VERSION_TEXT = "The routing model's version directory: Triton needs one, an ensemble keeps no files in it.\n"
+KEY_KEY = ".routing-key"
+KEY_HEADER = "fulcrum-routing-key"
+KEY_ENV = "FULCRUM_ROUTING_KEY"
 
 
 @dataclass(frozen=True)
@@ -130,8 +138,8 @@ def routing_configmap_name(md_name: str) -> str:
     return labels.dns_name(md_name, "routing")
 
 
-def routing_configmap(md: Manifest, routes: Mapping[str, str]) -> Manifest:
-    """The ConfigMap of a ModelDeployment's routes: Deployment name -> its routing ``config.pbtxt``."""
+def routing_configmap(md: Manifest, routes: Mapping[str, str], key: str) -> Manifest:
+    """The ConfigMap of a ModelDeployment's routes (Deployment name -> its routing ``config.pbtxt``) and its key."""
     md_name: str = md["metadata"]["name"]
     return {
         "apiVersion": "v1",
@@ -142,8 +150,26 @@ def routing_configmap(md: Manifest, routes: Mapping[str, str]) -> Manifest:
             "labels": labels.owned_labels(md_name, labels.COMPONENT_ROUTING),
             "ownerReferences": [owner_reference(md)],
         },
-        "data": {VERSION_KEY: VERSION_TEXT, **dict(sorted(routes.items()))},
+        "data": {VERSION_KEY: VERSION_TEXT, KEY_KEY: key, **dict(sorted(routes.items()))},
     }
+
+
+def restricted_api_args() -> list[str]:
+    """tritonserver arguments that let only requests with the routing key load, unload or re-route models."""
+    value = f"model-repository:{KEY_HEADER}=$({KEY_ENV})"  # the kubelet expands $(VAR) from the container's env
+    return [f"--http-restricted-api={value}", f"--grpc-restricted-protocol={value}"]
+
+
+def key_env(md_name: str) -> Manifest:
+    return {
+        "name": KEY_ENV,
+        "valueFrom": {"configMapKeyRef": {"name": routing_configmap_name(md_name), "key": KEY_KEY}},
+    }
+
+
+def key_digest(key: str) -> str:
+    """What pod templates carry of the key: a new key (the ConfigMap was recreated) rolls the pods onto it."""
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
 def routing_volume(md_name: str, served_name: str, deployment: str) -> tuple[Manifest, Manifest]:

@@ -23,7 +23,7 @@ from fulcrum.resources.common import (
     storage_env_from,
     storage_volume,
 )
-from fulcrum.resources.routing import ROUTING_REPOSITORY, routing_volume
+from fulcrum.resources.routing import ROUTING_REPOSITORY, key_env, restricted_api_args, routing_volume
 from fulcrum.resources.settings import OperatorSettings
 
 HTTP_PORT = 8000
@@ -49,6 +49,7 @@ class ServingTarget:
     served_name: str = ""  # the model name clients call; empty: the tier's own name only (no routing model)
     loaded: tuple[tuple[str, str], ...] = ()  # (tier, model directory) each replica loads; empty: the tier alone
     hot: bool = False  # the pool's hot Deployment (named after the pool) rather than one tier alone
+    key_digest: str = ""  # of the routing key that guards the model-repository API (fulcrum.resources.routing)
 
     @property
     def models(self) -> tuple[tuple[str, str], ...]:
@@ -78,6 +79,7 @@ def triton_args(target: ServingTarget) -> list[str]:
         "--allow-metrics=true",
         "--metrics-config=summary_latencies=true",
         f"--exit-timeout-secs={EXIT_TIMEOUT_SECONDS}",
+        *(restricted_api_args() if target.served_name else []),
     ]
 
 
@@ -112,7 +114,7 @@ def server_deployment(
             {"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"},
             {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"},
         ],
-        "env": [{"name": "HOME", "value": SCRATCH_DIR}],
+        "env": [{"name": "HOME", "value": SCRATCH_DIR}, *([key_env(md_name)] if target.served_name else [])],
         "startupProbe": {
             "httpGet": {"path": "/v2/health/ready", "port": "http"},
             "periodSeconds": PROBE_PERIOD_SECONDS,
@@ -155,7 +157,10 @@ def server_deployment(
             "selector": {"matchLabels": selector},
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}},
             "template": {
-                "metadata": {"labels": pod_labels},
+                "metadata": {
+                    "labels": pod_labels,
+                    **({"annotations": {labels.ROUTING_KEY: target.key_digest}} if target.served_name else {}),
+                },
                 "spec": {
                     "automountServiceAccountToken": False,
                     "terminationGracePeriodSeconds": DRAIN_SECONDS + EXIT_TIMEOUT_SECONDS + 5,
