@@ -119,7 +119,7 @@ class Reconciler:
         decided_at: float | None = None
         if self.control is not None and servable(md.spec, tiers):
             if self.control.due(key):
-                observed = await self._observe(key, md.spec, servers, status)
+                observed = await self._observe(key, md.spec, md.served_name, servers, status)
                 tick = self.control.tick(
                     key,
                     spec=md.spec,
@@ -197,7 +197,12 @@ class Reconciler:
             result.events.append(Event("Warning", "RoutingFailed", message))
 
     async def _observe(
-        self, key: Key, spec: ModelDeploymentSpec, servers: list[LiveServer], status: ModelDeploymentStatus
+        self,
+        key: Key,
+        spec: ModelDeploymentSpec,
+        served: str,
+        servers: list[LiveServer],
+        status: ModelDeploymentStatus,
     ) -> FleetMetrics | None:
         if self.metrics is None or not servers:
             return None
@@ -206,7 +211,6 @@ class Reconciler:
             return None
         # the served name counts each request once (its tier counts it again); a fleet from before served
         # names has none: every model then
-        served = spec.serving.model_name or key[1]
         model = served if status.serving is not None and status.serving.model_name == served else None
         return await self.metrics.observe(key, targets, model, float(spec.slo.percentile))
 
