@@ -44,7 +44,10 @@ import click
 )
 @click.option("--json", "as_json", is_flag=True, help="Print manifest.json to stdout.")
 @click.option(
-    "--profile/--no-profile", default=True, show_default=True, help="Profile each Ready tier under open-loop load."
+    "--profile/--no-profile",
+    default=True,
+    show_default=True,
+    help="Gate, search and profile each Ready tier (the measure stage); --no-profile stops after building.",
 )
 @click.option(
     "--profile-seconds",
@@ -58,11 +61,38 @@ import click
 )
 @click.option(
     "--profile-server",
-    type=click.Choice(["onnxruntime", "tritonserver"]),
-    default="onnxruntime",
+    type=click.Choice(["auto", "onnxruntime", "tritonserver"]),
+    default="auto",
     show_default=True,
-    help="Profile against onnxruntime with a Triton-like batcher in process, or against the bundled tritonserver "
-    "serving the built repository (--target local only).",
+    help="Where tiers are gated, searched and profiled: tritonserver = the bundled CPU tritonserver serving the "
+    "built repository (--target local only); onnxruntime = onnxruntime tiers profiled in process, no server; auto = "
+    "--triton-url when given, else tritonserver for --target local, else onnxruntime.",
+)
+@click.option(
+    "--triton-url",
+    default=None,
+    help="A running Triton in explicit model-control mode (the build Job's sidecar: the pool's image and device) "
+    "to gate, search and profile every tier through.",
+)
+@click.option(
+    "--triton-repository",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="The model repository --triton-url serves, shared with this process (tiers are copied there).",
+)
+@click.option(
+    "--search/--no-search",
+    default=True,
+    show_default=True,
+    help="Search Triton's serving knobs per tier (when spec.serving.configSearch.enabled); --no-search serves the "
+    "spec's config as given.",
+)
+@click.option(
+    "--search-seconds",
+    type=click.FloatRange(0.2, 60),
+    default=1.0,
+    show_default=True,
+    help="Load duration of each open-loop point of the config search.",
 )
 @click.option(
     "--termination-message",
@@ -82,6 +112,10 @@ def build(
     profile_seconds: float,
     profile_points: int | None,
     profile_server: str,
+    triton_url: str | None,
+    triton_repository: Path | None,
+    search: bool,
+    search_seconds: float,
     termination_message: Path | None,
     force: bool,
 ) -> None:
@@ -103,6 +137,10 @@ def build(
         profile_duration=profile_seconds,
         profile_points=profile_points,
         profile_server=profile_server,  # type: ignore[arg-type]
+        triton_url=triton_url,
+        triton_repository=triton_repository,
+        search=search,
+        search_seconds=search_seconds,
         force=force,
     )
     try:

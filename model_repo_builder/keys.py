@@ -7,7 +7,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-BUILDER_FORMAT = 1
+BUILDER_FORMAT = 2
 """Bumped when the builder's output for the same inputs changes (so old results are not reused)."""
 
 
@@ -22,9 +22,11 @@ def content_key(
     validation_sha256: str | None,
     serving: Mapping[str, Any],
     opset: int,
+    search: Mapping[str, Any] | None = None,
 ) -> str:
     """SHA-256 of the canonical JSON of every input of a build. Profiles are not part of it: they are
-    per node pool and added to a reused build when missing."""
+    per node pool and added to a reused build when missing. ``search``: the config search's settings and the SLO
+    it optimises for (None when it is off): the config a tier serves with depends on them."""
     document = {
         "builderFormat": BUILDER_FORMAT,
         "model": {"sha256": model_sha256, "format": source_format, **model_io},
@@ -34,6 +36,7 @@ def content_key(
         "validationData": validation_sha256,
         "serving": serving,
         "opset": opset,
+        "search": search,
     }
     canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()

@@ -1,9 +1,13 @@
-"""The build: spec -> source -> fp32 ONNX -> tiers -> accuracy -> repository -> profiles -> manifest.json.
+"""The build: spec -> source -> fp32 ONNX -> tiers -> CPU gate -> repository -> measure stage -> manifest.json.
+
+The measure stage gates, searches and profiles every Ready tier through a Triton server: the build Job's
+sidecar on a pool (``--triton-url``, the pool's own image and device), the bundled CPU tritonserver for
+``--target local``; or, for quick looks, profiles onnxruntime tiers in process (``--profile-server onnxruntime``).
 
 Tier failures are results, not crashes: a tier that cannot be built is ``Failed`` (``ExportFailed``,
-``ConversionFailed``, ``QuantizationFailed``, ``AccuracyCheckFailed``, ``ConfigFailed``) or
-``Unavailable`` (``NoGPU``, ``TensorRTNotInstalled``), with a message; the manifest is always written.
-Only an unreadable spec raises :class:`BuildError`.
+``ConversionFailed``, ``QuantizationFailed``, ``EngineBuildFailed``, ``AccuracyCheckFailed``, ``ConfigFailed``,
+``ServingFailed``) or ``Unavailable`` (``NoGPU``, ``TensorRTNotInstalled``, ``TensorRTTooOld``, ``NotGated``),
+with a message; the manifest is always written. Only an unreadable spec raises :class:`BuildError`.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -33,6 +37,8 @@ from model_repo_builder.dtypes import Array, TensorInfo
 from model_repo_builder.keys import content_key
 from model_repo_builder.triton_config import ServingOptions, Target
 
+ProfileServer = Literal["auto", "onnxruntime", "tritonserver"]
+
 BUILD_RECORD = ".fulcrum-build.json"
 """A file (Triton loads every directory of the repository as a model) with the content key of the build."""
 MANIFEST = "manifest.json"
@@ -51,10 +57,27 @@ class BuildOptions:
     profile: bool = True
     profile_duration: float = 3.0
     profile_points: int | None = None
-    profile_server: Literal["onnxruntime", "tritonserver"] = "onnxruntime"
+    profile_server: ProfileServer = "auto"
+    """auto: the sidecar when ``triton_url`` is set, else the bundled tritonserver for ``local``, else in process."""
+    triton_url: str | None = None
+    """A running Triton (the build Job's sidecar, the pool's image) to gate, search and profile through."""
+    triton_repository: Path | None = None
+    """The model repository ``triton_url`` serves (explicit model control), shared with this process."""
+    device: str = ""
+    """What ``triton_url`` runs on, for messages (default: the GPU nvidia-smi lists, or CPU)."""
+    search: bool = True
+    """False turns the config search off whatever the spec says."""
+    search_seconds: float = 1.0
     cache_dir: Path | None = None
     pvc_root: str | None = None
     force: bool = False
+
+    def measure_server(self) -> Literal["sidecar", "bundled", "onnxruntime"]:
+        if self.triton_url:
+            return "sidecar"
+        if self.profile_server == "tritonserver" or (self.profile_server == "auto" and self.target == "local"):
+            return "bundled"
+        return "onnxruntime"
 
 
 @dataclass
@@ -103,6 +126,11 @@ def declared_io(md: ModelDeployment) -> tuple[list[TensorInfo], list[TensorInfo]
     return inputs, outputs
 
 
+def search_enabled(md: ModelDeployment, options: BuildOptions) -> bool:
+    """The config search runs when the spec and the options allow it and a Triton serves the measure stage."""
+    return md.spec.serving.config_search.enabled and options.search and options.measure_server() != "onnxruntime"
+
+
 def serving_options(md: ModelDeployment) -> ServingOptions:
     serving = md.spec.serving
     return ServingOptions(
@@ -142,8 +170,10 @@ def build(options: BuildOptions, report: Reporter = _noop) -> BuildResult:
     from model_repo_builder.onnx_graph import OPSET
 
     stages = _Stages(report)
-    if options.profile and options.profile_server == "tritonserver" and options.target != "local":
+    if options.profile and options.measure_server() == "bundled" and options.target != "local":
         raise BuildError("--profile-server tritonserver needs --target local (the bundled server runs python models)")
+    if options.triton_url and options.triton_repository is None:
+        raise BuildError("--triton-url needs --triton-repository (the folder that server serves, shared with it)")
     spec_path = options.spec_path.resolve()
     md = load_spec(spec_path)
     spec = md.spec
@@ -205,6 +235,7 @@ def build(options: BuildOptions, report: Reporter = _noop) -> BuildResult:
             by_alias=True, exclude_none=True, mode="json", include={"dynamic_batching", "instances_per_replica"}
         ),
         opset=OPSET,
+        search=_search_inputs(md) if search_enabled(md, options) else None,
     )
 
     reused = _reusable(out, key) and not options.force
@@ -235,7 +266,7 @@ def build(options: BuildOptions, report: Reporter = _noop) -> BuildResult:
         if all(t.reason != "ExportFailed" for t in manifest.tiers):
             (out / BUILD_RECORD).write_text(json.dumps({"key": key, "target": options.target}, indent=2) + "\n")
     if options.profile and all(t.reason != "ExportFailed" for t in manifest.tiers):
-        manifest = _profile(
+        manifest = _measure(
             manifest,
             md=md,
             options=options,
@@ -244,8 +275,35 @@ def build(options: BuildOptions, report: Reporter = _noop) -> BuildResult:
             validation_path=validation_path,
             inputs=inputs,
         )
+        manifest = _ungated_tensorrt(manifest, out)
     _write_manifest(out, manifest)
     return BuildResult(manifest, key, out, reused, stages.timings)
+
+
+def _ungated_tensorrt(manifest: BuildManifest, out: Path) -> BuildManifest:
+    """A TensorRT tier is gated only through Triton on its GPU: without that it does not serve."""
+    tiers = []
+    for tier in manifest.tiers:
+        if tier.state == "Ready" and tier.backend == "tensorrt" and not (tier.validation and tier.validation.gated_on):
+            if tier.path:
+                shutil.rmtree(out / tier.path, ignore_errors=True)
+            message = (
+                "a TensorRT engine is gated and profiled through Triton on its GPU: build with --triton-url "
+                "(the build Job's Triton sidecar does this on a pool)"
+            )
+            update = {"state": "Unavailable", "reason": "NotGated", "message": message, "path": None}
+            tiers.append(tier.model_copy(update=update))
+            continue
+        tiers.append(tier)
+    return manifest.model_copy(update={"tiers": tiers})
+
+
+def _search_inputs(md: ModelDeployment) -> dict[str, Any]:
+    """What the config search's choice depends on: its settings and the SLO it optimises for."""
+    return {
+        "configSearch": md.spec.serving.config_search.to_wire(),
+        "slo": md.spec.slo.to_wire(),
+    }
 
 
 def _clear(out: Path) -> None:
@@ -297,6 +355,7 @@ def _build_tiers(
 ) -> BuildManifest:
     from model_repo_builder import export as exp
     from model_repo_builder import export_stage, runtime, tier_stage, validation
+    from model_repo_builder.measure_stage import save_reference
     from model_repo_builder.onnx_graph import OPSET
     from model_repo_builder.tiers import tensorrt
 
@@ -324,6 +383,10 @@ def _build_tiers(
         return all_failed("ExportFailed", problem)
     try:
         data = _validation_inputs(validation_path, exported.graph_in)
+        calibrating = [t.calibration.samples if t.calibration else 512 for t in spec.tiers if t.precision == "int8"]
+        split = validation.split(
+            len(next(iter(data.values()))), max(calibrating) if calibrating and validation_path else None
+        )
     except validation.ValidationDataError as error:
         return all_failed("ValidationDataFailed", str(error))
     batch = spec.model.max_batch_size
@@ -340,6 +403,9 @@ def _build_tiers(
             return all_failed("ExportFailed", problem)
         marker.touch()
 
+    gate_reference = validation.rows(reference, split.gate)
+    save_reference(out, gate_reference)
+    gpu = tensorrt.detect_gpu()
     ctx = tier_stage.TierContext(
         exported=exported.path,
         work=work,
@@ -348,11 +414,14 @@ def _build_tiers(
         graph_in=exported.graph_in,
         graph_out=exported.graph_out,
         data=data,
+        split=split,
         calibrate=validation_path is not None,
-        reference=reference,
+        reference=gate_reference,
         checks=checks,
         serving=serving_options(md),
-        gpu=tensorrt.detect_gpu(),
+        gpu=gpu,
+        tensorrt_version=tensorrt.installed_version() if any(t.backend == "tensorrt" for t in spec.tiers) else None,
+        max_dims={t.name: t.max_dims for t in spec.model.inputs or []},
     )
     results: list[ManifestTier] = []
     for tier in spec.tiers:
@@ -369,6 +438,7 @@ def _build_tiers(
         inputs=[_tensor(t) for t in ctx.graph_in],
         outputs=[_tensor(t) for t in ctx.graph_out],
         max_batch_size=ctx.serving.max_batch_size,
+        gpu_product=gpu.product,
     )
 
 
@@ -377,7 +447,7 @@ def _tensor(tensor: TensorInfo) -> ManifestTensor:
     return ManifestTensor(name=tensor.name, data_type=tensor.data_type, dims=list(tensor.dims))
 
 
-def _profile(
+def _measure(
     manifest: BuildManifest,
     *,
     md: ModelDeployment,
@@ -387,31 +457,73 @@ def _profile(
     validation_path: Path | None,
     inputs: list[TensorInfo],
 ) -> BuildManifest:
-    from model_repo_builder import onnx_graph
+    from model_repo_builder import measure_stage, triton_control
     from model_repo_builder import profile as prof
-    from model_repo_builder.profile_stage import profile_missing
+    from model_repo_builder.profile_stage import profile_in_process
 
+    todo = measure_stage.todo(manifest, options.node_pool)
+    if not todo:
+        return manifest
+    data = _validation_inputs(validation_path, inputs or _config_inputs(out / str(todo[0].path)))
     serving = serving_options(md)
-    batching = prof.Batching(
-        max_batch_size=serving.max_batch_size,
-        max_queue_delay_s=serving.max_queue_delay_microseconds / 1e6,
-        preferred_batch_sizes=serving.preferred_batch_sizes,
-        instances=serving.instances,
-    )
-
-    def data() -> dict[str, Array]:
-        ready = next(t for t in manifest.tiers if t.state == "Ready" and t.path is not None)
-        graph_in, _ = onnx_graph.graph_io(onnx_graph.load(out / str(ready.path) / "1" / "model.onnx"))
-        return _validation_inputs(validation_path, inputs or graph_in)
-
-    return profile_missing(
-        manifest,
-        out=out,
+    kind = options.measure_server()
+    if kind == "onnxruntime":
+        batching = prof.Batching(
+            max_batch_size=serving.max_batch_size,
+            max_queue_delay_s=serving.max_queue_delay_microseconds / 1e6,
+            preferred_batch_sizes=serving.preferred_batch_sizes,
+            instances=serving.instances,
+        )
+        return profile_in_process(
+            manifest,
+            out=out,
+            node_pool=options.node_pool,
+            inputs=data,
+            batching=batching,
+            duration=options.profile_duration,
+            max_points=options.profile_points,
+            stage=stages.stage,
+        )
+    reference = measure_stage.load_reference(out)
+    if reference is None:
+        raise BuildError(f"--out {out}: the build has no {measure_stage.REFERENCE_FILE}; rebuild it with --force")
+    settings = measure_stage.MeasureSettings(
         node_pool=options.node_pool,
-        data=data,
-        batching=batching,
-        server=options.profile_server,
+        slo_ms=float(md.spec.slo.latency_ms),
+        percentile=float(md.spec.slo.percentile),
+        checks=acc.checks_from_spec(md.spec.accuracy.checks),
+        max_batch_size=serving.max_batch_size,
         duration=options.profile_duration,
         max_points=options.profile_points,
-        stage=stages.stage,
+        search=search_enabled(md, options),
+        search_candidates=md.spec.serving.config_search.max_candidates,
+        search_seconds=options.search_seconds,
+        max_instances=(os.cpu_count() or 1) if kind == "bundled" else 4,
     )
+    with ExitStack() as stack:
+        if kind == "sidecar":
+            assert options.triton_url is not None and options.triton_repository is not None
+            with stages.stage("tritonserver", f"waiting for the Triton sidecar at {options.triton_url}"):
+                device = options.device or manifest.gpu_product or _device_name()
+                server = triton_control.external_server(options.triton_url, options.triton_repository, device)
+        else:
+            with stages.stage("tritonserver", f"starting the bundled tritonserver on {out}"):
+                server = stack.enter_context(triton_control.bundled_server(out))
+        return measure_stage.measure_on_triton(
+            manifest, out=out, server=server, data=data, reference=reference, settings=settings, stage=stages.stage
+        )
+
+
+def _config_inputs(model_dir: Path) -> list[TensorInfo]:
+    """A tier's inputs as its config.pbtxt declares them (any backend: TensorRT tiers have no ONNX file)."""
+    from model_repo_builder import triton_config
+
+    config = triton_config.parse((model_dir / "config.pbtxt").read_text())
+    return [TensorInfo(t.name, triton_config.type_name(t.data_type), tuple(t.dims)) for t in config.input]
+
+
+def _device_name() -> str:
+    from model_repo_builder.tiers import tensorrt
+
+    gpu = tensorrt.detect_gpu()
+    return (gpu.product or "GPU") if gpu.available else "CPU"

@@ -48,6 +48,8 @@ class PointResult:
     p95: float
     p99: float
     saturated: bool
+    tail_ms: float = 0.0
+    """Latency at the percentile asked for (the SLO's), in ms."""
 
 
 def quantiles_ms(latencies_s: Sequence[float]) -> tuple[float, float, float, float]:
@@ -115,7 +117,9 @@ class _Batcher:
                 self.ends.extend(end for _ in batch)
 
 
-def measure_point(run: RunBatch, batching: Batching, rate: float, duration: float, seed: int = 0) -> PointResult:
+def measure_point(
+    run: RunBatch, batching: Batching, rate: float, duration: float, seed: int = 0, *, percentile: float = 99.0
+) -> PointResult:
     batcher = _Batcher(run, batching)
     workers = [threading.Thread(target=batcher.worker, daemon=True) for _ in range(batching.instances)]
     for w in workers:
@@ -149,7 +153,8 @@ def measure_point(run: RunBatch, batching: Batching, rate: float, duration: floa
     # Saturated: requests left over after the drain, or the server completed clearly fewer requests than
     # arrived while they were arriving (a couple in flight at the end are normal).
     saturated = backlog > 0 or len(latencies) < len(offsets) or in_window < 0.9 * len(offsets) - 2
-    return PointResult(len(offsets) / window, in_window / window, p50, p90, p95, p99, saturated)
+    tail = tail_ms(latencies, percentile)
+    return PointResult(len(offsets) / window, in_window / window, p50, p90, p95, p99, saturated, tail)
 
 
 def estimate_capacity(run: RunBatch, batching: Batching, seconds: float = 1.0) -> float:
@@ -222,7 +227,21 @@ def profile(
     )
 
 
-def open_loop(send: Callable[[], None], rate: float, duration: float, seed: int = 0, workers: int = 32) -> PointResult:
+def tail_ms(latencies_s: Sequence[float], percentile: float) -> float:
+    if not latencies_s:
+        return 0.0
+    return float(np.quantile(np.asarray(latencies_s) * 1000.0, percentile / 100.0))
+
+
+def open_loop(
+    send: Callable[[], None],
+    rate: float,
+    duration: float,
+    seed: int = 0,
+    *,
+    workers: int = 32,
+    percentile: float = 99.0,
+) -> PointResult:
     """Open-loop load through a pool of ``workers`` client threads calling ``send`` (one request each).
 
     Latency is from the scheduled arrival to the answer, so time spent waiting for a free client thread
@@ -270,7 +289,8 @@ def open_loop(send: Callable[[], None], rate: float, duration: float, seed: int 
     window = max(end_of_arrivals - start, duration, 1e-9)
     p50, p90, p95, p99 = quantiles_ms(done)
     saturated = backlog > 0 or len(done) < len(offsets) or in_window < 0.9 * len(offsets) - 2
-    return PointResult(len(offsets) / window, in_window / window, p50, p90, p95, p99, saturated)
+    tail = tail_ms(done, percentile)
+    return PointResult(len(offsets) / window, in_window / window, p50, p90, p95, p99, saturated, tail)
 
 
 def closed_loop_capacity(send: Callable[[], None], clients: int = 8, seconds: float = 1.0) -> float:

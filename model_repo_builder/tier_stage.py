@@ -2,7 +2,11 @@
 
 Every outcome is a :class:`ManifestTier`: ``Ready``, ``Failed`` (``ConversionFailed``, ``QuantizationFailed``,
 ``EngineBuildFailed``, ``AccuracyCheckFailed``, ``ConfigFailed``) or ``Unavailable`` (``NoGPU``,
-``NotServedLocally``, ``TensorRTNotInstalled``).
+``NotServedLocally``, ``TensorRTNotInstalled``, ``TensorRTTooOld``).
+
+onnxruntime tiers are gated here on the CPU (a first check, on the gate rows only); every tier is gated again
+where it serves by the measure stage (:mod:`model_repo_builder.measure_stage`), which is the only gate a
+TensorRT engine gets: until then it is Ready with ``validation.gatedOn`` empty.
 """
 
 from __future__ import annotations
@@ -11,11 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fulcrum.api import ManifestTier, Tier
+from fulcrum.api import ManifestTier, Tier, ValidationSplit
 from model_repo_builder import accuracy as acc
+from model_repo_builder import validation
 from model_repo_builder.dtypes import Array, TensorInfo
 from model_repo_builder.tiers.tensorrt import GpuCheck
 from model_repo_builder.triton_config import ServingOptions, Target
+
+CPU_GATE = "onnxruntime CPU (at build)"
 
 
 def manifest_tier(t: Tier, state: str, reason: str = "", message: str = "", **kw: Any) -> ManifestTier:
@@ -34,12 +41,24 @@ class TierContext:
     target: Target
     graph_in: list[TensorInfo]
     graph_out: list[TensorInfo]
-    data: dict[str, Array]  # validation inputs
+    data: dict[str, Array]  # validation inputs, every row
+    split: validation.Split  # which rows calibrate, which gate
     calibrate: bool  # static int8 (validation data given) or dynamic
-    reference: dict[str, Array]  # fp32 outputs on ``data``
+    reference: dict[str, Array]  # fp32 outputs on the gate rows
     checks: list[acc.Check]
     serving: ServingOptions
     gpu: GpuCheck
+    tensorrt_version: str | None = None
+    max_dims: dict[str, list[int] | None] | None = None  # spec inputs' maxDims
+
+    def validation_of(self, tier: Tier, gated_on: str) -> ValidationSplit:
+        samples = tier.calibration.samples if tier.calibration else 512
+        calibration = self.split.calibration_rows(samples) if tier.precision == "int8" and self.calibrate else None
+        return ValidationSplit(
+            gate_rows=list(self.split.gate),
+            calibration_rows=list(calibration) if calibration else None,
+            gated_on=gated_on,
+        )
 
 
 def unavailable(tier: Tier, ctx: TierContext) -> ManifestTier | None:
@@ -53,15 +72,14 @@ def unavailable(tier: Tier, ctx: TierContext) -> ManifestTier | None:
     if ctx.target == "local":
         message = "--target local serves onnxruntime tiers only (python backend); build with --target triton"
         return manifest_tier(tier, "Unavailable", "NotServedLocally", message)
-    if not tensorrt.tensorrt_available():
-        message = "the tensorrt package is not installed on the build image"
-        return manifest_tier(tier, "Unavailable", "TensorRTNotInstalled", message)
+    problem = tensorrt.version_problem(ctx.tensorrt_version)
+    if problem is not None:
+        return manifest_tier(tier, "Unavailable", *problem)
     return None
 
 
 def onnx_file(tier: Tier, ctx: TierContext) -> tuple[Path, str]:
     """The tier's ONNX file at its precision, and a line saying how it was made."""
-    from model_repo_builder import validation
     from model_repo_builder.tiers.fp16 import build_fp16
     from model_repo_builder.tiers.fp32 import build_fp32
     from model_repo_builder.tiers.int8 import build_int8
@@ -74,12 +92,14 @@ def onnx_file(tier: Tier, ctx: TierContext) -> tuple[Path, str]:
         build_fp16(ctx.exported, target)
         return target, "fp16 (IO kept fp32; control flow and fragile ops kept fp32)"
     samples = tier.calibration.samples if tier.calibration else 512
-    calibration = validation.take(ctx.data, samples) if ctx.calibrate else None
+    rows = ctx.split.calibration_rows(samples) if ctx.calibrate else None
+    calibration = validation.rows(ctx.data, rows) if rows else None
     method = build_int8(ctx.exported, target, calibration, samples)
     note = method.partition(" ")[2]
-    if method.startswith("static-qdq"):
-        used = min(samples, len(next(iter(ctx.data.values()))))
-        return target, f"int8 static QDQ, calibrated on {used} samples{' ' + note if note else ''}"
+    if method.startswith("static-qdq") and rows:
+        used = rows[1] - rows[0]
+        held = f" (of {samples} asked: half the rows stay for the gate)" if used < samples else ""
+        return target, f"int8 static QDQ, calibrated on rows {rows[0]}-{rows[1] - 1}{held}{' ' + note if note else ''}"
     return target, f"int8 dynamic quantisation (no validationData){' ' + note if note else ''}"
 
 
@@ -90,9 +110,24 @@ def _model_file(tier: Tier, ctx: TierContext) -> tuple[Path, str]:
         return onnx_file(tier, ctx)
     source = onnx_file(tier, ctx)[0] if tier.precision == "int8" else ctx.exported
     plan = ctx.work / f"{tier.name}.plan"
-    shapes = {t.name: tuple(d if d > 0 else 1 for d in t.dims) for t in ctx.graph_in}
-    tensorrt.build_engine(source, plan, tier.precision, input_shapes=shapes, max_batch_size=ctx.serving.max_batch_size)
-    return plan, f"TensorRT {tier.precision} engine built on {ctx.gpu.detail}"
+    typical = {name: tuple(int(d) for d in array.shape[1:]) for name, array in ctx.data.items()}
+    ranges = tensorrt.shape_ranges(
+        ctx.graph_in, max_batch_size=ctx.serving.max_batch_size, typical=typical, max_dims=ctx.max_dims
+    )
+    workspace_mib = tier.tensorrt.workspace_mib if tier.tensorrt else 1024
+    settings = tensorrt.EngineSettings(
+        precision=tier.precision,
+        workspace_bytes=workspace_mib << 20,
+        timing_cache=ctx.out / tensorrt.TIMING_CACHE,
+        calibration_cache=ctx.out / f".fulcrum-{tier.name}-int8-calibration.cache",
+    )
+    samples = tier.calibration.samples if tier.calibration else 512
+    rows = ctx.split.calibration_rows(samples) if ctx.calibrate else None
+    how = tensorrt.build_engine(
+        source, plan, settings, ranges, calibration=validation.rows(ctx.data, rows) if rows else None
+    )
+    shapes = ", ".join(f"{name} {r.min}..{r.max}" for name, r in ranges.items())
+    return plan, f"{how} engine built on {ctx.gpu.detail} (shapes {shapes})"
 
 
 def _failure_reason(tier: Tier) -> str:
@@ -113,15 +148,25 @@ def build_tier(tier: Tier, ctx: TierContext) -> ManifestTier:
         message = f"{tier.precision} {tier.backend}: {key_line(error)}"
         return manifest_tier(tier, "Failed", _failure_reason(tier), message)
     metrics: dict[str, float] = {}
+    gated_on = ""
     if tier.backend == "tensorrt":
-        detail += "; accuracy not measured (TensorRT engines run only on the GPU they were built for)"
+        detail += "; gated and profiled through Triton on the pool's GPU"
     else:
-        outputs = runtime.run_batched(runtime.session(model_file), ctx.data, ctx.serving.max_batch_size)
+        gate = validation.rows(ctx.data, ctx.split.gate)
+        outputs = runtime.run_batched(runtime.session(model_file), gate, ctx.serving.max_batch_size)
         evaluation = acc.evaluate(ctx.reference, outputs, ctx.checks)
         metrics = evaluation.metrics
+        gated_on = CPU_GATE
         if not evaluation.passed:
             message = f"{detail}; failed: {', '.join(evaluation.failures)}"
-            return manifest_tier(tier, "Failed", "AccuracyCheckFailed", message, accuracy=metrics)
+            return manifest_tier(
+                tier,
+                "Failed",
+                "AccuracyCheckFailed",
+                message,
+                accuracy=metrics,
+                validation=ctx.validation_of(tier, gated_on),
+            )
     try:
         model_dir = repository.write_tier(
             ctx.out,
@@ -136,4 +181,7 @@ def build_tier(tier: Tier, ctx: TierContext) -> ManifestTier:
     except ConfigError as error:
         return manifest_tier(tier, "Failed", "ConfigFailed", str(error), accuracy=metrics)
     size = repository.directory_size(model_dir)
-    return manifest_tier(tier, "Ready", "Built", detail, accuracy=metrics, path=model_dir.name, size_bytes=size)
+    split = ctx.validation_of(tier, gated_on)
+    return manifest_tier(
+        tier, "Ready", "Built", detail, accuracy=metrics, validation=split, path=model_dir.name, size_bytes=size
+    )

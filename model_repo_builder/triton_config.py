@@ -19,10 +19,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from google.protobuf import text_format
+from google.protobuf import json_format, text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from model_repo_builder.dtypes import TensorInfo
+from model_repo_builder.search import Knobs
 
 Target = Literal["triton", "local"]
 LOCAL_ONNX_PARAMETER = "onnx_file"
@@ -112,6 +113,39 @@ def model_config(
                 mc.ModelWarmup.Input(data_type=triton_type(tensor.data_type), dims=list(tensor.dims), zero_data=True)
             )
     return config
+
+
+# --- serving knobs (the config search): separate from generation, which the served-name code also shapes ---
+
+
+def knobs_of(config: Any) -> Knobs:
+    """The serving knobs a config holds (instances of its first instance group, its dynamic batching)."""
+    batching = config.dynamic_batching
+    count = config.instance_group[0].count if config.instance_group else 1
+    return Knobs(
+        instances=max(1, int(count)),
+        max_queue_delay_us=int(batching.max_queue_delay_microseconds),
+        preferred=tuple(int(b) for b in batching.preferred_batch_size),
+    )
+
+
+def with_knobs(config: Any, knobs: Knobs) -> Any:
+    """A copy of ``config`` serving with ``knobs`` (preferred sizes above max_batch_size dropped)."""
+    changed = mc.ModelConfig()
+    changed.CopyFrom(config)
+    if not changed.instance_group:
+        changed.instance_group.add(kind=mc.ModelInstanceGroup.KIND_AUTO)
+    changed.instance_group[0].count = knobs.instances
+    batching = changed.dynamic_batching
+    batching.max_queue_delay_microseconds = knobs.max_queue_delay_us
+    del batching.preferred_batch_size[:]
+    batching.preferred_batch_size.extend(b for b in knobs.preferred if b <= changed.max_batch_size)
+    return changed
+
+
+def to_json(config: Any) -> str:
+    """The JSON form Triton's model-control API takes as a config override (``load`` with ``config``)."""
+    return str(json_format.MessageToJson(config, preserving_proto_field_name=True))
 
 
 def to_text(config: Any) -> str:

@@ -11,11 +11,16 @@ and inputs drawn in spec order:
 
 Generated inputs are good for numeric comparisons, not for ranking metrics: give validation data for
 TopKOverlap / Agreement checks that mean something, and for a meaningful int8 calibration.
+
+The rows are split once per build (:func:`split`): int8 calibration takes the first rows, at most half of
+them, and the accuracy gate of every tier uses only the rows after those, so no tier is judged on a row it
+was calibrated on.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -82,3 +87,37 @@ def load_npz(path: Path, inputs: Sequence[TensorInfo], field: str = "accuracy.va
 
 def take(arrays: Mapping[str, Array], n: int) -> dict[str, Array]:
     return {k: v[:n] for k, v in arrays.items()}
+
+
+@dataclass(frozen=True)
+class Split:
+    """Row ranges ``[start, end)`` of the validation data: calibration (None: nothing calibrates) and gate."""
+
+    calibration: tuple[int, int] | None
+    gate: tuple[int, int]
+
+    def calibration_rows(self, samples: int) -> tuple[int, int] | None:
+        """The rows one int8 tier asking for ``samples`` calibrates on (a prefix of the calibration range)."""
+        if self.calibration is None:
+            return None
+        start, end = self.calibration
+        return (start, min(end, start + samples))
+
+
+def split(total: int, calibration_samples: int | None) -> Split:
+    """Calibration: the first ``min(calibration_samples, total // 2)`` rows; the gate: every row after them.
+
+    ``calibration_samples`` is the most any tier asks for (None or 0: no tier calibrates, the gate uses every
+    row). Half of the rows, at least, always stay for the gate.
+    """
+    if total < 1:
+        raise ValidationDataError("the validation data has no rows")
+    calibrate = min(calibration_samples or 0, total // 2)
+    if calibrate <= 0:
+        return Split(None, (0, total))
+    return Split((0, calibrate), (calibrate, total))
+
+
+def rows(arrays: Mapping[str, Array], span: tuple[int, int]) -> dict[str, Array]:
+    start, end = span
+    return {k: v[start:end] for k, v in arrays.items()}

@@ -1,8 +1,9 @@
 """The builder end to end: three architectures, both targets, served by the real bundled tritonserver.
 
-Every ``local`` tier that comes out Ready is loaded in tritonserver and its served outputs are compared with
-the torch reference under that tier's accuracy checks. Builds are made once per session (few, short profile
-points) and shared by the tests.
+``local`` builds are gated and profiled through the bundled tritonserver (the measure stage); every tier that
+comes out Ready is loaded in tritonserver again and its served outputs are compared with the torch reference
+under that tier's accuracy checks. Builds are made once per session (few, short profile points, the config
+search off: one test below runs it) and shared by the tests.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ def builds(test_models: dict[str, ModelCase], builder_cache: Path, tmp_path_fact
                 profile=target == "local",
                 profile_duration=0.3,
                 profile_points=2,
+                search=False,
                 cache_dir=builder_cache,
             )
             results[(name, target)] = build(options)
@@ -100,6 +102,7 @@ def test_manifest(builds: Builds, name: str, target: str) -> None:
         config = (model_dir / "config.pbtxt").read_text()
         assert (model_dir / "1" / "model.onnx").is_file()
         assert tier.size_bytes == sum(f.stat().st_size for f in model_dir.rglob("*") if f.is_file()) > 0
+        assert tier.validation is not None
         if target == "local":
             assert 'backend: "python"' in config
             assert (model_dir / "1" / "model.py").is_file()
@@ -109,9 +112,15 @@ def test_manifest(builds: Builds, name: str, target: str) -> None:
             points = tier.profiles[0].points
             assert 1 <= len(points) <= 2
             assert all(p.latency_ms.p50 <= p.latency_ms.p99 for p in points)
+            # gated and profiled through tritonserver, with the config that serves
+            assert tier.validation.gated_on.startswith("tritonserver 2.")
+            config_knobs = tier.profiles[0].config
+            assert config_knobs is not None and f"count: {config_knobs.instances}" in config
+            assert tier.profiles[0].search is None  # off in these builds
         else:
             assert 'platform: "onnxruntime_onnx"' in config
             assert tier.profiles == []
+            assert tier.validation.gated_on == "onnxruntime CPU (at build)"
     # what every tier takes and returns, for the routing model that serves the ModelDeployment's name
     ready = [t for t in manifest.tiers if t.state == "Ready"]
     assert manifest.inputs and manifest.outputs and manifest.max_batch_size
@@ -134,6 +143,24 @@ def test_example_tiers_are_all_ready_with_real_accuracy(builds: Builds) -> None:
     assert tiers["fp32"].accuracy["MaxAbsError"] <= tiers["fp16"].accuracy["MaxAbsError"]
     assert "static QDQ" in tiers["int8"].message
     assert tiers["int8"].accuracy["MeanAbsError"] > 0
+
+
+def test_gate_rows_are_held_out_of_calibration(builds: Builds) -> None:
+    """The example has 512 validation rows; int8 asks for 256 calibration samples: rows 0-255 calibrate, and
+    every tier is gated on rows 256-511 only."""
+    manifest = builds[("ctr-ranker", "local")].manifest
+    for tier in manifest.tiers:
+        if tier.state == "Unavailable":
+            continue
+        assert tier.validation is not None, tier.name
+        assert tier.validation.gate_rows == [256, 512], tier.name
+        if tier.name == "int8":
+            assert tier.validation.calibration_rows == [0, 256]
+            assert "calibrated on rows 0-255" in tier.message
+        else:
+            assert tier.validation.calibration_rows is None
+        start, end = tier.validation.gate_rows
+        assert not set(range(start, end)) & set(range(*(tier.validation.calibration_rows or [0, 0])))
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -196,7 +223,7 @@ def test_cli_json_termination_message_and_reuse(
     message = tmp_path / "termination-log"
     args = [
         sys.executable, "-m", "model_repo_builder", "build", "--spec", str(spec), "--out", str(out),
-        "--target", "local", "--json", "--profile-seconds", "0.2", "--profile-points", "1",
+        "--target", "local", "--json", "--profile-seconds", "0.2", "--profile-points", "1", "--no-search",
         "--termination-message", str(message),
     ]  # fmt: skip
     env = {**__import__("os").environ, "FULCRUM_CACHE_DIR": str(builder_cache)}
@@ -323,29 +350,104 @@ def test_fulcrum_serve_until_interrupted(builds: Builds, tmp_path: Path) -> None
             process.wait()
 
 
-def test_profile_against_the_bundled_tritonserver(
-    builds: Builds, test_models: dict[str, ModelCase], builder_cache: Path
+def test_a_new_pool_is_searched_and_profiled_through_tritonserver(
+    builds: Builds, test_models: dict[str, ModelCase], builder_cache: Path, tmp_path: Path
 ) -> None:
-    """A reused local build gains a profile for a new node pool, measured through tritonserver over HTTP."""
+    """A reused local build gains a searched config and a profile for a new node pool; the chosen config is the one
+    in config.pbtxt, and every candidate's capacity is recorded."""
+    import yaml
+
+    from model_repo_builder import triton_config
     from model_repo_builder.pipeline import BuildOptions, build
 
     first = builds[("small-cnn", "local")]
+    repo = tmp_path / "repo"
+    shutil.copytree(first.repository, repo)
+    source = test_models["small-cnn"].spec_path
+    spec = yaml.safe_load(source.read_text())
+    spec["spec"]["serving"]["configSearch"] = {"maxCandidates": 3}  # a short search: the start and two more
+    spec_path = source.with_name("small-cnn-search.yaml")
+    spec_path.write_text(yaml.safe_dump(spec))
     again = build(
         BuildOptions(
-            spec_path=test_models["small-cnn"].spec_path,
-            out=first.repository,
+            spec_path=spec_path,
+            out=repo,
             target="local",
             node_pool="dev-triton",
-            profile_server="tritonserver",
             profile_duration=0.3,
             profile_points=1,
+            search=True,
+            search_seconds=0.3,
             cache_dir=builder_cache,
         )
     )
-    assert again.reused and "tritonserver" in again.timings
+    assert not again.reused  # the search's inputs (its settings and the SLO) are part of the key
+    assert "tritonserver" in again.timings and any(k.startswith("search:") for k in again.timings)
     for tier in again.manifest.tiers:
         if tier.state != "Ready":
             continue
-        assert [p.node_pool for p in tier.profiles] == ["local", "dev-triton"]
-        (point,) = tier.profiles[1].points
+        (profile,) = [p for p in tier.profiles if p.node_pool == "dev-triton"]
+        (point,) = profile.points
         assert point.requests_per_second > 0 and 0 < point.latency_ms.p50 <= point.latency_ms.p99
+        assert profile.search is not None and profile.config is not None
+        candidates = profile.search.candidates
+        assert len(candidates) == 3 and profile.search.seconds > 0
+        assert candidates[0].config.max_queue_delay_microseconds == 200  # the spec's own config comes first
+        capacities = [c.requests_per_second or 0.0 for c in candidates]
+        chosen = next(c for c in candidates if c.config == profile.config)
+        assert max(capacities) <= 1.1 * (chosen.requests_per_second or 0.0) + 1e-6  # the best, up to the noise margin
+        served = triton_config.knobs_of(triton_config.parse((repo / str(tier.path) / "config.pbtxt").read_text()))
+        assert (served.instances, served.max_queue_delay_us) == (
+            profile.config.instances,
+            profile.config.max_queue_delay_microseconds,
+        )
+
+
+def test_a_tensorrt_tier_listed_first_fails_clearly_and_the_others_are_measured(
+    builds: Builds, test_models: dict[str, ModelCase], builder_cache: Path, tmp_path: Path
+) -> None:
+    """A Ready TensorRT tier first in the manifest (as a GPU build leaves it) goes through the same measure stage:
+    the bundled CPU tritonserver has no TensorRT backend, so it fails with Triton's reason; nothing crashes."""
+    from fulcrum.api import BuildManifest, ValidationSplit
+    from model_repo_builder import triton_config
+    from model_repo_builder.pipeline import BuildOptions, build
+
+    first = builds[("small-cnn", "local")]
+    repo = tmp_path / "repo"
+    shutil.copytree(first.repository, repo)
+    manifest = BuildManifest.model_validate_json((repo / "manifest.json").read_text())
+    fp32 = next(t for t in manifest.tiers if t.name == "fp32")
+    config = triton_config.parse((repo / "fp32" / "config.pbtxt").read_text())
+    config.name = "fp16-trt"
+    config.ClearField("backend")
+    config.ClearField("parameters")
+    config.platform = "tensorrt_plan"
+    config.default_model_filename = "model.plan"
+    (repo / "fp16-trt" / "1").mkdir(parents=True)
+    (repo / "fp16-trt" / "1" / "model.plan").write_bytes(b"not an engine")
+    (repo / "fp16-trt" / "config.pbtxt").write_text(triton_config.to_text(config))
+    trt = fp32.model_copy(
+        update={"name": "fp16-trt", "precision": "fp16", "backend": "tensorrt", "path": "fp16-trt", "accuracy": {},
+                "validation": ValidationSplit(gate_rows=fp32.validation.gate_rows if fp32.validation else [0, 1]),
+                "profiles": []}
+    )  # fmt: skip
+    others = [t for t in manifest.tiers if t.name != "fp16-trt"]
+    (repo / "manifest.json").write_text(manifest.model_copy(update={"tiers": [trt, *others]}).model_dump_json())
+    again = build(
+        BuildOptions(
+            spec_path=test_models["small-cnn"].spec_path,
+            out=repo,
+            target="local",
+            node_pool="second",
+            profile_duration=0.3,
+            profile_points=1,
+            search=False,
+            cache_dir=builder_cache,
+        )
+    )
+    assert again.reused
+    tiers = {t.name: t for t in again.manifest.tiers}
+    assert next(iter(tiers)) == "fp16-trt"
+    assert (tiers["fp16-trt"].state, tiers["fp16-trt"].reason) == ("Failed", "ServingFailed")
+    assert "tensorrt" in tiers["fp16-trt"].message.lower() and not (repo / "fp16-trt").exists()
+    assert [p.node_pool for p in tiers["fp32"].profiles] == ["local", "second"]

@@ -175,6 +175,7 @@ CASES: list[Case] = [
                         "queueTimeoutMicroseconds": 15000,
                     },
                     "instancesPerReplica": 2,
+                    "configSearch": {"enabled": False, "maxCandidates": 3},
                     "resources": {"requests": {"cpu": 2, "memory": "8Gi"}, "limits": {"memory": "8Gi"}},
                 }
             }
@@ -193,6 +194,22 @@ CASES: list[Case] = [
     Case(
         "tier-named-like-md-with-model-name",
         {"metadata": {"name": "fp32"}, "spec": {"serving": {"modelName": "ranker"}}},
+        True,
+    ),
+    Case(
+        "tensorrt-settings-and-max-dims",
+        _spec(
+            {
+                "model": {
+                    "source": {"format": "torchscript"},
+                    "inputs": [{"name": "ids", "dataType": "INT64", "dims": [-1, 4], "maxDims": [128, 4]}],
+                    "outputs": [{"name": "score", "dataType": "FP32", "dims": [1]}],
+                },
+                "tiers": [
+                    {"name": "trt", "precision": "fp16", "backend": "tensorrt", "tensorrt": {"workspaceMiB": 4096}}
+                ],
+            }
+        ),
         True,
     ),
     Case("repository-pvc", _spec({"repository": {"pvc": {"claimName": "model-repo"}}}), True),
@@ -247,6 +264,12 @@ CASES: list[Case] = [
     Case("pool-bad-name", _spec({"nodePools": [{"name": "Big Pool", "costPerHour": "1"}]}), False),
     Case("min-replicas-negative", _spec({"scaling": {"minReplicas": -1}}), False),
     Case("max-replicas-too-big", _spec({"scaling": {"maxReplicas": 1001}}), False),
+    Case("search-candidates-zero", _spec({"serving": {"configSearch": {"maxCandidates": 0}}}), False),
+    Case(
+        "workspace-too-small",
+        _spec({"tiers": [{"name": "t", "precision": "fp16", "backend": "tensorrt", "tensorrt": {"workspaceMiB": 1}}]}),
+        False,
+    ),
     Case("queue-timeout-zero", _spec({"serving": {"dynamicBatching": {"queueTimeoutMicroseconds": 0}}}), False),
     Case("bad-objective", _spec({"scaling": {"objective": "Speed"}}), False),
     Case("metric-unknown", _spec({"accuracy": {"checks": [{"metric": "F1", "min": "0.9"}]}}), False),
@@ -272,6 +295,26 @@ CASES: list[Case] = [
         _spec({"scaling": {"minReplicas": 11}}),
         False,
         "minReplicas must be less than or equal to scaling.maxReplicas",
+    ),
+    Case(
+        "tensorrt-settings-on-onnxruntime",
+        _spec({"tiers": [{"name": "t", "precision": "fp16", "tensorrt": {"workspaceMiB": 2048}}]}),
+        False,
+        "tiers[].tensorrt is only valid for backend tensorrt",
+    ),
+    Case(
+        "max-dims-wrong-length",
+        _spec(
+            {
+                "model": {
+                    "source": {"format": "torchscript"},
+                    "inputs": [{"name": "ids", "dataType": "INT64", "dims": [-1, 4], "maxDims": [128]}],
+                    "outputs": [{"name": "score", "dataType": "FP32", "dims": [1]}],
+                }
+            }
+        ),
+        False,
+        "maxDims must have one entry per entry of dims",
     ),
     Case(
         "duplicate-tier-names",

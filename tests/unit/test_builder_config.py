@@ -107,3 +107,19 @@ def test_types() -> None:
         tc.triton_type("COMPLEX")
     with pytest.raises(tc.ConfigError):
         tc.model_config("x", "tvm", "triton", inputs=INPUTS, outputs=OUTPUTS, serving=SERVING, files=tc.ModelFiles("m"))
+
+
+def test_serving_knobs_are_read_and_replaced_without_touching_the_rest() -> None:
+    from google.protobuf import json_format
+
+    from model_repo_builder.search import Knobs
+
+    config = _config()
+    assert tc.knobs_of(config) == Knobs(instances=2, max_queue_delay_us=250, preferred=(16,))
+    changed = tc.with_knobs(config, Knobs(instances=3, max_queue_delay_us=0, preferred=(8, 64, 128)))
+    assert tc.knobs_of(changed) == Knobs(3, 0, (8, 64))  # 128 > max_batch_size is dropped
+    assert tc.knobs_of(config).instances == 2  # a copy: the original is untouched
+    for field in ("input", "output", "model_warmup", "platform", "max_batch_size"):
+        assert getattr(changed, field) == getattr(config, field)
+    # the JSON Triton's model-control API takes as a config override parses back to the same message
+    assert json_format.Parse(tc.to_json(changed), mc.ModelConfig()) == changed

@@ -38,6 +38,13 @@ def test_every_input_matters() -> None:
         {"validation_sha256": "c" * 64},
         {"serving": {**BASE["serving"], "instancesPerReplica": 2}},
         {"opset": 19},
+        {"search": {"configSearch": {"enabled": True, "maxCandidates": 6}, "slo": {"latencyMs": 25}}},
     ]
     keys = {content_key(**{**BASE, **change}) for change in changes}
     assert key not in keys and len(keys) == len(changes)
+
+
+def test_with_the_search_on_the_slo_is_a_build_input() -> None:
+    search = {"configSearch": {"enabled": True, "maxCandidates": 6}, "slo": {"latencyMs": 25, "percentile": 99}}
+    tighter = {**search, "slo": {"latencyMs": 10, "percentile": 99}}
+    assert content_key(**BASE, search=search) != content_key(**BASE, search=tighter)

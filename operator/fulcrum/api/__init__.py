@@ -4,7 +4,16 @@ Both the operator and the builder parse specs with these models; the CRD is gene
 """
 
 from fulcrum.api.manifest import BuildManifest, ManifestSource, ManifestTensor, ManifestTier
-from fulcrum.api.profiles import LatencyQuantiles, Profile, ProfilePoint, ProfilesFile, TierProfiles
+from fulcrum.api.profiles import (
+    ConfigSearchResult,
+    LatencyQuantiles,
+    Profile,
+    ProfilePoint,
+    ProfilesFile,
+    SearchCandidate,
+    ServingConfig,
+    TierProfiles,
+)
 from fulcrum.api.resource import (
     API_VERSION,
     GROUP,
@@ -22,6 +31,7 @@ from fulcrum.api.spec import (
     AccuracySpec,
     Budget,
     Calibration,
+    ConfigSearch,
     ModelDeploymentSpec,
     ModelSource,
     ModelSpec,
@@ -29,6 +39,7 @@ from fulcrum.api.spec import (
     Repository,
     Scaling,
     Serving,
+    TensorRTOptions,
     TensorSpec,
     Tier,
 )
@@ -41,6 +52,7 @@ from fulcrum.api.status import (
     Observed,
     ServingStatus,
     TierStatus,
+    ValidationSplit,
 )
 
 __all__ = [
@@ -58,6 +70,8 @@ __all__ = [
     "Calibration",
     "ColdTier",
     "Condition",
+    "ConfigSearch",
+    "ConfigSearchResult",
     "LastDecision",
     "LatencyQuantiles",
     "ManifestSource",
@@ -75,12 +89,16 @@ __all__ = [
     "ProfilesFile",
     "Repository",
     "Scaling",
+    "SearchCandidate",
     "Serving",
+    "ServingConfig",
     "ServingStatus",
+    "TensorRTOptions",
     "TensorSpec",
     "Tier",
     "TierProfiles",
     "TierStatus",
+    "ValidationSplit",
     "format_validation_error",
     "parse_model_deployment",
     "parse_spec",

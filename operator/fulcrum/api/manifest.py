@@ -6,7 +6,7 @@ from pydantic import Field
 
 from fulcrum.api.base import StatusModel
 from fulcrum.api.profiles import Profile
-from fulcrum.api.status import TierState
+from fulcrum.api.status import TierState, ValidationSplit
 
 
 class ManifestSource(StatusModel):
@@ -30,6 +30,7 @@ class ManifestTier(StatusModel):
     reason: str = ""
     message: str = ""
     accuracy: dict[str, float] = Field(default_factory=dict)
+    validation: ValidationSplit | None = None
     profiles: list[Profile] = Field(default_factory=list)
     path: str | None = Field(default=None, description="Triton model directory, relative to the repository root.")
     size_bytes: int | None = Field(default=None, description="Size of the tier's model directory, bytes.")
@@ -44,6 +45,11 @@ class BuildManifest(StatusModel):
     )
     outputs: list[ManifestTensor] | None = Field(default=None, description="What every tier returns.")
     max_batch_size: int | None = Field(default=None, description="The tiers' max_batch_size.")
+    gpu_product: str | None = Field(
+        default=None,
+        description="The GPU the build ran on, as the nvidia.com/gpu.product node label names it (TensorRT plans "
+        "run only on it).",
+    )
 
     def ready_tiers(self) -> list[ManifestTier]:
         return [t for t in self.tiers if t.state == "Ready"]

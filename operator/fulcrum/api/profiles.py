@@ -27,11 +27,37 @@ class ProfilePoint(StatusModel):
     latency_ms: LatencyQuantiles = Field(description="Latency quantiles at that rate.")
 
 
+class ServingConfig(StatusModel):
+    """Triton's serving knobs of one tier: what a profile was measured with."""
+
+    instances: int = Field(ge=1, description="Model instances per replica (instance_group count).")
+    max_queue_delay_microseconds: int = Field(ge=0, description="Dynamic batching: longest wait to form a batch.")
+    preferred_batch_sizes: list[int] = Field(default_factory=list, description="Dynamic batching: preferred sizes.")
+
+
+class SearchCandidate(StatusModel):
+    """One config the build's search measured."""
+
+    config: ServingConfig = Field(description="The config measured.")
+    requests_per_second: float | None = Field(
+        default=None, ge=0, description="Most requests per second it served within the SLO; absent: it did not load."
+    )
+
+
+class ConfigSearchResult(StatusModel):
+    """What the build's config search measured for one tier on one pool."""
+
+    candidates: list[SearchCandidate] = Field(description="Each config measured, in the order measured.")
+    seconds: float = Field(ge=0, description="How long the search took.")
+
+
 class Profile(StatusModel):
     """One tier's latency curve on one node pool, rates increasing up to saturation."""
 
     node_pool: str = Field(description="Node pool the profile was measured for.")
     points: list[ProfilePoint] = Field(description="Points in increasing request rate.")
+    config: ServingConfig | None = Field(default=None, description="The serving config measured (the one that serves).")
+    search: ConfigSearchResult | None = Field(default=None, description="The config search that chose config.")
 
 
 class TierProfiles(StatusModel):

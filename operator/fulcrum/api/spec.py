@@ -148,8 +148,16 @@ class ModelSource(SpecModel):
     )
 
 
+_MAX_DIMS_RULE: Rule = {
+    "rule": "!has(self.maxDims) || size(self.maxDims) == size(self.dims)",
+    "message": "model.inputs[].maxDims must have one entry per entry of dims",
+}
+
+
 class TensorSpec(SpecModel):
     """One input or output tensor of the model, without the batch dimension."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [_MAX_DIMS_RULE]})
 
     name: str = Field(min_length=1, max_length=128, description="Tensor name as in the model graph.")
     data_type: TritonDataType = Field(description="Triton data type name: FP32, FP16, INT64, INT32, BOOL, BYTES...")
@@ -157,6 +165,23 @@ class TensorSpec(SpecModel):
         max_length=8,
         description="Shape without the batch dimension; -1 marks a variable-size dimension.",
     )
+    max_dims: list[Annotated[int, Field(ge=1)]] | None = Field(
+        default=None,
+        max_length=8,
+        description=(
+            "Inputs only, optional: the largest size of each -1 dimension, one entry per dims entry (entries "
+            "of fixed dimensions are ignored). TensorRT engines are built for sizes up to these; absent, a -1 "
+            "dimension's largest size is the validation data's."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _max_dims_match(self) -> TensorSpec:
+        if self.max_dims is None:
+            return self
+        if len(self.max_dims) != len(self.dims):
+            raise ValueError(_MAX_DIMS_RULE["message"])
+        return self
 
 
 _TORCH_NEEDS_IO_RULE: Rule = {
@@ -211,12 +236,28 @@ _CALIBRATION_RULE: Rule = {
     "rule": "!has(self.calibration) || self.precision == 'int8'",
     "message": "tiers[].calibration is only valid for precision int8",
 }
+_TENSORRT_RULE: Rule = {
+    "rule": "!has(self.tensorrt) || self.backend == 'tensorrt'",
+    "message": "tiers[].tensorrt is only valid for backend tensorrt",
+}
+
+
+class TensorRTOptions(SpecModel):
+    """TensorRT engine build settings (backend tensorrt only)."""
+
+    workspace_mib: int = Field(
+        default=1024,
+        alias="workspaceMiB",
+        ge=16,
+        le=262144,
+        description="Most GPU memory (MiB) TensorRT may use as scratch space while it picks kernels.",
+    )
 
 
 class Tier(SpecModel):
     """One precision tier: a way to run the model, traded between accuracy and speed."""
 
-    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [_CALIBRATION_RULE]})
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [_CALIBRATION_RULE, _TENSORRT_RULE]})
 
     name: str = Field(
         pattern=DNS_LABEL_PATTERN, max_length=40, description="Tier name (DNS label), unique in the spec."
@@ -227,11 +268,14 @@ class Tier(SpecModel):
         description="onnxruntime (CPU or GPU) or tensorrt (needs a GPU node pool).",
     )
     calibration: Calibration | None = Field(default=None, description="int8 only: calibration settings.")
+    tensorrt: TensorRTOptions | None = Field(default=None, description="tensorrt only: engine build settings.")
 
     @model_validator(mode="after")
     def _calibration_only_int8(self) -> Tier:
         if self.calibration is not None and self.precision != "int8":
             raise ValueError(_CALIBRATION_RULE["message"])
+        if self.tensorrt is not None and self.backend != "tensorrt":
+            raise ValueError(_TENSORRT_RULE["message"])
         return self
 
 
@@ -470,6 +514,22 @@ class DynamicBatching(SpecModel):
     )
 
 
+class ConfigSearch(SpecModel):
+    """The build's search of Triton's serving knobs for the most capacity within the SLO."""
+
+    enabled: bool = Field(
+        default=True,
+        description=(
+            "Search instances per replica, max queue delay and preferred batch sizes per tier and pool, and serve "
+            "each tier with the config that served the most requests per second within the SLO (the SLO is then "
+            "a build input). false: serve dynamicBatching and instancesPerReplica as given."
+        ),
+    )
+    max_candidates: int = Field(
+        default=6, ge=1, le=16, description="Most configs measured per tier and pool (the spec's own included)."
+    )
+
+
 class ResourceRequirements(SpecModel):
     """Container resources for each Triton replica (nvidia.com/gpu is set from the pool)."""
 
@@ -525,6 +585,11 @@ class Serving(SpecModel):
     )
     instances_per_replica: int = Field(
         default=1, ge=1, le=16, description="Model instances per Triton replica (instance_group count)."
+    )
+    config_search: ConfigSearch = Field(
+        default_factory=ConfigSearch,
+        description="Search Triton's knobs per tier and pool at build time (the values above are the start).",
+        json_schema_extra={"default": ConfigSearch().to_wire()},
     )
     resources: ResourceRequirements | None = Field(default=None, description="Container resources per replica.")
 
@@ -683,6 +748,8 @@ def cel_rules() -> list[Rule]:
     return [
         _TORCH_NEEDS_IO_RULE,
         _CALIBRATION_RULE,
+        _TENSORRT_RULE,
+        _MAX_DIMS_RULE,
         *_CHECK_RULES,
         _REPLICAS_RULE,
         *_REPOSITORY_RULES,

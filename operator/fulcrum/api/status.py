@@ -25,6 +25,17 @@ class Condition(StatusModel):
     last_transition_time: str | None = Field(default=None, description="When status last changed (RFC 3339).")
 
 
+class ValidationSplit(StatusModel):
+    """Which rows of the validation data gated a tier's accuracy and which calibrated it: a fixed split, so the
+    gate never sees a row that calibration tuned the tier on."""
+
+    gate_rows: list[int] = Field(min_length=2, max_length=2, description="[start, end) of the rows the gate used.")
+    calibration_rows: list[int] | None = Field(
+        default=None, min_length=2, max_length=2, description="[start, end) of the int8 calibration rows, if any."
+    )
+    gated_on: str = Field(default="", description="Where the tier's outputs were measured for the gate.")
+
+
 class TierStatus(StatusModel):
     """What the build made of one tier."""
 
@@ -33,6 +44,7 @@ class TierStatus(StatusModel):
     reason: str = Field(default="", description="Why the tier is in this state (e.g. AccuracyCheckFailed, NoGPU).")
     message: str = Field(default="", description="Details, with the measured numbers.")
     accuracy: dict[str, str] = Field(default_factory=dict, description="Measured accuracy metrics (decimal strings).")
+    validation: ValidationSplit | None = Field(default=None, description="The rows that gated and calibrated it.")
     profiles: list[Profile] = Field(default_factory=list, description="Latency profiles per node pool.")
     repository: str | None = Field(default=None, description="Where the tier's Triton model lives.")
     size_bytes: int | None = Field(
