@@ -28,6 +28,7 @@ from fulcrum.api import BuildManifest, parse_model_deployment  # noqa: E402
 from fulcrum.reconcile.builds import BuildResult  # noqa: E402
 from fulcrum.resources.build import build_record  # noqa: E402
 from fulcrum.resources.build_key import build_key  # noqa: E402
+from fulcrum.resources.serving import triton_image  # noqa: E402
 from fulcrum.resources.settings import OperatorSettings, RepositoryStorage  # noqa: E402
 
 WRITE_VERBS = ("POST", "PATCH", "PUT", "DELETE")
@@ -61,7 +62,9 @@ def prebuilt_record(settings: OperatorSettings) -> dict:
     """The build record every object shares: the example's profiles, as a finished build would report them."""
     spec = parse_model_deployment(manifest("x")).spec
     pool = spec.node_pools[0]
-    key = build_key(spec, pool, settings.build_target, settings.storage.identity)
+    key = build_key(
+        spec, pool, settings.build_target, settings.storage.identity, serving_image=triton_image(spec, settings)
+    )
     profiles = json.loads((ROOT / "examples" / "profiles" / "ctr-ranker.json").read_text())
     by_tier = {t["name"]: [p for p in t["profiles"] if p["nodePool"] == "l4"] for t in profiles["tiers"]}
     tiers = [

@@ -9,12 +9,14 @@ When it is too long it is made shorter in this order until it fits, and ``trunca
 was dropped (``manifest.json`` in the repository always has everything):
 
 1. floats rounded (latency to 0.01 ms, rate to 0.1 rps, accuracy to 4 significant digits; never dropped);
-2. profile points thinned: every other interior point removed (the first and the last, the saturation
+2. the config search's candidates dropped (each profile keeps the config it chose and the search's
+   duration);
+3. profile points thinned: every other interior point removed (the first and the last, the saturation
    end, are kept), repeated down to those two;
-3. tier messages cut to 160 characters;
-4. profile points dropped down to the last (highest-rate) one;
-5. tier messages dropped;
-6. profiles dropped.
+4. tier messages cut to 160 characters;
+5. profile points dropped down to the last (highest-rate) one;
+6. tier messages dropped;
+7. profiles dropped.
 """
 
 from __future__ import annotations
@@ -40,6 +42,16 @@ def _round(manifest: dict[str, Any]) -> None:
             for point in profile.get("points", []):
                 point["requestsPerSecond"] = round(float(point["requestsPerSecond"]), 1)
                 point["latencyMs"] = {k: round(float(v), 2) for k, v in point["latencyMs"].items()}
+            for candidate in (profile.get("search") or {}).get("candidates", []):
+                if candidate.get("requestsPerSecond") is not None:
+                    candidate["requestsPerSecond"] = round(float(candidate["requestsPerSecond"]), 1)
+
+
+def _drop_candidates(manifest: dict[str, Any]) -> None:
+    for tier in manifest.get("tiers", []):
+        for profile in tier.get("profiles", []):
+            if profile.get("search"):
+                profile["search"]["candidates"] = []
 
 
 def _thin_once(manifest: dict[str, Any]) -> bool:
@@ -88,6 +100,7 @@ def compact(manifest: dict[str, Any], key: str, repository: str, reused: bool, l
     if fits():
         return encode(document)
     document["truncated"] = True
+    _drop_candidates(m)
     while not fits() and _thin_once(m):
         pass
     for step in ("cut-messages", "last-point", "drop-messages", "drop-profiles"):

@@ -27,6 +27,7 @@ from fulcrum.reconcile.builds import BuildResult
 from fulcrum.resources.build import RECORD_KEY, build_record
 from fulcrum.resources.build_key import build_key
 from fulcrum.resources.labels import build_record_name
+from fulcrum.resources.serving import triton_image
 from fulcrum.resources.settings import OperatorSettings, RepositoryStorage
 from tests.support.kube import Kube, debug, example_manifest, wait_ready
 from tests.support.operator_process import OperatorProcess
@@ -97,7 +98,9 @@ def seed_edge_record(kube: Kube, operator: OperatorProcess, base: dict[str, Any]
         tiers.append(data)
     manifest_data = {**result.manifest.model_dump(mode="json", by_alias=True), "tiers": tiers}
     spec = parse_model_deployment(manifest).spec
-    key = build_key(spec, spec.node_pools[0], "local", settings.storage.identity)
+    key = build_key(
+        spec, spec.node_pools[0], "local", settings.storage.identity, serving_image=triton_image(spec, settings)
+    )
     seeded = BuildResult.from_record({**result.to_record(), "manifest": manifest_data})
     record = build_record(key, spec.node_pools[0], seeded.to_record(), settings)
     try:

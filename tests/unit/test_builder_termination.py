@@ -101,3 +101,19 @@ def test_always_fits_and_keeps_every_tier(tiers: int, points: int, pools: int, m
     result = json.loads(text)
     assert [t["name"] for t in result["manifest"]["tiers"]] == [t["name"] for t in manifest["tiers"]]
     assert [t["state"] for t in result["manifest"]["tiers"]] == ["Ready"] * tiers
+
+
+def test_search_candidates_go_first_and_the_chosen_config_stays() -> None:
+    manifest = _manifest(4, 6)
+    config = {"instances": 2, "maxQueueDelayMicroseconds": 1250, "preferredBatchSizes": [16, 32]}
+    for tier in manifest["tiers"]:
+        tier["profiles"][0]["config"] = config
+        tier["profiles"][0]["search"] = {
+            "seconds": 41.0,
+            "candidates": [{"config": config, "requestsPerSecond": 100.123 + i} for i in range(16)],
+        }
+    result = json.loads(compact(manifest, "k" * 64, "/repo", reused=False))
+    assert result["truncated"] is True
+    profile = result["manifest"]["tiers"][0]["profiles"][0]
+    assert profile["config"] == config and profile["search"] == {"seconds": 41.0, "candidates": []}
+    assert len(profile["points"]) == 6  # candidates were enough: the points stay whole

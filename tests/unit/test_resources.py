@@ -7,7 +7,7 @@ import copy
 from fulcrum.api import ModelDeployment, parse_model_deployment
 from fulcrum.resources import labels
 from fulcrum.resources.build import build_job, build_record, build_spec_configmap
-from fulcrum.resources.build_key import build_key
+from fulcrum.resources.build_key import build_inputs, build_key
 from fulcrum.resources.serving import ServingTarget, server_deployment, server_pdb, server_service
 from fulcrum.resources.settings import OperatorSettings, RepositoryStorage
 from tests.support.manifest_cases import BASE
@@ -79,45 +79,132 @@ def test_service_and_pdb_select_every_server_pod() -> None:
     assert {p["name"] for p in server_service(body)["spec"]["ports"]} == {"http", "grpc", "metrics"}
 
 
-def test_build_key_ignores_slo_budget_and_scaling_but_not_tiers() -> None:
+IMAGE = "nvcr.io/nvidia/tritonserver:24.10-py3"
+
+
+def _key(md: ModelDeployment, pool: str = "l4", target: str = "triton", storage: str = "hostPath:/srv/models",
+         image: str = IMAGE) -> str:  # fmt: skip
+    return build_key(md.spec, md.spec.node_pool(pool), target, storage, serving_image=image)
+
+
+def test_build_key_ignores_budget_and_scaling_but_not_tiers() -> None:
     _, md = _md()
-    pool = md.spec.node_pool("l4")
-    key = build_key(md.spec, pool, "triton", "hostPath:/srv/models")
-    _, slo_changed = _md(slo={"latencyMs": 50}, budget={"maxCostPerHour": "1"}, scaling={"maxReplicas": 3})
-    assert build_key(slo_changed.spec, slo_changed.spec.node_pool("l4"), "triton", "hostPath:/srv/models") == key
+    key = _key(md)
+    _, unrelated = _md(budget={"maxCostPerHour": "1"}, scaling={"maxReplicas": 3})
+    assert _key(unrelated) == key
     _, tiers_changed = _md(tiers=[{"name": "fp32", "precision": "fp32"}])
-    assert build_key(tiers_changed.spec, tiers_changed.spec.node_pool("l4"), "triton", "hostPath:/srv/models") != key
-    assert build_key(md.spec, md.spec.node_pool("cpu"), "triton", "hostPath:/srv/models") != key
-    assert build_key(md.spec, pool, "local", "hostPath:/srv/models") != key
-    assert build_key(md.spec, pool, "triton", "uri:s3://other/prefix") != key
+    assert _key(tiers_changed) != key
+    assert _key(md, pool="cpu") != key
+    assert _key(md, target="local") != key
+    assert _key(md, storage="uri:s3://other/prefix") != key
     # a queue timeout changes every tier's config.pbtxt: a new build; none set keeps the keys as they were
     _, timeout = _md(serving={"dynamicBatching": {"queueTimeoutMicroseconds": 15000}})
-    assert build_key(timeout.spec, timeout.spec.node_pool("l4"), "triton", "hostPath:/srv/models") != key
+    assert _key(timeout) != key
     _, default = _md(serving={"dynamicBatching": {"maxQueueDelayMicroseconds": 500}})
-    assert build_key(default.spec, default.spec.node_pool("l4"), "triton", "hostPath:/srv/models") == key
+    assert _key(default) == key
 
 
-def test_build_job_runs_the_builder_on_its_pool() -> None:
+def test_a_new_serving_image_or_gpu_model_is_a_new_build() -> None:
+    """Tiers are gated and profiled through the serving image, and a TensorRT plan runs only in the TensorRT
+    and on the GPU it was built for: either change must not reuse a build."""
+    _, md = _md()
+    key = _key(md)
+    assert _key(md, image="nvcr.io/nvidia/tritonserver:25.01-py3") != key
+    pools = [
+        {"name": "l4", "gpusPerReplica": 1, "costPerHour": "0.85", "nodeSelector": {"fulcrum.dev/pool": "l4"}},
+        {"name": "cpu", "gpusPerReplica": 0, "costPerHour": "0.2"},
+    ]
+    relabelled = copy.deepcopy(pools)
+    relabelled[0]["nodeSelector"]["nvidia.com/gpu.product"] = "NVIDIA-L4"
+    other_gpu = copy.deepcopy(relabelled)
+    other_gpu[0]["nodeSelector"]["nvidia.com/gpu.product"] = "NVIDIA-A10G"
+    keys = {_key(_md(nodePools=p)[1]) for p in (pools, relabelled, other_gpu)}
+    assert len(keys) == 3
+    inputs = build_inputs(
+        _md(nodePools=other_gpu)[1].spec, _md(nodePools=other_gpu)[1].spec.node_pool("l4"), "triton", "s",
+        serving_image=IMAGE,
+    )  # fmt: skip
+    assert (inputs["servingImage"], inputs["gpuProduct"]) == (IMAGE, "NVIDIA-A10G")  # named, not buried
+    assert build_inputs(md.spec, md.spec.node_pool("cpu"), "triton", "s", serving_image=IMAGE)["gpuProduct"] is None
+
+
+def test_the_slo_is_a_build_input_only_while_the_config_search_is_on() -> None:
+    _, md = _md()
+    _, slower = _md(slo={"latencyMs": 50})
+    assert _key(slower) != _key(md)  # the search picks each tier's config for the SLO
+    off = {"configSearch": {"enabled": False}}
+    _, md_off = _md(serving=off)
+    _, slower_off = _md(serving=off, slo={"latencyMs": 50})
+    assert _key(slower_off) == _key(md_off) != _key(md)
+
+
+def test_build_job_on_a_pool_builds_then_measures_through_the_pools_triton() -> None:
     _body, md = _md()
     pool = md.spec.node_pool("l4")
-    key = build_key(md.spec, pool, "triton", "hostPath:/srv/models")
-    job = build_job(key, pool, SETTINGS)
+    key = _key(md)
+    job = build_job(key, pool, SETTINGS, serving_image=IMAGE)
     assert job["metadata"]["name"] == labels.build_job_name(key)
     assert job["metadata"]["namespace"] == "fulcrum-system"
+    assert job["metadata"]["annotations"]["fulcrum.dev/serving-image"] == IMAGE
     assert job["spec"]["backoffLimit"] == 0
     pod = job["spec"]["template"]["spec"]
     assert pod["restartPolicy"] == "Never"
     assert pod["nodeSelector"] == {"fulcrum.dev/pool": "l4"}
-    container = pod["containers"][0]
-    assert container["command"] == ["fulcrum", "build"]
-    assert container["args"][container["args"].index("--node-pool") + 1] == "l4"
-    assert container["args"][container["args"].index("--out") + 1] == f"/models/{key}"
-    assert container["terminationMessagePath"] == "/dev/termination-log"
+    build, sidecar = pod["initContainers"]
+    (measure,) = pod["containers"]
+    # 1. the build holds the GPU (TensorRT engines), and stops before measuring
+    assert build["command"] == ["fulcrum", "build"] and "--no-profile" in build["args"]
+    assert build["args"][build["args"].index("--node-pool") + 1] == "l4"
+    assert build["args"][build["args"].index("--out") + 1] == f"/models/{key}"
+    assert build["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    # 2. the pool's own Triton image, a native sidecar on the same GPU, explicit model control on a shared folder
+    assert sidecar["image"] == IMAGE and sidecar["restartPolicy"] == "Always"
+    assert sidecar["command"] == ["tritonserver"]
+    assert "--model-control-mode=explicit" in sidecar["args"] and "--http-address=127.0.0.1" in sidecar["args"]
+    assert sidecar["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert sidecar["securityContext"]["readOnlyRootFilesystem"] is True
+    # 3. the measure container reuses the build and talks to the sidecar; it needs no GPU and writes the result
+    assert (
+        measure["args"][: measure["args"].index("--termination-message")]
+        == build["args"][: build["args"].index("--termination-message")]
+    )
+    assert "--no-profile" not in measure["args"] and "resources" not in measure
+    url = measure["args"][measure["args"].index("--triton-url") + 1]
+    assert url == "127.0.0.1:8000"
+    shared = measure["args"][measure["args"].index("--triton-repository") + 1]
+    assert f"--model-repository={shared}" in sidecar["args"]
+    assert {m["mountPath"] for m in measure["volumeMounts"]} >= {shared}
+    assert {m["mountPath"] for m in sidecar["volumeMounts"]} >= {shared}
+    assert measure["terminationMessagePath"] == "/dev/termination-log"
+    # GPUs the pod asks for: the most of (any init container) and (sidecars + main containers) = one
     spec_cm = build_spec_configmap("ctr-ranker", md.spec, key, pool, SETTINGS)
-    assert pod["volumes"][1]["configMap"]["name"] == spec_cm["metadata"]["name"]
+    assert any(v.get("configMap", {}).get("name") == spec_cm["metadata"]["name"] for v in pod["volumes"])
     assert "modeldeployment.yaml" in spec_cm["data"]
     record = build_record(key, pool, {"phase": "Succeeded"}, SETTINGS)
     assert record["metadata"]["name"] != job["metadata"]["name"] or record["kind"] != job["kind"]
+
+
+def test_local_build_job_is_one_container_with_the_bundled_tritonserver() -> None:
+    _body, md = _md()
+    pool = md.spec.node_pool("cpu")
+    local = OperatorSettings(build_target="local", storage=SETTINGS.storage)
+    job = build_job(_key(md, pool="cpu", target="local"), pool, local, serving_image=IMAGE)
+    pod = job["spec"]["template"]["spec"]
+    assert "initContainers" not in pod
+    (container,) = pod["containers"]
+    assert "--triton-url" not in container["args"] and "--no-profile" not in container["args"]
+    assert container["args"][container["args"].index("--target") + 1] == "local"
+
+
+def test_a_tensorrt_tier_serves_with_its_builds_image_on_its_builds_gpu() -> None:
+    body, md = _md()
+    pool = md.spec.node_pool("l4")
+    target = ServingTarget("fp16-trt", pool, "/m", "fp16-trt", 1, image="triton:old", gpu_product="NVIDIA-L4")
+    pod = server_deployment(body, md.spec, target, SETTINGS)["spec"]["template"]["spec"]
+    assert pod["containers"][0]["image"] == "triton:old"
+    assert pod["nodeSelector"] == {"fulcrum.dev/pool": "l4", "nvidia.com/gpu.product": "NVIDIA-L4"}
+    plain = server_deployment(body, md.spec, ServingTarget("fp32", pool, "/m", "fp32", 1), SETTINGS)
+    assert plain["spec"]["template"]["spec"]["containers"][0]["image"] == SETTINGS.triton_image
 
 
 def test_dns_name_truncates_with_a_hash() -> None:

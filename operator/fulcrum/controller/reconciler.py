@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import secrets
@@ -35,7 +36,13 @@ from fulcrum.reconcile.layout import hot_sets
 from fulcrum.reconcile.plan import Event, LiveServer, Plan, PoolBuild, plan, pool_builds, servable
 from fulcrum.reconcile.routing import fold_report, hot_switch_message
 from fulcrum.resources import labels
-from fulcrum.resources.build import RECORD_KEY, build_job, build_record, build_spec_configmap
+from fulcrum.resources.build import (
+    RECORD_KEY,
+    SERVING_IMAGE_ANNOTATION,
+    build_job,
+    build_record,
+    build_spec_configmap,
+)
 from fulcrum.resources.routing import KEY_KEY, routing_configmap_name
 from fulcrum.resources.settings import OperatorSettings
 
@@ -271,12 +278,17 @@ class Reconciler:
         pods = await self.kube.list("Pod", ns, f"job-name={job['metadata']['name']}")
         message = None
         for pod in pods:
-            for container in pod.get("status", {}).get("containerStatuses", []) or []:
-                terminated = (container.get("state") or {}).get("terminated") or {}
-                message = terminated.get("message") or message
+            status = pod.get("status", {})
+            # the main container's result; else an init container's (a build that failed before measuring)
+            for field in ("initContainerStatuses", "containerStatuses"):
+                for container in status.get(field, []) or []:
+                    terminated = (container.get("state") or {}).get("terminated") or {}
+                    message = terminated.get("message") or message
         result = result_from_termination_message(
             message, succeeded=succeeded, repository=self.settings.storage.repository_path(key)
         )
+        image = (job["metadata"].get("annotations") or {}).get(SERVING_IMAGE_ANNOTATION)
+        result = dataclasses.replace(result, serving_image=image)
         record = build_record(key, pool, result.to_record(), self.settings)
         await self.kube.create(record)
         self.cache.put("ConfigMap", record)
@@ -328,7 +340,7 @@ class Reconciler:
         name = body["metadata"]["name"]
         for build in result.start_builds:
             await self.kube.create(build_spec_configmap(name, spec, build.key, build.pool, self.settings))
-            await self.kube.create(build_job(build.key, build.pool, self.settings))
+            await self.kube.create(build_job(build.key, build.pool, self.settings, serving_image=build.serving_image))
         for manifest in result.apply:
             meta = manifest["metadata"]
             live = self.cache.get(manifest["kind"], meta["namespace"], meta["name"])

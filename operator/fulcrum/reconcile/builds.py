@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from fulcrum.api import BuildManifest, ManifestTier, Profile, TierStatus
+from fulcrum.api import BuildManifest, ManifestTier, Profile, TierStatus, ValidationSplit
 from fulcrum.api.status import TierState
 from fulcrum.resources.routing import ServedIO
 
@@ -24,6 +24,8 @@ class BuildResult:
     message: str = ""
     manifest: BuildManifest | None = None
     repository: str | None = None
+    serving_image: str | None = None
+    """The Triton image the build gated and profiled its tiers with (None: a record from before it was kept)."""
 
     def to_record(self) -> dict[str, Any]:
         return {
@@ -31,6 +33,7 @@ class BuildResult:
             "reason": self.reason,
             "message": self.message,
             "repository": self.repository,
+            "servingImage": self.serving_image,
             "manifest": self.manifest.model_dump(mode="json", by_alias=True) if self.manifest else None,
         }
 
@@ -43,6 +46,7 @@ class BuildResult:
             message=str(record.get("message", "")),
             manifest=BuildManifest.model_validate(manifest) if manifest else None,
             repository=record.get("repository"),
+            serving_image=record.get("servingImage"),
         )
 
 
@@ -82,10 +86,12 @@ class MergedTier:
     reason: str = "Building"
     message: str = "waiting for a build"
     accuracy: dict[str, float] = field(default_factory=dict)
+    validation: ValidationSplit | None = None
     profiles: list[Profile] = field(default_factory=list)
     paths: dict[str, tuple[str, str]] = field(default_factory=dict)  # pool -> (repository, model dir)
     sizes: dict[str, int | None] = field(default_factory=dict)  # pool -> bytes of the model dir (None: unknown)
     io: dict[str, ServedIO] = field(default_factory=dict)  # pool -> what the build's tiers take and return
+    backend: str = ""
 
     def to_status(self) -> TierStatus:
         repository = next(iter(self.paths.values()), (None, ""))[0]
@@ -95,6 +101,7 @@ class MergedTier:
             reason=self.reason,
             message=self.message,
             accuracy={k: f"{v:.6g}" for k, v in sorted(self.accuracy.items())},
+            validation=self.validation,
             profiles=self.profiles,
             repository=repository,
             size_bytes=next(iter(self.sizes.values()), None),
@@ -126,12 +133,14 @@ def served_io(manifest: BuildManifest) -> ServedIO | None:
 
 
 def _merge_one(tier: MergedTier, mtier: ManifestTier, pool: str, repository: str, io: ServedIO | None) -> None:
+    tier.backend = mtier.backend
     if mtier.state == "Ready":
         if tier.state != "Ready":
             tier.state, tier.reason, tier.message = "Ready", "BuildSucceeded", mtier.message
         tier.accuracy = tier.accuracy or dict(mtier.accuracy)
+        tier.validation = tier.validation or mtier.validation
         # a build profiles the pool it ran on, whatever name the builder was given
-        tier.profiles.extend(Profile(node_pool=pool, points=p.points) for p in mtier.profiles[:1])
+        tier.profiles.extend(p.model_copy(update={"node_pool": pool}) for p in mtier.profiles[:1])
         model_dir = (mtier.path or mtier.name).rstrip("/").rsplit("/", 1)[-1]
         tier.paths[pool] = (repository, model_dir)
         tier.sizes[pool] = mtier.size_bytes
@@ -140,3 +149,4 @@ def _merge_one(tier: MergedTier, mtier: ManifestTier, pool: str, repository: str
     elif tier.state != "Ready":
         tier.state, tier.reason, tier.message = mtier.state, mtier.reason, mtier.message
         tier.accuracy = tier.accuracy or dict(mtier.accuracy)
+        tier.validation = tier.validation or mtier.validation

@@ -6,6 +6,7 @@ the output says which builds to start, which manifests to apply and delete, the 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -20,7 +21,7 @@ from fulcrum.resources import labels
 from fulcrum.resources.build_key import build_key
 from fulcrum.resources.common import Manifest
 from fulcrum.resources.routing import routing_configmap
-from fulcrum.resources.serving import server_deployment, server_pdb, server_service
+from fulcrum.resources.serving import server_deployment, server_pdb, server_service, triton_image
 from fulcrum.resources.settings import OperatorSettings
 
 
@@ -32,6 +33,8 @@ class PoolBuild:
     key: str
     result: BuildResult | None = None
     job_phase: BuildPhase | None = None
+    serving_image: str = ""
+    """The Triton image this build measures its tiers with (the pool serves with it)."""
 
 
 @dataclass(frozen=True)
@@ -96,9 +99,10 @@ def pool_builds(
 ) -> list[PoolBuild]:
     """Each pool's build key with what is known of it; ``results``/``job_phases`` are keyed by build key."""
     out = []
+    image = triton_image(spec, settings)
     for pool in spec.node_pools:
-        key = build_key(spec, pool, settings.build_target, settings.storage.identity)
-        out.append(PoolBuild(pool, key, results.get(key), job_phases.get(key)))
+        key = build_key(spec, pool, settings.build_target, settings.storage.identity, serving_image=image)
+        out.append(PoolBuild(pool, key, results.get(key), job_phases.get(key), image))
     return out
 
 
@@ -262,6 +266,9 @@ def plan(
             routing_key=routing_key,
         )
         target_name = serving.target.deployment_name(md_name)
+        loads_tensorrt = any(t.name in dict(serving.target.models) and t.backend == "tensorrt" for t in serving_tiers)
+        image, gpu = _served_build(builds, previous_build, choice.pool, tensorrt=loads_tensorrt)
+        serving = dataclasses.replace(serving, target=dataclasses.replace(serving.target, image=image, gpu_product=gpu))
         target = next((s for s in servers if s.name == target_name), None)
         live = [s.name for s in servers]
         out.apply += [
@@ -371,6 +378,25 @@ def plan(
     )
     out.events += _transition_events(previous, conditions)
     return out
+
+
+def _served_build(
+    builds: list[PoolBuild], previous_build: PoolBuild | None, pool: str, *, tensorrt: bool
+) -> tuple[str | None, str | None]:
+    """The Triton image and the GPU the serving build of ``pool`` was measured with.
+
+    A build is served with the image its tiers were gated and profiled with (while a new image's build runs, the
+    previous build keeps serving with its own), and a TensorRT tier only on the GPU model its plan was built on.
+    """
+    build = next((b for b in builds if b.pool.name == pool and b.result is not None), None)
+    if build is None and previous_build is not None and previous_build.pool.name == pool:
+        build = previous_build
+    if build is None or build.result is None:
+        return None, None
+    image = build.result.serving_image or None
+    manifest = build.result.manifest
+    gpu = manifest.gpu_product if manifest is not None and tensorrt else None
+    return image, gpu
 
 
 def _carry_other_conditions(previous: list[Condition], new: list[Condition]) -> list[Condition]:

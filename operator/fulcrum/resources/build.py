@@ -4,6 +4,18 @@ A build runs ``fulcrum build`` for one (content key, node pool). Its result come
 pod's termination message; the operator copies it into a *build record* ConfigMap named after the key, so a
 finished build is reused by every ModelDeployment in every namespace with the same key, and a failed build
 is not retried until its inputs change (or someone deletes the record): no retry storm.
+
+Every tier is gated, searched and profiled through the Triton it will serve with, on the pool's device:
+
+- ``triton`` target (real pools): the pod runs three containers in turn. The init container ``build`` (the
+  builder image, holding the pool's GPUs) exports, converts and builds the TensorRT engines (``--no-profile``);
+  then ``triton``, a native sidecar (an init container with ``restartPolicy: Always``) of the pool's *serving
+  image*, holds the same GPUs (the kubelet hands the finished init container's devices on) and serves an
+  emptyDir in explicit model-control mode; the main container ``measure`` (the builder image, no GPU) reuses
+  the build and gates, searches and profiles each tier through the sidecar over loopback, and writes the
+  result. The Job completes when ``measure`` exits (the kubelet then stops the sidecar).
+- ``local`` target (the dev cluster's CPU node): one container; the builder starts the bundled tritonserver,
+  the same binary the local pool serves with.
 """
 
 from __future__ import annotations
@@ -31,6 +43,11 @@ SPEC_MOUNT = "/etc/fulcrum"
 SPEC_FILE = "modeldeployment.yaml"
 RECORD_KEY = "result.json"
 TERMINATION_LOG = "/dev/termination-log"
+TRITON_MODELS = "/var/run/fulcrum/triton-models"
+"""The emptyDir the measure container copies tiers into and the Triton sidecar serves."""
+TRITON_HTTP_PORT = 8000
+SERVING_IMAGE_ANNOTATION = "fulcrum.dev/serving-image"
+"""On the Job: the Triton image the build was measured with (a build record keeps it; serving uses it)."""
 
 
 def _build_labels(key: str, pool: NodePool) -> dict[str, str]:
@@ -64,21 +81,10 @@ def build_spec_configmap(
     }
 
 
-def build_job(key: str, pool: NodePool, settings: OperatorSettings) -> Manifest:
-    """The Job that builds one key on one pool (TensorRT engines must be built on the GPU they serve on)."""
-    volumes, mounts = storage_volume(settings.storage, read_only=False)
-    volumes = [
-        *volumes,
-        {"name": "spec", "configMap": {"name": labels.build_spec_name(key)}},
-        {"name": "tmp", "emptyDir": {}},
-    ]
-    mounts = [
-        *mounts,
-        {"name": "spec", "mountPath": SPEC_MOUNT, "readOnly": True},
-        {"name": "tmp", "mountPath": SCRATCH_DIR},
-    ]
+def _builder_container(name: str, key: str, pool: NodePool, settings: OperatorSettings, extra: list[str]) -> Manifest:
+    volumes_mounts = storage_volume(settings.storage, read_only=False)[1]
     container: Manifest = {
-        "name": "builder",
+        "name": name,
         "image": settings.builder_image,
         "command": ["fulcrum", "build"],
         "args": [
@@ -92,21 +98,91 @@ def build_job(key: str, pool: NodePool, settings: OperatorSettings) -> Manifest:
             pool.name,
             "--termination-message",
             TERMINATION_LOG,
-            # a local repository is profiled through the real tritonserver, as it will serve
-            *(["--profile-server", "tritonserver"] if settings.build_target == "local" else []),
+            *extra,
         ],
         "env": [{"name": "HOME", "value": SCRATCH_DIR}],
         "terminationMessagePath": TERMINATION_LOG,
         "terminationMessagePolicy": "File",
-        "volumeMounts": mounts,
+        "volumeMounts": [
+            *volumes_mounts,
+            {"name": "spec", "mountPath": SPEC_MOUNT, "readOnly": True},
+            {"name": "tmp", "mountPath": SCRATCH_DIR},
+        ],
         "securityContext": container_security_context(),
     }
     env_from = storage_env_from(settings.storage)
     if env_from:
         container["envFrom"] = env_from
+    return container
+
+
+def triton_sidecar(pool: NodePool, serving_image: str) -> Manifest:
+    """The pool's own Triton, serving the measure container's copies of the tiers (explicit model control)."""
+    container: Manifest = {
+        "name": "triton",
+        "image": serving_image,
+        "restartPolicy": "Always",  # a native sidecar: runs beside the main container, stopped after it
+        "command": ["tritonserver"],
+        "args": [
+            f"--model-repository={TRITON_MODELS}",
+            "--model-control-mode=explicit",
+            "--strict-readiness=false",
+            "--http-address=127.0.0.1",
+            f"--http-port={TRITON_HTTP_PORT}",
+            "--grpc-address=127.0.0.1",
+            "--allow-metrics=false",
+            "--exit-timeout-secs=5",
+        ],
+        "env": [{"name": "HOME", "value": SCRATCH_DIR}],
+        # no probe: it listens on loopback only, and the measure container waits for /v2/health/live itself
+        "volumeMounts": [
+            {"name": "triton-models", "mountPath": TRITON_MODELS},
+            {"name": "triton-tmp", "mountPath": SCRATCH_DIR},
+        ],
+        "securityContext": container_security_context(),
+    }
     resources = gpu_resources(pool)
     if resources:
         container["resources"] = resources
+    return container
+
+
+def build_job(key: str, pool: NodePool, settings: OperatorSettings, *, serving_image: str) -> Manifest:
+    """The Job that builds one key on one pool (TensorRT engines must be built on the GPU they serve on)."""
+    volumes = [
+        *storage_volume(settings.storage, read_only=False)[0],
+        {"name": "spec", "configMap": {"name": labels.build_spec_name(key)}},
+        {"name": "tmp", "emptyDir": {}},
+    ]
+    resources = gpu_resources(pool)
+    pod: Manifest
+    if settings.build_target == "local":
+        # the bundled tritonserver the local pool serves with runs inside the builder container
+        container = _builder_container("builder", key, pool, settings, [])
+        if resources:
+            container["resources"] = resources
+        pod = {"containers": [container], "volumes": volumes}
+    else:
+        build = _builder_container("build", key, pool, settings, ["--no-profile"])
+        if resources:
+            build["resources"] = resources
+        measure = _builder_container(
+            "measure",
+            key,
+            pool,
+            settings,
+            ["--triton-url", f"127.0.0.1:{TRITON_HTTP_PORT}", "--triton-repository", TRITON_MODELS],
+        )
+        measure["volumeMounts"].append({"name": "triton-models", "mountPath": TRITON_MODELS})
+        pod = {
+            "initContainers": [build, triton_sidecar(pool, serving_image)],
+            "containers": [measure],
+            "volumes": [
+                *volumes,
+                {"name": "triton-models", "emptyDir": {}},
+                {"name": "triton-tmp", "emptyDir": {}},
+            ],
+        }
     pod_labels = _build_labels(key, pool)
     return {
         "apiVersion": "batch/v1",
@@ -115,6 +191,7 @@ def build_job(key: str, pool: NodePool, settings: OperatorSettings) -> Manifest:
             "name": labels.build_job_name(key),
             "namespace": settings.build_namespace,
             "labels": pod_labels,
+            "annotations": {SERVING_IMAGE_ANNOTATION: serving_image},
         },
         "spec": {
             "backoffLimit": 0,
@@ -127,8 +204,7 @@ def build_job(key: str, pool: NodePool, settings: OperatorSettings) -> Manifest:
                     "automountServiceAccountToken": False,
                     "securityContext": pod_security_context(settings),
                     **scheduling(pool),
-                    "containers": [container],
-                    "volumes": volumes,
+                    **pod,
                 },
             },
         },

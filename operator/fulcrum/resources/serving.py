@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from fulcrum.api import ModelDeploymentSpec, NodePool
 from fulcrum.resources import labels
+from fulcrum.resources.build_key import GPU_PRODUCT_LABEL
 from fulcrum.resources.common import (
     SCRATCH_DIR,
     Manifest,
@@ -50,6 +51,10 @@ class ServingTarget:
     loaded: tuple[tuple[str, str], ...] = ()  # (tier, model directory) each replica loads; empty: the tier alone
     hot: bool = False  # the pool's hot Deployment (named after the pool) rather than one tier alone
     key_digest: str = ""  # of the routing key that guards the model-repository API (fulcrum.resources.routing)
+    image: str | None = None
+    """The Triton image the build measured the tier with; None: the spec's (or the operator's) image."""
+    gpu_product: str | None = None
+    """A TensorRT tier's GPU model (``nvidia.com/gpu.product``): its plan runs only there."""
 
     @property
     def models(self) -> tuple[tuple[str, str], ...]:
@@ -59,6 +64,11 @@ class ServingTarget:
         if self.hot:
             return labels.hot_deployment_name(md_name, self.pool.name)
         return labels.server_deployment_name(md_name, self.tier, self.pool.name)
+
+
+def triton_image(spec: ModelDeploymentSpec, settings: OperatorSettings) -> str:
+    """The Triton image a ModelDeployment serves with (and its builds gate and profile through)."""
+    return spec.serving.image or settings.triton_image
 
 
 def triton_args(target: ServingTarget) -> list[str]:
@@ -106,7 +116,7 @@ def server_deployment(
     startup_failures = max(3, target.pool.replica_startup_seconds // PROBE_PERIOD_SECONDS + 1)
     container: Manifest = {
         "name": "triton",
-        "image": spec.serving.image or settings.triton_image,
+        "image": target.image or triton_image(spec, settings),
         "command": ["tritonserver"],
         "args": triton_args(target),
         "ports": [
@@ -165,13 +175,23 @@ def server_deployment(
                     "automountServiceAccountToken": False,
                     "terminationGracePeriodSeconds": DRAIN_SECONDS + EXIT_TIMEOUT_SECONDS + 5,
                     "securityContext": pod_security_context(settings),
-                    **scheduling(target.pool),
+                    **_scheduling(target),
                     "containers": [container],
                     "volumes": volumes,
                 },
             },
         },
     }
+
+
+def _scheduling(target: ServingTarget) -> Manifest:
+    """The pool's scheduling, narrowed to the GPU model a TensorRT plan was built on."""
+    out = scheduling(target.pool)
+    if target.gpu_product:
+        out["nodeSelector"] = dict(
+            sorted({**out.get("nodeSelector", {}), GPU_PRODUCT_LABEL: target.gpu_product}.items())
+        )
+    return out
 
 
 def _fleet_metadata(md: Manifest) -> Manifest:
