@@ -155,6 +155,45 @@ def capacity_of(
     return capacity
 
 
+def search_config(
+    server: TritonServer,
+    name: str,
+    *,
+    config: Any,
+    inputs: dict[str, Array],
+    outputs: Sequence[str],
+    settings: MeasureSettings,
+    seeds: Iterator[int],
+) -> search.Outcome:
+    """The config search of one loaded-by-name model: each candidate's capacity within the SLO, the best kept.
+
+    The first candidate (the spec's config) is scaled by a closed-loop estimate; later ones start from the best
+    capacity found so far.
+    """
+    start = triton_config.knobs_of(config)
+    knob_axes = search.axes(
+        start, max_batch_size=settings.max_batch_size, slo_ms=settings.slo_ms, max_instances=settings.max_instances
+    )
+    found: list[float] = []
+
+    def measure(knobs: search.Knobs) -> float | None:
+        capacity = capacity_of(
+            server,
+            name,
+            config=triton_config.with_knobs(config, knobs),
+            inputs=inputs,
+            outputs=outputs,
+            settings=settings,
+            seeds=seeds,
+            scale=max(found, default=None),
+        )
+        if capacity:
+            found.append(capacity)
+        return capacity
+
+    return search.coordinate_search(start, knob_axes, measure, max_candidates=settings.search_candidates)
+
+
 def measure_on_triton(
     manifest: BuildManifest,
     *,
@@ -219,28 +258,9 @@ def _measure_tier(
     if settings.search:
         with stage(f"search:{tier.name}", f"searching serving configs of tier {tier.name}"):
             began = time.perf_counter()
-            knob_axes = search.axes(
-                start, max_batch_size=settings.max_batch_size, slo_ms=settings.slo_ms,
-                max_instances=settings.max_instances,
-            )  # fmt: skip
-            found: list[float] = []
-
-            def measure(knobs: search.Knobs) -> float | None:
-                capacity = capacity_of(
-                    server,
-                    name,
-                    config=triton_config.with_knobs(config, knobs),
-                    inputs=data,
-                    outputs=outputs,
-                    settings=settings,
-                    seeds=seeds,
-                    scale=max(found, default=None),
-                )
-                if capacity:
-                    found.append(capacity)
-                return capacity
-
-            outcome = search.coordinate_search(start, knob_axes, measure, max_candidates=settings.search_candidates)
+            outcome = search_config(
+                server, name, config=config, inputs=data, outputs=outputs, settings=settings, seeds=seeds
+            )
             searched = ConfigSearchResult(
                 candidates=[
                     SearchCandidate(config=serving_config(k), requests_per_second=None if c is None else round(c, 1))

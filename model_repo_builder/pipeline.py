@@ -126,9 +126,18 @@ def declared_io(md: ModelDeployment) -> tuple[list[TensorInfo], list[TensorInfo]
     return inputs, outputs
 
 
+def search_requested(md: ModelDeployment, options: BuildOptions) -> bool:
+    """Whether the spec and the options ask for the config search (a build input: the served config follows it).
+
+    It does not depend on where the measure stage runs, so a build made without a server (the Job's init
+    container, ``--no-profile``) is reused by the measure stage that runs with one.
+    """
+    return md.spec.serving.config_search.enabled and options.search
+
+
 def search_enabled(md: ModelDeployment, options: BuildOptions) -> bool:
-    """The config search runs when the spec and the options allow it and a Triton serves the measure stage."""
-    return md.spec.serving.config_search.enabled and options.search and options.measure_server() != "onnxruntime"
+    """The config search runs when it is requested and a Triton serves the measure stage."""
+    return search_requested(md, options) and options.measure_server() != "onnxruntime"
 
 
 def serving_options(md: ModelDeployment) -> ServingOptions:
@@ -235,7 +244,7 @@ def build(options: BuildOptions, report: Reporter = _noop) -> BuildResult:
             by_alias=True, exclude_none=True, mode="json", include={"dynamic_batching", "instances_per_replica"}
         ),
         opset=OPSET,
-        search=_search_inputs(md) if search_enabled(md, options) else None,
+        search=_search_inputs(md) if search_requested(md, options) else None,
     )
 
     reused = _reusable(out, key) and not options.force

@@ -9,10 +9,10 @@ When it is too long it is made shorter in this order until it fits, and ``trunca
 was dropped (``manifest.json`` in the repository always has everything):
 
 1. floats rounded (latency to 0.01 ms, rate to 0.1 rps, accuracy to 4 significant digits; never dropped);
-2. the config search's candidates dropped (each profile keeps the config it chose and the search's
-   duration);
-3. profile points thinned: every other interior point removed (the first and the last, the saturation
-   end, are kept), repeated down to those two;
+2. profile points thinned while a profile has more than 5: every other interior point removed (the first
+   and the last, the saturation end, are kept);
+3. the config search's candidates dropped (each profile keeps the config it chose and the search's
+   duration), then the points thinned further, down to the first and the last;
 4. tier messages cut to 160 characters;
 5. profile points dropped down to the last (highest-rate) one;
 6. tier messages dropped;
@@ -54,12 +54,12 @@ def _drop_candidates(manifest: dict[str, Any]) -> None:
                 profile["search"]["candidates"] = []
 
 
-def _thin_once(manifest: dict[str, Any]) -> bool:
+def _thin_once(manifest: dict[str, Any], keep: int = 2) -> bool:
     changed = False
     for tier in manifest.get("tiers", []):
         for profile in tier.get("profiles", []):
             points = profile.get("points", [])
-            if len(points) > 2:
+            if len(points) > keep:
                 interior = points[1:-1]
                 profile["points"] = [points[0], *interior[1::2], points[-1]]
                 changed = True
@@ -100,7 +100,10 @@ def compact(manifest: dict[str, Any], key: str, repository: str, reused: bool, l
     if fits():
         return encode(document)
     document["truncated"] = True
-    _drop_candidates(m)
+    while not fits() and _thin_once(m, keep=5):
+        pass
+    if not fits():
+        _drop_candidates(m)
     while not fits() and _thin_once(m):
         pass
     for step in ("cut-messages", "last-point", "drop-messages", "drop-profiles"):

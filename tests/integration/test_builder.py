@@ -204,6 +204,7 @@ def test_same_build_twice_is_reused(builds: Builds, test_models: dict[str, Model
             out=first.repository,
             target="triton",
             profile=False,
+            search=False,
             cache_dir=builder_cache,
         )
     )
@@ -451,3 +452,40 @@ def test_a_tensorrt_tier_listed_first_fails_clearly_and_the_others_are_measured(
     assert (tiers["fp16-trt"].state, tiers["fp16-trt"].reason) == ("Failed", "ServingFailed")
     assert "tensorrt" in tiers["fp16-trt"].message.lower() and not (repo / "fp16-trt").exists()
     assert [p.node_pool for p in tiers["fp32"].profiles] == ["local", "second"]
+
+
+def test_the_jobs_second_phase_measures_through_a_separate_triton(
+    builds: Builds, test_models: dict[str, ModelCase], builder_cache: Path, tmp_path: Path
+) -> None:
+    """The build Job on a pool: a finished build (its init container) is reused by the measure phase, which copies
+    each tier into the folder a separate Triton serves (the sidecar's) and gates and profiles it there."""
+    from model_repo_builder.pipeline import BuildOptions, build
+
+    first = builds[("small-cnn", "local")]
+    repo = tmp_path / "repo"
+    shutil.copytree(first.repository, repo)
+    shared = tmp_path / "sidecar-models"
+    shared.mkdir()
+    with local_triton.start(shared, extra_args=["--model-control-mode=explicit"]) as sidecar:
+        sidecar.wait_ready(120)
+        again = build(
+            BuildOptions(
+                spec_path=test_models["small-cnn"].spec_path,
+                out=repo,
+                target="local",
+                node_pool="sidecar-pool",
+                triton_url=f"127.0.0.1:{sidecar.http_port}",
+                triton_repository=shared,
+                profile_duration=0.3,
+                profile_points=1,
+                search=False,
+                cache_dir=builder_cache,
+            )
+        )
+    assert again.reused and "export" not in again.timings
+    ready = [t for t in again.manifest.tiers if t.state == "Ready"]
+    assert ready
+    for tier in ready:
+        assert tier.validation is not None and tier.validation.gated_on.startswith("tritonserver 2.")
+        assert [p.node_pool for p in tier.profiles] == ["local", "sidecar-pool"]
+        assert (shared / str(tier.path) / "config.pbtxt").is_file()  # staged where the sidecar loads from

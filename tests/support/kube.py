@@ -111,6 +111,9 @@ def example_manifest(name: str = "ctr-ranker", **spec_patch: Any) -> dict[str, A
     spec["model"]["source"]["uri"] = f"file://{EXAMPLE / 'model.pt2'}"
     spec["accuracy"]["validationData"]["uri"] = f"file://{EXAMPLE / 'validation.npz'}"
     spec["tiers"] = [t for t in spec["tiers"] if t["backend"] != "tensorrt"]
+    # the build Job runs the config search, bounded to the spec's own config and one other per tier (a short
+    # search keeps the shared e2e build, which every test reuses by key, to about a minute more)
+    spec["serving"]["configSearch"] = {"enabled": True, "maxCandidates": 2}
     spec["nodePools"] = [
         {
             "name": "local",

@@ -103,8 +103,8 @@ def test_always_fits_and_keeps_every_tier(tiers: int, points: int, pools: int, m
     assert [t["state"] for t in result["manifest"]["tiers"]] == ["Ready"] * tiers
 
 
-def test_search_candidates_go_first_and_the_chosen_config_stays() -> None:
-    manifest = _manifest(4, 6)
+def test_search_candidates_go_before_the_last_points_and_the_chosen_config_stays() -> None:
+    manifest = _manifest(4, 12)
     config = {"instances": 2, "maxQueueDelayMicroseconds": 1250, "preferredBatchSizes": [16, 32]}
     for tier in manifest["tiers"]:
         tier["profiles"][0]["config"] = config
@@ -116,4 +116,9 @@ def test_search_candidates_go_first_and_the_chosen_config_stays() -> None:
     assert result["truncated"] is True
     profile = result["manifest"]["tiers"][0]["profiles"][0]
     assert profile["config"] == config and profile["search"] == {"seconds": 41.0, "candidates": []}
-    assert len(profile["points"]) == 6  # candidates were enough: the points stay whole
+    assert 3 <= len(profile["points"]) <= 5  # thinned to five or fewer first, then the candidates went
+    small = _manifest(3, 10)
+    for tier in small["tiers"]:
+        tier["profiles"][0]["search"] = {"seconds": 20.0, "candidates": [{"config": config, "requestsPerSecond": 1.0}]}
+    kept = json.loads(compact(small, "k" * 64, "/repo", reused=False))["manifest"]["tiers"][0]["profiles"][0]
+    assert len(kept["search"]["candidates"]) == 1  # thinning the points was enough
