@@ -40,6 +40,7 @@ from model_repo_builder import accuracy as acc
 from model_repo_builder import profile as prof
 from model_repo_builder import search, triton_config, validation
 from model_repo_builder.dtypes import Array
+from model_repo_builder.search import Knobs
 from model_repo_builder.triton_control import TritonError, TritonServer, http_sender
 
 Stage = Callable[[str, str], AbstractContextManager[None]]
@@ -63,6 +64,8 @@ class MeasureSettings:
     """Seconds of each open-loop point of the search."""
     max_instances: int = 4
     clients: int = 32
+    start: Knobs | None = None
+    """The spec's serving config, where the search starts (None: the tier's config.pbtxt)."""
 
 
 def save_reference(out: Path, reference: dict[str, Array]) -> None:
@@ -139,11 +142,6 @@ def capacity_of(
     except TritonError:
         return None
     send = http_sender(server.address, name, inputs, outputs)
-    if scale:
-        send()  # warm
-        upper = 2 * scale
-    else:
-        upper = prof.closed_loop_capacity(send, clients=16, seconds=settings.search_seconds)
 
     def point(rate: float) -> search.Point:
         result = prof.open_loop(
@@ -151,7 +149,15 @@ def capacity_of(
         )
         return search.Point(result.offered_rps, result.tail_ms, result.saturated)
 
-    capacity, _ = search.find_capacity(point, upper, settings.slo_ms)
+    try:
+        if scale:
+            send()  # warm
+            upper = 2 * scale
+        else:
+            upper = prof.closed_loop_capacity(send, clients=16, seconds=settings.search_seconds)
+        capacity, _ = search.find_capacity(point, upper, settings.slo_ms)
+    except Exception:  # every request failed (tritonclient raises its own types): this config cannot serve
+        return None
     return capacity
 
 
@@ -170,7 +176,7 @@ def search_config(
     The first candidate (the spec's config) is scaled by a closed-loop estimate; later ones start from the best
     capacity found so far.
     """
-    start = triton_config.knobs_of(config)
+    start = settings.start or triton_config.knobs_of(config)
     knob_axes = search.axes(
         start, max_batch_size=settings.max_batch_size, slo_ms=settings.slo_ms, max_instances=settings.max_instances
     )
@@ -252,8 +258,8 @@ def _measure_tier(
         message = f"{tier.message}; failed on {server.description}: {', '.join(evaluation.failures)}"
         return _failed(tier, out, "AccuracyCheckFailed", message, accuracy=evaluation.metrics, validation=gated)
 
-    start = triton_config.knobs_of(config)
-    chosen = start
+    current = triton_config.knobs_of(config)
+    chosen = current
     searched: ConfigSearchResult | None = None
     if settings.search:
         with stage(f"search:{tier.name}", f"searching serving configs of tier {tier.name}"):
@@ -269,7 +275,7 @@ def _measure_tier(
                 seconds=round(time.perf_counter() - began, 1),
             )
         chosen = outcome.best
-        if chosen != start:
+        if chosen != current:
             config = triton_config.with_knobs(config, chosen)
             (model_dir / "config.pbtxt").write_text(triton_config.to_text(config))
     with stage(f"profile:{tier.name}", f"profiling tier {tier.name} in {server.description} ({settings.node_pool})"):
@@ -278,8 +284,9 @@ def _measure_tier(
             send = http_sender(server.address, name, data, outputs)
             points = profile_model(send, duration=settings.duration, max_points=settings.max_points,
                                    clients=settings.clients)  # fmt: skip
-        except TritonError as error:
-            return _failed(tier, out, "ServingFailed", f"{server.description}: {str(error)[:600]}")
+        except Exception as error:  # a tier that fails under load is the tier's state, not the build's
+            message = f"{server.description} failed it under load: {str(error)[:600]}"
+            return _failed(tier, out, "ServingFailed", message)
         finally:
             server.unload(name)
     profile = to_profile(settings.node_pool, points, serving_config(chosen), searched)

@@ -469,6 +469,7 @@ def _measure(
     from model_repo_builder import measure_stage, triton_control
     from model_repo_builder import profile as prof
     from model_repo_builder.profile_stage import profile_in_process
+    from model_repo_builder.search import Knobs
 
     todo = measure_stage.todo(manifest, options.node_pool)
     if not todo:
@@ -508,6 +509,11 @@ def _measure(
         search_candidates=md.spec.serving.config_search.max_candidates,
         search_seconds=options.search_seconds,
         max_instances=(os.cpu_count() or 1) if kind == "bundled" else 4,
+        start=Knobs(
+            instances=serving.instances,
+            max_queue_delay_us=serving.max_queue_delay_microseconds,
+            preferred=tuple(b for b in serving.preferred_batch_sizes if b <= serving.max_batch_size),
+        ),
     )
     with ExitStack() as stack:
         if kind == "sidecar":
