@@ -108,12 +108,17 @@ def coordinate_search(
     *,
     max_candidates: int,
     min_gain: float = MIN_GAIN,
+    confirm: bool = True,
 ) -> Outcome:
     """Measure ``start``, then each axis's values around the best so far; keep clear improvements.
 
     A value of a later axis is built on the best config found so far (the earlier axes' winners). Configs
     already measured are not measured again; at most ``max_candidates`` are measured in all. A candidate
     becomes the best when its capacity exceeds the best's by more than ``min_gain`` (or the best has none).
+
+    ``confirm``: when the best is not ``start``, both are measured once more and the best is kept only if the
+    mean of its two measurements still beats the start's by ``min_gain`` (the best of several noisy
+    measurements is biased upwards: this is the winner's curse). Their recorded capacities are those means.
     """
     measured: dict[Knobs, float | None] = {}
     order: list[Knobs] = []
@@ -136,6 +141,14 @@ def coordinate_search(
             capacity = run(candidate)
             if capacity is not None and (best_capacity is None or capacity > best_capacity * (1 + min_gain)):
                 best, best_capacity = candidate, capacity
+    start_capacity = measured[start]
+    if confirm and best != start and best_capacity is not None and start_capacity is not None:
+        again_start, again_best = measure(start), measure(best)
+        start_mean = (start_capacity + (again_start or 0.0)) / 2
+        best_capacity = (best_capacity + (again_best or 0.0)) / 2
+        measured[start], measured[best] = start_mean, best_capacity
+        if best_capacity <= start_mean * (1 + min_gain):
+            best, best_capacity = start, start_mean
     return Outcome(best, best_capacity, [(k, measured[k]) for k in order])
 
 

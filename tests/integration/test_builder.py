@@ -394,9 +394,9 @@ def test_a_new_pool_is_searched_and_profiled_through_tritonserver(
         candidates = profile.search.candidates
         assert len(candidates) == 3 and profile.search.seconds > 0
         assert candidates[0].config.max_queue_delay_microseconds == 200  # the spec's own config comes first
-        capacities = [c.requests_per_second or 0.0 for c in candidates]
         chosen = next(c for c in candidates if c.config == profile.config)
-        assert max(capacities) <= 1.1 * (chosen.requests_per_second or 0.0) + 1e-6  # the best, up to the noise margin
+        if chosen is not candidates[0]:  # a change from the spec's config must have served clearly more
+            assert (chosen.requests_per_second or 0.0) > 1.1 * (candidates[0].requests_per_second or 0.0)
         served = triton_config.knobs_of(triton_config.parse((repo / str(tier.path) / "config.pbtxt").read_text()))
         assert (served.instances, served.max_queue_delay_us) == (
             profile.config.instances,

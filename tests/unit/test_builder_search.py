@@ -61,14 +61,14 @@ def test_coordinate_search_keeps_clear_improvements_and_stays_within_its_bound()
             value *= 1.05  # within the noise margin: not worth a change
         return value
 
-    outcome = search.coordinate_search(START, axes, capacity, max_candidates=6)
+    outcome = search.coordinate_search(START, axes, capacity, max_candidates=6, confirm=False)
     assert outcome.best == Knobs(2, 1250, (16, 32))
     assert outcome.best_capacity == pytest.approx(300.0)
     assert len(measured) == len(set(measured)) == len(outcome.measured) <= 6
     assert measured[0] == START  # the spec's own config is always a candidate
     assert [k for k, _ in outcome.measured] == measured
 
-    bounded = search.coordinate_search(START, axes, capacity, max_candidates=2)
+    bounded = search.coordinate_search(START, axes, capacity, max_candidates=2, confirm=False)
     assert len(bounded.measured) == 2
 
 
@@ -90,3 +90,21 @@ def test_candidate_grid_follows_the_slo_the_batch_size_and_the_cores() -> None:
     assert [k.instances for k in gpu["instances"]] == [1, 2, 4]
     assert [k.preferred for k in gpu["preferredBatchSizes"]] == [(), (1,)]
     assert all(k.max_queue_delay_us <= 500 for k in gpu["maxQueueDelay"])
+
+
+def test_a_lucky_winner_is_confirmed_before_it_replaces_the_spec_config() -> None:
+    """The best of several noisy measurements is biased upwards: the winner and the start are measured again."""
+    axes = search.axes(START, max_batch_size=64, slo_ms=25.0, max_instances=2)
+    lucky = iter([200.0, 10.0])  # two instances: 200 rps once (noise), 10 rps when measured again
+
+    def capacity(knobs: Knobs) -> float | None:
+        return next(lucky) if knobs.instances == 2 else 100.0
+
+    outcome = search.coordinate_search(START, axes[:1], capacity, max_candidates=6)
+    assert outcome.best == START and outcome.best_capacity == 100.0
+    assert (
+        dict(outcome.measured)[Knobs(2, 8000, (16, 32))] == 105.0
+    )  # the mean of its two measurements: not 10 % over 100
+
+    steady = search.coordinate_search(START, axes[:1], lambda k: 300.0 if k.instances == 2 else 100.0, max_candidates=6)
+    assert steady.best.instances == 2 and steady.best_capacity == 300.0
