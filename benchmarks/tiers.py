@@ -188,6 +188,8 @@ def print_report(report: dict[str, Any], args: argparse.Namespace) -> None:
             f"{row['searched']['config']:<46}{row['searched']['capacity']:>7.0f}{ratio:>10}"
             f"{row['search']['seconds']:>10.1f}"
         )
+    print("  the search's own figures (one measurement each; the spec's config and the winner, when they differ, the")
+    print("  mean of two), in the order measured:")
     for name, row in report["triton"].items():
         found = ", ".join(f"{c} -> {'-' if v is None else f'{v:.0f}'}" for c, v in row["search"]["candidates"])
         print(f"  search {name}: {found}")

@@ -40,7 +40,12 @@ class SearchCandidate(StatusModel):
 
     config: ServingConfig = Field(description="The config measured.")
     requests_per_second: float | None = Field(
-        default=None, ge=0, description="Most requests per second it served within the SLO; absent: it did not load."
+        default=None,
+        ge=0,
+        description=(
+            "Most requests per second it served within the SLO (for the spec's config and the chosen one, when they "
+            "differ, the mean of two measurements); absent: it did not load."
+        ),
     )
 
 
