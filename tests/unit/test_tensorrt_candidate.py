@@ -96,3 +96,27 @@ def test_a_profiled_tensorrt_tier_is_chosen_when_fp32_does_not_fit_the_budget() 
     assert "--load-model=fp16-trt" in pod["containers"][0]["args"]
     record = json.loads(json.dumps(result.to_record()))
     assert record["servingImage"] == IMAGE
+
+
+def test_a_tensorrt_plan_whose_image_or_gpu_was_not_recorded_does_not_serve() -> None:
+    """Rather than let a plan meet another TensorRT or GPU and crash-loop, the tier is Unavailable with a reason."""
+    md = parse_model_deployment(BODY)
+    (build,) = pool_builds(md.spec, SETTINGS, {}, {})
+    manifest = {
+        "model": "ranker",
+        "source": {"uri": "s3://b/m.onnx", "sha256": "0" * 64},
+        "tiers": [_tier("fp32", "onnxruntime", 1000.0), _tier("fp16-trt", "tensorrt", 4000.0)],
+    }  # no gpuProduct: the builder could not name the GPU
+    message = compact(manifest, build.key, "/m", reused=False)
+    result = dataclasses.replace(
+        result_from_termination_message(message, succeeded=True, repository="/m"), serving_image=IMAGE
+    )
+    (build,) = pool_builds(md.spec, SETTINGS, {build.key: result}, {})
+    p = plan(
+        md=BODY, spec=md.spec, status=ModelDeploymentStatus(), settings=SETTINGS, builds=[build], servers=[], now="t"
+    )
+    tiers = {t.name: t for t in p.status.tiers}
+    assert (tiers["fp16-trt"].state, tiers["fp16-trt"].reason) == ("Unavailable", "EngineUnpinned")
+    assert "GPU model" in tiers["fp16-trt"].message and "l4" in tiers["fp16-trt"].message
+    assert tiers["fp32"].state == "Ready"
+    assert [t for t, _ in servable(md.spec, p.tiers)] == ["fp32"]

@@ -121,7 +121,8 @@ def merge_tiers(tier_names: list[str], results: dict[str, BuildResult]) -> list[
         io = served_io(result.manifest)
         for mtier in result.manifest.tiers:
             if mtier.name in merged:
-                _merge_one(merged[mtier.name], mtier, pool, result.repository or "", io)
+                checked = _engine_checked(mtier, result, pool)
+                _merge_one(merged[mtier.name], checked, pool, result.repository or "", io)
     return [merged[name] for name in tier_names]
 
 
@@ -130,6 +131,29 @@ def served_io(manifest: BuildManifest) -> ServedIO | None:
     if manifest.inputs is None or manifest.outputs is None or manifest.max_batch_size is None:
         return None
     return ServedIO(tuple(manifest.inputs), tuple(manifest.outputs), manifest.max_batch_size)
+
+
+def _engine_checked(mtier: ManifestTier, result: BuildResult, pool: str) -> ManifestTier:
+    """A Ready TensorRT tier serves only where its plan's TensorRT and GPU are known to be the serving pods'.
+
+    Serving pods run the image the build recorded and are pinned to the GPU model it recorded; a build record
+    that lacks either (one from an older operator, or a GPU the builder could not name) would leave the plan to
+    meet another TensorRT or GPU and crash-loop, so the tier is ``Unavailable`` on that pool instead.
+    """
+    if mtier.state != "Ready" or mtier.backend != "tensorrt" or result.manifest is None:
+        return mtier
+    missing = [
+        what
+        for what, value in (("Triton image", result.serving_image), ("GPU model", result.manifest.gpu_product))
+        if not value
+    ]
+    if not missing:
+        return mtier
+    message = (
+        f"the build on pool {pool} did not record the {' or the '.join(missing)} its TensorRT plan was built and "
+        "measured with, so no serving pod can be held to them; delete its build record to rebuild"
+    )
+    return mtier.model_copy(update={"state": "Unavailable", "reason": "EngineUnpinned", "message": message})
 
 
 def _merge_one(tier: MergedTier, mtier: ManifestTier, pool: str, repository: str, io: ServedIO | None) -> None:
