@@ -81,17 +81,18 @@ def test_example_goes_ready_with_a_real_build_and_triton_answering(
     assert any(e.reason == "Serving" for e in events)
 
 
-def test_slo_change_does_not_rebuild_but_a_tier_change_does(
+def test_budget_change_does_not_rebuild_but_a_tier_change_does(
     kube: Kube, operator: OperatorProcess, namespace: str
 ) -> None:
+    """(With the config search on, as here, the SLO is a build input: the unit tests hold the key to that.)"""
     kube.create(namespace, example_manifest("ranker-b"))
     wait_ready(kube, operator, namespace, "ranker-b")
     jobs = kube.build_jobs(operator.build_namespace)
     build_key = kube.get(namespace, "ranker-b")["status"]["build"]["key"]
 
-    kube.patch_spec(namespace, "ranker-b", {"slo": {"latencyMs": 40, "percentile": 99}})
+    kube.patch_spec(namespace, "ranker-b", {"budget": {"maxCostPerHour": "7.25"}, "scaling": {"maxReplicas": 3}})
     md = wait_for(
-        "the SLO change observed",
+        "the budget change observed",
         lambda: (
             (m := kube.get(namespace, "ranker-b"))["status"].get("observedGeneration") == m["metadata"]["generation"]
             and m
