@@ -40,6 +40,7 @@ from model_repo_builder import accuracy as acc
 from model_repo_builder import profile as prof
 from model_repo_builder import search, triton_config, validation
 from model_repo_builder.dtypes import Array
+from model_repo_builder.repository import directory_size
 from model_repo_builder.search import Knobs
 from model_repo_builder.triton_control import TritonError, TritonServer, http_sender
 
@@ -290,7 +291,13 @@ def _measure_tier(
         finally:
             server.unload(name)
     profile = to_profile(settings.node_pool, points, serving_config(chosen), searched)
-    update = {"accuracy": evaluation.metrics, "validation": gated, "profiles": [*tier.profiles, profile]}
+    update: dict[str, Any] = {
+        "accuracy": evaluation.metrics,
+        "validation": gated,
+        "profiles": [*tier.profiles, profile],
+    }
+    if tier.size_bytes is not None:  # the searched config.pbtxt may differ in length
+        update["size_bytes"] = directory_size(model_dir)
     return tier.model_copy(update=update)
 
 
