@@ -82,6 +82,8 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         control=ControlLoop(tick_seconds=tick),
         metrics=source_from_spec(os.environ.get("FULCRUM_METRICS_SOURCE", "scrape")),
     )
+    telemetry.track_queue(lambda: len(RUNTIME.queue))
+    telemetry.LEADER.set(1)  # standalone: this process is the only one that reconciles
     metrics_port = int(os.environ.get("FULCRUM_METRICS_PORT", "0"))
     if metrics_port:
         start_http_server(metrics_port)

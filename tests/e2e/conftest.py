@@ -102,7 +102,7 @@ def free_port_base(tries: int = 200) -> int:
         ports = Ports.from_base(base).all()
         if all(_bindable(p) for p in ports) and not any(health.port_open(p) for p in ports):
             return base
-    raise RuntimeError("no free block of 7 loopback ports found")
+    raise RuntimeError("no free block of 8 loopback ports found")
 
 
 def start_isolated(home: DevHome, pools: tuple[Pool, ...], timeout: float = 300.0) -> ClusterConfig:

@@ -111,7 +111,7 @@ def test_cluster_goes_down_when_its_owner_dies(tmp_path: Path) -> None:
             subnet_index=dev_cluster.choose_subnet_index(home, first=200),
         )
         dev_cluster.up(home, cfg, say=lambda _m: None, owner_pid=owner.pid)
-        assert len(procs.tagged_pids(home.root)) == 7  # six components and the watchdog
+        assert len(procs.tagged_pids(home.root)) == 8  # seven components and the watchdog
     finally:
         owner.kill()
         owner.wait()

@@ -31,7 +31,7 @@ def test_parse_pools_unique() -> None:
 
 def test_ports_from_base_are_distinct() -> None:
     ports = Ports.from_base(30000)
-    assert len(set(ports.all())) == len(ports.all()) == 7
+    assert len(set(ports.all())) == len(ports.all()) == 8
     with pytest.raises(ValueError):
         Ports.from_base(80)
 
@@ -114,11 +114,20 @@ def test_binaries_carry_the_release_version() -> None:
         "pause",
         "kwok",
         "helm",
+        "prometheus",
+        "promtool",
     }
     for name in ("kube-apiserver", "kubelet", "kube-proxy", "kubectl"):
         assert "-X k8s.io/component-base/version.gitVersion=v1.32.13" in bins[name].ldflags
     assert bins["helm"].module_dir == "helm"
     assert bins["kwok"].module_dir == "kwok"
+    assert bins["prometheus"].module_dir == bins["promtool"].module_dir == "prometheus"
+    assert bins["prometheus"].tags == ("remove_all_sd", "enable_kubernetes_sd")  # only Kubernetes discovery
+
+
+def test_prometheus_reports_its_release_not_the_go_module_version() -> None:
+    assert "-X github.com/prometheus/common/version.Version=3.15.1" in build.prometheus_flags("v0.315.1")
+    assert "-X github.com/prometheus/common/version.Version=3.5.0" in build.prometheus_flags("v0.305.0")
 
 
 def test_committed_pin_is_one_release() -> None:

@@ -20,7 +20,8 @@ def _home(path: str | None) -> DevHome:
 
 @click.group()
 def dev() -> None:
-    """A real local Kubernetes: etcd, kube-apiserver, controller-manager, scheduler, kwok GPU pools, local-0."""
+    """A real local Kubernetes: etcd, kube-apiserver, controller-manager, scheduler, kwok GPU pools, local-0,
+    and a Prometheus that scrapes Fulcrum and its Triton pods."""
 
 
 def _run_build(force: bool) -> Path:
@@ -71,7 +72,7 @@ def _run_build(force: bool) -> Path:
 @dev.command()
 @click.option("--force", is_flag=True, help="Rebuild even if the binaries for this pin exist.")
 def build(force: bool) -> None:
-    """Build (or reuse) the pinned binaries: control plane, kubelet, kube-proxy, kubectl, kwok and helm."""
+    """Build (or reuse) the pinned binaries: control plane, kubelet, kube-proxy, kubectl, kwok, helm, prometheus."""
     bin_dir = _run_build(force)
     click.echo(str(bin_dir))
 
@@ -108,7 +109,7 @@ def bin_dir() -> None:
     "--port-base",
     type=click.IntRange(1024, 65000),
     default=None,
-    help="First of 7 consecutive loopback ports (default 25600).",
+    help="First of 8 consecutive loopback ports (default 25600).",
 )
 @click.option("--no-netns", is_flag=True, help="Pods share the host network on 127.x.y.z instead of own namespaces.")
 @click.option("--timeout", type=float, default=180.0, show_default=True, help="Seconds to wait for readiness.")
@@ -148,12 +149,15 @@ def up(
     )
     started = time.monotonic()
     try:
-        cluster.up(home, cfg, say=lambda m: click.echo(m, err=True), timeout=timeout)
+        cfg = cluster.up(home, cfg, say=lambda m: click.echo(m, err=True), timeout=timeout)
     except cluster.ClusterError as exc:
         raise click.ClickException(
             f"{exc}\n(`fulcrum dev status` shows what runs; `fulcrum dev down` stops it)"
         ) from exc
+    from fulcrum.dev import prometheus  # noqa: PLC0415
+
     click.echo(f"ready in {time.monotonic() - started:.1f}s; export KUBECONFIG={home.kubeconfig}", err=True)
+    click.echo(f"Prometheus: {prometheus.url(cfg)} (from pods: {prometheus.in_cluster_url(cfg)})", err=True)
 
 
 @dev.command()
@@ -198,5 +202,7 @@ def status(home_dir: str | None, as_json: bool) -> None:
         console.print(table)
         console.print(f"API server: {info['server']} ready={info['apiserverReady']}  total RSS {info['rssMiB']} MiB")
         console.print(f"KUBECONFIG={info['kubeconfig']}")
+        if info.get("prometheus"):
+            console.print(f"Prometheus: {info['prometheus']}")
     if crashed:
         sys.exit(1)

@@ -23,7 +23,7 @@ from fulcrum.api import (
 )
 from fulcrum.controller import telemetry
 from fulcrum.controller.cache import Key, ObjectCache
-from fulcrum.controller.control import ControlLoop
+from fulcrum.controller.control import ControlLoop, parse_time
 from fulcrum.controller.kube import KubeClient, KubeError
 from fulcrum.controller.outcome import fold_tick
 from fulcrum.controller.routing import Router
@@ -163,15 +163,25 @@ class Reconciler:
                 generation=md.generation,
             )
             result.events += events
-            if tick.decision.action != "Hold":
-                telemetry.DECISIONS.labels(tick.decision.action).inc()
         await self._apply(body, md.spec, result)
         await self._route(key, result, tick=tick is not None, decided_at=decided_at)
         routing_incomplete = self.router.retry_in(key) is not None
         await self._write_status(body, result.status.to_wire())
         for event in result.events:
             await self._post_event(body, event)
-        self._export(namespace, name, result.status)
+        telemetry.export_model(
+            key,
+            spec=md.spec,
+            previous=status,
+            status=result.status,
+            servers=servers,
+            builds=builds,
+            observed=tick.observed if tick is not None else None,
+            decision=tick.decision if tick is not None else None,
+            ticked=tick is not None,
+            created=body["metadata"].get("creationTimestamp"),
+            now=parse_time(self.clock()) or 0.0,
+        )
         if any(b.result is None for b in builds):
             return 30.0
         if routing_incomplete:
@@ -196,9 +206,12 @@ class Reconciler:
         result.status.serving = fold_report(result.status.serving, report)
         if seconds is not None:
             result.events.append(Event("Normal", "HotSwitch", hot_switch_message(intent, report, seconds)))
+            telemetry.record_hot_switch(key, intent.previous_tier or "", intent.tier, seconds)
         for pod, why in sorted(report.failed.items()):
             log.warning("%s/%s: routing pod %s: %s", *key, pod, why)
         if self.router.newly_failing(key, report):
+            if intent.previous_tier:
+                telemetry.record_hot_switch(key, intent.previous_tier, intent.tier, None, outcome="Failed")
             pods = ", ".join(sorted(report.failed))
             message = f"{intent.served_name} could not be routed to {intent.tier} on {pods}"
             result.events.append(Event("Warning", "RoutingFailed", message))
@@ -237,17 +250,6 @@ class Reconciler:
         configmap = self.cache.get("ConfigMap", namespace, routing_configmap_name(name))
         return dict((configmap or {}).get("data") or {})
 
-    def _export(self, namespace: str, name: str, status: ModelDeploymentStatus) -> None:
-        telemetry.COST.labels(namespace, name).set(float(status.cost_per_hour or 0))
-        if status.observed is not None and status.observed.latency_ms is not None:
-            telemetry.LATENCY.labels(namespace, name).set(float(status.observed.latency_ms))
-        if status.observed is not None and status.observed.requests_per_second is not None:
-            telemetry.RATE.labels(namespace, name).set(float(status.observed.requests_per_second))
-        if status.active_tier and status.active_node_pool:
-            telemetry.REPLICAS.labels(namespace, name, status.active_tier, status.active_node_pool).set(
-                status.replicas or 0
-            )
-
     # --- builds ------------------------------------------------------------------------------------------------
 
     async def _build_states(
@@ -270,6 +272,7 @@ class Reconciler:
                 phases[build.key] = phase
             else:
                 results[build.key] = await self._harvest(job, build.key, build.pool, phase == "Succeeded")
+                telemetry.record_build(md_key, build.pool.name, results[build.key].phase, job)
         return results, phases
 
     async def _harvest(self, job: dict[str, Any], key: str, pool: NodePool, succeeded: bool) -> BuildResult:

@@ -1,8 +1,8 @@
 """Build (or reuse) the dev cluster's binaries from the pinned Go module in ``hack/devcluster``.
 
 The control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler), the node (kubelet,
-kube-proxy and the pod sandbox's ``pause``), the clients (kubectl, helm) and kwok. They land in
-``~/.cache/fulcrum/bin/<key>/`` where ``<key>`` names the Kubernetes release and hashes go.mod, go.sum,
+kube-proxy and the pod sandbox's ``pause``), the clients (kubectl, helm), kwok, Prometheus and promtool.
+They land in ``~/.cache/fulcrum/bin/<key>/`` where ``<key>`` names the Kubernetes release and hashes go.mod, go.sum,
 the Go sources of ``hack/devcluster`` and this recipe: the same pin is never built twice, a new pin gets a
 new directory. GOCACHE and GOMODCACHE live under ``~/.cache/fulcrum/go`` so a rebuild after a pin bump
 recompiles only what changed. Builds run one binary at a time (2-core CI machines).
@@ -37,6 +37,7 @@ class Binary:
     package: str
     ldflags: tuple[str, ...] = ()
     module_dir: str = "."  # the Go module (relative to hack/devcluster) that pins it
+    tags: tuple[str, ...] = ()  # Go build tags
 
 
 def default_source() -> Path:
@@ -71,6 +72,7 @@ def binaries(versions: dict[str, str]) -> list[Binary]:
     )
     kwok = versions.get("sigs.k8s.io/kwok", "unknown")
     helm = versions.get("helm.sh/helm/v3", "unknown")
+    prometheus = prometheus_flags(versions.get("github.com/prometheus/prometheus", "unknown"))
     # small ones first: a broken pin fails in seconds, not after the API server
     return [
         Binary("pause", "fulcrum.dev/hack/devcluster/pause"),
@@ -84,6 +86,10 @@ def binaries(versions: dict[str, str]) -> list[Binary]:
             (f"-X helm.sh/helm/v3/internal/version.version={helm}",),
             module_dir="helm",
         ),
+        Binary("promtool", "github.com/prometheus/prometheus/cmd/promtool", prometheus, "prometheus", PROMETHEUS_TAGS),
+        Binary(
+            "prometheus", "github.com/prometheus/prometheus/cmd/prometheus", prometheus, "prometheus", PROMETHEUS_TAGS
+        ),
         Binary("kube-apiserver", "k8s.io/kubernetes/cmd/kube-apiserver", kube_flags),
         Binary("kube-controller-manager", "k8s.io/kubernetes/cmd/kube-controller-manager", kube_flags),
         Binary("kube-scheduler", "k8s.io/kubernetes/cmd/kube-scheduler", kube_flags),
@@ -93,8 +99,22 @@ def binaries(versions: dict[str, str]) -> list[Binary]:
     ]
 
 
+# Only Kubernetes service discovery is compiled in (the other 25 SD plugins pull in every cloud's SDK).
+PROMETHEUS_TAGS = ("remove_all_sd", "enable_kubernetes_sd")
+
+
+def prometheus_flags(module_version: str) -> tuple[str, ...]:
+    """The Go module's ``v0.315.1`` is Prometheus ``3.15.1``: what ``prometheus --version`` prints."""
+    match = re.fullmatch(r"v0\.(\d)(\d\d)\.(\d+)", module_version)
+    release = f"{match[1]}.{int(match[2])}.{match[3]}" if match else module_version
+    return (
+        f"-X github.com/prometheus/common/version.Version={release}",
+        "-X github.com/prometheus/common/version.Branch=fulcrum-dev",
+    )
+
+
 def module_files(source: Path) -> list[Path]:
-    """go.mod, go.sum and Go sources of the main module and its sub-modules (kwok, helm), in a stable order."""
+    """go.mod, go.sum and Go sources of the main module and its sub-modules (kwok, helm, prometheus), stable order."""
     return sorted(p for p in source.rglob("*") if p.name in ("go.mod", "go.sum") or p.suffix == ".go")
 
 
@@ -179,7 +199,8 @@ def build(p: Plan, report: Reporter | None = None, force: bool = False) -> Path:
         if report:
             report(binary.name, "start", 0.0)
         ldflags = " ".join(("-s", "-w", *binary.ldflags))
-        cmd = [go, "build", "-v", "-trimpath", f"-ldflags={ldflags}", "-o", str(target) + ".tmp", binary.package]
+        tags = [f"-tags={','.join(binary.tags)}"] if binary.tags else []
+        cmd = [go, "build", "-v", "-trimpath", *tags, f"-ldflags={ldflags}", "-o", str(target) + ".tmp", binary.package]
         proc = subprocess.Popen(
             cmd, cwd=p.source / binary.module_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )

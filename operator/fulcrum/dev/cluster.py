@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fulcrum.dev import build as build_mod
-from fulcrum.dev import components, health, network, nodes, procs
+from fulcrum.dev import components, health, network, nodes, procs, prometheus
 from fulcrum.dev.certs import write_pki
 from fulcrum.dev.config import LOCAL_NODE, ClusterConfig
 from fulcrum.dev.kubeconfig import render_from_pki
@@ -159,8 +159,9 @@ def up(
         _write_kubeconfigs(home, cfg)
         env = component_env(home)
         ctx = health.tls_context(home.pki)
+        prometheus.prepare(home, cfg)
         started: list[str] = []
-        for comp in components.all_components(bin_dir, home, cfg):
+        for comp in [*components.all_components(bin_dir, home, cfg), prometheus.component(bin_dir, home, cfg)]:
             record = procs.load(home.run, comp.name)
             if procs.running(record):
                 continue
@@ -189,6 +190,11 @@ def up(
                     raise ClusterError(f"{comp.name} exited at start; see {log}:\n{_tail(str(log))}")
         health.wait_https_ok(cfg.ports.apiserver, "/readyz", ctx, timeout, what="kube-apiserver")
         _wait_nodes_ready(home, cfg, timeout)
+        try:
+            prometheus.wait_ready(cfg, timeout)
+        except prometheus.PrometheusError as exc:
+            log = home.logs / "prometheus.log"
+            raise ClusterError(f"{exc}; see {log}:\n{_tail(str(log))}") from exc
         if owner_pid is not None and not procs.running(procs.load(home.run, WATCHDOG)):
             ticks = procs.start_ticks(owner_pid)
             argv = [
@@ -260,7 +266,15 @@ def down(home: DevHome, say: Say = print, keep_data: bool = False) -> list[str]:
         order = {
             c: i
             for i, c in enumerate(
-                ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "node-agent"]
+                [
+                    "etcd",
+                    "kube-apiserver",
+                    "kube-controller-manager",
+                    "kube-scheduler",
+                    "kwok",
+                    "node-agent",
+                    "prometheus",
+                ]
             )
         }
         recs = sorted(procs.records(home.run), key=lambda r: -order.get(r.name, 100))
@@ -287,6 +301,7 @@ def down(home: DevHome, say: Say = print, keep_data: bool = False) -> list[str]:
         if not keep_data:
             for path in (home.etcd_data, home.pods, home.volumes, home.run):
                 shutil.rmtree(path, ignore_errors=True)
+            prometheus.clean(home)
         return stopped
 
 
@@ -302,7 +317,7 @@ class ComponentStatus:
 def status(home: DevHome) -> dict[str, object]:
     cfg = load_config(home)
     comps: list[ComponentStatus] = []
-    names = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "node-agent"]
+    names = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "node-agent", "prometheus"]
     for name in names:
         rec = procs.load(home.run, name)
         log = str(home.logs / f"{name}.log")
@@ -321,6 +336,7 @@ def status(home: DevHome) -> dict[str, object]:
         "home": str(home.root),
         "kubeconfig": str(home.kubeconfig),
         "server": server_url(cfg) if cfg else None,
+        "prometheus": prometheus.url(cfg) if cfg else None,
         "apiserverReady": ready,
         "components": [c.__dict__ for c in comps],
         "rssMiB": round(sum(c.rss_mib for c in comps), 1),

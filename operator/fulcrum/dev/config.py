@@ -66,12 +66,13 @@ class Ports:
     scheduler: int
     kwok: int
     kubelet: int
+    prometheus: int
 
     @classmethod
     def from_base(cls, base: int) -> Ports:
         if not 1024 <= base <= 65535 - 10:
             raise ValueError(f"port base {base} out of range 1024..65525")
-        return cls(base, base + 1, base + 2, base + 3, base + 4, base + 5, base + 6)
+        return cls(base, base + 1, base + 2, base + 3, base + 4, base + 5, base + 6, base + 7)
 
     def all(self) -> list[int]:
         return list(asdict(self).values())
