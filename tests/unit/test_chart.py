@@ -80,6 +80,15 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "metrics": {"source": "prometheus", "prometheusUrl": "http://prometheus.monitoring:9090"},
     },
     "separate-build-namespace": {"build": {"namespace": "fulcrum-builds", "createNamespace": True}, **NAMESPACED},
+    "observability": {
+        "metrics": {
+            "source": "prometheus",
+            "prometheusUrl": "http://prometheus.monitoring:9090",
+            "serviceMonitor": {"enabled": True},
+            "prometheusRule": {"enabled": True},
+            "grafanaDashboard": {"enabled": True, "namespace": "grafana"},
+        }
+    },
 }
 
 
