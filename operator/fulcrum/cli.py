@@ -20,6 +20,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "serve": ("fulcrum.commands.serve", "serve", "Serve a local model repository with the bundled tritonserver."),
     "simulate": ("fulcrum.commands.simulate", "simulate", "Replay a traffic trace against Fulcrum and baselines."),
     "load": ("fulcrum.commands.load", "load", "Drive open-loop load at a Triton Service from a trace."),
+    "report": (
+        "fulcrum.commands.report",
+        "report",
+        "What Fulcrum decided for a ModelDeployment and why, as a table and a PNG.",
+    ),
     "dev": ("fulcrum.commands.dev", "dev", "Run a real local Kubernetes control plane with kwok GPU pools."),
 }
 

@@ -8,6 +8,7 @@ from fulcrum.api import Condition, LastDecision, ModelDeploymentSpec, ModelDeplo
 from fulcrum.controller.control import Tick, format_time, significant
 from fulcrum.reconcile.conditions import ordered, set_condition
 from fulcrum.reconcile.plan import Event
+from fulcrum.report.history import decision_message
 
 
 def fold_tick(
@@ -38,7 +39,8 @@ def fold_tick(
             reason=decision.reason,
         )
         if decision.action != "Hold":
-            events.append(Event("Normal", decision.action, decision.reason))
+            message = decision_message(decision.previous, decision.config, decision.code, decision.reason)
+            events.append(Event("Normal", decision.action, message))
 
     conditions = [c for c in status.conditions if c.type not in ("SLOMet", "WithinBudget")]
     old = previous.conditions
