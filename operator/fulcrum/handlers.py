@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from pathlib import Path
 from typing import Any
 
 import kopf
@@ -20,6 +21,7 @@ from fulcrum.controller import telemetry
 from fulcrum.controller.cache import Key, ObjectCache
 from fulcrum.controller.control import ControlLoop
 from fulcrum.controller.kube import KubeClient
+from fulcrum.controller.metrics_server import KubeAuthorizer, SecureMetricsServer
 from fulcrum.controller.queue import WorkQueue
 from fulcrum.controller.reconciler import Reconciler
 from fulcrum.metrics.sources import source_from_spec
@@ -41,6 +43,7 @@ class Runtime:
         self.reconciler: Reconciler | None = None
         self.tasks: list[asyncio.Task[None]] = []
         self.errors = 0
+        self.metrics_server: SecureMetricsServer | None = None
 
 
 RUNTIME = Runtime()
@@ -86,7 +89,18 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     telemetry.LEADER.set(1)  # standalone: this process is the only one that reconciles
     metrics_port = int(os.environ.get("FULCRUM_METRICS_PORT", "0"))
     if metrics_port:
-        start_http_server(metrics_port)
+        address = os.environ.get("FULCRUM_METRICS_ADDRESS", "0.0.0.0")  # noqa: S104 - the pod's network
+        if os.environ.get("FULCRUM_METRICS_SECURE") == "1":
+            cert_dir = os.environ.get("FULCRUM_METRICS_CERT_DIR")
+            RUNTIME.metrics_server = SecureMetricsServer(
+                KubeAuthorizer(lambda path, body: kube.request("POST", path, body=body)),
+                address,
+                metrics_port,
+                Path(cert_dir) if cert_dir else None,
+            )
+            await RUNTIME.metrics_server.start()
+        else:
+            start_http_server(metrics_port, addr=address)
     workers = int(os.environ.get("FULCRUM_WORKERS", "4"))
     for _worker in range(workers):
         RUNTIME.tasks.append(asyncio.create_task(RUNTIME.queue.run_worker(_reconcile, _on_error)))
@@ -98,6 +112,8 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
 async def cleanup(**_: Any) -> None:
     for task in RUNTIME.tasks:
         task.cancel()
+    if RUNTIME.metrics_server is not None:
+        await RUNTIME.metrics_server.stop()
     if RUNTIME.reconciler is not None:
         await RUNTIME.reconciler.kube.close()
         if RUNTIME.reconciler.metrics is not None:

@@ -89,6 +89,14 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
             "grafanaDashboard": {"enabled": True, "namespace": "grafana"},
         }
     },
+    "secure-metrics": {"metrics": {"secure": {"enabled": True}, "serviceMonitor": {"enabled": True}}},
+    "secure-metrics-cert": {
+        "metrics": {
+            "secure": {"enabled": True, "certSecret": "fulcrum-metrics-tls"},
+            "serviceMonitor": {"enabled": True},
+        },
+        **NAMESPACED,
+    },
 }
 
 

@@ -30,7 +30,7 @@ from fulcrum.policy import Decision, PolicyState
 from fulcrum.policy.types import Config
 from fulcrum.reconcile.builds import BuildResult
 from fulcrum.reconcile.plan import LiveServer, PoolBuild
-from tests.support.chart import CHART, of_kind, one, render
+from tests.support.chart import CHART, of_kind, one, operator_container, rbac_permissions, render
 from tests.support.manifest_cases import BASE
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -271,3 +271,52 @@ def test_pod_monitor_only_with_the_prometheus_source_and_only_in_watched_namespa
 def test_service_monitor_keeps_the_operators_labels(rendered: list[dict[str, Any]]) -> None:
     (endpoint,) = one(rendered, "ServiceMonitor")["spec"]["endpoints"]
     assert endpoint["honorLabels"] is True
+
+
+# --- /metrics over HTTPS ----------------------------------------------------------------------------------------
+
+
+def test_secure_metrics_with_a_self_signed_certificate() -> None:
+    objects = render({"metrics": {"secure": {"enabled": True}, "serviceMonitor": {"enabled": True}}})
+    container = operator_container(objects)
+    assert "--metrics-secure" in container["args"]
+    assert not [a for a in container["args"] if a.startswith("--metrics-cert-dir")]
+    assert {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}} in container["env"]
+    auth = one(objects, "ClusterRole", "fulcrum-metrics-auth")
+    assert rbac_permissions(auth["rules"]) == {
+        ("authentication.k8s.io", "tokenreviews", "create"),
+        ("authorization.k8s.io", "subjectaccessreviews", "create"),
+    }
+    binding = one(objects, "ClusterRoleBinding", "fulcrum-metrics-auth")
+    assert binding["subjects"][0]["name"] == one(objects, "ServiceAccount")["metadata"]["name"]
+    reader = one(objects, "ClusterRole", "fulcrum-metrics-reader")
+    assert reader["rules"] == [{"nonResourceURLs": ["/metrics"], "verbs": ["get"]}]
+    (endpoint,) = one(objects, "ServiceMonitor")["spec"]["endpoints"]
+    assert endpoint["scheme"] == "https"
+    assert endpoint["bearerTokenFile"] == "/var/run/secrets/kubernetes.io/serviceaccount/token"
+    assert endpoint["tlsConfig"] == {"insecureSkipVerify": True}
+
+
+def test_secure_metrics_with_a_certificate_secret() -> None:
+    secret = "fulcrum-metrics-tls"
+    objects = render(
+        {"metrics": {"secure": {"enabled": True, "certSecret": secret}, "serviceMonitor": {"enabled": True}}}
+    )
+    container = operator_container(objects)
+    assert "--metrics-cert-dir=/etc/fulcrum/metrics-certs" in container["args"]
+    pod = one(objects, "Deployment")["spec"]["template"]["spec"]
+    assert {"name": "metrics-certs", "secret": {"secretName": secret}} in pod["volumes"]
+    assert {"name": "metrics-certs", "mountPath": "/etc/fulcrum/metrics-certs", "readOnly": True} in container[
+        "volumeMounts"
+    ]
+    (endpoint,) = one(objects, "ServiceMonitor")["spec"]["endpoints"]
+    assert endpoint["tlsConfig"] == {
+        "serverName": "fulcrum-metrics.fulcrum-system.svc",
+        "ca": {"secret": {"name": secret, "key": "ca.crt"}},
+    }
+
+
+def test_plain_metrics_have_no_review_permissions() -> None:
+    objects = render()
+    assert not [o for o in of_kind(objects, "ClusterRole") if "metrics" in o["metadata"]["name"]]
+    assert "--metrics-secure" not in operator_container(objects)["args"]

@@ -34,6 +34,24 @@ from fulcrum.resources.settings import OperatorSettings
     help="Where Triton metrics come from: scrape (each ready pod) or prometheus=<url>.",
 )
 @click.option("--metrics-port", type=int, default=9090, show_default=True, help="Operator /metrics port (0: off).")
+@click.option(
+    "--metrics-address",
+    default="0.0.0.0",  # noqa: S104 - in a pod: the pod's own network
+    show_default=True,
+    help="Address /metrics listens on (127.0.0.1 for an operator outside the cluster).",
+)
+@click.option(
+    "--metrics-secure",
+    is_flag=True,
+    help="Serve /metrics over HTTPS, only to clients whose token may `get` /metrics (TokenReview + "
+    "SubjectAccessReview).",
+)
+@click.option(
+    "--metrics-cert-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="tls.crt and tls.key for --metrics-secure (reloaded on change); default: a self-signed certificate.",
+)
 @click.option("--verbose", is_flag=True, help="Debug logging.")
 def run(
     *,
@@ -48,6 +66,9 @@ def run(
     tick_seconds: float,
     metrics_source: str,
     metrics_port: int,
+    metrics_address: str,
+    metrics_secure: bool,
+    metrics_cert_dir: str | None,
     verbose: bool,
 ) -> None:
     for name, value in (
@@ -60,6 +81,9 @@ def run(
         ("FULCRUM_TICK_SECONDS", str(tick_seconds)),
         ("FULCRUM_METRICS_SOURCE", metrics_source),
         ("FULCRUM_METRICS_PORT", str(metrics_port)),
+        ("FULCRUM_METRICS_ADDRESS", metrics_address),
+        ("FULCRUM_METRICS_SECURE", "1" if metrics_secure else None),
+        ("FULCRUM_METRICS_CERT_DIR", metrics_cert_dir),
     ):
         if value is not None:
             os.environ[name] = value
