@@ -1,7 +1,8 @@
 """The local quickstart: a real control plane, the operator, the ctr-ranker example and a step load.
 
-Run through `scripts/quickstart` (which installs everything first). Leaves the cluster running; the
-operator stops at the end. `fulcrum dev down` stops the cluster.
+Run through `scripts/quickstart` (which installs everything first). Ends with `fulcrum report`: the decision
+history as a table and a PNG (its path is printed). Leaves the cluster running; the operator stops at the end.
+`fulcrum dev down` stops the cluster.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import argparse
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -22,12 +24,21 @@ from rich.console import Console
 from rich.table import Table
 
 from fulcrum.api import TierProfiles
+from fulcrum.dev import prometheus as dev_prometheus
+from fulcrum.dev.cluster import load_config
+from fulcrum.dev.paths import DevHome
 from fulcrum.policy import ProfileTable
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMESPACE = "fulcrum-quickstart"
 MAX_LOAD_RPS = 800.0  # about what the Python load generator sustains beside the cluster on a 2-core machine
 console = Console()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def sh(*argv: str, check: bool = True, capture: bool = True) -> subprocess.CompletedProcess[str]:
@@ -99,11 +110,17 @@ def main() -> None:
     home = Path(os.environ.get("FULCRUM_DEV_HOME", Path.home() / ".cache" / "fulcrum" / "dev"))
     os.environ["KUBECONFIG"] = str(home / "kubeconfig")
 
+    config = load_config(DevHome(home))
+    prometheus_url = dev_prometheus.url(config) if config is not None else None
+
     console.rule("2. CRD and the operator")
     kubectl("apply", "--server-side", "-f", str(ROOT / "crds" / "fulcrum.dev_modeldeployments.yaml"))
     kubectl("wait", "--for=condition=Established", "crd/modeldeployments.fulcrum.dev", "--timeout=60s")
     log_path = home / "logs" / "operator.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    metrics_port = free_port()
+    # the cluster's Prometheus scrapes this operator's /metrics (and the Triton pods): `fulcrum report` reads it
+    dev_prometheus.register_host_target(DevHome(home), "quickstart-operator", f"127.0.0.1:{metrics_port}")
     operator = subprocess.Popen(
         [
             sys.executable,
@@ -119,7 +136,9 @@ def main() -> None:
             "--tick-seconds",
             "5",
             "--metrics-port",
-            "0",
+            str(metrics_port),
+            "--metrics-address",
+            "127.0.0.1",
             "--liveness",
             "http://127.0.0.1:18080/healthz",
         ],
@@ -227,13 +246,23 @@ def main() -> None:
             f"cost now {md['status'].get('costPerHour')}/h; "
             f"took {time.monotonic() - started:.0f} s"
         )
+        console.rule("6. the decision history (fulcrum report)")
+        picture = home / "reports" / f"{name}.png"
+        picture.parent.mkdir(parents=True, exist_ok=True)
+        argv = ["fulcrum", "report", f"{NAMESPACE}/{name}", "--out", str(picture)]
+        argv += ["--prometheus", prometheus_url] if prometheus_url else []
+        drawn = sh(sys.executable, "-m", *argv, check=False)
+        console.print(drawn.stdout, drawn.stderr)
+        if drawn.returncode == 0:
+            console.print(f"[bold]the decision history, drawn: {picture}[/]")
         console.print(
             "The cluster keeps running: `kubectl get md -A` (KUBECONFIG=~/.cache/fulcrum/dev/kubeconfig); "
-            "`fulcrum dev down` stops it."
+            f"Prometheus at {prometheus_url}; `fulcrum dev down` stops it."
         )
     finally:
         os.killpg(operator.pid, signal.SIGTERM)
         operator.wait(30)
+        dev_prometheus.unregister_host_target(DevHome(home), "quickstart-operator")
 
 
 if __name__ == "__main__":

@@ -8,14 +8,25 @@ Deployments, the pods, the load (``fulcrum load`` in its own process). Under a s
 budget that affords 3 fp32 replicas, fp32 would need 4: the operator must switch to a faster tier, and switch
 back once the load falls. The latency the operator reports (Triton's own p99, server side) must agree with the
 p99 the load generator measured over the same minute within 30 %.
+
+The operator reads its metrics from the dev cluster's Prometheus (``--metrics-source prometheus=...``), which
+scrapes the Triton pods and the operator. At every sample the test also observes the same pods the way
+``--metrics-source scrape`` does (``ScrapeSource``, the operator's own code) and the way this operator does
+(``PrometheusSource``): the two must agree on the rate and the latency. Afterwards ``fulcrum report`` draws the
+run from Prometheus and every query of the chart's Grafana dashboard is asked of the same Prometheus.
+``FULCRUM_E2E_METRICS_SOURCE=scrape`` runs the loop on the direct scrape instead.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +34,16 @@ import pytest
 from kubernetes import client
 
 from fulcrum.api import parse_model_deployment
+from fulcrum.loadgen.endpoints import ready_addresses
+from fulcrum.metrics.sources import PrometheusSource, ScrapeSource
+from fulcrum.metrics.window import FleetMetrics
 from fulcrum.reconcile.builds import BuildResult
 from fulcrum.resources.build import RECORD_KEY, build_record
 from fulcrum.resources.build_key import build_key
 from fulcrum.resources.labels import build_record_name
 from fulcrum.resources.serving import triton_image
 from fulcrum.resources.settings import OperatorSettings, RepositoryStorage
+from tests.support import prometheus as prom
 from tests.support.kube import Kube, debug, example_manifest, wait_ready
 from tests.support.operator_process import OperatorProcess
 from tests.support.polling import wait_for
@@ -40,6 +55,89 @@ SLO_MS = 25.0
 STEP = [(0, 15.0), (45, 110.0), (165, 15.0)]  # (from second, rps)
 RUN_SECONDS = 300
 WINDOW_SECONDS = 60.0  # the operator's metrics window (ScrapeSource); the client's p99 is taken over the same
+SOURCE = os.environ.get("FULCRUM_E2E_METRICS_SOURCE", "prometheus")
+RATE_AGREEMENT = 0.10  # median |Prometheus / direct scrape - 1| over the run
+LATENCY_AGREEMENT = 0.20
+
+
+@pytest.fixture(scope="module")
+def operator(
+    cluster: Any, crd_installed: None, model_storage: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    """The operator on the Prometheus source (scraped by that Prometheus too), or on the direct scrape."""
+    workdir = tmp_path_factory.mktemp("loop-operator")
+    if SOURCE == "scrape":
+        process = OperatorProcess(Path(cluster.kubeconfig), "fulcrum-e2e-builds", model_storage, workdir / "op.log")
+        yield process.start()
+        process.stop()
+        return
+    process = prom.prometheus_operator(cluster, "fulcrum-e2e-builds", model_storage, workdir)
+    yield process
+    process.stop()
+    prom.unregister(cluster, process)
+
+
+class SideBySide:
+    """The fleet seen by both metrics sources at the same instants: ScrapeSource (each ready pod's /metrics, a
+    sliding window) and PrometheusSource (PromQL over what Prometheus scraped)."""
+
+    def __init__(self, cluster: Any, namespace: str, name: str) -> None:
+        self.key = (namespace, name)
+        self.api = cluster.api_client
+        self.discovery = client.DiscoveryV1Api(self.api)
+        self.scrape = ScrapeSource()
+        self.prometheus = PrometheusSource(prom.url(cluster))
+        self.loop = asyncio.new_event_loop()
+
+    def sample(self) -> tuple[FleetMetrics | None, FleetMetrics | None]:
+        selector = f"kubernetes.io/service-name={self.key[1]}"
+        slices = self.discovery.list_namespaced_endpoint_slice(self.key[0], label_selector=selector).items
+        targets = [
+            f"http://{a}/metrics"
+            for a in ready_addresses([self.api.sanitize_for_serialization(s) for s in slices], "metrics")
+        ]
+
+        async def both() -> tuple[FleetMetrics | None, FleetMetrics | None]:
+            direct, queried = await asyncio.gather(
+                self.scrape.observe(self.key, targets, None, 99.0),
+                self.prometheus.observe(self.key, targets, None, 99.0),
+            )
+            return direct, queried
+
+        return self.loop.run_until_complete(both())
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.scrape.close())
+        self.loop.run_until_complete(self.prometheus.close())
+        self.loop.close()
+
+
+def relative(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None or b == 0 else round(a / b - 1, 3)
+
+
+def agreement(pairs: list[tuple[float, FleetMetrics | None, FleetMetrics | None]]) -> dict[str, Any]:
+    """Prometheus against the direct scrape, over the samples whose whole window lies in the load."""
+    rates, latencies = [], []
+    for at, direct, queried in pairs:
+        if at < WINDOW_SECONDS or direct is None or queried is None:
+            continue
+        rate = relative(queried.requests_per_second, direct.requests_per_second)
+        latency = relative(queried.latency_ms, direct.latency_ms)
+        if rate is not None:
+            rates.append(abs(rate))
+        if latency is not None:
+            latencies.append(abs(latency))
+
+    def figures(values: list[float]) -> dict[str, float]:
+        ordered = sorted(values)
+        return {
+            "samples": len(ordered),
+            "median": statistics.median(ordered) if ordered else float("nan"),
+            "p90": ordered[int(0.9 * (len(ordered) - 1))] if ordered else float("nan"),
+        }
+
+    return {"rate": figures(rates), "latency": figures(latencies)}
 
 
 def profile(pool: str, capacity: float) -> dict[str, Any]:
@@ -178,13 +276,19 @@ def test_step_load_scales_up_switches_tier_under_budget_and_back(
     assert kube.get(namespace, "loop")["status"]["activeTier"] == "fp32"
 
     samples: list[tuple[float, str | None, float | None]] = []  # (time, activeTier, observed latency)
+    side_by_side = SideBySide(cluster, namespace, "loop")
+    pairs: list[tuple[float, FleetMetrics | None, FleetMetrics | None]] = []  # (seconds in, direct, Prometheus)
     load = start_load(cluster, namespace, tmp_path)
     began = time.time()
-    while load.poll() is None:
-        status = kube.get(namespace, "loop").get("status") or {}
-        latency = (status.get("observed") or {}).get("latencyMs")
-        samples.append((time.time(), status.get("activeTier"), float(latency) if latency else None))
-        time.sleep(5)
+    try:
+        while load.poll() is None:
+            status = kube.get(namespace, "loop").get("status") or {}
+            latency = (status.get("observed") or {}).get("latencyMs")
+            samples.append((time.time(), status.get("activeTier"), float(latency) if latency else None))
+            pairs.append((time.time() - began, *side_by_side.sample()))
+            time.sleep(5)
+    finally:
+        side_by_side.close()
     stdout, stderr = load.communicate()
     assert load.returncode == 0, stderr[-3000:]
     report_of_load = json.loads(stdout)
@@ -192,17 +296,30 @@ def test_step_load_scales_up_switches_tier_under_budget_and_back(
     requests = read_request_log(tmp_path / "requests.csv")
     history = decisions(kube, namespace)
     # the operator's view against the client's, over the same minute, once a whole minute of load is behind
-    agreement = []
+    client_agreement = []
     for at, _, observed in samples:
         client, count = client_p99(requests, at)
         if observed is not None and client is not None and at - began >= WINDOW_SECONDS and count >= 200:
-            agreement.append((round(at - began), observed, round(client, 2), round(observed / client - 1, 3)))
+            client_agreement.append((round(at - began), observed, round(client, 2), round(observed / client - 1, 3)))
+    sources = agreement(pairs)
     report = {
+        "source": SOURCE,
         "decisions": history,
         "tiers_seen": [t for _, t, _ in samples],
         "intervals": intervals,
         "summary": report_of_load["summary"],
-        "latency_agreement (t, operator ms, client p99 ms, relative)": agreement,
+        "latency_agreement (t, operator ms, client p99 ms, relative)": client_agreement,
+        "prometheus vs direct scrape (|relative difference|)": sources,
+        "side by side (t, direct rps, prometheus rps, direct ms, prometheus ms)": [
+            (
+                round(at),
+                d and round(d.requests_per_second, 1),
+                q and round(q.requests_per_second, 1),
+                d and d.latency_ms and round(d.latency_ms, 2),
+                q and q.latency_ms and round(q.latency_ms, 2),
+            )
+            for at, d, q in pairs
+        ],
     }
     (tmp_path / "closed-loop.json").write_text(json.dumps(report, indent=1))
     print(json.dumps(report, indent=1))
@@ -228,7 +345,40 @@ def test_step_load_scales_up_switches_tier_under_budget_and_back(
     # the network, HTTP and its own scheduling, a few ms more on these two busy cores. Over the same minute they
     # must agree within 30 % typically (the median window; windows 5 s apart overlap, so a transient such as a pod
     # starting beside the others spans several). The share of windows within 30 % is reported above.
-    assert len(agreement) >= 20, agreement
-    errors = sorted(abs(a[3]) for a in agreement)
+    assert len(client_agreement) >= 20, client_agreement
+    errors = sorted(abs(a[3]) for a in client_agreement)
     print(f"windows within 30 %: {sum(e <= 0.30 for e in errors)} of {len(errors)}; median {errors[len(errors) // 2]}")
-    assert errors[len(errors) // 2] <= 0.30, agreement
+    assert errors[len(errors) // 2] <= 0.30, client_agreement
+    # the two metrics sources agree on the same load (the median sample; both windows are one minute long)
+    assert sources["rate"]["samples"] >= 20 and sources["latency"]["samples"] >= 20, sources
+    assert sources["rate"]["median"] <= RATE_AGREEMENT, sources
+    assert sources["latency"]["median"] <= LATENCY_AGREEMENT, sources
+    if SOURCE == "prometheus":
+        check_report_and_dashboard(cluster, kube, namespace, tmp_path)
+
+
+def check_report_and_dashboard(cluster: Any, kube: Kube, namespace: str, workdir: Path) -> None:
+    """`fulcrum report` draws the run from Prometheus; every dashboard query answers, the main panels with data."""
+    png = workdir / "loop-report.png"
+    argv = [sys.executable, "-m", "fulcrum", "report", f"{namespace}/loop", "--prometheus", prom.url(cluster)]
+    argv += ["--kubeconfig", str(cluster.kubeconfig), "--out", str(png), "--json"]
+    result = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=120)
+    assert result.returncode == 0, result.stderr
+    drawn = json.loads(result.stdout)
+    assert drawn["source"] == "prometheus" and png.read_bytes()[:4] == b"\x89PNG"
+    assert [d["action"] for d in drawn["decisions"]] == [r for r, _ in decisions(kube, namespace)]
+    assert any(label.startswith("fp32@") for label in drawn["replicas"]), drawn["replicas"].keys()
+    assert len(drawn["replicas"]) >= 2  # the faster tier it switched to
+    print(f"fulcrum report wrote {png}")
+    answers = prom.dashboard_results(cluster, namespace, "loop")
+    for title in (
+        "SLO attainment over the range",
+        "Cost per hour",
+        "Load",
+        "Latency at the SLO percentile vs the SLO",
+        "Replicas by tier and pool",
+        "Cost vs budget",
+        "Decisions by action and reason",
+        "Metrics the control loop sees",
+    ):
+        assert all(answers[title]), (title, answers[title])

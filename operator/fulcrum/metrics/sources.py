@@ -77,7 +77,7 @@ class PrometheusSource:
 
     def queries(self, namespace: str, name: str, percentile: float, model: str | None = None) -> dict[str, str]:
         """PromQL per figure; with ``model`` (the served name) requests count once, queue time over all models."""
-        every = f'namespace="{namespace}",pod=~"{name}-.*"'
+        every = f'namespace="{namespace}",model_deployment="{name}"'
         sel = every if model is None else f'{every},model="{model}"'
         q = f"{percentile / 100:.3f}".rstrip("0")
         w = self.window

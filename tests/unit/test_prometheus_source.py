@@ -1,0 +1,104 @@
+"""PrometheusSource against answers recorded from the dev cluster's real Prometheus (tests/data/prometheus/).
+
+``tests/e2e/test_prometheus.py`` records them (``FULCRUM_RECORD_PROMETHEUS=1``): two ModelDeployments whose names
+share a prefix, ``ranker`` idle and ``ranker-canary`` under load, every query PrometheusSource sends for each, and
+one query Prometheus rejects. Here a local HTTP server answers exactly those queries with exactly those bodies, so
+a change of the PromQL fails until it is re-recorded against a real Prometheus.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from fulcrum.metrics.sources import PrometheusSource
+
+RECORDING = Path(__file__).resolve().parents[1] / "data" / "prometheus" / "prefix-isolation.json"
+RERECORD = "the queries changed: re-record with FULCRUM_RECORD_PROMETHEUS=1 pytest tests/e2e/test_prometheus.py"
+
+
+def recording() -> dict[str, Any]:
+    return dict(json.loads(RECORDING.read_text()))
+
+
+async def replay(answers: dict[str, Any], asked: list[str]) -> tuple[web.AppRunner, str]:
+    async def query(request: web.Request) -> web.Response:
+        promql = request.query.get("query", "")
+        asked.append(promql)
+        answer = answers.get(promql, {"status": "error", "errorType": "bad_data", "error": f"not recorded: {promql}"})
+        return web.json_response(answer, status=200 if answer["status"] == "success" else 400)
+
+    app = web.Application()
+    app.router.add_get("/api/v1/query", query)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    return runner, f"http://{host}:{port}"
+
+
+def scalar(answer: dict[str, Any]) -> float | None:
+    result = answer["data"]["result"]
+    if not result:
+        return None
+    value = float(result[0]["value"][1])
+    return None if value != value else value  # NaN: no requests in the window
+
+
+def test_recorded_answers_give_each_model_deployment_only_its_own_pods() -> None:
+    data = recording()
+    asked: list[str] = []
+
+    async def run() -> dict[str, Any]:
+        runner, url = await replay(data["answers"], asked)
+        source = PrometheusSource(url)
+        try:
+            return {
+                f"{ns}/{name}": await source.observe((ns, name), [], None, data["percentile"])
+                for ns, name in data["keys"]
+            }
+        finally:
+            await source.close()
+            await runner.cleanup()
+
+    observed = asyncio.run(run())
+    assert set(asked) <= set(data["answers"]), RERECORD
+    ns = data["keys"][0][0]
+    ranker, canary = observed[f"{ns}/ranker"], observed[f"{ns}/ranker-canary"]
+    assert ranker is not None and canary is not None
+    queries = PrometheusSource("x").queries(ns, "ranker-canary", data["percentile"])
+    answers = {name: scalar(data["answers"][promql]) for name, promql in queries.items()}
+    assert canary.requests_per_second == answers["rate"] and canary.requests_per_second > 10
+    assert canary.latency_ms == answers["latency_us"] / 1000.0  # type: ignore[operator]
+    assert canary.queue_ms == answers["queue_us"] / 1000.0  # type: ignore[operator]
+    assert canary.pods_reporting == answers["pods"]
+    # the idle one shares the prefix, not the load
+    assert ranker.requests_per_second == 0.0 and ranker.latency_ms is None
+    assert ranker.pods_reporting >= 1
+
+
+def test_a_query_prometheus_rejects_gives_no_figure() -> None:
+    data = recording()
+    bad = data["bad"]
+    assert data["answers"][bad]["status"] == "error" and data["answers"][bad]["errorType"] == "bad_data"
+
+    async def run() -> float | None:
+        runner, url = await replay(data["answers"], [])
+        source = PrometheusSource(url)
+        try:
+            async with aiohttp.ClientSession() as session:
+                return await source._query(session, bad)
+        except Exception as exc:  # a source that reports the failing PromQL is fine too
+            assert bad in str(exc)
+            return None
+        finally:
+            await source.close()
+            await runner.cleanup()
+
+    assert asyncio.run(run()) is None
