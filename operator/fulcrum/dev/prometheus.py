@@ -86,12 +86,9 @@ def data_dir(home: DevHome) -> Path:
 
 
 def listen_addresses(cfg: ClusterConfig) -> list[str]:
-    """Loopback for host processes; with pod networking also the bridge's address, which pods reach."""
+    """Loopback for host processes, and the cluster's host address (the bridge pods reach) when it has one."""
     port = cfg.ports.prometheus
-    addresses = [f"127.0.0.1:{port}"]
-    if cfg.netns:
-        addresses.append(f"{cfg.gateway}:{port}")
-    return addresses
+    return [f"{address}:{port}" for address in dict.fromkeys(["127.0.0.1", cfg.host_address])]
 
 
 def url(cfg: ClusterConfig) -> str:
@@ -100,8 +97,8 @@ def url(cfg: ClusterConfig) -> str:
 
 
 def in_cluster_url(cfg: ClusterConfig) -> str:
-    """Where pods reach it (the bridge's address; loopback when pods share the host network)."""
-    return f"http://{listen_addresses(cfg)[-1]}"
+    """Where pods reach it (the cluster's host address; loopback when pods share the host network)."""
+    return f"http://{cfg.host_address}:{cfg.ports.prometheus}"
 
 
 def config(home: DevHome, cfg: ClusterConfig) -> dict[str, Any]:
