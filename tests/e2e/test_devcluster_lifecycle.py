@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -62,8 +63,11 @@ def test_up_is_idempotent_and_down_leaves_no_process(tmp_path: Path) -> None:
             "kube-scheduler": "running",
             "kwok": "running",
             "node-agent": "running",
+            "prometheus": "running",
         }
         assert status["apiserverReady"] is True
+        with urllib.request.urlopen(f"{status['prometheus']}/-/ready", timeout=10) as ready:
+            assert ready.status == 200
 
         # a long-running pod on local-0: down must stop it too
         cfg = ClusterConfig.from_json((home / "cluster.json").read_text())
