@@ -158,6 +158,8 @@ def _print(history: Any) -> None:
     from fulcrum.report.history import summary_rows  # noqa: PLC0415
 
     console = Console()
+    if not console.is_terminal:  # piped or captured: do not fold the reasons into an 80-column box
+        console = Console(width=180)
     status = history.status
     observed = status.get("observed") or {}
     budget = "none" if history.budget is None else f"{history.budget:g}/h"

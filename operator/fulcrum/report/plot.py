@@ -73,8 +73,21 @@ def plot_history(history: History, path: Path) -> Path:
 
     if history.cost:
         cost_axis.step(_minutes(history.cost, start), history.cost.values, where="post", linewidth=1.2, label="cost/h")
-    if history.budget is not None:
+    most = max(history.cost.values, default=0.0) if history.cost else 0.0
+    if history.budget is not None and (most == 0.0 or history.budget <= 3 * most):
         cost_axis.axhline(history.budget, color="tab:red", linestyle="--", linewidth=1.0, label="budget/h")
+    elif history.budget is not None:  # far above what ran: a line up there would flatten the cost to nothing
+        cost_axis.set_ylim(0, most * 1.5)
+        cost_axis.text(
+            0.99,
+            0.95,
+            f"budget {history.budget:g}/h (above)",
+            transform=cost_axis.transAxes,
+            ha="right",
+            va="top",
+            fontsize=8,
+            color="tab:red",
+        )
     cost_axis.set_ylabel("cost per hour")
     cost_axis.legend(loc="upper left", fontsize=8)
     cost_axis.set_xlabel("minutes")
