@@ -74,7 +74,7 @@ def test_recorded_answers_give_each_model_deployment_only_its_own_pods() -> None
     assert ranker is not None and canary is not None
     queries = PrometheusSource("x").queries(ns, "ranker-canary", data["percentile"])
     answers = {name: scalar(data["answers"][promql]) for name, promql in queries.items()}
-    assert canary.requests_per_second == answers["rate"] and canary.requests_per_second > 10
+    assert canary.requests_per_second == answers["rate"] and canary.requests_per_second > 5
     assert canary.latency_ms == answers["latency_us"] / 1000.0  # type: ignore[operator]
     assert canary.queue_ms == answers["queue_us"] / 1000.0  # type: ignore[operator]
     assert canary.pods_reporting == answers["pods"]
