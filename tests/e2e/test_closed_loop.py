@@ -90,7 +90,8 @@ class SideBySide:
         self.prometheus = PrometheusSource(prom.url(cluster))
         self.loop = asyncio.new_event_loop()
 
-    def sample(self) -> tuple[FleetMetrics | None, FleetMetrics | None]:
+    def sample(self, served: str | None) -> tuple[FleetMetrics | None, FleetMetrics | None]:
+        """``served``: the model name clients call, as the operator passes it (each request counts once)."""
         selector = f"kubernetes.io/service-name={self.key[1]}"
         slices = self.discovery.list_namespaced_endpoint_slice(self.key[0], label_selector=selector).items
         targets = [
@@ -100,8 +101,8 @@ class SideBySide:
 
         async def both() -> tuple[FleetMetrics | None, FleetMetrics | None]:
             direct, queried = await asyncio.gather(
-                self.scrape.observe(self.key, targets, None, 99.0),
-                self.prometheus.observe(self.key, targets, None, 99.0),
+                self.scrape.observe(self.key, targets, served, 99.0),
+                self.prometheus.observe(self.key, targets, served, 99.0),
             )
             return direct, queried
 
@@ -298,7 +299,7 @@ def test_step_load_scales_up_switches_tier_under_budget_and_back(
             status = kube.get(namespace, "loop").get("status") or {}
             latency = (status.get("observed") or {}).get("latencyMs")
             samples.append((time.time(), status.get("activeTier"), float(latency) if latency else None))
-            pairs.append((time.time(), *side_by_side.sample()))
+            pairs.append((time.time(), *side_by_side.sample((status.get("serving") or {}).get("modelName"))))
             time.sleep(5)
     finally:
         side_by_side.close()

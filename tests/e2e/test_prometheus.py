@@ -64,7 +64,7 @@ def record(source: PrometheusSource, cluster: Any, keys: list[tuple[str, str]], 
     at = f"{time.time():.3f}"
     answers = {}
     for namespace, name in keys:
-        for promql in source.queries(namespace, name, 99.0).values():
+        for promql in source.queries(namespace, name, 99.0, name).values():
             answers[promql] = prom.api(cluster, "query", query=promql, time=at)
     bad = "sum(rate(nv_inference_request_success[1m]"  # unbalanced: Prometheus's own parse error
     answers[bad] = prom.api(cluster, "query", query=bad, time=at)
@@ -124,7 +124,7 @@ async def _observe(source: PrometheusSource, keys: list[tuple[str, str]]) -> dic
     try:
         out = {}
         for key in keys:
-            metrics = await source.observe(key, [], None, 99.0)
+            metrics = await source.observe(key, [], key[1], 99.0)  # the served name: metadata.name
             out[f"{key[0]}/{key[1]}"] = None if metrics is None else asdict(metrics)
         return out
     finally:

@@ -19,7 +19,7 @@ import pytest
 import yaml
 from prometheus_client import REGISTRY, generate_latest
 
-from fulcrum.api import Condition, ModelDeploymentStatus, parse_model_deployment
+from fulcrum.api import Condition, ModelDeploymentStatus, ServingStatus, parse_model_deployment
 from fulcrum.controller import telemetry
 from fulcrum.controller.control import format_time
 from fulcrum.dev import build as dev_build
@@ -91,7 +91,11 @@ def exported() -> set[str]:
     key = ("chart-test", "ranker")
     pools = {p.name: p for p in spec.node_pools}
     decision = Decision("ScaleUp", "fp32", "l4", 2, "LoadRising", "x", PolicyState(), Config("fp32", "l4", 1))
-    ready = ModelDeploymentStatus(conditions=[Condition(type="Ready", status="True")], cost_per_hour="1.7")
+    ready = ModelDeploymentStatus(
+        conditions=[Condition(type="Ready", status="True")],
+        cost_per_hour="1.7",
+        serving=ServingStatus(model_name="ranker"),
+    )
     for i in range(2):
         telemetry.export_model(
             key,

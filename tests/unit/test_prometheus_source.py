@@ -60,7 +60,7 @@ def test_recorded_answers_give_each_model_deployment_only_its_own_pods() -> None
         source = PrometheusSource(url)
         try:
             return {
-                f"{ns}/{name}": await source.observe((ns, name), [], None, data["percentile"])
+                f"{ns}/{name}": await source.observe((ns, name), [], name, data["percentile"])
                 for ns, name in data["keys"]
             }
         finally:
@@ -72,7 +72,7 @@ def test_recorded_answers_give_each_model_deployment_only_its_own_pods() -> None
     ns = data["keys"][0][0]
     ranker, canary = observed[f"{ns}/ranker"], observed[f"{ns}/ranker-canary"]
     assert ranker is not None and canary is not None
-    queries = PrometheusSource("x").queries(ns, "ranker-canary", data["percentile"])
+    queries = PrometheusSource("x").queries(ns, "ranker-canary", data["percentile"], "ranker-canary")
     answers = {name: scalar(data["answers"][promql]) for name, promql in queries.items()}
     assert canary.requests_per_second == answers["rate"] and canary.requests_per_second > 5
     assert canary.latency_ms == answers["latency_us"] / 1000.0  # type: ignore[operator]

@@ -9,7 +9,7 @@ import pytest
 from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from fulcrum.api import Condition, ModelDeploymentStatus, parse_model_deployment
+from fulcrum.api import Condition, ModelDeploymentStatus, ServingStatus, parse_model_deployment
 from fulcrum.controller import telemetry
 from fulcrum.controller.control import format_time
 from fulcrum.metrics.window import FleetMetrics
@@ -84,6 +84,16 @@ def test_placements_that_went_leave_no_series(key: Any) -> None:
     no_budget = SPEC.model_copy(update={"budget": SPEC.budget.model_copy(update={"max_cost_per_hour": None})})
     export(key, spec=no_budget)
     assert value("fulcrum_budget_per_hour", namespace=ns, model_deployment=name) is None
+
+
+def test_the_served_model_name_is_a_series_to_join_tritons_with(key: Any) -> None:
+    ns, name = key
+    export(key, status=ModelDeploymentStatus(serving=ServingStatus(model_name="ranker")))
+    assert value("fulcrum_served_model", namespace=ns, model_deployment=name, model="ranker") == 1
+    export(key, status=ModelDeploymentStatus(serving=ServingStatus(model_name="ranking")))
+    assert set(series("fulcrum_served_model", namespace=ns, model_deployment=name)) == {
+        (("model", "ranking"), ("model_deployment", name), ("namespace", ns))
+    }
 
 
 def test_unknown_load_is_no_figure_not_zero(key: Any) -> None:

@@ -70,7 +70,8 @@ def build_history(
 
         step = max(5.0, (now - start) / 600.0)
         try:
-            figures = series_of(RangeQuery(prometheus_url, start, now, step), history.namespace, history.name)
+            served = (status.get("serving") or {}).get("modelName")
+            figures = series_of(RangeQuery(prometheus_url, start, now, step), history.namespace, history.name, served)
         except PrometheusQueryError as exc:
             raise click.ClickException(str(exc)) from exc
         if figures["replicas"]:

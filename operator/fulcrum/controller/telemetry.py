@@ -5,7 +5,8 @@ as a whole set per ModelDeployment (:func:`export_model`), so a placement that w
 or a percentile that changed leaves no stale series behind; a deleted ModelDeployment takes all its series,
 counters and histograms too, with it (:func:`forget`).
 
-- load and latency against the SLO: ``fulcrum_observed_requests_per_second``,
+- load and latency against the SLO: ``fulcrum_observed_requests_per_second``, ``fulcrum_served_model`` (join
+  Triton's series with it to count each request once),
   ``fulcrum_observed_latency_seconds`` / ``fulcrum_slo_latency_seconds`` (label ``percentile``),
   ``fulcrum_observed_queue_seconds``, ``fulcrum_metrics_available``, ``fulcrum_metrics_pods_reporting``;
 - SLO attainment over any window: ``fulcrum_slo_met_seconds_total`` / ``fulcrum_slo_evaluated_seconds_total``
@@ -66,6 +67,12 @@ LATENCY = Gauge(
 )
 QUEUE = Gauge("fulcrum_observed_queue_seconds", "Mean time a request waited in Triton's queue over the window.", MD)
 SLO_LATENCY = Gauge("fulcrum_slo_latency_seconds", "spec.slo.latencyMs at spec.slo.percentile.", [*MD, "percentile"])
+SERVED_MODEL = Gauge(
+    "fulcrum_served_model",
+    "1 for the model name clients call; joined on (namespace, model_deployment, model) with Triton's series it counts "
+    "each request once (the routed tier counts it again).",
+    [*MD, "model"],
+)
 METRICS_AVAILABLE = Gauge(
     "fulcrum_metrics_available",
     "1 when the last control tick had a usable metrics window; 0 when the loop held for lack of data.",
@@ -218,6 +225,8 @@ def export_model(
     ceiling = spec.budget.max_cost_per_hour
     publish(key, BUDGET, {} if ceiling is None else {(): float(ceiling)})
     publish(key, SLO_LATENCY, {(percentile,): spec.slo.latency_ms / 1000.0})
+    served = status.serving.model_name if status.serving is not None else None
+    publish(key, SERVED_MODEL, {} if not served else {(served,): 1.0})
     phases: dict[tuple[str, ...], float] = {}
     for build in builds:
         phase = build.result.phase if build.result is not None else (build.job_phase or "Pending")

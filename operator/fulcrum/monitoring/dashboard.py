@@ -158,13 +158,14 @@ def rows() -> list[tuple[str, list[tuple[int, dict[str, Any]]]]]:
                         [
                             Query(_sel("fulcrum_observed_requests_per_second"), f"{LEGEND} (operator)"),
                             Query(
-                                f"sum by ({MD}) (rate({_sel('nv_inference_request_success')}[{rate}]))",
+                                f"sum by ({MD}) (rate({_sel('nv_inference_request_success')}[{rate}])"
+                                f" * on ({MD}, model) group_left {_sel('fulcrum_served_model')})",
                                 f"{LEGEND} (Triton, via Prometheus)",
                             ),
                         ],
                         "reqps",
-                        "The request rate the operator observed over its metrics window, and the success rate "
-                        "Prometheus scraped from the Triton pods (when it scrapes them).",
+                        "The request rate the operator observed over its metrics window, and the success rate of "
+                        "the served model name that Prometheus scraped from the Triton pods (when it scrapes them).",
                     ),
                 ),
                 (

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-DECISION_ACTIONS = ("ScaleUp", "ScaleDown", "SwitchTier", "SwitchPool")
+DECISION_ACTIONS = ("ScaleUp", "ScaleDown", "SwitchTier", "SwitchPool", "HotSwitch")  # HotSwitch: a switch done
 _MESSAGE = re.compile(r"^(?P<from>\S+) -> (?P<to>\S+) \((?P<code>\w+)\): (?P<reason>.*)$", re.DOTALL)
 _CONFIG = re.compile(r"^(?P<tier>[^@\s]+)@(?P<pool>\S+)x(?P<replicas>\d+)$")  # pool names may hold an x
 

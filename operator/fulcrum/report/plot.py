@@ -9,7 +9,13 @@ from typing import Any
 
 from fulcrum.report.history import History, Series, on_one_grid
 
-COLOURS = {"ScaleUp": "tab:green", "ScaleDown": "tab:blue", "SwitchTier": "tab:purple", "SwitchPool": "tab:orange"}
+COLOURS = {
+    "ScaleUp": "tab:green",
+    "ScaleDown": "tab:blue",
+    "SwitchTier": "tab:purple",
+    "SwitchPool": "tab:orange",
+    "HotSwitch": "tab:pink",
+}
 
 
 def _minutes(series: Series, start: float) -> list[float]:
@@ -93,14 +99,17 @@ def plot_history(history: History, path: Path) -> Path:
     cost_axis.set_xlabel("minutes")
     cost_axis.set_xlim(0, max((history.end - start) / 60.0, 0.1))
 
-    for decision in history.decisions:
+    for i, decision in enumerate(history.decisions):
         x = (decision.time - start) / 60.0
         colour = COLOURS.get(decision.action, "grey")
         for axis in axes:
             axis.axvline(x, color=colour, linestyle=":", linewidth=1.0)
+        if decision.action == "HotSwitch" and _beside(history, i, "SwitchTier"):
+            continue  # the switch's own label says it: " (hot)"
         to = "" if decision.after is None else f" {decision.after.label}x{decision.after.replicas}"
+        hot = " (hot)" if decision.action == "SwitchTier" and _beside(history, i, "HotSwitch") else ""
         load_axis.annotate(
-            f"{decision.action}{to}",
+            f"{decision.action}{to}{hot}",
             xy=(x, 1.02),
             xycoords=("data", "axes fraction"),
             rotation=60,
@@ -116,6 +125,17 @@ def plot_history(history: History, path: Path) -> Path:
     figure.savefig(path, dpi=90)
     plt.close(figure)
     return path
+
+
+def _beside(history: History, i: int, action: str, seconds: float = 15.0) -> bool:
+    """Whether a neighbouring decision (events of one second may come in either order) is ``action``."""
+    at = history.decisions[i].time
+    return any(
+        0 <= j < len(history.decisions)
+        and history.decisions[j].action == action
+        and abs(history.decisions[j].time - at) <= seconds
+        for j in (i - 1, i + 1)
+    )
 
 
 def _missing(axis: Any, text: str) -> None:

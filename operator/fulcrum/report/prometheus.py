@@ -61,14 +61,18 @@ def _get(base: str, path: str, params: dict[str, str], promql: str) -> dict[str,
     return data
 
 
-def series_of(query: RangeQuery, namespace: str, name: str) -> dict[str, Any]:
-    """The figures ``fulcrum report`` draws, from the operator's series (and Triton's, when scraped)."""
+def series_of(query: RangeQuery, namespace: str, name: str, served: str | None = None) -> dict[str, Any]:
+    """The figures ``fulcrum report`` draws, from the operator's series (and Triton's, when scraped).
+
+    ``served``: the model name clients call; Triton counts a request under it and again under the routed tier.
+    """
     sel = f'namespace="{namespace}",model_deployment="{name}"'
     window = f"{max(60, round(query.end - query.start))}s"
     load = {}
     for _, series in query(f"fulcrum_observed_requests_per_second{{{sel}}}"):
         load["operator"] = series
-    for _, series in query(f"sum(rate(nv_inference_request_success{{{sel}}}[1m]))"):
+    triton = sel if served is None else f'{sel},model="{served}"'
+    for _, series in query(f"sum(rate(nv_inference_request_success{{{triton}}}[1m]))"):
         load["Triton (Prometheus)"] = series
     replicas = {
         f"{labels.get('tier', '?')}@{labels.get('node_pool', '?')}": series
