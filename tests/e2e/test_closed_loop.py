@@ -376,13 +376,16 @@ def test_step_load_scales_up_switches_tier_under_budget_and_back(
 def check_report_and_dashboard(cluster: Any, kube: Kube, namespace: str, workdir: Path) -> None:
     """`fulcrum report` draws the run from Prometheus; every dashboard query answers, the main panels with data."""
     png = workdir / "loop-report.png"
+    before = [reason for reason, _ in decisions(kube, namespace)]  # the loop still runs: more may come meanwhile
     argv = [sys.executable, "-m", "fulcrum", "report", f"{namespace}/loop", "--prometheus", prom.url(cluster)]
     argv += ["--kubeconfig", str(cluster.kubeconfig), "--out", str(png), "--json"]
     result = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=120)
     assert result.returncode == 0, result.stderr
     drawn = json.loads(result.stdout)
     assert drawn["source"] == "prometheus" and png.read_bytes()[:4] == b"\x89PNG"
-    assert [d["action"] for d in drawn["decisions"]] == [r for r, _ in decisions(kube, namespace)]
+    drawn_actions = [d["action"] for d in drawn["decisions"]]
+    after = [reason for reason, _ in decisions(kube, namespace)]
+    assert len(drawn_actions) >= len(before) and after[: len(drawn_actions)] == drawn_actions, (before, drawn_actions)
     assert any(label.startswith("fp32@") for label in drawn["replicas"]), drawn["replicas"].keys()
     assert len(drawn["replicas"]) >= 2  # the faster tier it switched to
     print(f"fulcrum report wrote {png}")
