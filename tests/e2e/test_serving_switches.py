@@ -33,6 +33,7 @@ from fulcrum.reconcile.builds import BuildResult
 from fulcrum.resources.build import RECORD_KEY, build_record
 from fulcrum.resources.build_key import build_key
 from fulcrum.resources.labels import build_record_name
+from fulcrum.resources.serving import triton_image
 from fulcrum.resources.settings import OperatorSettings, RepositoryStorage
 from tests.support.kube import Kube, debug, example_manifest, wait_ready
 from tests.support.operator_process import OperatorProcess
@@ -96,7 +97,9 @@ def seed_record(
         data["profiles"] = [profile(pool, CAPACITY[tier.name])] if tier.name in CAPACITY else []
         tiers.append(data)
     spec = parse_model_deployment(body).spec
-    key = build_key(spec, spec.node_pool(pool), "local", settings.storage.identity)
+    key = build_key(
+        spec, spec.node_pool(pool), "local", settings.storage.identity, serving_image=triton_image(spec, settings)
+    )
     seeded = {
         **result.to_record(),
         "manifest": {**result.manifest.model_dump(mode="json", by_alias=True), "tiers": tiers},
