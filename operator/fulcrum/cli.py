@@ -14,7 +14,7 @@ from fulcrum import __version__
 
 # name -> (module, attribute, one-line help). The order is the order `fulcrum --help` shows.
 COMMANDS: dict[str, tuple[str, str, str]] = {
-    "run": ("fulcrum.commands.run", "run", "Run the operator (Kopf) against the current kubeconfig."),
+    "run": ("fulcrum.commands.run", "run", "Run the operator against the current kubeconfig (or in a pod)."),
     "crd": ("fulcrum.commands.crd", "crd", "Print the ModelDeployment CustomResourceDefinition."),
     "build": ("fulcrum.commands.build", "build", "Build a model's precision tiers into a Triton repository."),
     "serve": ("fulcrum.commands.serve", "serve", "Serve a local model repository with the bundled tritonserver."),

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from fulcrum.metrics.sources import PrometheusSource
+from fulcrum.metrics.sources import PrometheusSource, Target
 from tests.support import prometheus as prom
 from tests.support.kube import Kube, debug, example_manifest, wait_ready
 from tests.support.operator_process import OperatorProcess
@@ -59,9 +59,17 @@ def constant_load(cluster: Any, namespace: str, service: str, workdir: Path) -> 
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def record(source: PrometheusSource, cluster: Any, keys: list[tuple[str, str]], observed: dict[str, Any]) -> None:
-    """Prometheus's answers to every query of ``source``, all evaluated at one instant."""
-    at = f"{time.time():.3f}"
+def record(
+    source: PrometheusSource,
+    cluster: Any,
+    keys: list[tuple[str, str]],
+    pods: dict[str, list[str]],
+    observed: dict[str, Any],
+) -> None:
+    """Prometheus's answers to every query of ``source``, all evaluated at one instant (kept, with the ready pods,
+    so the replay reads the samples' age and each pod's series as the operator did)."""
+    now = time.time()
+    at = f"{now:.3f}"
     answers = {}
     for namespace, name in keys:
         for promql in source.queries(namespace, name, 99.0, name).values():
@@ -71,7 +79,15 @@ def record(source: PrometheusSource, cluster: Any, keys: list[tuple[str, str]], 
     RECORDING.parent.mkdir(parents=True, exist_ok=True)
     RECORDING.write_text(
         json.dumps(
-            {"keys": [list(k) for k in keys], "percentile": 99.0, "observed": observed, "answers": answers, "bad": bad},
+            {
+                "keys": [list(k) for k in keys],
+                "percentile": 99.0,
+                "at": now,
+                "pods": pods,
+                "observed": observed,
+                "answers": answers,
+                "bad": bad,
+            },
             indent=1,
         )
         + "\n"
@@ -91,9 +107,10 @@ def test_queries_of_one_model_deployment_never_include_another_ones_pods(
     keys = [(namespace, "ranker"), (namespace, "ranker-canary")]
     try:
         time.sleep(max(0.0, LOAD_SECONDS - 5 - (time.monotonic() - started)))
-        observed = asyncio.run(_observe(source, keys))
+        pods = {f"{ns}/{name}": ready_pods(kube, ns, name) for ns, name in keys}
+        observed = asyncio.run(_observe(source, keys, pods))
         if os.environ.get("FULCRUM_RECORD_PROMETHEUS") == "1":
-            record(source, cluster, keys, observed)
+            record(source, cluster, keys, pods, observed)
         # the operator reads the same: ranker idle, the canary loaded
         canary_status = kube.get(namespace, "ranker-canary")["status"]
         ranker_status = kube.get(namespace, "ranker")["status"]
@@ -120,12 +137,24 @@ def test_queries_of_one_model_deployment_never_include_another_ones_pods(
     print(json.dumps({"observed": observed, "served": json.loads(stdout)["summary"]}, indent=1))
 
 
-async def _observe(source: PrometheusSource, keys: list[tuple[str, str]]) -> dict[str, Any]:
+def ready_pods(kube: Kube, namespace: str, name: str) -> list[str]:
+    selector = f"fulcrum.dev/model-deployment={name}"
+    return sorted(
+        p.metadata.name
+        for p in kube.core.list_namespaced_pod(namespace, label_selector=selector).items
+        if any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])
+    )
+
+
+async def _observe(
+    source: PrometheusSource, keys: list[tuple[str, str]], pods: dict[str, list[str]]
+) -> dict[str, Any]:
     try:
         out = {}
-        for key in keys:
-            metrics = await source.observe(key, [], key[1], 99.0)  # the served name: metadata.name
-            out[f"{key[0]}/{key[1]}"] = None if metrics is None else asdict(metrics)
+        for ns, name in keys:
+            targets = [Target(pod, "") for pod in pods[f"{ns}/{name}"]]
+            reading = await source.observe((ns, name), targets, name, 99.0)  # the served name: metadata.name
+            out[f"{ns}/{name}"] = None if reading.metrics is None else asdict(reading.metrics)
         return out
     finally:
         await source.close()

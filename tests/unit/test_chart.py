@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import click
-import kopf
 import pytest
 
-import fulcrum.handlers  # noqa: F401  (registers the watch handlers the RBAC must cover)
 from fulcrum.commands.run import run as run_command
+from fulcrum.handlers import WATCHES
 from fulcrum.resources.settings import (
     DEFAULT_BUILDER_IMAGE,
     DEFAULT_TRITON_IMAGE,
@@ -52,8 +51,6 @@ MODELS = {
     ("policy", "poddisruptionbudgets", "watch"),
     ("policy", "poddisruptionbudgets", "create"),
     ("policy", "poddisruptionbudgets", "patch"),
-    ("batch", "jobs", "list"),
-    ("batch", "jobs", "watch"),
     ("", "configmaps", "list"),
     ("", "configmaps", "watch"),
     ("", "configmaps", "create"),
@@ -62,10 +59,21 @@ MODELS = {
     ("", "events", "create"),
 }
 BUILD = {
+    ("batch", "jobs", "list"),
+    ("batch", "jobs", "watch"),
     ("batch", "jobs", "create"),
+    ("batch", "jobs", "patch"),
+    ("batch", "jobs", "delete"),
+    ("", "configmaps", "list"),
+    ("", "configmaps", "watch"),
     ("", "configmaps", "create"),
     ("", "configmaps", "delete"),
     ("", "pods", "list"),
+}
+LEADER = {
+    ("coordination.k8s.io", "leases", "create"),
+    ("coordination.k8s.io", "leases", "get"),
+    ("coordination.k8s.io", "leases", "update"),
 }
 
 NAMESPACED = {"watchNamespaces": ["shop", "ads"]}
@@ -157,12 +165,15 @@ def test_crds_can_be_left_out_or_not_kept() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(VALUE_SETS))
-def test_deployment_is_one_hardened_replica(name: str, rendered: dict[str, list[dict[str, Any]]]) -> None:
+def test_deployment_is_two_hardened_replicas_rolled_one_at_a_time(
+    name: str, rendered: dict[str, list[dict[str, Any]]]
+) -> None:
     objects = rendered[name]
     deployment = one(objects, "Deployment")
     spec = deployment["spec"]
-    assert spec["replicas"] == 1
-    assert spec["strategy"] == {"type": "Recreate"}
+    assert spec["replicas"] == 2
+    # a new pod first; an old one goes only when the new one is ready (its cache synced)
+    assert spec["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
     pod = spec["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["runAsUser"] != 0
@@ -183,6 +194,51 @@ def test_deployment_is_one_hardened_replica(name: str, rendered: dict[str, list[
     # the selector matches the template (and the metrics Service selects the same pod)
     labels = spec["template"]["metadata"]["labels"]
     assert spec["selector"]["matchLabels"].items() <= labels.items()
+
+
+def test_replicas_elect_a_leader_and_keep_one_through_disruptions(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    objects = rendered["defaults"]
+    args = operator_args(objects)
+    assert flag_values(args, "--leader-elect-resource-namespace") == ["fulcrum-system"]
+    assert flag_values(args, "--leader-elect-resource-name") == ["fulcrum"]
+    params = {p.name: p.default for p in run_command.params}
+    for flag, param in (
+        ("--leader-elect-lease-duration", "leader_elect_lease_duration"),
+        ("--leader-elect-renew-deadline", "leader_elect_renew_deadline"),
+        ("--leader-elect-retry-period", "leader_elect_retry_period"),
+    ):
+        assert flag_values(args, flag) == [f"{params[param]:g}"], flag
+    pdb = one(objects, "PodDisruptionBudget")
+    assert pdb["spec"]["minAvailable"] == 1
+    pod_labels = one(objects, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    anti = one(objects, "Deployment")["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]
+    term = anti["preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"]
+    assert term["topologyKey"] == "kubernetes.io/hostname"
+    assert term["labelSelector"]["matchLabels"].items() <= pod_labels.items()
+    single = render({"operator": {"replicas": 1, "leaderElection": {"enabled": False}}})
+    assert not of_kind(single, "PodDisruptionBudget")
+    assert "--no-leader-elect" in operator_args(single)
+    assert not [r for r in of_kind(single, "Role") if r["metadata"]["name"].endswith("-leader")]
+
+
+def test_readiness_waits_for_the_cache(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    container = operator_container(rendered["defaults"])
+    probe = container["readinessProbe"]["httpGet"]
+    assert probe == {"path": "/readyz", "port": "health"}
+
+
+def test_lease_rbac_is_namespaced_and_named(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    objects = rendered["defaults"]
+    role = one(objects, "Role", "fulcrum-leader")
+    assert role["metadata"]["namespace"] == "fulcrum-system"
+    assert rbac_permissions(role["rules"]) == LEADER
+    named = [r for r in role["rules"] if set(r["verbs"]) & {"get", "update"}]
+    assert named and all(r["resourceNames"] == ["fulcrum"] for r in named)  # only its own Lease
+    assert all("resourceNames" not in r for r in role["rules"] if r["verbs"] == ["create"])
+    binding = one(objects, "RoleBinding", "fulcrum-leader")
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "fulcrum-leader"}
+    assert not any(g == "coordination.k8s.io" for g, _r, _v in rbac_permissions(one(objects, "ClusterRole")["rules"]))
 
 
 def test_openshift_can_assign_the_uid() -> None:
@@ -296,11 +352,11 @@ def test_cluster_wide_rbac_is_exactly_what_the_operator_uses(rendered: dict[str,
     }
     sa = one(objects, "ServiceAccount")["metadata"]
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa["name"], "namespace": sa["namespace"]}]
-    build_role = one(objects, "Role")
+    build_role = one(objects, "Role", "fulcrum-build")
     assert build_role["metadata"]["namespace"] == "fulcrum-system"
     _no_wildcards(build_role["rules"])
     assert rbac_permissions(build_role["rules"]) == BUILD
-    build_binding = one(objects, "RoleBinding")
+    build_binding = one(objects, "RoleBinding", "fulcrum-build")
     assert build_binding["roleRef"]["name"] == build_role["metadata"]["name"]
     assert build_binding["metadata"]["namespace"] == "fulcrum-system"
     assert build_binding["subjects"] == binding["subjects"]
@@ -310,18 +366,20 @@ def test_namespaced_mode_has_no_cluster_wide_access(rendered: dict[str, list[dic
     objects = rendered["namespaced"]
     assert not of_kind(objects, "ClusterRole")
     assert not of_kind(objects, "ClusterRoleBinding")
-    # the build namespace is watched too: build Jobs and records live there
-    assert flag_values(operator_args(objects), "--namespace") == ["shop", "ads", "fulcrum-system"]
+    # build Jobs and records are watched in the build namespace by the build Role alone
+    assert flag_values(operator_args(objects), "--namespace") == ["shop", "ads"]
     roles = {(r["metadata"]["namespace"], r["metadata"]["name"]): r for r in of_kind(objects, "Role")}
     assert set(roles) == {
         ("shop", "fulcrum"),
         ("ads", "fulcrum"),
-        ("fulcrum-system", "fulcrum"),
         ("fulcrum-system", "fulcrum-build"),
+        ("fulcrum-system", "fulcrum-leader"),
     }
+    expected = {"fulcrum-build": BUILD, "fulcrum-leader": LEADER}
     for (_ns, name), role in roles.items():
-        _no_wildcards(role["rules"])
-        assert rbac_permissions(role["rules"]) == (BUILD if name == "fulcrum-build" else MODELS)
+        if name != "fulcrum-leader":
+            _no_wildcards(role["rules"])
+        assert rbac_permissions(role["rules"]) == expected.get(name, MODELS)
     bindings = {(b["metadata"]["namespace"], b["roleRef"]["name"]) for b in of_kind(objects, "RoleBinding")}
     assert bindings == set(roles)
     for binding in of_kind(objects, "RoleBinding"):
@@ -334,21 +392,23 @@ def test_separate_build_namespace(rendered: dict[str, list[dict[str, Any]]]) -> 
     assert one(objects, "Namespace")["metadata"]["name"] == "fulcrum-builds"
     args = operator_args(objects)
     assert flag_values(args, "--build-namespace") == ["fulcrum-builds"]
-    assert flag_values(args, "--namespace") == ["shop", "ads", "fulcrum-builds"]
+    assert flag_values(args, "--namespace") == ["shop", "ads"]
     build_role = one(objects, "Role", "fulcrum-build")
     assert build_role["metadata"]["namespace"] == "fulcrum-builds"
     assert not of_kind(render({"build": {"namespace": "fulcrum-system", "createNamespace": True}}), "Namespace")
 
 
 def test_every_watched_kind_can_be_listed_and_watched(rendered: dict[str, list[dict[str, Any]]]) -> None:
-    """Ties the RBAC to the code: a new Kopf watch without a rule fails here, before a cluster says 403."""
-    registry = kopf.get_default_registry()
-    selectors = [h.selector for h in registry._watching.get_all_handlers() if h.selector is not None]
-    watched = {(s.group or "", s.any_name) for s in selectors}
-    assert ("fulcrum.dev", "modeldeployments") in watched
-    granted = rbac_permissions(one(rendered["defaults"], "ClusterRole")["rules"])
-    for group, resource in watched:
-        assert {(group, resource, "list"), (group, resource, "watch")} <= granted, (group, resource)
+    """Ties the RBAC to the code: a new watch without a rule fails here, before a cluster says 403."""
+    assert ("fulcrum.dev", "modeldeployments") in {(w.group, w.resource) for w in WATCHES}
+    everywhere = rbac_permissions(one(rendered["defaults"], "ClusterRole")["rules"])
+    build = rbac_permissions(one(rendered["defaults"], "Role", "fulcrum-build")["rules"])
+    for watch in WATCHES:
+        verbs = {(watch.group, watch.resource, "list"), (watch.group, watch.resource, "watch")}
+        if watch.in_models:
+            assert verbs <= everywhere, watch
+        if watch.in_builds:
+            assert verbs <= build, watch
 
 
 def test_owner_reference_enforcement_adds_finalizers_update() -> None:

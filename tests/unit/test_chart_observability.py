@@ -269,7 +269,8 @@ def test_pod_monitor_only_with_the_prometheus_source_and_only_in_watched_namespa
     assert not of_kind(render(scrape), "PodMonitor")
     namespaced = {**copy.deepcopy(OBSERVE), "watchNamespaces": ["shop"]}
     monitor = one(render(namespaced), "PodMonitor")
-    assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["shop", "fulcrum-system"]}
+    # Triton pods run only where ModelDeployments are served (build Jobs in the build namespace serve nothing)
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["shop"]}
 
 
 def test_service_monitor_keeps_the_operators_labels(rendered: list[dict[str, Any]]) -> None:

@@ -28,7 +28,15 @@ def test_operator_packages_do_not_import_torch() -> None:
         "fulcrum.policy",
         "fulcrum.resources",
         "fulcrum.metrics",
+        "fulcrum.metrics.sources",
         "fulcrum.simulate",
+        "fulcrum.handlers",
+        "fulcrum.controller.kube",
+        "fulcrum.controller.informer",
+        "fulcrum.controller.leader",
+        "fulcrum.controller.reconciler",
+        "fulcrum.controller.manager",
+        "fulcrum.commands.run",
         "model_repo_builder",
     ]
     code = (

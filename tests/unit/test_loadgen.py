@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from fulcrum.loadgen.endpoints import ready_addresses
 from fulcrum.loadgen.generator import Schedule, request_body
 from fulcrum.loadgen.stats import Interval, run_summary
+from fulcrum.resources.endpoints import ready_addresses
 
 
 def test_arrivals_follow_the_rates_and_are_seeded() -> None:

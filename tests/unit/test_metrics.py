@@ -127,3 +127,59 @@ def test_counters_that_vanish_are_no_sample_but_a_new_pod_without_counters_is_a_
     window.add(20, {"a": TritonSample(reported=False), "b": _sample(600, 0, 0, 1000)})  # a is shutting down
     m = window.metrics(99)
     assert m is not None and m.requests_per_second == pytest.approx((500 + 600) / 20)
+
+
+# --- PromQL ------------------------------------------------------------------------------------------------------
+
+
+def test_promql_selects_series_by_the_model_deployment_label_never_a_pod_name_prefix() -> None:
+    from fulcrum.metrics.sources import PrometheusSource
+
+    queries = PrometheusSource("http://prometheus:9090").queries("shop", "ranker", 99)
+    selector = 'namespace="shop",model_deployment="ranker"'
+    assert all(selector in q for q in queries.values())
+    assert not any("pod=~" in q for q in queries.values())  # `ranker-.*` also matched ranker-eu's pods
+    assert 'quantile="0.99"' in queries["latency_us"]
+    assert queries["rate"] == (
+        f"(sum(rate(nv_inference_request_success{{{selector}}}[1m])) + "
+        f"sum(rate(nv_inference_request_failure{{{selector}}}[1m])))"
+    )
+    assert queries["pods"] == f"sum by (pod) (rate(nv_inference_request_success{{{selector}}}[1m]))"
+
+
+@pytest.mark.parametrize(
+    ("percentile", "label"), [(50, "0.5"), (90, "0.9"), (95, "0.95"), (99, "0.99"), (99.9, "0.999")]
+)
+def test_promql_reads_triton_quantiles_by_their_exact_label(percentile: float, label: str) -> None:
+    from fulcrum.metrics.sources import PrometheusSource, quantile_label
+
+    assert quantile_label(percentile) == label
+    assert f'quantile="{label}"' in PrometheusSource("http://p").queries("ns", "md", percentile)["latency_us"]
+
+
+def test_a_percentile_triton_does_not_report_is_refused_not_silently_empty() -> None:
+    from fulcrum.metrics.sources import PrometheusSource, quantile_label
+
+    assert quantile_label(97) is None and quantile_label(99.5) is None
+    assert "latency_us" not in PrometheusSource("http://p").queries("ns", "md", 97)
+
+
+def test_prometheus_answers_are_parsed_and_errors_named() -> None:
+    from fulcrum.metrics.sources import QueryError, parse_vector
+
+    vector = {
+        "status": "success",
+        "data": {
+            "resultType": "vector",
+            "result": [
+                {"metric": {"pod": "ranker-fp32-l4-a"}, "value": [1_800_000_000.1, "12.5"]},
+                {"metric": {"pod": "ranker-fp32-l4-b"}, "value": [1_800_000_000.1, "NaN"]},
+            ],
+        },
+    }
+    assert parse_vector(vector) == [({"pod": "ranker-fp32-l4-a"}, 12.5)]
+    assert parse_vector({"status": "success", "data": {"resultType": "scalar", "result": [1.0, "3"]}}) == [({}, 3.0)]
+    assert parse_vector({"status": "success", "data": {"resultType": "vector", "result": []}}) == []
+    with pytest.raises(QueryError) as error:
+        parse_vector({"status": "error", "errorType": "bad_data", "error": "parse error at char 5"})
+    assert "parse error at char 5" in error.value.message

@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from fulcrum.metrics.sources import PrometheusSource
+from fulcrum.metrics.sources import PrometheusSource, Target
 
 RECORDING = Path(__file__).resolve().parents[1] / "data" / "prometheus" / "prefix-isolation.json"
 RERECORD = "the queries changed: re-record with FULCRUM_RECORD_PROMETHEUS=1 pytest tests/e2e/test_prometheus.py"
@@ -57,10 +57,12 @@ def test_recorded_answers_give_each_model_deployment_only_its_own_pods() -> None
 
     async def run() -> dict[str, Any]:
         runner, url = await replay(data["answers"], asked)
-        source = PrometheusSource(url)
+        source = PrometheusSource(url, wall=lambda: float(data["at"]))  # the instant the answers were recorded
         try:
             return {
-                f"{ns}/{name}": await source.observe((ns, name), [], name, data["percentile"])
+                f"{ns}/{name}": await source.observe(
+                    (ns, name), [Target(pod, "") for pod in data["pods"][f"{ns}/{name}"]], name, data["percentile"]
+                )
                 for ns, name in data["keys"]
             }
         finally:
@@ -70,17 +72,20 @@ def test_recorded_answers_give_each_model_deployment_only_its_own_pods() -> None
     observed = asyncio.run(run())
     assert set(asked) <= set(data["answers"]), RERECORD
     ns = data["keys"][0][0]
-    ranker, canary = observed[f"{ns}/ranker"], observed[f"{ns}/ranker-canary"]
-    assert ranker is not None and canary is not None
+    ranker_reading, canary_reading = observed[f"{ns}/ranker"], observed[f"{ns}/ranker-canary"]
+    ranker, canary = ranker_reading.metrics, canary_reading.metrics
+    assert ranker is not None and canary is not None, (ranker_reading.message, canary_reading.message)
     queries = PrometheusSource("x").queries(ns, "ranker-canary", data["percentile"], "ranker-canary")
     answers = {name: scalar(data["answers"][promql]) for name, promql in queries.items()}
     assert canary.requests_per_second == answers["rate"] and canary.requests_per_second > 5
     assert canary.latency_ms == answers["latency_us"] / 1000.0  # type: ignore[operator]
     assert canary.queue_ms == answers["queue_us"] / 1000.0  # type: ignore[operator]
-    assert canary.pods_reporting == answers["pods"]
+    assert canary.pods_reporting == len(data["answers"][queries["pods"]]["data"]["result"]) >= 1
     # the idle one shares the prefix, not the load
     assert ranker.requests_per_second == 0.0 and ranker.latency_ms is None
     assert ranker.pods_reporting >= 1
+    # every ready pod had series over the window: the rates are whole, not lower bounds
+    assert canary_reading.complete and ranker_reading.complete
 
 
 def test_a_query_prometheus_rejects_gives_no_figure() -> None:

@@ -292,4 +292,70 @@ def test_previous_build_serves_while_the_new_one_runs() -> None:
     assert p.delete_deployments == [] and p.start_builds == []
     assert p.status.build is not None and p.status.build.key == "oldkey"
     assert _cond(p, "RepositoryReady") == ("False", "Building")
-    assert _cond(p, "Ready")[0] == "False" and _cond(p, "Available")[0] == "True"
+    # the previous build serves: the model stays Ready while the new one builds
+    assert _cond(p, "Ready") == ("True", "Serving") and _cond(p, "Available")[0] == "True"
+    assert _cond(p, "Reconciling") == ("True", "Building")
+
+
+def test_ready_stays_true_while_a_placement_that_serves_scales_up() -> None:
+    """A scale-up is the model being reconciled, not the model going away: no Ready=False, no Normal event back."""
+    body = _body()
+    md = parse_model_deployment(body)
+    ok = BuildResult("Succeeded", manifest=_manifest_model("cpu", {"fp32": "Ready", "fp16": "Ready"}), repository="/m")
+    builds = pool_builds(md.spec, SETTINGS, {b.key: ok for b in pool_builds(md.spec, SETTINGS, {}, {})}, {})
+
+    def reconcile(ready: int, replicas: int, status: ModelDeploymentStatus) -> Plan:
+        return plan(
+            md=body,
+            spec=md.spec,
+            status=status,
+            settings=SETTINGS,
+            builds=builds,
+            servers=[LiveServer("ctr-ranker-fp32-cpu", "fp32", "cpu", replicas, ready)],
+            now=NOW,
+            choice=Choice("fp32", "cpu", replicas),
+        )
+
+    settled = reconcile(2, 2, ModelDeploymentStatus())
+    assert _cond(settled, "Ready") == ("True", "Serving")
+    scaling = reconcile(2, 4, settled.status)
+    assert _cond(scaling, "Ready") == ("True", "Serving")
+    assert _cond(scaling, "Reconciling") == ("True", "RollingOut")
+    assert [e.reason for e in scaling.events] == []
+    done = reconcile(4, 4, scaling.status)
+    assert _cond(done, "Ready") == ("True", "Serving") and _cond(done, "Reconciling") == ("False", "Settled")
+    assert done.events == []
+    ready = done.status.condition("Ready")
+    assert ready is not None and ready.last_transition_time == settled.status.condition("Ready").last_transition_time  # type: ignore[union-attr]
+
+
+def test_a_switch_in_progress_is_ready_on_the_old_placement_until_the_new_one_serves() -> None:
+    ok = BuildResult(
+        "Succeeded",
+        manifest=_manifest_model("cpu", {"fp32": "Ready", "fp16": "Ready", "int8": "Ready"}),
+        repository="/m",
+    )
+    old = LiveServer("ctr-ranker-fp16-cpu", "fp16", "cpu", 2, 2)
+    p = _run(results={"cpu": ok, "l4": ok}, servers=[old, LiveServer("ctr-ranker-fp32-cpu", "fp32", "cpu", 1, 0)])
+    assert _cond(p, "Available")[0] == "True" and _cond(p, "Ready") == ("True", "Serving")
+
+
+def test_a_build_waiting_for_its_retry_says_why_with_a_warning_and_is_not_stalled() -> None:
+    body = _body()
+    md = parse_model_deployment(body)
+    keys = [b.key for b in pool_builds(md.spec, SETTINGS, {}, {})]
+    builds = pool_builds(
+        md.spec,
+        SETTINGS,
+        {},
+        {k: "Retrying" for k in keys},
+        {k: "pod evicted (attempt 1); retrying at 2026-11-29T12:01:00Z" for k in keys},
+    )
+    p = plan(
+        md=body, spec=md.spec, status=ModelDeploymentStatus(), settings=SETTINGS, builds=builds, servers=[], now=NOW
+    )
+    assert p.start_builds == []
+    assert _cond(p, "RepositoryReady") == ("False", "BuildRetrying")
+    assert "retrying at 2026-11-29T12:01:00Z" in p.status.condition("RepositoryReady").message  # type: ignore[union-attr]
+    assert _cond(p, "Stalled")[0] == "False"
+    assert any(e.type == "Warning" and e.reason == "BuildRetrying" for e in p.events)

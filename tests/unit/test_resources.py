@@ -6,7 +6,7 @@ import copy
 
 from fulcrum.api import ModelDeployment, parse_model_deployment
 from fulcrum.resources import labels
-from fulcrum.resources.build import build_job, build_record, build_spec_configmap
+from fulcrum.resources.build import build_job, build_record, build_spec_configmap, repository_cleanup_job
 from fulcrum.resources.build_key import build_inputs, build_key
 from fulcrum.resources.serving import ServingTarget, server_deployment, server_pdb, server_service
 from fulcrum.resources.settings import OperatorSettings, RepositoryStorage
@@ -146,7 +146,14 @@ def test_build_job_on_a_pool_builds_then_measures_through_the_pools_triton() -> 
     assert job["metadata"]["name"] == labels.build_job_name(key)
     assert job["metadata"]["namespace"] == "fulcrum-system"
     assert job["metadata"]["annotations"]["fulcrum.dev/serving-image"] == IMAGE
-    assert job["spec"]["backoffLimit"] == 0
+    # the infrastructure taking the pod away is no failure; the builder's exit code 2 (unusable spec or model)
+    # fails the Job at once, in either builder container; any other pod failure is tried again, twice
+    assert job["spec"]["backoffLimit"] == 2
+    rules = job["spec"]["podFailurePolicy"]["rules"]
+    for name in ("build", "measure"):
+        assert {"action": "FailJob", "onExitCodes": {"containerName": name, "operator": "In", "values": [2]}} in rules
+    assert not any(r.get("onExitCodes", {}).get("containerName") == "triton" for r in rules)
+    assert {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]} in rules
     pod = job["spec"]["template"]["spec"]
     assert pod["restartPolicy"] == "Never"
     assert pod["nodeSelector"] == {"fulcrum.dev/pool": "l4"}
@@ -181,7 +188,24 @@ def test_build_job_on_a_pool_builds_then_measures_through_the_pools_triton() -> 
     assert any(v.get("configMap", {}).get("name") == spec_cm["metadata"]["name"] for v in pod["volumes"])
     assert "modeldeployment.yaml" in spec_cm["data"]
     record = build_record(key, pool, {"phase": "Succeeded"}, SETTINGS)
-    assert record["metadata"]["name"] != job["metadata"]["name"] or record["kind"] != job["kind"]
+    # the record and the spec are both ConfigMaps in the build namespace: their names must differ
+    assert record["kind"] == spec_cm["kind"] == "ConfigMap"
+    assert record["metadata"]["namespace"] == spec_cm["metadata"]["namespace"]
+    assert record["metadata"]["name"] == labels.build_record_name(key)
+    assert record["metadata"]["name"] != spec_cm["metadata"]["name"]
+    assert record["metadata"]["labels"][labels.COMPONENT] == labels.COMPONENT_BUILD_RECORD
+
+
+def test_a_repository_is_removed_by_a_job_mounting_its_storage_but_never_for_object_storage() -> None:
+    key = "ab" * 32
+    job = repository_cleanup_job(key, SETTINGS)
+    assert job is not None and job["metadata"]["namespace"] == "fulcrum-system"
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"][-1] == f"/models/{key}"
+    assert container["volumeMounts"][0]["mountPath"] == "/models"
+    assert job["spec"]["template"]["spec"]["volumes"][0]["hostPath"]["path"] == "/srv/models"
+    s3 = OperatorSettings(storage=RepositoryStorage.parse("s3://bucket/prefix"))
+    assert repository_cleanup_job(key, s3) is None
 
 
 def test_local_build_job_is_one_container_with_the_bundled_tritonserver() -> None:
@@ -194,6 +218,8 @@ def test_local_build_job_is_one_container_with_the_bundled_tritonserver() -> Non
     (container,) = pod["containers"]
     assert "--triton-url" not in container["args"] and "--no-profile" not in container["args"]
     assert container["args"][container["args"].index("--target") + 1] == "local"
+    assert container["name"] == "builder"  # the pod failure policy names it
+    assert job["spec"]["podFailurePolicy"]["rules"][0]["onExitCodes"]["containerName"] == "builder"
 
 
 def test_a_tensorrt_tier_serves_with_its_builds_image_on_its_builds_gpu() -> None:

@@ -52,11 +52,11 @@ app.kubernetes.io/part-of: fulcrum
 {{- default .Release.Namespace .Values.build.namespace }}
 {{- end }}
 
-{{/* Namespaced mode: the namespaces the operator watches, the build namespace included (build Jobs and
-records are watched there), in a stable order, as a JSON list. Cluster-wide mode: []. */}}
+{{/* Namespaced mode: the namespaces whose ModelDeployments the operator serves, in a stable order, as a JSON
+list (build Jobs and records are watched in the build namespace whatever this says). Cluster-wide mode: []. */}}
 {{- define "fulcrum.watchNamespaces" -}}
 {{- if .Values.watchNamespaces }}
-{{- append .Values.watchNamespaces (include "fulcrum.buildNamespace" .) | uniq | toJson }}
+{{- .Values.watchNamespaces | uniq | toJson }}
 {{- else }}
 {{- list | toJson }}
 {{- end }}
@@ -83,9 +83,9 @@ records are watched there), in a stable order, as a JSON list. Cluster-wide mode
 {{- end }}
 
 {{/* RBAC ---------------------------------------------------------------------------------------------------
-Exactly what the operator sends, no wildcards (tests/e2e/test_chart_rbac.py proves each verb is used).
+Exactly what the operator sends, no wildcards (tests/e2e/test_chart.py proves each verb is used).
 "fulcrum.rules.models": everywhere ModelDeployments live (ClusterRole, or a Role per watched namespace).
-Kopf lists and watches every kind it has a handler for (handlers.py); the reconciler server-side applies
+The operator lists and watches the kinds of fulcrum.handlers.WATCHES; the reconciler server-side applies
 Deployments, Services, PodDisruptionBudgets and each ModelDeployment's routing ConfigMap (PATCH, plus create when
 the apply creates the object), deletes Deployments of tiers or pools it left, merge-patches status and posts
 Events. The control loop scrapes the ready Triton pods it finds in the EndpointSlices of Fulcrum's Services
@@ -115,9 +115,6 @@ model name at the routed tier (Triton's model-control API, on the pod). */}}
 - apiGroups: [policy]
   resources: [poddisruptionbudgets]
   verbs: [list, watch, create, patch]
-- apiGroups: [batch]
-  resources: [jobs]
-  verbs: [list, watch]
 - apiGroups: [""]
   resources: [configmaps]
   verbs: [list, watch, create, patch]
@@ -129,16 +126,31 @@ model name at the routed tier (Triton's model-control API, on the pod). */}}
   verbs: [create]
 {{- end }}
 
-{{/* "fulcrum.rules.build": the build namespace only. Build spec ConfigMaps and Jobs are created, a finished
-build's pods are listed for its termination message, the record ConfigMap is created and the spec deleted. */}}
+{{/* "fulcrum.rules.build": the build namespace only, where build Jobs and records are listed and watched.
+Build spec ConfigMaps and Jobs are created; a finished build's pods are listed for its termination message; the
+record ConfigMap is created, the Job marked harvested (patch) and the spec deleted; a Job is deleted to build
+again (a retry, or its record deleted); records unused for the retention period are deleted (their repository
+removed by a Job). */}}
 {{- define "fulcrum.rules.build" -}}
 - apiGroups: [batch]
   resources: [jobs]
-  verbs: [create]
+  verbs: [list, watch, create, patch, delete]
 - apiGroups: [""]
   resources: [configmaps]
-  verbs: [create, delete]
+  verbs: [list, watch, create, delete]
 - apiGroups: [""]
   resources: [pods]
   verbs: [list]
+{{- end }}
+
+{{/* "fulcrum.rules.leader": the release namespace only. The leader election Lease: created once (create cannot
+be limited to a name), then read and renewed by name. */}}
+{{- define "fulcrum.rules.leader" -}}
+- apiGroups: [coordination.k8s.io]
+  resources: [leases]
+  verbs: [create]
+- apiGroups: [coordination.k8s.io]
+  resources: [leases]
+  resourceNames: [{{ include "fulcrum.fullname" . }}]
+  verbs: [get, update]
 {{- end }}

@@ -9,7 +9,9 @@ from pydantic import Field
 from fulcrum.api.base import StatusModel
 from fulcrum.api.profiles import Profile
 
-ConditionType = Literal["Ready", "Reconciling", "Stalled", "RepositoryReady", "Available", "SLOMet", "WithinBudget"]
+ConditionType = Literal[
+    "Ready", "Reconciling", "Stalled", "RepositoryReady", "Available", "MetricsAvailable", "SLOMet", "WithinBudget"
+]
 TierState = Literal["Ready", "Failed", "Unavailable"]
 DecisionAction = Literal["ScaleUp", "ScaleDown", "SwitchTier", "SwitchPool", "Hold"]
 
@@ -17,7 +19,9 @@ DecisionAction = Literal["ScaleUp", "ScaleDown", "SwitchTier", "SwitchPool", "Ho
 class Condition(StatusModel):
     """A kstatus-style condition."""
 
-    type: str = Field(description="Ready, Reconciling, Stalled, RepositoryReady, Available, SLOMet or WithinBudget.")
+    type: str = Field(
+        description="Ready, Reconciling, Stalled, RepositoryReady, Available, MetricsAvailable, SLOMet or WithinBudget."
+    )
     status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
     reason: str = Field(default="", description="One CamelCase word saying why.")
     message: str = Field(default="", description="A sentence for humans, naming the field or file at fault.")
@@ -58,6 +62,11 @@ class Observed(StatusModel):
     requests_per_second: str | None = Field(default=None, description="Request rate (decimal string).")
     latency_ms: str | None = Field(default=None, description="Latency at the SLO percentile, ms (decimal string).")
     queue_ms: str | None = Field(default=None, description="Mean queue time, ms (decimal string).")
+    time: str | None = Field(
+        default=None,
+        description="End of the metrics window these figures were measured over (RFC 3339). They are rewritten only "
+        "when they change; while metrics are unavailable they stay as last measured and MetricsAvailable says why.",
+    )
 
 
 class LastDecision(StatusModel):
@@ -104,6 +113,18 @@ class ServingStatus(StatusModel):
     )
 
 
+class PolicyMemory(StatusModel):
+    """What the control loop keeps across operator restarts; everything else it rebuilds from the cluster."""
+
+    last_switch_time: str | None = Field(
+        default=None, description="When the last tier or pool switch started (RFC 3339): the cooldown runs from here."
+    )
+    speed_corrections: dict[str, str] = Field(
+        default_factory=dict,
+        description="tier@pool -> measured speed / profiled speed of its replicas (decimal string, 2 digits).",
+    )
+
+
 class ModelDeploymentStatus(StatusModel):
     """Observed state, written by the operator."""
 
@@ -119,6 +140,7 @@ class ModelDeploymentStatus(StatusModel):
     last_decision: LastDecision | None = Field(default=None, description="The policy's latest action.")
     build: BuildStatus | None = Field(default=None, description="The build the repository came from.")
     serving: ServingStatus | None = Field(default=None, description="The served model name and its routing.")
+    policy: PolicyMemory | None = Field(default=None, description="What the control loop remembers across restarts.")
 
     def condition(self, type_: str) -> Condition | None:
         return next((c for c in self.conditions if c.type == type_), None)

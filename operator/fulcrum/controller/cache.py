@@ -1,6 +1,9 @@
-"""What the operator knows of the cluster, fed by Kopf's watch streams (an informer cache).
+"""What the operator knows of the cluster: an informer cache fed by list + watch (``fulcrum.controller.informer``).
 
-Reconciliation reads from here, never from the API, so a steady state costs no requests at all.
+Reconciliation reads from here, never from the API, so a steady state costs no requests at all. Objects are
+indexed by the ModelDeployment they belong to (the ``fulcrum.dev/model-deployment`` label), so a reconcile finds
+its children without scanning every object of a kind. ``managedFields`` are dropped on the way in: they are
+most of an object's bytes and the operator never reads them.
 """
 
 from __future__ import annotations
@@ -11,31 +14,87 @@ from typing import Any
 from fulcrum.resources import labels
 
 Key = tuple[str, str]  # (namespace, name)
+Body = dict[str, Any]
+
+
+def object_key(body: Body) -> Key:
+    meta = body.get("metadata", {})
+    return meta.get("namespace", ""), meta["name"]
+
+
+def owner_of(body: Body) -> str | None:
+    """The ModelDeployment a child belongs to (its label), or None."""
+    owner = (body.get("metadata", {}).get("labels") or {}).get(labels.MODEL_DEPLOYMENT)
+    return str(owner) if owner else None
 
 
 class ObjectCache:
     def __init__(self) -> None:
-        self._objects: dict[str, dict[Key, dict[str, Any]]] = defaultdict(dict)
+        self._objects: dict[str, dict[Key, Body]] = defaultdict(dict)
+        self._owned: dict[str, dict[Key, set[str]]] = defaultdict(lambda: defaultdict(set))  # kind -> (ns, md) -> names
 
-    def put(self, kind: str, body: dict[str, Any]) -> None:
-        meta = body.get("metadata", {})
-        self._objects[kind][(meta.get("namespace", ""), meta["name"])] = body
+    def put(self, kind: str, body: Body) -> Body | None:
+        """Store ``body``; returns the object it replaced, if any."""
+        body.get("metadata", {}).pop("managedFields", None)
+        key = object_key(body)
+        old = self._objects[kind].get(key)
+        if old is not None:
+            self._unindex(kind, key, old)
+        self._objects[kind][key] = body
+        owner = owner_of(body)
+        if owner is not None:
+            self._owned[kind][(key[0], owner)].add(key[1])
+        return old
 
-    def remove(self, kind: str, namespace: str, name: str) -> None:
-        self._objects[kind].pop((namespace, name), None)
+    def remove(self, kind: str, namespace: str, name: str) -> Body | None:
+        """Forget an object; returns it, if it was known."""
+        old = self._objects[kind].pop((namespace, name), None)
+        if old is not None:
+            self._unindex(kind, (namespace, name), old)
+        return old
 
-    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+    def replace(self, kind: str, namespace: str | None, bodies: list[Body]) -> list[Body]:
+        """A fresh listing of ``kind`` (in ``namespace``, or everywhere when None) replaces what was known there.
+
+        Returns the objects that were known but are not listed any more: deleted while no watch was open (a
+        re-list after ``410 Gone``), which no DELETED event will ever report.
+        """
+        listed = {object_key(b) for b in bodies}
+        gone = [
+            key for key in list(self._objects[kind]) if (namespace is None or key[0] == namespace) and key not in listed
+        ]
+        removed = [body for key in gone if (body := self.remove(kind, *key)) is not None]
+        for body in bodies:
+            self.put(kind, body)
+        return removed
+
+    def _unindex(self, kind: str, key: Key, body: Body) -> None:
+        owner = owner_of(body)
+        if owner is None:
+            return
+        names = self._owned[kind].get((key[0], owner))
+        if names is not None:
+            names.discard(key[1])
+            if not names:
+                del self._owned[kind][(key[0], owner)]
+
+    def get(self, kind: str, namespace: str, name: str) -> Body | None:
         return self._objects[kind].get((namespace, name))
 
-    def all(self, kind: str) -> list[dict[str, Any]]:
+    def all(self, kind: str) -> list[Body]:
         return list(self._objects[kind].values())
 
     def keys(self, kind: str) -> list[Key]:
         return list(self._objects[kind])
 
-    def owned_by(self, kind: str, namespace: str, md_name: str) -> list[dict[str, Any]]:
-        return [
-            body
-            for (ns, _), body in self._objects[kind].items()
-            if ns == namespace and body["metadata"].get("labels", {}).get(labels.MODEL_DEPLOYMENT) == md_name
-        ]
+    def __contains__(self, item: tuple[str, Key]) -> bool:
+        kind, key = item
+        return key in self._objects[kind]
+
+    def count(self, kind: str) -> int:
+        return len(self._objects[kind])
+
+    def owned_by(self, kind: str, namespace: str, md_name: str) -> list[Body]:
+        """Objects of ``kind`` in ``namespace`` labelled as children of the ModelDeployment ``md_name``."""
+        names = self._owned[kind].get((namespace, md_name), ())
+        return [self._objects[kind][(namespace, name)] for name in sorted(names)]

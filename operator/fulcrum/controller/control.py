@@ -1,8 +1,19 @@
 """The control loop of one ModelDeployment: observe the fleet, ask the policy, remember its state.
 
-The policy's memory (rate history, scale-down window, speed corrections) lives in the operator's memory, not
-in status, so a steady fleet causes no status writes. After a restart it is rebuilt from status (the active
-configuration and the time of the last switch): the trend history refills within a minute.
+What survives an operator restart (or a failover to the standby replica), and how:
+
+- **persisted in status**: the desired configuration (``activeTier``, ``activeNodePool``, ``replicas``), the time
+  the last switch started and the speed corrections the policy learned (``status.policy``, written only when they
+  change at two significant digits), so a restarted policy neither switches again inside the cooldown nor
+  forgets how fast the fleet really is;
+- **rebuilt from the cluster**: the fleet (the Deployments that exist, ready and starting), and a switch in
+  progress (both placements' Deployments exist: no new switch starts, and the old one keeps every ready replica
+  until the new one's replicas are ready, as nothing says what the fleet served when the switch started);
+- **rebuilt from scratch**: the rate history, the scale-down window and the metrics window. The first tick after
+  a restart is only a metrics baseline, so the policy gets *no observation* (unknown, never zero load), and the
+  policy scales in only after a whole stabilization window of complete observations.
+
+The tick schedule runs on the monotonic clock; the policy's times (which status persists) are wall-clock.
 """
 
 from __future__ import annotations
@@ -16,7 +27,7 @@ from decimal import Decimal
 from typing import Any
 
 from fulcrum.api import ModelDeploymentSpec, ModelDeploymentStatus, TierProfiles
-from fulcrum.metrics.window import FleetMetrics
+from fulcrum.metrics.sources import Reading
 from fulcrum.policy import Decision, Observation, PolicyState, ProfileTable, ReplicaGroup, decide
 from fulcrum.policy.rollout import mixed_capacity, replica_capacities
 from fulcrum.policy.types import Config
@@ -56,27 +67,65 @@ def _hot_tiers_argument(hot_tiers: Mapping[str, frozenset[str]]) -> dict[str, An
 class Memory:
     state: PolicyState
     starting: dict[tuple[str, str], list[float]]  # (tier, pool) -> start times of replicas not ready yet
-    last_tick: float = 0.0
+    last_tick: float | None = None  # monotonic
     capacities: dict[tuple[str, str], float] = field(default_factory=dict)  # the policy's, per replica
-    rate: float | None = None  # observed at the last tick
+    rate: float | None = None  # observed at the last tick, when every pod counted (else unknown)
     references: dict[tuple[str, str], float] = field(default_factory=dict)  # placement left -> capacity then
+    unrecorded: Tick | None = None  # the last tick, until status has recorded it
 
 
 @dataclass(frozen=True)
 class Tick:
     decision: Decision
-    observed: FleetMetrics | None
+    reading: Reading | None
+    at: float = 0.0
+    """Wall-clock time of the tick (the decision's time in status)."""
+
+
+def observation_of(reading: Reading | None) -> Observation | None:
+    """The policy's input: None (unknown) without a usable window; ``complete`` False when the rate is a lower bound."""
+    if reading is None or reading.metrics is None:
+        return None
+    metrics = reading.metrics
+    return Observation(metrics.requests_per_second, metrics.latency_ms, metrics.queue_ms, complete=reading.complete)
+
+
+def restored_state(status: ModelDeploymentStatus) -> PolicyState:
+    """The policy state a restarted operator starts from: what status persisted, with no history."""
+    desired = None
+    if status.active_tier and status.active_node_pool and status.replicas is not None:
+        desired = Config(status.active_tier, status.active_node_pool, status.replicas)
+    memory = status.policy
+    switched = parse_time(memory.last_switch_time) if memory is not None else None
+    last = status.last_decision
+    if switched is None and last is not None and last.action in SWITCH_ACTIONS:
+        switched = parse_time(last.time)
+    corrections = {k: float(v) for k, v in memory.speed_corrections.items()} if memory is not None else {}
+    return PolicyState(desired=desired, last_switch_at=switched, corrections=corrections)
 
 
 class ControlLoop:
-    def __init__(self, tick_seconds: float = 15.0, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        tick_seconds: float = 15.0,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.tick_seconds = tick_seconds
         self.clock = clock
+        self.monotonic = monotonic
         self.memory: dict[tuple[str, str], Memory] = {}
 
     def due(self, key: tuple[str, str]) -> bool:
         memory = self.memory.get(key)
-        return memory is None or self.clock() - memory.last_tick >= self.tick_seconds * 0.9
+        return memory is None or memory.last_tick is None or self.until_due(key) <= 0.0
+
+    def until_due(self, key: tuple[str, str]) -> float:
+        """Seconds until the next tick of ``key`` is due (0: now)."""
+        memory = self.memory.get(key)
+        if memory is None or memory.last_tick is None:
+            return 0.0
+        return max(0.0, memory.last_tick + self.tick_seconds * 0.9 - self.monotonic())
 
     def forget(self, key: tuple[str, str]) -> None:
         self.memory.pop(key, None)
@@ -84,12 +133,7 @@ class ControlLoop:
     def _memory(self, key: tuple[str, str], status: ModelDeploymentStatus) -> Memory:
         memory = self.memory.get(key)
         if memory is None:
-            desired = None
-            if status.active_tier and status.active_node_pool and status.replicas is not None:
-                desired = Config(status.active_tier, status.active_node_pool, status.replicas)
-            last = status.last_decision
-            switched = parse_time(last.time) if last is not None and last.action in SWITCH_ACTIONS else None
-            memory = Memory(PolicyState(desired=desired, last_switch_at=switched), {})
+            memory = Memory(restored_state(status), {})
             self.memory[key] = memory
         return memory
 
@@ -111,7 +155,7 @@ class ControlLoop:
         status: ModelDeploymentStatus,
         tiers: list[MergedTier],
         servers: list[LiveServer],
-        observed: FleetMetrics | None,
+        reading: Reading | None,
         hot_tiers: Mapping[str, frozenset[str]] | None = None,
     ) -> Tick:
         """One control tick. ``hot_tiers``: pool -> the tiers each of its replicas loads (a switch among them is
@@ -119,21 +163,28 @@ class ControlLoop:
         now = self.clock()
         memory = self._memory(key, status)
         ready = [TierProfiles(name=t.name, profiles=t.profiles) for t in tiers if t.state == "Ready" and t.profiles]
-        observation = (
-            Observation(observed.requests_per_second, observed.latency_ms, observed.queue_ms)
-            if observed is not None
-            else None
-        )
+        observation = observation_of(reading)
         state = memory.state.with_fleet(self.fleet(memory, servers, now))
         profiles = ProfileTable.from_tiers(ready)
         decision = decide(spec, profiles, observation, state, now, **_hot_tiers_argument(hot_tiers or {}))
         memory.state = decision.state
-        memory.last_tick = now
+        memory.last_tick = self.monotonic()
         capacities = replica_capacities(spec, profiles, decision.state)
         memory.capacities = {(p.tier, p.node_pool): c for p, c in capacities.items()}
-        memory.rate = observation.requests_per_second if observation is not None else None
+        memory.rate = observation.requests_per_second if observation is not None and observation.complete else None
         self._remember_switch(memory, decision, servers)
-        return Tick(decision, observed)
+        memory.unrecorded = Tick(decision, reading, now)
+        return memory.unrecorded
+
+    def unrecorded(self, key: tuple[str, str]) -> Tick | None:
+        """The last tick while status has not recorded it yet (its status write failed or was not tried)."""
+        memory = self.memory.get(key)
+        return None if memory is None else memory.unrecorded
+
+    def recorded(self, key: tuple[str, str]) -> None:
+        memory = self.memory.get(key)
+        if memory is not None:
+            memory.unrecorded = None
 
     @staticmethod
     def _remember_switch(memory: Memory, decision: Decision, servers: list[LiveServer]) -> None:

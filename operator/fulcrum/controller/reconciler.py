@@ -1,17 +1,24 @@
-"""Reconcile one ModelDeployment: read the cache, ask the pure planner, apply what changed, write status."""
+"""Reconcile one ModelDeployment: read the cache, ask the pure planner, apply what changed, write status.
+
+Only the leading replica reconciles. Its writes are still safe against anyone else's: status is patched with
+the resourceVersion it was computed from (409 on a stale read: read again and redo), build records are created
+once per Job (on 409 the stored record wins) and replaced only with their resourceVersion.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import secrets
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
+from decimal import InvalidOperation
 from typing import Any
 
+from kubernetes.utils.quantity import parse_quantity
 from pydantic import ValidationError
 
 from fulcrum.api import (
@@ -22,18 +29,31 @@ from fulcrum.api import (
     parse_model_deployment,
 )
 from fulcrum.controller import telemetry
-from fulcrum.controller.cache import Key, ObjectCache
+from fulcrum.controller.cache import Body, Key, ObjectCache
 from fulcrum.controller.control import ControlLoop, parse_time
 from fulcrum.controller.kube import KubeClient, KubeError
 from fulcrum.controller.outcome import fold_tick
 from fulcrum.controller.routing import Router
-from fulcrum.loadgen.endpoints import ready_addresses
-from fulcrum.metrics.sources import MetricsSource
-from fulcrum.metrics.window import FleetMetrics
-from fulcrum.reconcile.builds import BuildPhase, BuildResult, merge_tiers, result_from_termination_message
+from fulcrum.metrics.sources import MetricsSource, Reading, Target
+from fulcrum.reconcile.builds import (
+    BuildPhase,
+    BuildResult,
+    job_failure,
+    result_from_termination_message,
+    with_retry,
+)
 from fulcrum.reconcile.conditions import ordered, set_condition
 from fulcrum.reconcile.layout import hot_sets
-from fulcrum.reconcile.plan import Event, LiveServer, Plan, PoolBuild, plan, pool_builds, servable
+from fulcrum.reconcile.plan import (
+    Event,
+    LiveServer,
+    Plan,
+    PoolBuild,
+    plan,
+    pool_builds,
+    servable,
+    serving_tiers_of,
+)
 from fulcrum.reconcile.routing import fold_report, hot_switch_message
 from fulcrum.resources import labels
 from fulcrum.resources.build import (
@@ -43,23 +63,52 @@ from fulcrum.resources.build import (
     build_record,
     build_spec_configmap,
 )
+from fulcrum.resources.endpoints import ready_addresses, ready_endpoints
 from fulcrum.resources.routing import KEY_KEY, routing_configmap_name
 from fulcrum.resources.settings import OperatorSettings
 
 log = logging.getLogger("fulcrum.reconciler")
+
+HARVESTED = "fulcrum.dev/harvested"
+"""Annotation on a finished build Job whose result is in its record: a Job with it and no record means someone
+deleted the record to ask for a rebuild."""
+QUANTITY_KEYS = frozenset({"requests", "limits"})
+QUANTITY_FIELDS = frozenset({"sizeLimit"})
+PENDING_BUILD_POLL_SECONDS = 30.0
+CONFLICT_RETRY_SECONDS = 0.5
 
 
 def utc_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def is_subset(desired: Any, live: Any) -> bool:
-    """Whether every field Fulcrum sets already has that value (then applying would change nothing)."""
+def _same_quantity(desired: Any, live: Any) -> bool:
+    try:
+        return bool(parse_quantity(desired) == parse_quantity(live))  # type: ignore[no-untyped-call]
+    except (ValueError, TypeError, InvalidOperation):
+        return False
+
+
+def is_subset(desired: Any, live: Any, *, key: str = "", quantities: bool = False) -> bool:
+    """Whether every field Fulcrum sets already has that value (then applying would change nothing).
+
+    Resource quantities compare by value: the API server normalises them (``cpu: "0.5"`` comes back as ``500m``,
+    ``nvidia.com/gpu: 1`` as ``"1"``), and a textual comparison would apply such a manifest on every reconcile.
+    """
     if isinstance(desired, dict):
-        return isinstance(live, dict) and all(k in live and is_subset(v, live[k]) for k, v in desired.items())
+        inner = key in QUANTITY_KEYS  # the values of requests / limits are quantities
+        return isinstance(live, dict) and all(
+            k in live and is_subset(v, live[k], key=k, quantities=inner) for k, v in desired.items()
+        )
     if isinstance(desired, list):
-        return isinstance(live, list) and len(desired) == len(live) and all(map(is_subset, desired, live))
-    return bool(desired == live)
+        return (
+            isinstance(live, list)
+            and len(desired) == len(live)
+            and all(is_subset(d, v, key=key) for d, v in zip(desired, live, strict=True))
+        )
+    if desired == live:
+        return True
+    return (quantities or key in QUANTITY_FIELDS) and _same_quantity(desired, live)
 
 
 def job_phase(job: dict[str, Any]) -> BuildPhase:
@@ -78,6 +127,16 @@ def status_patch(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, A
     return patch
 
 
+def meta_key(meta: dict[str, Any]) -> tuple[str, str]:
+    return meta["namespace"], meta["name"]
+
+
+def _record_of(body: Body | None) -> BuildResult | None:
+    if body is None:
+        return None
+    return BuildResult.from_record(json.loads((body.get("data") or {}).get(RECORD_KEY, "{}")))
+
+
 class Reconciler:
     def __init__(
         self,
@@ -86,6 +145,7 @@ class Reconciler:
         settings: OperatorSettings,
         *,
         clock: Callable[[], str] = utc_now,
+        wall: Callable[[], float] = time.time,
         control: ControlLoop | None = None,
         metrics: MetricsSource | None = None,
         router: Router | None = None,
@@ -94,51 +154,83 @@ class Reconciler:
         self.cache = cache
         self.settings = settings
         self.clock = clock
+        self.wall = wall
         self.control = control
         self.metrics = metrics
         self.router = router if router is not None else Router(kube)
         self.waiting_on_build: dict[str, set[Key]] = defaultdict(set)  # build key -> ModelDeployments
+        self._builds_of: dict[Key, set[str]] = {}  # ModelDeployment -> build keys it waits on
 
-    # --- the loop body ---------------------------------------------------------------------------------------
+    # --- per-object memory ---------------------------------------------------------------------------------------
+
+    def builders(self, build_key: str) -> set[Key]:
+        """The ModelDeployments that wait on a build key (its Job and record are shared)."""
+        return set(self.waiting_on_build.get(build_key, ()))
+
+    def _wait_on(self, key: Key, build_keys: set[str]) -> None:
+        for old in self._builds_of.get(key, set()) - build_keys:
+            waiting = self.waiting_on_build.get(old)
+            if waiting is not None:
+                waiting.discard(key)
+                if not waiting:
+                    del self.waiting_on_build[old]
+        for new in build_keys:
+            self.waiting_on_build[new].add(key)
+        if build_keys:
+            self._builds_of[key] = set(build_keys)
+        else:
+            self._builds_of.pop(key, None)
+
+    def forget(self, key: Key) -> None:
+        """The ModelDeployment is gone: drop everything kept for it (policy memory, metrics window, series)."""
+        if self.control is not None:
+            self.control.forget(key)
+        if self.metrics is not None:
+            self.metrics.forget(key)
+        self.router.forget(key)
+        self._wait_on(key, set())
+        telemetry.forget(*key)
+
+    # --- the loop body -----------------------------------------------------------------------------------------
 
     async def reconcile(self, key: Key) -> float | None:
         namespace, name = key
         body = self.cache.get("ModelDeployment", namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
-            if self.control is not None:
-                self.control.forget(key)
-            self.router.forget(key)
-            telemetry.forget(namespace, name)
+            self.forget(key)
             return None  # children go with their owner references
         try:
             md = parse_model_deployment({k: body[k] for k in ("apiVersion", "kind", "metadata", "spec") if k in body})
         except ValidationError as exc:
-            await self._write_invalid(body, format_validation_error(exc))
-            return None
+            self._wait_on(key, set())
+            return await self._write_invalid(body, format_validation_error(exc))
         status = ModelDeploymentStatus.model_validate(body.get("status") or {})
-        results, phases = await self._build_states(md.spec, key)
-        builds = pool_builds(md.spec, self.settings, results, phases)
+        builds, retry_in = await self._build_states(md.spec, key)
         servers = self._servers(namespace, name)
-        tiers = merge_tiers([t.name for t in md.spec.tiers], {b.pool.name: b.result for b in builds if b.result})
-        tick = None
-        choice = None
-        rollout = None
+        previous_build = self._previous_build(md.spec, status, builds)
+        serving_tiers = serving_tiers_of(md.spec, builds, previous_build)  # what serves now, rebuilds included
+        tick = choice = rollout = None
         decided_at: float | None = None
-        if self.control is not None and servable(md.spec, tiers):
+        ticked = False
+        if self.control is not None and servable(md.spec, serving_tiers):
             if self.control.due(key):
-                observed = await self._observe(key, md.spec, md.served_name, servers, status)
+                reading = await self._observe(key, md.spec, md.served_name, servers, status)
                 tick = self.control.tick(
                     key,
                     spec=md.spec,
                     status=status,
-                    tiers=tiers,
+                    tiers=serving_tiers,
                     servers=servers,
-                    observed=observed,
-                    hot_tiers=hot_sets(md.spec, tiers),
+                    reading=reading,
+                    hot_tiers=hot_sets(md.spec, serving_tiers),
                 )
                 decided_at = time.monotonic()
+                ticked = True
+            else:
+                tick = self.control.unrecorded(key)
             choice = self.control.remembered_choice(key)
             rollout = self.control.rollout(key)
+        routes = self._live_routes(namespace, name)
         result = plan(
             md=body,
             spec=md.spec,
@@ -148,25 +240,22 @@ class Reconciler:
             servers=servers,
             now=self.clock(),
             choice=choice,
-            previous_build=self._previous_build(md.spec, status, builds),
+            previous_build=previous_build,
             rollout=rollout,
-            live_routes=(routes := self._live_routes(namespace, name)),
+            live_routes=routes,
             routing_key=routes.get(KEY_KEY) or secrets.token_urlsafe(24),
         )
-        if tick is not None and self.control is not None:
+        if tick is not None:
             result.status, events = fold_tick(
-                spec=md.spec,
-                status=result.status,
-                previous=status,
-                tick=tick,
-                now=self.control.clock(),
-                generation=md.generation,
+                spec=md.spec, status=result.status, previous=status, tick=tick, generation=md.generation
             )
             result.events += events
         await self._apply(body, md.spec, result)
-        await self._route(key, result, tick=tick is not None, decided_at=decided_at)
-        routing_incomplete = self.router.retry_in(key) is not None
-        await self._write_status(body, result.status.to_wire())
+        await self._route(key, result, tick=ticked, decided_at=decided_at)
+        if not await self._write_status(body, result.status.to_wire()):
+            return CONFLICT_RETRY_SECONDS  # stale: redo once the watch has brought the changed object
+        if tick is not None and self.control is not None:
+            self.control.recorded(key)
         for event in result.events:
             await self._post_event(body, event)
         telemetry.export_model(
@@ -176,17 +265,26 @@ class Reconciler:
             status=result.status,
             servers=servers,
             builds=builds,
-            observed=tick.observed if tick is not None else None,
+            observed=tick.reading.metrics if tick is not None and tick.reading is not None else None,
             decision=tick.decision if tick is not None else None,
-            ticked=tick is not None,
+            ticked=tick is not None,  # once per tick: when its status was written (a failed write replays it)
             created=body["metadata"].get("creationTimestamp"),
             now=parse_time(self.clock()) or 0.0,
         )
-        if any(b.result is None for b in builds):
-            return 30.0
-        if routing_incomplete:
-            return self.router.retry_in(key)
-        return self.control.tick_seconds if self.control is not None and choice is not None else None
+        routing = self.router.retry_in(key)
+        retry_in = routing if retry_in is None or (routing is not None and routing < retry_in) else retry_in
+        return self._next_look(key, builds, retry_in, choice is not None)
+
+    def _next_look(self, key: Key, builds: list[PoolBuild], retry_in: float | None, serving: bool) -> float | None:
+        """Seconds until this object needs a look without any event: its next tick, a build retry or poll."""
+        waits = []
+        if self.control is not None and serving:
+            waits.append(max(self.control.until_due(key), 0.1 * self.control.tick_seconds))
+        if retry_in is not None:
+            waits.append(retry_in)
+        if any(b.result is None and b.job_phase != "Retrying" for b in builds):
+            waits.append(PENDING_BUILD_POLL_SECONDS)  # a safety net: the Job's watch events come first
+        return min(waits) if waits else None
 
     async def _route(self, key: Key, result: Plan, *, tick: bool, decided_at: float | None) -> None:
         """Point the served name of every ready pod of the target Deployment at the planned tier (a hot switch
@@ -194,7 +292,7 @@ class Reconciler:
         intent = result.routing
         if intent is None or result.status.serving is None:
             return
-        endpoints = frozenset(self._ready_endpoints(*key, "http"))
+        endpoints = frozenset(self._ready_addresses(*key, "http"))
         try:
             outcome = await self.router.ensure(key, intent, endpoints, tick=tick, decided_at=decided_at)
         except KubeError as exc:
@@ -223,28 +321,29 @@ class Reconciler:
         served: str,
         servers: list[LiveServer],
         status: ModelDeploymentStatus,
-    ) -> FleetMetrics | None:
-        if self.metrics is None or not servers:
+    ) -> Reading | None:
+        if self.metrics is None:
             return None
-        targets = self._metrics_targets(*key)
-        if not targets:
-            return None
+        if not any(s.ready_replicas for s in servers):
+            return Reading(None, False, "NoReadyPods", "no Triton pod is ready yet", healthy=None)
         # the served name counts each request once (its tier counts it again); a fleet from before served
         # names has none: every model then
         model = served if status.serving is not None and status.serving.model_name == served else None
-        return await self.metrics.observe(key, targets, model, float(spec.slo.percentile))
+        return await self.metrics.observe(key, self._metrics_targets(*key), model, float(spec.slo.percentile))
 
-    def _ready_endpoints(self, namespace: str, name: str, port: str) -> list[str]:
-        slices = [
+    def _slices(self, namespace: str, name: str) -> list[Body]:
+        return [
             s
-            for s in self.cache.all("EndpointSlice")
-            if s["metadata"].get("namespace") == namespace
-            and s["metadata"].get("labels", {}).get("kubernetes.io/service-name") == name
+            for s in self.cache.owned_by("EndpointSlice", namespace, name)
+            if (s["metadata"].get("labels") or {}).get("kubernetes.io/service-name") == name
         ]
-        return ready_addresses(slices, port)
 
-    def _metrics_targets(self, namespace: str, name: str) -> list[str]:
-        return [f"http://{address}/metrics" for address in self._ready_endpoints(namespace, name, "metrics")]
+    def _ready_addresses(self, namespace: str, name: str, port: str) -> list[str]:
+        return ready_addresses(self._slices(namespace, name), port)
+
+    def _metrics_targets(self, namespace: str, name: str) -> list[Target]:
+        endpoints = ready_endpoints(self._slices(namespace, name), "metrics")
+        return [Target(e.pod, f"http://{e.host_port}/metrics") for e in endpoints]
 
     def _live_routes(self, namespace: str, name: str) -> dict[str, str]:
         configmap = self.cache.get("ConfigMap", namespace, routing_configmap_name(name))
@@ -252,33 +351,68 @@ class Reconciler:
 
     # --- builds ------------------------------------------------------------------------------------------------
 
-    async def _build_states(
-        self, spec: ModelDeploymentSpec, md_key: Key
-    ) -> tuple[dict[str, BuildResult], dict[str, BuildPhase]]:
+    async def _build_states(self, spec: ModelDeploymentSpec, md_key: Key) -> tuple[list[PoolBuild], float | None]:
+        """Each pool's build as the cluster says it is; harvests finished Jobs. Also: seconds until a retry."""
         ns = self.settings.build_namespace
         results: dict[str, BuildResult] = {}
         phases: dict[str, BuildPhase] = {}
-        for build in pool_builds(spec, self.settings, {}, {}):
-            self.waiting_on_build[build.key].add(md_key)
-            record = self.cache.get("ConfigMap", ns, labels.build_record_name(build.key))
-            if record is not None:
-                results[build.key] = BuildResult.from_record(json.loads(record.get("data", {}).get(RECORD_KEY, "{}")))
-                continue
+        details: dict[str, str] = {}
+        retry_in: float | None = None
+        keys = pool_builds(spec, self.settings, {}, {})
+        self._wait_on(md_key, {b.key for b in keys})
+        for build in keys:
+            record_body = self.cache.get("ConfigMap", ns, labels.build_record_name(build.key))
+            record = _record_of(record_body)
             job = self.cache.get("Job", ns, labels.build_job_name(build.key))
-            if job is None:
+            if job is not None and job["metadata"].get("deletionTimestamp"):
+                phases[build.key] = "Running"  # a Job on its way out (a retry or a rebuild): wait for it to go
                 continue
-            phase = job_phase(job)
-            if phase == "Running":
-                phases[build.key] = phase
-            else:
-                results[build.key] = await self._harvest(job, build.key, build.pool, phase == "Succeeded")
-                telemetry.record_build(md_key, build.pool.name, results[build.key].phase, job)
-        return results, phases
+            if job is not None:
+                phase = job_phase(job)
+                if phase == "Running":
+                    phases[build.key] = "Running"
+                    continue
+                uid = job["metadata"].get("uid")
+                if record is None and HARVESTED in (job["metadata"].get("annotations") or {}):
+                    # the record was deleted: a request to build again. The Job must go first (same name).
+                    log.info("build %s: record deleted, rebuilding", build.key[:12])
+                    await self.kube.delete("Job", ns, job["metadata"]["name"], uid=uid)
+                    phases[build.key] = "Running"
+                    continue
+                if record is None or record.job_uid != uid:
+                    record = await self._harvest(job, build.key, build.pool, phase == "Succeeded", record_body)
+                    if record is None:
+                        phases[build.key] = "Running"
+                        retry_in = CONFLICT_RETRY_SECONDS
+                        continue
+                    telemetry.record_build(md_key, build.pool.name, record.phase, job)
+            if record is None:
+                continue  # nothing yet: the planner starts the build
+            if record.final:
+                results[build.key] = record
+                continue
+            due = (parse_time(record.retry_at) or 0.0) - self.wall()
+            if job is not None:
+                await self.kube.delete("Job", ns, job["metadata"]["name"], uid=job["metadata"].get("uid"))
+                phases[build.key] = "Retrying"
+                details[build.key] = f"{record.message} (attempt {record.attempts}); retrying"
+            elif due > 0:
+                phases[build.key] = "Retrying"
+                details[build.key] = f"{record.message} (attempt {record.attempts}); retrying at {record.retry_at}"
+                retry_in = due if retry_in is None else min(retry_in, due)
+            # else: due and the Job is gone: no phase, so the planner starts the next attempt
+        return pool_builds(spec, self.settings, results, phases, details), retry_in
 
-    async def _harvest(self, job: dict[str, Any], key: str, pool: NodePool, succeeded: bool) -> BuildResult:
-        """Read a finished build's termination message into a build record (once: the record is the cache)."""
+    async def _harvest(
+        self, job: Body, key: str, pool: NodePool, succeeded: bool, stored: Body | None
+    ) -> BuildResult | None:
+        """Read a finished build into its record (once per Job: the record is the cache of the result).
+
+        None when another writer recorded it first: the stored record wins, read from the cache next time."""
         ns = self.settings.build_namespace
-        pods = await self.kube.list("Pod", ns, f"job-name={job['metadata']['name']}")
+        meta = job["metadata"]
+        pods = await self.kube.list("Pod", ns, f"job-name={meta['name']}")
+        pods.sort(key=lambda p: p["metadata"].get("creationTimestamp", ""))
         message = None
         for pod in pods:
             status = pod.get("status", {})
@@ -287,17 +421,40 @@ class Reconciler:
                 for container in status.get(field, []) or []:
                     terminated = (container.get("state") or {}).get("terminated") or {}
                     message = terminated.get("message") or message
-        result = result_from_termination_message(
-            message, succeeded=succeeded, repository=self.settings.storage.repository_path(key)
+        transient = False
+        if succeeded or message:  # the builder said what came of it (a result, or why the model is unusable)
+            result = result_from_termination_message(
+                message, succeeded=succeeded, repository=self.settings.storage.repository_path(key)
+            )
+        else:  # the pod went without a word: the infrastructure's doing, or a crash
+            transient, reason, detail = job_failure(job, pods)
+            result = BuildResult("Failed", reason, detail)
+        image = (meta.get("annotations") or {}).get(SERVING_IMAGE_ANNOTATION)
+        result = replace(
+            with_retry(result, transient, _record_of(stored), self.wall()), job_uid=meta.get("uid"), serving_image=image
         )
-        image = (job["metadata"].get("annotations") or {}).get(SERVING_IMAGE_ANNOTATION)
-        result = dataclasses.replace(result, serving_image=image)
         record = build_record(key, pool, result.to_record(), self.settings)
-        await self.kube.create(record)
-        self.cache.put("ConfigMap", record)
-        await self.kube.delete("ConfigMap", ns, labels.build_spec_name(key))
-        log.info("build %s on %s: %s %s", key[:12], pool.name, result.phase, result.reason)
+        if await self._write_record(record, stored) is None:
+            log.info("build %s: its record was written meanwhile; reading that one", key[:12])
+            return None
+        if result.final:
+            await self.kube.annotate("Job", ns, meta["name"], {HARVESTED: "true"})
+            await self.kube.delete("ConfigMap", ns, labels.build_spec_name(key))
+        retry = "" if result.final else f" (attempt {result.attempts}; the next at {result.retry_at})"
+        log.info("build %s on %s: %s %s%s", key[:12], pool.name, result.phase, result.reason, retry)
         return result
+
+    async def _write_record(self, record: Body, stored: Body | None) -> Body | None:
+        """Create the record (after deleting the one of an earlier attempt). None when another writer was first:
+        the stored record wins, and the watch brings it to the cache (ours is never cached in its place)."""
+        ns, name = record["metadata"]["namespace"], record["metadata"]["name"]
+        if stored is not None:
+            await self.kube.delete("ConfigMap", ns, name, uid=stored["metadata"].get("uid"))
+            self.cache.remove("ConfigMap", ns, name)
+        written = await self.kube.create(record)
+        if written is not None:
+            self.cache.put("ConfigMap", written)
+        return written
 
     def _previous_build(
         self, spec: ModelDeploymentSpec, status: ModelDeploymentStatus, builds: list[PoolBuild]
@@ -313,8 +470,8 @@ class Reconciler:
         pool = next((p for p in spec.node_pools if p.name == pool_name), None)
         if pool is None:
             return None
-        result = BuildResult.from_record(json.loads(record.get("data", {}).get(RECORD_KEY, "{}")))
-        return PoolBuild(pool, key, result)
+        result = _record_of(record)
+        return None if result is None or not result.final else PoolBuild(pool, key, result)
 
     def _servers(self, namespace: str, name: str) -> list[LiveServer]:
         servers = []
@@ -339,16 +496,19 @@ class Reconciler:
 
     # --- writes ------------------------------------------------------------------------------------------------
 
-    async def _apply(self, body: dict[str, Any], spec: ModelDeploymentSpec, result: Plan) -> None:
+    async def _apply(self, body: Body, spec: ModelDeploymentSpec, result: Plan) -> None:
         name = body["metadata"]["name"]
         for build in result.start_builds:
             await self.kube.create(build_spec_configmap(name, spec, build.key, build.pool, self.settings))
-            await self.kube.create(build_job(build.key, build.pool, self.settings, serving_image=build.serving_image))
+            created = await self.kube.create(
+                build_job(build.key, build.pool, self.settings, serving_image=build.serving_image)
+            )
+            if created is not None:
+                self.cache.put("Job", created)
         for manifest in result.apply:
             meta = manifest["metadata"]
             live = self.cache.get(manifest["kind"], meta["namespace"], meta["name"])
-            stale = manifest["kind"] == "ConfigMap" and live is not None and live.get("data") != manifest["data"]
-            if live is None or stale or not is_subset(manifest, live):
+            if live is None or not is_subset(manifest, live):
                 applied = await self.kube.apply(manifest)
                 self.cache.put(manifest["kind"], applied)
         for deployment, replicas in result.scale_deployments.items():
@@ -357,15 +517,32 @@ class Reconciler:
             await self.kube.delete("Deployment", body["metadata"]["namespace"], deployment)
             self.cache.remove("Deployment", body["metadata"]["namespace"], deployment)
 
-    async def _write_status(self, body: dict[str, Any], new: dict[str, Any]) -> None:
+    async def _write_status(self, body: Body, new: dict[str, Any]) -> bool:
+        """Patch status if it changed, conditional on the resourceVersion it was computed from.
+
+        False when that version is stale (someone changed the object since): nothing else of this reconcile
+        (events) happens, and the caller reconciles again once the watch has brought the changed object.
+        """
         old = body.get("status") or {}
         if old == new:
-            return
+            return True
         meta = body["metadata"]
-        await self.kube.patch_status(meta["namespace"], meta["name"], status_patch(old, new))
-        body["status"] = new  # the watch will bring the same; avoids a second write meanwhile
+        try:
+            written = await self.kube.patch_status(
+                meta["namespace"], meta["name"], status_patch(old, new), meta.get("resourceVersion")
+            )
+        except KubeError as exc:
+            if exc.status == 404:
+                return True  # deleted meanwhile: its DELETED event follows
+            if not exc.conflict:
+                raise
+            log.info("%s/%s changed while reconciling (409); again from the fresh object", *meta_key(meta))
+            return False
+        if written:
+            self.cache.put("ModelDeployment", written)
+        return True
 
-    async def _write_invalid(self, body: dict[str, Any], message: str) -> None:
+    async def _write_invalid(self, body: Body, message: str) -> float | None:
         status = ModelDeploymentStatus.model_validate(body.get("status") or {})
         generation = int(body["metadata"].get("generation", 0))
         now = self.clock()
@@ -379,9 +556,9 @@ class Reconciler:
             [*stalled, *(c for c in status.conditions if c.type not in ("Ready", "Stalled", "Reconciling"))]
         )
         status.observed_generation = generation
-        await self._write_status(body, status.to_wire())
+        return None if await self._write_status(body, status.to_wire()) else CONFLICT_RETRY_SECONDS
 
-    async def _post_event(self, body: dict[str, Any], event: Event) -> None:
+    async def _post_event(self, body: Body, event: Event) -> None:
         meta = body["metadata"]
         now = self.clock()
         await self.kube.create(

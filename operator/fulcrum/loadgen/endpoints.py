@@ -1,24 +1,9 @@
-"""Ready endpoints of a Service, from its EndpointSlices (what kube-proxy would balance over)."""
+"""Ready endpoints of a Service, asked of the API server (``fulcrum load``)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from fulcrum.controller.kube import KubeClient
-
-
-def ready_addresses(slices: list[dict[str, Any]], port_name: str) -> list[str]:
-    """``ip:port`` of every ready endpoint for the named port (pure)."""
-    out = []
-    for endpoint_slice in slices:
-        ports = [p["port"] for p in endpoint_slice.get("ports") or [] if p.get("name") == port_name]
-        if not ports:
-            continue
-        for endpoint in endpoint_slice.get("endpoints") or []:
-            if (endpoint.get("conditions") or {}).get("ready") is False:
-                continue
-            out += [f"{address}:{ports[0]}" for address in endpoint.get("addresses", [])]
-    return sorted(set(out))
+from fulcrum.resources.endpoints import ready_addresses
 
 
 async def service_endpoints(kube: KubeClient, namespace: str, service: str, port_name: str = "http") -> list[str]:

@@ -57,6 +57,14 @@ class SlidingWindow:
     def pods(self) -> list[str]:
         return sorted(self._samples)
 
+    def samples(self, pod: str) -> int:
+        """Samples of ``pod`` in the window (its baseline included): two or more count toward the rate."""
+        return len(self._samples.get(pod, ()))
+
+    def newest(self) -> float | None:
+        """Time of the newest sample of any pod, or None when the window is empty."""
+        return max((h[-1][0] for h in self._samples.values() if h), default=None)
+
     def metrics(self, percentile: float) -> FleetMetrics | None:
         """Rates over the window; None until some pod has two samples.
 

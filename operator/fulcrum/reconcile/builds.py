@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import ValidationError
@@ -12,7 +13,13 @@ from fulcrum.api import BuildManifest, ManifestTier, Profile, TierStatus, Valida
 from fulcrum.api.status import TierState
 from fulcrum.resources.routing import ServedIO
 
-BuildPhase = Literal["Pending", "Running", "Succeeded", "Failed"]
+BuildPhase = Literal["Pending", "Running", "Retrying", "Succeeded", "Failed"]
+
+BUILD_ATTEMPTS = 4
+"""A build that fails for reasons of the infrastructure (its pod evicted, killed, out of memory, out of time) is
+retried this many times in all; then the failure is final until the record is deleted or the inputs change."""
+RETRY_BASE_SECONDS = 60.0
+RETRY_FACTOR = 4.0  # 1 min, 4 min, 16 min
 
 
 @dataclass(frozen=True)
@@ -26,9 +33,16 @@ class BuildResult:
     repository: str | None = None
     serving_image: str | None = None
     """The Triton image the build gated and profiled its tiers with (None: a record from before it was kept)."""
+    transient: bool = False
+    """A failure of the infrastructure, not of the model: retried at ``retry_at``."""
+    attempts: int = 1
+    retry_at: str | None = None
+    """When a transient failure is retried (RFC 3339, wall clock: the record outlives the operator process)."""
+    job_uid: str | None = None
+    """The Job this result was read from (so a second harvest of the same Job is recognised)."""
 
     def to_record(self) -> dict[str, Any]:
-        return {
+        record: dict[str, Any] = {
             "phase": self.phase,
             "reason": self.reason,
             "message": self.message,
@@ -36,6 +50,13 @@ class BuildResult:
             "servingImage": self.serving_image,
             "manifest": self.manifest.model_dump(mode="json", by_alias=True) if self.manifest else None,
         }
+        if self.transient:
+            record.update(transient=True, attempts=self.attempts, retryAt=self.retry_at)
+        elif self.attempts > 1:
+            record["attempts"] = self.attempts
+        if self.job_uid:
+            record["jobUid"] = self.job_uid
+        return record
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> BuildResult:
@@ -47,7 +68,65 @@ class BuildResult:
             manifest=BuildManifest.model_validate(manifest) if manifest else None,
             repository=record.get("repository"),
             serving_image=record.get("servingImage"),
+            transient=bool(record.get("transient", False)),
+            attempts=int(record.get("attempts", 1)),
+            retry_at=record.get("retryAt"),
+            job_uid=record.get("jobUid"),
         )
+
+    @property
+    def final(self) -> bool:
+        """A success, or a failure that is not retried."""
+        return not (self.phase == "Failed" and self.transient)
+
+
+def retry_delay(attempts: int) -> float:
+    """Seconds before retrying a build that failed ``attempts`` times for transient reasons."""
+    return RETRY_BASE_SECONDS * RETRY_FACTOR ** max(0, attempts - 1)
+
+
+def job_failure(job: dict[str, Any], pods: list[dict[str, Any]]) -> tuple[bool, str, str]:
+    """Why a build Job failed: (transient, reason, message), from its Failed condition and its last pod.
+
+    Permanent: the builder exited 2 (the Job's pod failure policy failed the Job at once: the spec or model is
+    unusable; its termination message says why). Transient: anything else the infrastructure did to the pod
+    (evicted, preempted beyond the pod failure policy, OOMKilled, killed, out of time).
+    """
+    conditions: list[dict[str, Any]] = (job.get("status") or {}).get("conditions") or []
+    condition: dict[str, Any] = next((c for c in conditions if c.get("type") == "Failed"), {})
+    job_reason = str(condition.get("reason", ""))
+    if job_reason == "PodFailurePolicy":
+        return False, "BuildFailed", str(condition.get("message", "the builder rejected the build"))
+    details = [str(condition.get("message") or job_reason or "the build Job failed")]
+    for pod in pods[-1:]:
+        pod_status = pod.get("status") or {}
+        if pod_status.get("reason"):
+            details.append(f"pod {pod['metadata']['name']}: {pod_status['reason']} {pod_status.get('message', '')}")
+        for container in pod_status.get("containerStatuses") or []:
+            terminated = (container.get("state") or {}).get("terminated") or {}
+            if terminated:
+                details.append(
+                    f"container {container.get('name')}: {terminated.get('reason', 'Terminated')} "
+                    f"(exit code {terminated.get('exitCode')})"
+                )
+    return True, "BuildInterrupted", "; ".join(d.strip() for d in details if d.strip())
+
+
+def with_retry(result: BuildResult, transient: bool, previous: BuildResult | None, now: float) -> BuildResult:
+    """A failed build's record: retried later while attempts remain, final after the last one."""
+    attempts = (previous.attempts if previous is not None and previous.transient else 0) + 1
+    if result.phase != "Failed" or not transient:
+        return replace(result, attempts=attempts, transient=False, retry_at=None)
+    if attempts >= BUILD_ATTEMPTS:
+        return replace(
+            result,
+            transient=False,
+            attempts=attempts,
+            retry_at=None,
+            message=f"failed {attempts} times, the last: {result.message}"[:1000],
+        )
+    retry_at = datetime.fromtimestamp(now + retry_delay(attempts), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return replace(result, transient=True, attempts=attempts, retry_at=retry_at)
 
 
 def result_from_termination_message(text: str | None, *, succeeded: bool, repository: str) -> BuildResult:

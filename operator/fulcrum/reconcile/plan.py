@@ -35,6 +35,8 @@ class PoolBuild:
     job_phase: BuildPhase | None = None
     serving_image: str = ""
     """The Triton image this build measures its tiers with (the pool serves with it)."""
+    detail: str = ""
+    """Why a build without a result waits (a transient failure and when it is retried)."""
 
 
 @dataclass(frozen=True)
@@ -94,15 +96,18 @@ class Plan:
 def pool_builds(
     spec: ModelDeploymentSpec,
     settings: OperatorSettings,
-    results: dict[str, BuildResult],
-    job_phases: dict[str, BuildPhase],
+    results: Mapping[str, BuildResult],
+    job_phases: Mapping[str, BuildPhase],
+    details: Mapping[str, str] | None = None,
 ) -> list[PoolBuild]:
-    """Each pool's build key with what is known of it; ``results``/``job_phases`` are keyed by build key."""
+    """Each pool's build key with what is known of it; ``results``/``job_phases``/``details`` are keyed by build key."""
     out = []
     image = triton_image(spec, settings)
     for pool in spec.node_pools:
         key = build_key(spec, pool, settings.build_target, settings.storage.identity, serving_image=image)
-        out.append(PoolBuild(pool, key, results.get(key), job_phases.get(key), image))
+        out.append(
+            PoolBuild(pool, key, results.get(key), job_phases.get(key), image, detail=(details or {}).get(key, ""))
+        )
     return out
 
 
@@ -227,73 +232,161 @@ def plan(
     routing ConfigMap's data as it is (Deployment name -> routing config), so Deployments being left keep theirs;
     ``routing_key``: the key that guards the pods' model-repository API (the live one, or a new random one).
     """
-    generation = int(md["metadata"].get("generation", 0))
     out = Plan()
-    previous = status.conditions
-
-    # 1. builds: start what is missing; a recorded result is final for its key (no retry storm)
-    results = {b.pool.name: b.result for b in builds if b.result is not None}
-    for build in builds:
-        if build.result is None and build.job_phase is None:
-            out.start_builds.append(build)
-            out.events.append(
-                Event("Normal", "BuildStarted", f"building key {build.key[:12]} on pool {build.pool.name}")
-            )
-    pending = [b.pool.name for b in builds if b.result is None]
-    out.tiers = merge_tiers([t.name for t in spec.tiers], results)
-    ready_tiers = [t for t in out.tiers if t.state == "Ready"]
-
-    # 2. what serves: the current builds, or the previous build while its pool's new build runs
+    out.start_builds, out.events = builds_to_start(builds)
+    out.tiers = merge_tiers([t.name for t in spec.tiers], {b.pool.name: b.result for b in builds if b.result})
     serving_tiers = serving_tiers_of(spec, builds, previous_build)
+    out.choice = choice_that_can_serve(spec, serving_tiers, status, choice)
+    fleet = roll_out(
+        md,
+        spec=spec,
+        settings=settings,
+        serving_tiers=serving_tiers,
+        builds=builds,
+        previous_build=previous_build,
+        choice=out.choice,
+        servers=servers,
+        rollout=rollout,
+        live_routes=live_routes or {},
+        routing_key=routing_key,
+    )
+    out.apply, out.scale_deployments, out.delete_deployments = fleet.apply, fleet.scale, fleet.delete
+    out.routing = fleet.routing
+    generation = int(md["metadata"].get("generation", 0))
+    conditions = conditions_of(
+        spec,
+        builds=builds,
+        tiers=out.tiers,
+        choice=out.choice,
+        fleet=fleet,
+        servers=servers,
+        previous=status.conditions,
+        generation=generation,
+        now=now,
+    )
+    out.status = status_of(
+        spec,
+        status=status,
+        builds=builds,
+        previous_build=previous_build,
+        out=out,
+        fleet=fleet,
+        servers=servers,
+        conditions=conditions,
+        generation=generation,
+        served_name=spec.serving.model_name or md["metadata"]["name"],
+    )
+    out.events += _transition_events(status.conditions, conditions)
+    return out
+
+
+def builds_to_start(builds: list[PoolBuild]) -> tuple[list[PoolBuild], list[Event]]:
+    """Start every pool's build that has no result and no Job (a recorded result is final for its key)."""
+    start = [b for b in builds if b.result is None and b.job_phase is None]
+    events = [Event("Normal", "BuildStarted", f"building key {b.key[:12]} on pool {b.pool.name}") for b in start]
+    return start, events
+
+
+def choice_that_can_serve(
+    spec: ModelDeploymentSpec, serving_tiers: list[MergedTier], status: ModelDeploymentStatus, choice: Choice | None
+) -> Choice | None:
+    """The policy's choice when it can serve now, else the initial rule (keep what serves, or the first tier)."""
     pairs = {(tier, pool.name) for tier, pool in servable(spec, serving_tiers)}
     if choice is None or (choice.tier, choice.pool) not in pairs:
-        choice = initial_choice(spec, serving_tiers, status)
-    out.choice = choice
+        return initial_choice(spec, serving_tiers, status)
+    return choice
+
+
+@dataclass
+class Fleet:
+    """What a reconcile does to the serving fleet, and what then serves."""
+
+    apply: list[Manifest] = field(default_factory=list)
+    scale: dict[str, int] = field(default_factory=dict)
+    delete: list[str] = field(default_factory=list)
+    kept: dict[str, int] = field(default_factory=dict)  # Deployment being left -> replicas it keeps
     target: LiveServer | None = None
-    kept: dict[str, int] = {}
+    target_name: str | None = None
+    routing: RoutingIntent | None = None
+
+    @property
+    def target_ready(self) -> int:
+        return self.target.ready_replicas if self.target is not None else 0
+
+
+def roll_out(
+    md: Manifest,
+    *,
+    spec: ModelDeploymentSpec,
+    settings: OperatorSettings,
+    serving_tiers: list[MergedTier],
+    builds: list[PoolBuild],
+    previous_build: PoolBuild | None,
+    choice: Choice | None,
+    servers: list[LiveServer],
+    rollout: Rollout | None,
+    live_routes: Mapping[str, str],
+    routing_key: str,
+) -> Fleet:
+    """Apply the chosen placement (its routes, Deployment, Service, PDB); the Deployments being left keep what
+    must still serve, and go when none of it is needed."""
+    fleet = Fleet()
+    if choice is None:
+        return fleet
     md_name: str = md["metadata"]["name"]
     served_name = spec.serving.model_name or md_name
-    target_name: str | None = None
-    if choice is not None:
-        pool = spec.node_pool(choice.pool)
-        serving = placement(
-            spec,
-            pool=pool,
-            tier=choice.tier,
-            replicas=choice.replicas,
-            tiers=serving_tiers,
-            served_name=served_name,
-            routing_key=routing_key,
-        )
-        target_name = serving.target.deployment_name(md_name)
-        loads_tensorrt = any(t.name in dict(serving.target.models) and t.backend == "tensorrt" for t in serving_tiers)
-        image, gpu = _served_build(builds, previous_build, choice.pool, tensorrt=loads_tensorrt)
-        serving = dataclasses.replace(serving, target=dataclasses.replace(serving.target, image=image, gpu_product=gpu))
-        target = next((s for s in servers if s.name == target_name), None)
-        live = [s.name for s in servers]
-        out.apply += [
-            routing_configmap(md, routes(target_name, serving.pbtxt, live_routes or {}, live), routing_key),
-            server_deployment(md, spec, serving.target, settings),
-            server_service(md),
-            server_pdb(md),
-        ]
-        out.routing = RoutingIntent.of(md_name, serving, target.tier if target is not None else None)
-        # the old placement keeps serving what the new one cannot serve yet, never more than its ready replicas
-        # (the policy counts its starting ones as gone); it goes when none of it is needed
-        target_ready = target.ready_replicas if target is not None else 0
-        leaving = [s for s in servers if s.name != target_name]
-        for server in leaving:
-            keep = old_replicas(server, choice, target_ready, rollout, alone=len(leaving) == 1)
-            kept[server.name] = keep
-            if keep == 0:
-                out.delete_deployments.append(server.name)
-            elif keep < server.replicas:
-                out.scale_deployments[server.name] = keep
+    serving = placement(
+        spec,
+        pool=spec.node_pool(choice.pool),
+        tier=choice.tier,
+        replicas=choice.replicas,
+        tiers=serving_tiers,
+        served_name=served_name,
+        routing_key=routing_key,
+    )
+    fleet.target_name = target_name = serving.target.deployment_name(md_name)
+    loads_tensorrt = any(t.name in dict(serving.target.models) and t.backend == "tensorrt" for t in serving_tiers)
+    image, gpu = _served_build(builds, previous_build, choice.pool, tensorrt=loads_tensorrt)
+    serving = dataclasses.replace(serving, target=dataclasses.replace(serving.target, image=image, gpu_product=gpu))
+    fleet.target = next((s for s in servers if s.name == target_name), None)
+    live = [s.name for s in servers]
+    fleet.apply = [
+        routing_configmap(md, routes(target_name, serving.pbtxt, live_routes, live), routing_key),
+        server_deployment(md, spec, serving.target, settings),
+        server_service(md),
+        server_pdb(md),
+    ]
+    fleet.routing = RoutingIntent.of(md_name, serving, fleet.target.tier if fleet.target is not None else None)
+    # the old placement keeps serving what the new one cannot serve yet, never more than its ready replicas
+    # (the policy counts its starting ones as gone); it goes when none of it is needed
+    leaving = [s for s in servers if s.name != target_name]
+    for server in leaving:
+        keep = old_replicas(server, choice, fleet.target_ready, rollout, alone=len(leaving) == 1)
+        fleet.kept[server.name] = keep
+        if keep == 0:
+            fleet.delete.append(server.name)
+        elif keep < server.replicas:
+            fleet.scale[server.name] = keep
+    return fleet
 
-    # 3. status
-    ready_replicas = target.ready_replicas if target is not None else 0
-    # a Deployment other than the target is being left; the target itself switching tiers (hot) is no roll
-    switching = [s.name for s in servers if choice is None or s.name != target_name]
+
+def conditions_of(
+    spec: ModelDeploymentSpec,
+    *,
+    builds: list[PoolBuild],
+    tiers: list[MergedTier],
+    choice: Choice | None,
+    fleet: Fleet,
+    servers: list[LiveServer],
+    previous: list[Condition],
+    generation: int,
+    now: str,
+) -> list[Condition]:
+    """RepositoryReady, Stalled, Available, Reconciling and Ready (kstatus).
+
+    Ready stays True while the model serves: a scale-up, a switch or a rebuild shows as Reconciling, not as the
+    model going away. It is False only when nothing serves or the object is stalled.
+    """
     conditions: list[Condition] = []
 
     def cond(type_: str, ok: bool | None, reason: str, message: str) -> None:
@@ -301,20 +394,23 @@ def plan(
             set_condition(previous, type_, status=ok, reason=reason, message=message, generation=generation, now=now)
         )
 
+    pending = [b.pool.name for b in builds if b.result is None]
+    retrying = [b for b in builds if b.result is None and b.job_phase == "Retrying"]
+    ready_tiers = [t for t in tiers if t.state == "Ready"]
     failed_all = bool(builds) and not pending and not ready_tiers
     if ready_tiers and any(b.result and b.result.phase == "Succeeded" for b in builds):
         extra = f"; still building on {', '.join(pending)}" if pending else ""
         cond("RepositoryReady", True, "BuildSucceeded", f"{len(ready_tiers)} of {len(spec.tiers)} tiers Ready{extra}")
     elif failed_all:
-        cond("RepositoryReady", False, _failure_reason(builds, out.tiers), _failure_message(out.tiers, builds))
+        cond("RepositoryReady", False, _failure_reason(builds, tiers), _failure_message(tiers, builds))
+    elif retrying:
+        cond("RepositoryReady", False, "BuildRetrying", "; ".join(f"pool {b.pool.name}: {b.detail}" for b in retrying))
     else:
         cond("RepositoryReady", False, "Building", f"building on pool(s) {', '.join(pending) or '-'}")
 
-    stalled_reason = ""
-    stalled_message = ""
+    stalled_reason = stalled_message = ""
     if failed_all:
-        stalled_reason = _failure_reason(builds, out.tiers)
-        stalled_message = _failure_message(out.tiers, builds)
+        stalled_reason, stalled_message = _failure_reason(builds, tiers), _failure_message(tiers, builds)
     elif ready_tiers and choice is None and not pending:
         stalled_reason = "NoServableTier"
         stalled_message = (
@@ -323,48 +419,69 @@ def plan(
         )
     cond("Stalled", bool(stalled_reason), stalled_reason or "Progressing", stalled_message)
 
+    ready_replicas = fleet.target_ready
+    old_serving = sum(min(s.ready_replicas, fleet.kept.get(s.name, 0)) for s in servers if s.name in fleet.kept)
     if choice is None:
         available = (False, "NoServingTier", "nothing to serve yet")
-    elif ready_replicas > 0:
-        available = (
-            True,
-            "ReplicasReady",
-            f"{ready_replicas}/{choice.replicas} replicas of {choice.tier} on {choice.pool} ready",
-        )
+    elif ready_replicas > 0 or old_serving > 0:
+        message = f"{ready_replicas}/{choice.replicas} replicas of {choice.tier} on {choice.pool} ready"
+        if old_serving:
+            message += f"; {old_serving} of the placement being left still serve"
+        available = (True, "ReplicasReady", message)
     else:
         available = (False, "ReplicasNotReady", f"waiting for replicas of {choice.tier} on {choice.pool}")
     cond("Available", *available)
 
-    rolling = choice is not None and (ready_replicas < choice.replicas or bool(switching))
+    rolling = choice is not None and (ready_replicas < choice.replicas or bool(fleet.kept))
     reconciling = not stalled_reason and (bool(pending) or choice is None or rolling)
     if reconciling:
-        why = "Building" if pending and choice is None else ("RollingOut" if rolling else "Building")
+        why = "RollingOut" if rolling and not (pending and choice is None) else "Building"
         cond("Reconciling", True, why, available[2] if why == "RollingOut" else conditions[0].message)
     else:
         cond("Reconciling", False, "Settled", "")
 
-    is_ready = not stalled_reason and not reconciling and available[0]
-    if is_ready:
-        cond("Ready", True, "Serving", available[2])
-    elif stalled_reason:
+    if stalled_reason:
         cond("Ready", False, stalled_reason, stalled_message)
+    elif available[0]:
+        cond("Ready", True, "Serving", available[2])
     else:
         cond("Ready", False, "Reconciling", next(c.message for c in conditions if c.type == "Reconciling"))
+    return conditions
 
+
+def status_of(
+    spec: ModelDeploymentSpec,
+    *,
+    status: ModelDeploymentStatus,
+    builds: list[PoolBuild],
+    previous_build: PoolBuild | None,
+    out: Plan,
+    fleet: Fleet,
+    servers: list[LiveServer],
+    conditions: list[Condition],
+    generation: int,
+    served_name: str,
+) -> ModelDeploymentStatus:
+    """The new status: what serves, what it costs, the tiers and the build it came from, the served name's
+    routing; the control loop's fields (observed figures, the last decision, its memory and conditions) carried
+    over as they were."""
+    choice = out.choice
     active_build = next((b for b in builds if choice is not None and b.pool.name == choice.pool), None)
     if active_build is not None and active_build.result is None and previous_build is not None:
         active_build = previous_build  # still serving the previous build while this pool rebuilds
     elif active_build is None and builds:
         active_build = builds[0]
-    out.status = ModelDeploymentStatus(
+    return ModelDeploymentStatus(
         observed_generation=generation,
-        conditions=ordered(_carry_other_conditions(previous, conditions)),
+        conditions=ordered(_carry_other_conditions(status.conditions, conditions)),
         active_tier=choice.tier if choice else None,
         active_node_pool=choice.pool if choice else None,
         replicas=choice.replicas if choice else None,
-        ready_replicas=ready_replicas if choice else None,
+        ready_replicas=fleet.target_ready if choice else None,
         observed=status.observed,
-        cost_per_hour=format(_cost(spec, servers, choice, kept, target_name).quantize(Decimal("0.01")), "f"),
+        cost_per_hour=format(
+            _cost(spec, servers, choice, fleet.kept, fleet.target_name).quantize(Decimal("0.01")), "f"
+        ),
         tiers=[t.to_status() for t in out.tiers],
         last_decision=status.last_decision,
         build=BuildStatus(
@@ -374,10 +491,9 @@ def plan(
         )
         if active_build
         else None,
-        serving=serving_status(served_name, out.routing, status.serving, ready_replicas),
+        policy=status.policy,
+        serving=serving_status(served_name, out.routing, status.serving, fleet.target_ready),
     )
-    out.events += _transition_events(previous, conditions)
-    return out
 
 
 def _served_build(

@@ -2,8 +2,10 @@
 
 A build runs ``fulcrum build`` for one (content key, node pool). Its result comes back as compact JSON in the
 pod's termination message; the operator copies it into a *build record* ConfigMap named after the key, so a
-finished build is reused by every ModelDeployment in every namespace with the same key, and a failed build
-is not retried until its inputs change (or someone deletes the record): no retry storm.
+finished build is reused by every ModelDeployment in every namespace with the same key. A build the builder
+rejected (a bad spec or model: ``fulcrum build`` exits 2) is final until its inputs change or someone deletes the
+record; a build the infrastructure interrupted is retried with backoff (``fulcrum.reconcile.builds``): no retry
+storm either way.
 
 Every tier is gated, searched and profiled through the Triton it will serve with, on the pool's device:
 
@@ -48,6 +50,8 @@ TRITON_MODELS = "/var/run/fulcrum/triton-models"
 TRITON_HTTP_PORT = 8000
 SERVING_IMAGE_ANNOTATION = "fulcrum.dev/serving-image"
 """On the Job: the Triton image the build was measured with (a build record keeps it; serving uses it)."""
+EXIT_UNUSABLE = 2  # ``fulcrum build``'s exit code when the spec or the model cannot be built (model_repo_builder.cli)
+BUILD_POD_RETRIES = 2
 
 
 def _build_labels(key: str, pool: NodePool) -> dict[str, str]:
@@ -162,6 +166,7 @@ def build_job(key: str, pool: NodePool, settings: OperatorSettings, *, serving_i
         if resources:
             container["resources"] = resources
         pod = {"containers": [container], "volumes": volumes}
+        builders = ["builder"]
     else:
         build = _builder_container("build", key, pool, settings, ["--no-profile"])
         if resources:
@@ -183,6 +188,7 @@ def build_job(key: str, pool: NodePool, settings: OperatorSettings, *, serving_i
                 {"name": "triton-tmp", "emptyDir": {}},
             ],
         }
+        builders = ["build", "measure"]  # not the Triton sidecar: only `fulcrum build` exits 2 for a bad model
     pod_labels = _build_labels(key, pool)
     return {
         "apiVersion": "batch/v1",
@@ -194,7 +200,21 @@ def build_job(key: str, pool: NodePool, settings: OperatorSettings, *, serving_i
             "annotations": {SERVING_IMAGE_ANNOTATION: serving_image},
         },
         "spec": {
-            "backoffLimit": 0,
+            # a pod the infrastructure took away (preempted, evicted, its node drained) is simply replaced; other
+            # pod failures are retried twice; the builder's exit code 2 (the spec or model is unusable) is final
+            "backoffLimit": BUILD_POD_RETRIES,
+            "podFailurePolicy": {
+                "rules": [
+                    *(
+                        {
+                            "action": "FailJob",
+                            "onExitCodes": {"containerName": name, "operator": "In", "values": [EXIT_UNUSABLE]},
+                        }
+                        for name in builders
+                    ),
+                    {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+                ]
+            },
             "ttlSecondsAfterFinished": settings.build_ttl_seconds,
             "activeDeadlineSeconds": settings.build_timeout_seconds,
             "template": {
@@ -222,4 +242,49 @@ def build_record(key: str, pool: NodePool, result: dict[str, Any], settings: Ope
             "labels": {**_build_labels(key, pool), labels.COMPONENT: labels.COMPONENT_BUILD_RECORD},
         },
         "data": {RECORD_KEY: json.dumps(result, sort_keys=True, separators=(",", ":"))},
+    }
+
+
+def repository_cleanup_job(key: str, settings: OperatorSettings) -> Manifest | None:
+    """A Job that removes one build's repository from a mounted storage (hostPath, PVC); None for object storage,
+    whose prefix the operator does not delete (the bucket's lifecycle rules do)."""
+    volumes, mounts = storage_volume(settings.storage, read_only=False)
+    if not volumes:
+        return None
+    job_labels = {
+        labels.MANAGED_BY: labels.MANAGER,
+        labels.COMPONENT: labels.COMPONENT_BUILD_CLEANUP,
+        labels.BUILD_KEY: key,
+    }
+    path = settings.storage.repository_path(key)
+    container: Manifest = {
+        "name": "cleanup",
+        "image": settings.builder_image,
+        "command": ["python3", "-c", "import shutil, sys; shutil.rmtree(sys.argv[1], ignore_errors=True)", path],
+        "volumeMounts": mounts,
+        "securityContext": container_security_context(),
+    }
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": labels.dns_name("fulcrum-gc", key[:20]),
+            "namespace": settings.build_namespace,
+            "labels": job_labels,
+        },
+        "spec": {
+            "backoffLimit": 2,
+            "ttlSecondsAfterFinished": 600,
+            "activeDeadlineSeconds": 600,
+            "template": {
+                "metadata": {"labels": job_labels},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "automountServiceAccountToken": False,
+                    "securityContext": pod_security_context(settings),
+                    "containers": [container],
+                    "volumes": volumes,
+                },
+            },
+        },
     }

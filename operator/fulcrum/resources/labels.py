@@ -26,6 +26,7 @@ COMPONENT_BUILD = "model-build"
 COMPONENT_BUILD_RECORD = "build-record"
 COMPONENT_ROUTING = "routing"
 ROUTING_HOT = "hot"
+COMPONENT_BUILD_CLEANUP = "repository-cleanup"
 
 MAX_NAME = 63
 
