@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
 import ssl
 import time
 from pathlib import Path
@@ -305,3 +306,126 @@ def test_two_candidates_for_an_expired_lease_cannot_both_win(cluster: Any, names
         return results
 
     assert sorted(asyncio.run(scenario())) == [False, True]
+
+
+def test_nothing_is_reconciled_before_every_watch_has_listed(cluster: Any, crd_installed: None, namespace: str) -> None:
+    """A worker that started before the listings would see no children and create them again, or forget them."""
+    from fulcrum.controller.manager import Manager, ManagerOptions
+    from fulcrum.controller.reconciler import Reconciler
+    from fulcrum.resources.settings import OperatorSettings
+    from tests.support.operator_process import free_port
+
+    for n in range(3):
+        md = copy.deepcopy(BASE)
+        md["metadata"] = {"name": f"early-{n}", "namespace": namespace}
+        k8s_client.CustomObjectsApi(
+            k8s_config.new_client_from_config(config_file=str(cluster.kubeconfig))
+        ).create_namespaced_custom_object("fulcrum.dev", "v1alpha1", namespace, "modeldeployments", md)
+
+    async def scenario() -> tuple[list[bool], bool]:
+        kube = _client(cluster)
+        reconciler = Reconciler(kube, ObjectCache(), OperatorSettings(build_namespace=namespace))
+        options = ManagerOptions(namespaces=(namespace,), workers=2, health=f"http://127.0.0.1:{free_port()}/healthz")
+        manager = Manager(reconciler, options)
+        seen: list[bool] = []
+
+        async def reconcile(key: tuple[str, str]) -> float | None:
+            seen.append(manager.synced and len(manager.cache.keys("ModelDeployment")) == 3)
+            if len(seen) >= 3:
+                manager.stopping.set()
+            return None
+
+        reconciler.reconcile = reconcile  # type: ignore[method-assign]
+        code = await asyncio.wait_for(manager.run(), 120)
+        return seen, code == 0
+
+    seen, clean = asyncio.run(scenario())
+    assert len(seen) >= 3 and all(seen), seen
+    assert clean
+
+
+def test_the_control_loop_keeps_ticking_while_a_rebuild_runs(
+    cluster: Any, crd_installed: None, namespace: str, tmp_path: Path
+) -> None:
+    """A spec change rebuilds; until the new build is done the previous one serves, and is still autoscaled."""
+    from fulcrum.api import parse_model_deployment
+    from fulcrum.controller.control import ControlLoop
+    from fulcrum.controller.reconciler import Reconciler
+    from fulcrum.reconcile.builds import BuildResult
+    from fulcrum.reconcile.plan import pool_builds
+    from fulcrum.resources.build import build_job, build_record
+    from fulcrum.resources.settings import OperatorSettings, RepositoryStorage
+
+    settings = OperatorSettings(build_namespace=namespace, storage=RepositoryStorage("hostPath", str(tmp_path)))
+    pool = {"name": "nowhere", "nodeSelector": {"fulcrum.dev/pool": "nowhere"}, "gpusPerReplica": 0, "costPerHour": "1"}
+    old = copy.deepcopy(BASE)
+    old["metadata"] = {"name": "rebuilding", "namespace": namespace}
+    old["spec"]["nodePools"] = [pool]
+    old["spec"]["tiers"] = [{"name": "fp32", "precision": "fp32"}]
+    new = copy.deepcopy(old)
+    new["spec"]["tiers"] = [{"name": "fp32", "precision": "fp32"}, {"name": "fp16", "precision": "fp16"}]
+    old_build = pool_builds(parse_model_deployment(old).spec, settings, {}, {})[0]
+    new_build = pool_builds(parse_model_deployment(new).spec, settings, {}, {})[0]
+    assert old_build.key != new_build.key
+    points = [{"requestsPerSecond": 100.0, "latencyMs": {"p50": 1, "p90": 2, "p95": 3, "p99": 4}}]
+    tier = {"name": "fp32", "precision": "fp32", "backend": "onnxruntime", "state": "Ready", "path": "fp32"}
+    tier |= {"accuracy": {"MeanAbsError": 0.0}, "profiles": [{"nodePool": "nowhere", "points": points}]}
+    served = BuildResult.from_record(
+        {
+            "phase": "Succeeded",
+            "repository": "/models/old",
+            "manifest": {"model": "m", "source": {"uri": "file:///m.onnx", "sha256": "0" * 64}, "tiers": [tier]},
+        }
+    )
+
+    async def scenario() -> dict[str, Any]:
+        kube = _client(cluster)
+        await kube.create(build_record(old_build.key, old_build.pool, served.to_record(), settings))
+        await kube.create(build_job(new_build.key, new_build.pool, settings))  # pending forever: no such node
+        created = await kube.request("POST", kube_module.object_path("ModelDeployment", namespace), body=new)
+        # the status an operator wrote while the old build served
+        status = {"activeTier": "fp32", "activeNodePool": "nowhere", "replicas": 1, "build": {"key": old_build.key}}
+        await kube.patch_status(namespace, "rebuilding", status, created["metadata"]["resourceVersion"])
+        cache = ObjectCache()
+        for kind in ("ModelDeployment", "Job", "ConfigMap", "Deployment"):
+            items, _ = await kube.list_with_version(kind, namespace)
+            cache.replace(kind, namespace, items)
+        control = ControlLoop(tick_seconds=5)
+        reconciler = Reconciler(kube, cache, settings, control=control)
+        await reconciler.reconcile((namespace, "rebuilding"))
+        written = await kube.get("ModelDeployment", namespace, "rebuilding")
+        await kube.close()
+        return {"ticked": (namespace, "rebuilding") in control.memory, "status": (written or {}).get("status") or {}}
+
+    result = asyncio.run(scenario())
+    assert result["ticked"], "the control loop did not tick while the previous build serves"
+    status = result["status"]
+    assert status["build"]["key"] == old_build.key  # still serving the previous build
+    assert status.get("lastDecision"), status  # and the policy decided for it
+    ready = next(c for c in status["conditions"] if c["type"] == "RepositoryReady")
+    assert (ready["status"], ready["reason"]) == ("False", "Building")
+
+
+def test_a_record_written_by_someone_else_first_wins(cluster: Any, namespace: str, tmp_path: Path) -> None:
+    """Two harvests of one build: the second create gets 409, and the stored record, not its own, is what counts."""
+    from fulcrum.controller.reconciler import Reconciler
+    from fulcrum.resources.settings import OperatorSettings, RepositoryStorage
+
+    settings = OperatorSettings(build_namespace=namespace, storage=RepositoryStorage("hostPath", str(tmp_path)))
+    stored = _configmap(namespace, "fulcrum-build-k-record")
+    stored["data"] = {"result.json": json.dumps({"phase": "Succeeded", "jobUid": "first"})}
+    mine = copy.deepcopy(stored)
+    mine["data"] = {"result.json": json.dumps({"phase": "Failed", "jobUid": "second"})}
+
+    async def scenario() -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        kube = _client(cluster)
+        await kube.create(stored)
+        reconciler = Reconciler(kube, ObjectCache(), settings)
+        written = await reconciler._write_record(copy.deepcopy(mine), None)
+        cached = reconciler.cache.get("ConfigMap", namespace, "fulcrum-build-k-record")
+        await kube.close()
+        return written, cached
+
+    written, cached = asyncio.run(scenario())
+    assert written is None, "the 409 is reported, not hidden"
+    assert cached is None, "its own record must never stand in for the stored one"

@@ -299,3 +299,54 @@ def test_observed_figures_carry_their_window_time_and_are_rewritten_only_when_th
         generation=1,
     )
     assert new.observed is not None and new.observed.time == format_time(1_800_000_030.0)
+
+
+def test_collecting_a_window_again_keeps_the_metrics_conditions_as_last_known() -> None:
+    """After a failover the new leader's first scrape is only a baseline: nothing new is known, nothing is written;
+    after an outage the condition stays False until a window is there, and then says metrics are back."""
+    measured = Tick(_decision("Hold", "Steady"), _reading(FleetMetrics(800, 17.0, 1, 0, 3, 60)), 1_800_000_000.0)
+    healthy, _ = fold_tick(
+        spec=SPEC, status=ModelDeploymentStatus(), previous=ModelDeploymentStatus(), tick=measured, generation=1
+    )
+    collecting = Reading(None, False, "Collecting", "collecting a metrics window (0 s of at least 10 s)", healthy=None)
+    restarted, events = fold_tick(
+        spec=SPEC,
+        status=healthy.model_copy(deep=True),
+        previous=healthy,
+        tick=Tick(_decision("Hold", "NoMetrics"), collecting, 1_800_000_015.0),
+        generation=1,
+    )
+    assert restarted.to_wire() == healthy.to_wire() and events == []
+    outage = Reading(None, False, "ScrapeFailed", "no Triton pod answered: pod x (u): refused", healthy=False)
+    failed, _ = fold_tick(
+        spec=SPEC,
+        status=healthy.model_copy(deep=True),
+        previous=healthy,
+        tick=Tick(_decision("Hold", "NoMetrics"), outage, 1_800_000_030.0),
+        generation=1,
+    )
+    again, _ = fold_tick(
+        spec=SPEC,
+        status=failed.model_copy(deep=True),
+        previous=failed,
+        tick=Tick(_decision("Hold", "NoMetrics"), collecting, 1_800_000_045.0),
+        generation=1,
+    )
+    assert again.condition("MetricsAvailable") == failed.condition("MetricsAvailable")
+    back, events = fold_tick(
+        spec=SPEC,
+        status=again.model_copy(deep=True),
+        previous=again,
+        tick=Tick(_decision("Hold", "Steady"), _reading(FleetMetrics(800, 17.0, 1, 0, 3, 60)), 1_800_000_060.0),
+        generation=1,
+    )
+    assert back.condition("MetricsAvailable").status == "True"  # type: ignore[union-attr]
+    assert [(e.type, e.reason) for e in events] == [("Normal", "MetricsAvailable")]
+    first, _ = fold_tick(
+        spec=SPEC,
+        status=ModelDeploymentStatus(),
+        previous=ModelDeploymentStatus(),
+        tick=Tick(_decision("Hold", "NoMetrics"), collecting, 1_800_000_000.0),
+        generation=1,
+    )
+    assert first.condition("MetricsAvailable").status == "Unknown"  # type: ignore[union-attr]

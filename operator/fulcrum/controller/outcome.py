@@ -52,11 +52,18 @@ def fold_tick(
 
     old = previous.conditions
     conditions = [c for c in status.conditions if c.type not in TICK_CONDITIONS]
+    # a window being collected again (after a restart or a failover, or after an outage) says nothing new: the
+    # metrics conditions stay as last known until there is a window, so a failover writes nothing
+    collecting = reading is not None and reading.reason == "Collecting"
     for type_, (ok, reason, message) in (
         ("MetricsAvailable", metrics_condition(reading)),
         ("SLOMet", slo_condition(spec, reading, decision)),
         ("WithinBudget", budget_condition(spec, status)),
     ):
+        kept = next((c for c in old if c.type == type_), None) if collecting and type_ != "WithinBudget" else None
+        if kept is not None:
+            conditions.append(kept.model_copy(update={"observed_generation": generation}))
+            continue
         new = set_condition(old, type_, status=ok, reason=reason, message=message, generation=generation, now=stamp)
         conditions.append(_stable(new, old))
     status.conditions = ordered(conditions)
