@@ -35,12 +35,12 @@ import pytest
 from kubernetes import client
 
 from fulcrum.api import parse_model_deployment
-from fulcrum.loadgen.endpoints import ready_addresses
-from fulcrum.metrics.sources import PrometheusSource, ScrapeSource
+from fulcrum.metrics.sources import PrometheusSource, ScrapeSource, Target
 from fulcrum.metrics.window import FleetMetrics
 from fulcrum.reconcile.builds import BuildResult
 from fulcrum.resources.build import RECORD_KEY, build_record
 from fulcrum.resources.build_key import build_key
+from fulcrum.resources.endpoints import ready_endpoints
 from fulcrum.resources.labels import build_record_name
 from fulcrum.resources.serving import triton_image
 from fulcrum.resources.settings import OperatorSettings, RepositoryStorage
@@ -95,8 +95,8 @@ class SideBySide:
         selector = f"kubernetes.io/service-name={self.key[1]}"
         slices = self.discovery.list_namespaced_endpoint_slice(self.key[0], label_selector=selector).items
         targets = [
-            f"http://{a}/metrics"
-            for a in ready_addresses([self.api.sanitize_for_serialization(s) for s in slices], "metrics")
+            Target(e.pod, f"http://{e.host_port}/metrics")
+            for e in ready_endpoints([self.api.sanitize_for_serialization(s) for s in slices], "metrics")
         ]
 
         async def both() -> tuple[FleetMetrics | None, FleetMetrics | None]:
@@ -104,7 +104,7 @@ class SideBySide:
                 self.scrape.observe(self.key, targets, served, 99.0),
                 self.prometheus.observe(self.key, targets, served, 99.0),
             )
-            return direct, queried
+            return direct.metrics, queried.metrics
 
         return self.loop.run_until_complete(both())
 

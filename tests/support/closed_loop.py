@@ -1,0 +1,122 @@
+"""Helpers for e2e tests that run the closed loop: seeded pool profiles, `fulcrum load` processes, decisions."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client
+
+from fulcrum.api import parse_model_deployment
+from fulcrum.reconcile.builds import BuildResult
+from fulcrum.resources.build import RECORD_KEY, build_record
+from fulcrum.resources.build_key import build_key
+from fulcrum.resources.labels import build_record_name
+from fulcrum.resources.serving import triton_image
+from fulcrum.resources.settings import OperatorSettings, RepositoryStorage
+from tests.support.kube import Kube
+from tests.support.operator_process import OperatorProcess
+
+DECISIONS = ("ScaleUp", "ScaleDown", "SwitchTier", "SwitchPool")
+
+
+def profile(pool: str, capacity: float) -> dict[str, Any]:
+    """A latency curve whose p99 crosses 22 ms (a 25 ms SLO minus the policy's margin) at ``capacity``.
+
+    Its floor, about 10 ms, is what the real pods show: the example batches for up to 8 ms.
+    """
+    points = []
+    for share, p99 in ((0.25, 10.0), (0.6, 13.0), (1.0, 22.0), (1.3, 60.0)):
+        points.append(
+            {
+                "requestsPerSecond": capacity * share,
+                "latencyMs": {"p50": p99 * 0.8, "p90": p99 * 0.9, "p95": p99 * 0.95, "p99": p99},
+            }
+        )
+    return {"nodePool": pool, "points": points}
+
+
+def seed_profiled_record(
+    kube: Kube,
+    operator: OperatorProcess,
+    base: dict[str, Any],
+    manifest: dict[str, Any],
+    capacities: Mapping[str, float],
+    pool_index: int = 0,
+) -> str:
+    """The build record of one pool of ``manifest`` (the first by default): the real build of ``base`` (its
+    repository and tiers) with profiles whose capacity per replica is ``capacities[tier]`` on that pool. Returns
+    the record's build key."""
+    settings = OperatorSettings(
+        build_namespace=operator.build_namespace,
+        storage=RepositoryStorage("hostPath", str(operator.repository)),
+        build_target="local",
+    )
+    real_key = base["status"]["build"]["key"]
+    real = kube.core.read_namespaced_config_map(build_record_name(real_key), operator.build_namespace)
+    result = BuildResult.from_record(json.loads(real.data[RECORD_KEY]))
+    assert result.manifest is not None
+    spec = parse_model_deployment(manifest).spec
+    pool = spec.node_pools[pool_index]
+    tiers = []
+    for tier in result.manifest.tiers:
+        data = tier.model_dump(mode="json", by_alias=True)
+        data["profiles"] = [profile(pool.name, capacities[tier.name])] if tier.name in capacities else []
+        tiers.append(data)
+    manifest_data = {**result.manifest.model_dump(mode="json", by_alias=True), "tiers": tiers}
+    key = build_key(spec, pool, "local", settings.storage.identity, serving_image=triton_image(spec, settings))
+    seeded = BuildResult.from_record({**result.to_record(), "manifest": manifest_data})
+    record = build_record(key, pool, seeded.to_record(), settings)
+    try:
+        kube.core.create_namespaced_config_map(operator.build_namespace, record)
+    except client.ApiException as exc:
+        if exc.status != 409:
+            raise
+    return key
+
+
+def start_load(
+    cluster: Any,
+    namespace: str,
+    service: str,
+    rows: Sequence[tuple[int, float]],
+    workdir: Path,
+    *,
+    slo_ms: float,
+    interval: int = 15,
+    request_log: Path | None = None,
+) -> subprocess.Popen[str]:
+    """``fulcrum load`` in its own process, as a user would run it, playing ``rows`` (t_seconds, rps)."""
+    trace = workdir / f"{service}-trace.csv"
+    trace.write_text("t_seconds,requests_per_second\n" + "".join(f"{t},{r}\n" for t, r in rows))
+    argv = [
+        sys.executable,
+        "-m",
+        "fulcrum",
+        "load",
+        "--service",
+        f"{namespace}/{service}",
+        "--kubeconfig",
+        str(cluster.kubeconfig),
+        "--trace",
+        str(trace),
+        "--interval",
+        str(interval),
+        "--slo-ms",
+        str(slo_ms),
+        "--json",
+    ]
+    if request_log is not None:
+        argv += ["--request-log", str(request_log)]
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def decision_events(kube: Kube, namespace: str, name: str, reasons: Sequence[str] = DECISIONS) -> list[Any]:
+    """The policy's decisions for one ModelDeployment (Events with these reasons), oldest first."""
+    events = kube.core.list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}").items
+    ordered = sorted(events, key=lambda e: e.last_timestamp or e.event_time or e.metadata.creation_timestamp)
+    return [e for e in ordered if e.reason in reasons]
