@@ -11,7 +11,9 @@ taken through every path that needs a permission:
   lists them to route their served model name, status goes Ready (status patch), Events;
 - pool ``local`` (the node agent's real node) has no record: the operator creates the build spec ConfigMap and
   the Job, the build ends fast (the model file does not exist), the operator lists the Job's pods for the
-  termination message, creates the record and deletes the spec ConfigMap;
+  termination message, creates the record, marks the Job harvested and deletes the spec ConfigMap; deleting the
+  record asks for the build again: the operator deletes the old Job and builds once more;
+- the operator leads through its Lease (created, read, renewed);
 - a stale server Deployment of the ModelDeployment (an old tier) is deleted.
 
 Then: every request was allowed except the three the operator is built to tolerate; every verb of every rule was
@@ -62,15 +64,8 @@ MD = "ranker"
 GITOPS = "gitops"  # the field manager of "Git" (kubectl apply --server-side)
 SECOND = "argocd-controller"  # a second GitOps controller (Argo CD and Flux apply with force)
 BUILDER_IMAGE = "ghcr.io/fulcrum-dev/fulcrum-builder:e2e"  # "fulcrum" in the name: the node agent runs our fulcrum
-# What the operator asks for and is built to do without (handlers.ensure_namespace tolerates 403; Kopf falls
-# back to the given namespaces and to the startup discovery when it cannot list or watch these).
-TOLERATED = {
-    ("create", "", "namespaces"),
-    ("list", "", "namespaces"),
-    ("watch", "", "namespaces"),
-    ("list", "apiextensions.k8s.io", "customresourcedefinitions"),
-    ("watch", "apiextensions.k8s.io", "customresourcedefinitions"),
-}
+# What the operator asks for and is built to do without (KubeClient.ensure_namespace tolerates 403).
+TOLERATED = {("create", "", "namespaces")}
 # Object storage: no hostPath, so the namespace can enforce the `restricted` Pod Security Standard on the operator
 # and on everything it creates. Nothing is ever written there: the only real build fails before it writes.
 REPOSITORY = "s3://fulcrum-chart-e2e/models"
@@ -343,15 +338,18 @@ def stack(
 
 
 def ready(stack: Stack) -> Obj:
+    """Ready and settled: Ready=True, Reconciling=False (the stale Deployment gone, both pools' builds done)."""
+
     def probe() -> Obj | None:
         assert stack.operator is not None and stack.operator.poll() is None, f"operator exited:\n{stack.log_tail()}"
         md = stack.rest.get(stack.md_path())
         ok = condition(md, "Ready")
+        settled = (condition(md, "Reconciling") or {}).get("status") == "False"
         current = (md.get("status") or {}).get("observedGeneration") == md["metadata"]["generation"]
-        return md if ok and ok["status"] == "True" and current else None
+        return md if ok and ok["status"] == "True" and settled and current else None
 
     try:
-        md: Obj = wait_for("ModelDeployment Ready=True", probe, timeout=300)
+        md: Obj = wait_for("ModelDeployment Ready=True and settled", probe, timeout=300)
     except AssertionError as exc:
         md = stack.rest.get(stack.md_path())
         raise AssertionError(
@@ -426,6 +424,34 @@ def test_model_deployment_gets_ready_as_the_charts_service_account(stack: Stack)
     assert rest.get_or_none(f"/apis/batch/v1/namespaces/{ns}/jobs/{labels.build_job_name(local.key)}") is not None
     events = rest.get(f"/api/v1/namespaces/{ns}/events")["items"]
     assert any(e.get("source", {}).get("component") == "fulcrum" for e in events)
+
+
+def test_deleting_a_build_record_builds_again(stack: Stack) -> None:
+    """A build record is the cache of a build: deleting it is how a user asks for the build again. The harvested
+    Job goes first (Jobs are named after their key), then a new Job runs and writes a new record."""
+    ready(stack)
+    ns, rest = stack.namespace, stack.rest
+    local = next(
+        b
+        for b in pool_builds(parse_model_deployment(model_deployment(ns)).spec, stack.settings, {}, {})
+        if b.pool.name == "local"
+    )
+    record_path = f"/api/v1/namespaces/{ns}/configmaps/{labels.build_record_name(local.key)}"
+    job_path = f"/apis/batch/v1/namespaces/{ns}/jobs/{labels.build_job_name(local.key)}"
+    record = wait_for("the local build's record", lambda: rest.get_or_none(record_path), 300, 2)
+    old_job = rest.get(job_path)["metadata"]["uid"]
+    assert json.loads(record["data"]["result.json"])["jobUid"] == old_job
+    rest.delete(record_path)
+
+    def rebuilt() -> dict[str, Any] | None:
+        record = rest.get_or_none(record_path)
+        result = json.loads(record["data"]["result.json"]) if record else {}
+        return result if result.get("jobUid") not in (None, old_job) else None
+
+    result = wait_for("a new record from a new build Job", rebuilt, 300, 2, on_timeout=stack.log_tail)
+    job = rest.get(job_path)
+    assert job["metadata"]["uid"] == result["jobUid"] != old_job
+    assert "transient" not in result  # the builder said what came of it: final, not retried
 
 
 def test_gitops_reapply_and_a_second_manager_change_nothing(stack: Stack) -> None:

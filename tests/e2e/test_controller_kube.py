@@ -20,6 +20,7 @@ from fulcrum.controller.informer import Informer
 from fulcrum.controller.kube import KubeClient, KubeError, TokenFile
 from fulcrum.controller.leader import LeaderElectionConfig, LeaderElector
 from fulcrum.controller.reconciler import is_subset
+from fulcrum.resources import labels
 from tests.support.manifest_cases import BASE
 
 pytestmark = pytest.mark.e2e
@@ -429,3 +430,43 @@ def test_a_record_written_by_someone_else_first_wins(cluster: Any, namespace: st
     written, cached = asyncio.run(scenario())
     assert written is None, "the 409 is reported, not hidden"
     assert cached is None, "its own record must never stand in for the stored one"
+
+
+def test_build_records_unused_for_the_retention_period_are_collected(cluster: Any, namespace: str) -> None:
+    from fulcrum.api import parse_model_deployment
+    from fulcrum.controller.collector import BuildCollector
+    from fulcrum.reconcile.plan import pool_builds
+    from fulcrum.resources.build import build_record
+    from fulcrum.resources.settings import OperatorSettings, RepositoryStorage
+
+    settings = OperatorSettings(build_namespace=namespace, storage=RepositoryStorage.parse("s3://bucket/fulcrum"))
+    md = copy.deepcopy(BASE)
+    md["metadata"] = {"name": "user", "namespace": namespace}
+    used = pool_builds(parse_model_deployment(md).spec, settings, {}, {})
+    unused = copy.deepcopy(md)
+    unused["spec"]["tiers"] = [{"name": "fp32", "precision": "fp32"}]
+    stale = pool_builds(parse_model_deployment(unused).spec, settings, {}, {})
+    now = [0.0]
+
+    async def scenario() -> list[list[str]]:
+        kube = _client(cluster)
+        for build in (*used, *stale):
+            await kube.create(build_record(build.key, build.pool, {"phase": "Succeeded"}, settings))
+        cache = ObjectCache()
+        items, _ = await kube.list_with_version("ConfigMap", namespace)
+        cache.replace("ConfigMap", namespace, items)
+        cache.put("ModelDeployment", md)
+        collector = BuildCollector(kube, cache, settings, retention_seconds=3600, clock=lambda: now[0])
+        left = []
+        for at in (0.0, 3599.0, 3600.0):
+            now[0] = at
+            await collector.collect()
+            remaining, _ = await kube.list_with_version("ConfigMap", namespace, LABEL)
+            left.append(sorted(c["metadata"]["name"] for c in remaining))
+        await kube.close()
+        return left
+
+    first, almost, after = asyncio.run(scenario())
+    used_names = sorted(labels.build_record_name(b.key) for b in used)
+    assert first == almost == sorted(used_names + [labels.build_record_name(b.key) for b in stale])
+    assert after == used_names  # only what no ModelDeployment builds or serves from, after the retention

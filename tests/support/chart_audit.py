@@ -43,6 +43,10 @@ class Request:
     status: int
 
 
+NAMED = {"leases"}
+"""Kinds the chart's rules grant by resourceNames (the operator's own Lease): their requests keep the name."""
+
+
 @dataclass(frozen=True, order=True)
 class Attributes:
     """What RBAC checks for a resource request (subresource joined to the resource as ``pods/log``)."""
@@ -51,10 +55,12 @@ class Attributes:
     group: str
     resource: str
     namespace: str  # "" for cluster-scoped requests and requests across all namespaces
+    name: str = ""  # only for the kinds the chart grants by name (NAMED): RBAC then checks it too
 
     def __str__(self) -> str:
         where = f" in {self.namespace}" if self.namespace else " (cluster)"
-        return f"{self.verb} {self.resource}{'.' + self.group if self.group else ''}{where}"
+        named = f" {self.name}" if self.name else ""
+        return f"{self.verb} {self.resource}{'.' + self.group if self.group else ''}{named}{where}"
 
     def review(self, user: str, groups: list[str]) -> dict[str, Any]:
         resource, _, subresource = self.resource.partition("/")
@@ -63,6 +69,8 @@ class Attributes:
             attrs["subresource"] = subresource
         if self.namespace:
             attrs["namespace"] = self.namespace
+        if self.name:
+            attrs["name"] = self.name
         return {
             "apiVersion": "authorization.k8s.io/v1",
             "kind": "SubjectAccessReview",
@@ -102,7 +110,8 @@ def attributes(request: Request) -> list[Attributes]:
             "PATCH": "patch",
             "DELETE": "delete" if name else "deletecollection",
         }[method]
-    found = [Attributes(verb, group, resource, namespace)]
+    named = name if resource in NAMED and name else ""
+    found = [Attributes(verb, group, resource, namespace, named)]
     if method == "PATCH" and request.status == 201:
         found.append(Attributes("create", group, resource, namespace))
     return found
