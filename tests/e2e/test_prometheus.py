@@ -146,9 +146,7 @@ def ready_pods(kube: Kube, namespace: str, name: str) -> list[str]:
     )
 
 
-async def _observe(
-    source: PrometheusSource, keys: list[tuple[str, str]], pods: dict[str, list[str]]
-) -> dict[str, Any]:
+async def _observe(source: PrometheusSource, keys: list[tuple[str, str]], pods: dict[str, list[str]]) -> dict[str, Any]:
     try:
         out = {}
         for ns, name in keys:

@@ -271,7 +271,7 @@ def test_defaults_are_the_operators_defaults(rendered: dict[str, list[dict[str, 
     assert flag_values(args, "--build-target") == [defaults.build_target]
     assert flag_values(args, "--build-namespace") == ["fulcrum-system"]  # the release namespace
     assert RepositoryStorage.parse(flag_values(args, "--repository")[0]) == defaults.storage
-    assert flag_values(args, "--workers") == ["4"]
+    assert flag_values(args, "--workers") == ["8"]
     assert flag_values(args, "--metrics-source") == ["scrape"]
     params = {p.name: p.default for p in run_command.params}
     assert flag_values(args, "--tick-seconds") == [f"{params['tick_seconds']:g}"]

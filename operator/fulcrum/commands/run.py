@@ -68,7 +68,7 @@ def _identity() -> str:
     show_default=True,
     help="Liveness endpoint; /readyz on the same port answers 200 once the cache has synced.",
 )
-@click.option("--workers", envvar="FULCRUM_WORKERS", type=click.IntRange(min=1), default=4, show_default=True)
+@click.option("--workers", envvar="FULCRUM_WORKERS", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option(
     "--tick-seconds",
     envvar="FULCRUM_TICK_SECONDS",

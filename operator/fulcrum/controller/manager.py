@@ -44,7 +44,7 @@ log = logging.getLogger("fulcrum")
 class ManagerOptions:
     namespaces: tuple[str, ...] = ()
     """Namespaces whose ModelDeployments are served; empty: all."""
-    workers: int = 4
+    workers: int = 8
     health: str = "http://0.0.0.0:8080/healthz"
     """Liveness URL; ``/readyz`` on the same port is the readiness endpoint."""
     metrics_port: int = 0
@@ -196,8 +196,10 @@ class Manager:
                 log.warning("%s failed: %s", job.__name__, exc)
 
     async def _resync(self) -> None:
+        """A safety net for a missed event: every object without a look already scheduled (a tick, a retry)."""
         for key in self.cache.keys("ModelDeployment"):
-            self.queue.add(key)
+            if self.queue.pending(key) is None:
+                self.queue.add(key)
 
     async def _shutdown(self, *, release: bool) -> None:
         self.leading = False

@@ -7,6 +7,7 @@ once per Job (on 409 the stored record wins) and replaced only with their resour
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import secrets
@@ -256,8 +257,7 @@ class Reconciler:
             return CONFLICT_RETRY_SECONDS  # stale: redo once the watch has brought the changed object
         if tick is not None and self.control is not None:
             self.control.recorded(key)
-        for event in result.events:
-            await self._post_event(body, event)
+        await asyncio.gather(*(self._post_event(body, event) for event in result.events))
         telemetry.export_model(
             key,
             spec=md.spec,
@@ -505,12 +505,15 @@ class Reconciler:
             )
             if created is not None:
                 self.cache.put("Job", created)
+        changed = []
         for manifest in result.apply:
             meta = manifest["metadata"]
             live = self.cache.get(manifest["kind"], meta["namespace"], meta["name"])
             if live is None or not is_subset(manifest, live):
-                applied = await self.kube.apply(manifest)
-                self.cache.put(manifest["kind"], applied)
+                changed.append(manifest)
+        # the Deployment, Service and PDB are independent: one round trip for all that changed
+        for manifest, applied in zip(changed, await asyncio.gather(*map(self.kube.apply, changed)), strict=True):
+            self.cache.put(manifest["kind"], applied)
         for deployment, replicas in result.scale_deployments.items():
             await self.kube.scale("Deployment", body["metadata"]["namespace"], deployment, replicas)
         for deployment in result.delete_deployments:

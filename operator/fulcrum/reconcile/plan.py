@@ -550,6 +550,6 @@ def _transition_events(previous: list[Condition], new: list[Condition]) -> list[
         )
         if stalled or build_failed:
             events.append(Event("Warning", condition.reason, text))
-        elif condition.type in ("Ready", "RepositoryReady", "Available") and condition.status == "True":
-            events.append(Event("Normal", condition.reason, text))
+        elif condition.type in ("Ready", "RepositoryReady") and condition.status == "True":
+            events.append(Event("Normal", condition.reason, text))  # Available=True says what Ready=True says
     return events
