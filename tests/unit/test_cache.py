@@ -149,3 +149,15 @@ def test_changes_are_routed_to_the_model_deployments_they_concern() -> None:
     endpoint_slice["metadata"]["labels"] = {"kubernetes.io/service-name": "unrelated"}
     assert keys_for("EndpointSlice", None, endpoint_slice, cache, builders) == set()
     assert keys_for("ModelDeployment", _obj("ranker"), None, cache, builders) == {("shop", "ranker")}
+
+
+def test_the_answer_to_a_write_never_replaces_a_later_version_the_watch_brought() -> None:
+    """Apply a Deployment; before the answer is handled, the watch brings it Ready (a later version). The answer
+    must not put the cache back to not-ready: nothing would ever correct it for a Deployment that does not change."""
+    cache = ObjectCache()
+    cache.put("Deployment", _obj("d", version="105", status={"readyReplicas": 1}))  # the watch was first
+    assert not cache.record("Deployment", _obj("d", version="103"))  # the apply's answer, older
+    assert cache.get("Deployment", "shop", "d")["status"] == {"readyReplicas": 1}  # type: ignore[index]
+    assert cache.record("Deployment", _obj("d", version="107", status={"readyReplicas": 2}))
+    assert cache.record("Deployment", _obj("new", version="1"))  # unknown before: taken
+    assert cache.get("Deployment", "shop", "d")["metadata"]["resourceVersion"] == "107"  # type: ignore[index]

@@ -4,6 +4,12 @@ Reconciliation reads from here, never from the API, so a steady state costs no r
 indexed by the ModelDeployment they belong to (the ``fulcrum.dev/model-deployment`` label), so a reconcile finds
 its children without scanning every object of a kind. ``managedFields`` are dropped on the way in: they are
 most of an object's bytes and the operator never reads them.
+
+The answers to the operator's own writes go in too (:meth:`ObjectCache.record`), so the next reconcile does not
+write the same again before the watch brings the change, but only when they are newer than what the cache holds:
+the watch may already have brought a later version (a Deployment's readiness, seconds after it was applied),
+which an older answer must never replace. Like client-go's MutationCache, this compares resourceVersions as
+numbers, which they are on every etcd-backed API server; a version that is not a number is taken as newer.
 """
 
 from __future__ import annotations
@@ -20,6 +26,17 @@ Body = dict[str, Any]
 def object_key(body: Body) -> Key:
     meta = body.get("metadata", {})
     return meta.get("namespace", ""), meta["name"]
+
+
+def version_of(body: Body) -> str:
+    return str((body.get("metadata") or {}).get("resourceVersion") or "")
+
+
+def _newer(version: str, than: str) -> bool:
+    try:
+        return int(version) > int(than)
+    except ValueError:
+        return True
 
 
 def owner_of(body: Body) -> str | None:
@@ -45,6 +62,14 @@ class ObjectCache:
         if owner is not None:
             self._owned[kind][(key[0], owner)].add(key[1])
         return old
+
+    def record(self, kind: str, body: Body) -> bool:
+        """Store the answer to one of the operator's writes unless the cache already holds a later version."""
+        known = self.get(kind, *object_key(body))
+        if known is not None and not _newer(version_of(body), version_of(known)):
+            return False
+        self.put(kind, body)
+        return True
 
     def remove(self, kind: str, namespace: str, name: str) -> Body | None:
         """Forget an object; returns it, if it was known."""

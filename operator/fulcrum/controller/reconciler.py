@@ -453,7 +453,7 @@ class Reconciler:
             self.cache.remove("ConfigMap", ns, name)
         written = await self.kube.create(record)
         if written is not None:
-            self.cache.put("ConfigMap", written)
+            self.cache.record("ConfigMap", written)
         return written
 
     def _previous_build(
@@ -504,7 +504,7 @@ class Reconciler:
                 build_job(build.key, build.pool, self.settings, serving_image=build.serving_image)
             )
             if created is not None:
-                self.cache.put("Job", created)
+                self.cache.record("Job", created)
         changed = []
         for manifest in result.apply:
             meta = manifest["metadata"]
@@ -513,7 +513,7 @@ class Reconciler:
                 changed.append(manifest)
         # the Deployment, Service and PDB are independent: one round trip for all that changed
         for manifest, applied in zip(changed, await asyncio.gather(*map(self.kube.apply, changed)), strict=True):
-            self.cache.put(manifest["kind"], applied)
+            self.cache.record(manifest["kind"], applied)
         for deployment, replicas in result.scale_deployments.items():
             await self.kube.scale("Deployment", body["metadata"]["namespace"], deployment, replicas)
         for deployment in result.delete_deployments:
@@ -542,7 +542,7 @@ class Reconciler:
             log.info("%s/%s changed while reconciling (409); again from the fresh object", *meta_key(meta))
             return False
         if written:
-            self.cache.put("ModelDeployment", written)
+            self.cache.record("ModelDeployment", written)
         return True
 
     async def _write_invalid(self, body: Body, message: str) -> float | None:
