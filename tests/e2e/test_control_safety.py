@@ -287,7 +287,7 @@ def test_a_killed_leader_and_lost_metrics_change_nothing_under_steady_load(
         assert all(gap >= TICK_SECONDS / 2 for gap in gaps), (name, gaps)
     # the outage was said, with what failed, and a Warning; the SLO was not claimed met without data
     assert outage_metrics[:2] == ("False", "ScrapeFailed"), outage_metrics
-    assert f":{METRICS_PORT}/metrics" in outage_metrics[2] and "pod outage-fp32-" in outage_metrics[2]
+    assert f":{METRICS_PORT}/metrics" in outage_metrics[2] and "pod outage-" in outage_metrics[2]
     assert outage_slo[:2] == ("Unknown", "NoMetrics"), outage_slo
     assert any(e.type == "Warning" and e.reason == "ScrapeFailed" for e in events)
     assert any(e.type == "Normal" and e.reason == "MetricsAvailable" for e in events)
