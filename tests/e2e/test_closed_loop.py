@@ -95,7 +95,7 @@ class SideBySide:
         selector = f"kubernetes.io/service-name={self.key[1]}"
         slices = self.discovery.list_namespaced_endpoint_slice(self.key[0], label_selector=selector).items
         targets = [
-            Target(e.pod, f"http://{e.host_port}/metrics")
+            Target(e.pod, f"http://{e.host_port}/metrics", e.pod_uid)
             for e in ready_endpoints([self.api.sanitize_for_serialization(s) for s in slices], "metrics")
         ]
 

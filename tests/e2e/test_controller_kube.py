@@ -18,7 +18,7 @@ from fulcrum.controller import kube as kube_module
 from fulcrum.controller.cache import ObjectCache
 from fulcrum.controller.informer import Informer
 from fulcrum.controller.kube import KubeClient, KubeError, TokenFile
-from fulcrum.controller.leader import LeaderElectionConfig, LeaderElector
+from fulcrum.controller.leader import LeaderElectionConfig, LeaderElector, micro_time
 from fulcrum.controller.reconciler import is_subset
 from fulcrum.resources import labels
 from tests.support.manifest_cases import BASE
@@ -382,7 +382,8 @@ def test_the_control_loop_keeps_ticking_while_a_rebuild_runs(
     async def scenario() -> dict[str, Any]:
         kube = _client(cluster)
         await kube.create(build_record(old_build.key, old_build.pool, served.to_record(), settings))
-        await kube.create(build_job(new_build.key, new_build.pool, settings))  # pending forever: no such node
+        job = build_job(new_build.key, new_build.pool, settings, serving_image=new_build.serving_image)
+        await kube.create(job)  # pending forever: no such node
         created = await kube.request("POST", kube_module.object_path("ModelDeployment", namespace), body=new)
         # the status an operator wrote while the old build served
         status = {"activeTier": "fp32", "activeNodePool": "nowhere", "replicas": 1, "build": {"key": old_build.key}}
@@ -470,3 +471,67 @@ def test_build_records_unused_for_the_retention_period_are_collected(cluster: An
     used_names = sorted(labels.build_record_name(b.key) for b in used)
     assert first == almost == sorted(used_names + [labels.build_record_name(b.key) for b in stale])
     assert after == used_names  # only what no ModelDeployment builds or serves from, after the retention
+
+
+def test_the_leader_gauge_follows_the_lease(cluster: Any, crd_installed: None, namespace: str) -> None:
+    """``fulcrum_leader`` is 1 only while this replica holds the Lease: 0 on a standby (another replica holds it),
+    1 once it takes the Lease, 0 again when someone else holds it (the replica then stops acting and exits 1)."""
+    from prometheus_client import REGISTRY
+
+    from fulcrum.controller.manager import Manager, ManagerOptions
+    from fulcrum.controller.reconciler import Reconciler
+    from fulcrum.resources.settings import OperatorSettings
+    from tests.support.operator_process import free_port
+
+    def gauge() -> float | None:
+        return REGISTRY.get_sample_value("fulcrum_leader")
+
+    def config(identity: str) -> LeaderElectionConfig:
+        return LeaderElectionConfig(namespace, identity, lease_duration=4, renew_deadline=2, retry_period=0.2)
+
+    async def until(what: str, probe: Any, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not probe():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}; fulcrum_leader={gauge()}"
+            await asyncio.sleep(0.05)
+
+    async def scenario() -> dict[str, Any]:
+        kube = _client(cluster)
+        other = LeaderElector(kube, config("other-replica"))
+        await other.acquire()
+        reconciler = Reconciler(kube, ObjectCache(), OperatorSettings(build_namespace=namespace))
+        reconciler.reconcile = _no_reconcile  # type: ignore[method-assign]
+        options = ManagerOptions(
+            namespaces=(namespace,),
+            workers=1,
+            health=f"http://127.0.0.1:{free_port()}/healthz",
+            leader_election=config("this-replica"),
+        )
+        manager = Manager(reconciler, options)
+        running = asyncio.create_task(manager.run())
+        seen: dict[str, Any] = {}
+        await until("the cache to sync", lambda: manager.synced)
+        await asyncio.sleep(0)  # let the manager reach the Lease
+        seen["standby"] = (gauge(), manager.leading)
+        await other.release()
+        await until("this replica to lead", lambda: gauge() == 1.0)
+        seen["leading"] = (gauge(), manager.leading)
+        # another replica takes the Lease over (as after a partition): this one must step down
+        api = k8s_config.new_client_from_config(config_file=str(cluster.kubeconfig))
+        k8s_client.CoordinationV1Api(api).patch_namespaced_lease(
+            "fulcrum-operator",
+            namespace,
+            {"spec": {"holderIdentity": "usurper", "renewTime": micro_time(), "leaseDurationSeconds": 60}},
+        )
+        seen["exit"] = await asyncio.wait_for(running, 60)
+        seen["lost"] = (gauge(), manager.leading)
+        return seen
+
+    seen = asyncio.run(scenario())
+    assert seen["standby"] == (0.0, False), seen
+    assert seen["leading"] == (1.0, True), seen
+    assert seen["lost"] == (0.0, False) and seen["exit"] == 1, seen
+
+
+async def _no_reconcile(key: tuple[str, str]) -> float | None:
+    return None

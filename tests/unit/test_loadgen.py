@@ -6,7 +6,7 @@ import pytest
 
 from fulcrum.loadgen.generator import Schedule, request_body
 from fulcrum.loadgen.stats import Interval, run_summary
-from fulcrum.resources.endpoints import ready_addresses
+from fulcrum.resources.endpoints import ready_addresses, ready_endpoints
 
 
 def test_arrivals_follow_the_rates_and_are_seeded() -> None:
@@ -47,6 +47,16 @@ def test_ready_addresses_skip_unready_endpoints() -> None:
     assert ready_addresses(slices, "http") == ["10.244.0.5:8000", "10.244.0.7:8000"]
     assert ready_addresses(slices, "metrics") == ["10.244.0.5:8002", "10.244.0.7:8002"]
     assert ready_addresses(slices, "grpc") == []
+
+
+def test_ready_endpoints_name_the_pod_and_its_uid() -> None:
+    """The operator keeps a pod's counters under the pod (name and uid), so it needs both from the slice."""
+    ref = {"kind": "Pod", "namespace": "shop", "name": "ranker-7d9f-abcde", "uid": "0b7c5f0e"}
+    slices = [
+        {"ports": [{"name": "metrics", "port": 8002}], "endpoints": [{"addresses": ["10.0.0.5"], "targetRef": ref}]}
+    ]
+    (endpoint,) = ready_endpoints(slices, "metrics")
+    assert (endpoint.pod, endpoint.pod_uid, endpoint.host_port) == ("ranker-7d9f-abcde", "0b7c5f0e", "10.0.0.5:8002")
 
 
 def test_slo_attainment_counts_errors_and_drops_as_misses() -> None:

@@ -343,7 +343,7 @@ class Reconciler:
 
     def _metrics_targets(self, namespace: str, name: str) -> list[Target]:
         endpoints = ready_endpoints(self._slices(namespace, name), "metrics")
-        return [Target(e.pod, f"http://{e.host_port}/metrics") for e in endpoints]
+        return [Target(e.pod, f"http://{e.host_port}/metrics", e.pod_uid) for e in endpoints]
 
     def _live_routes(self, namespace: str, name: str) -> dict[str, str]:
         configmap = self.cache.get("ConfigMap", namespace, routing_configmap_name(name))

@@ -28,10 +28,20 @@ TRITON_QUANTILES = (50.0, 90.0, 95.0, 99.0, 99.9)
 
 @dataclass(frozen=True)
 class Target:
-    """One ready Triton pod: its name (for messages) and its metrics URL."""
+    """One ready Triton pod: its name, its metrics URL and its uid (from the EndpointSlice's targetRef)."""
 
     pod: str
     url: str
+    uid: str = ""
+
+    @property
+    def series(self) -> str:
+        """What the pod's counters are kept under: the pod itself (name and uid), never its address. A new pod can
+        get a deleted pod's IP, and a pod recreated under the same name is another process: either would otherwise
+        continue the old counters' history (its small counter read as a reset of the old one's large count)."""
+        if not self.pod:
+            return self.url
+        return f"{self.pod}#{self.uid}" if self.uid else self.pod
 
     def __str__(self) -> str:
         return f"pod {self.pod} ({self.url})" if self.pod else self.url
@@ -91,7 +101,8 @@ def _listing(items: list[str], limit: int = 3) -> str:
 
 @dataclass
 class ScrapeSource:
-    """Scrape ``http://<pod-ip>:<metrics port>/metrics`` of every ready pod; a window per ModelDeployment.
+    """Scrape ``http://<pod-ip>:<metrics port>/metrics`` of every ready pod; a window per ModelDeployment, each pod's
+    counters kept under the pod (:attr:`Target.series`), not its address.
 
     A reading is unknown (``metrics`` None) when no pod answered this tick, or when the window spans less than
     ``min_span_seconds`` (after a restart: the first scrape is only a baseline). It is incomplete when a ready pod
@@ -117,15 +128,15 @@ class ScrapeSource:
         results = await asyncio.gather(*(scrape(self._session, t.url, model) for t in targets))
         now, wall = self.clock(), self.wall()
         window = self.windows.setdefault(key, SlidingWindow(self.window_seconds))
-        window.add(now, {t.url: r.sample for t, r in zip(targets, results, strict=True)})
+        window.add(now, {t.series: r.sample for t, r in zip(targets, results, strict=True)})
         misses = self.misses.setdefault(key, {})
         failed = []
         for target, result in zip(targets, results, strict=True):
-            misses[target.url] = misses.get(target.url, 0) + 1 if result.sample is None else 0
+            misses[target.series] = misses.get(target.series, 0) + 1 if result.sample is None else 0
             if result.sample is None:
                 failed.append(f"{target}: {result.error}")
-        for url in [u for u in misses if u not in {t.url for t in targets}]:
-            del misses[url]
+        for series in [s for s in misses if s not in {t.series for t in targets}]:
+            del misses[series]
         if len(failed) == len(targets):
             return Reading(
                 None,
@@ -145,9 +156,9 @@ class ScrapeSource:
                 f"{self.min_span_seconds:.0f} s)",
                 healthy=None,
             )
-        starting = [str(t) for t in targets if window.samples(t.url) < 2]
+        starting = [str(t) for t in targets if window.samples(t.series) < 2]
         complete = not failed and not starting
-        persistent = [f"{t}: {r.error}" for t, r in zip(targets, results, strict=True) if misses.get(t.url, 0) >= 2]
+        persistent = [f"{t}: {r.error}" for t, r in zip(targets, results, strict=True) if misses.get(t.series, 0) >= 2]
         end = wall - (now - (window.newest() or now))
         counted = len(targets) - len(failed)
         if persistent:

@@ -17,6 +17,7 @@ class Endpoint:
     address: str
     port: int
     pod: str = ""
+    pod_uid: str = ""
 
     @property
     def host_port(self) -> str:
@@ -35,7 +36,8 @@ def ready_endpoints(slices: Iterable[Mapping[str, Any]], port_name: str) -> list
                 continue
             ref = endpoint.get("targetRef") or {}
             pod = str(ref.get("name", "")) if ref.get("kind") == "Pod" else ""
-            out.update(Endpoint(str(address), int(ports[0]), pod) for address in endpoint.get("addresses", []))
+            uid = str(ref.get("uid", "")) if pod else ""
+            out.update(Endpoint(str(address), int(ports[0]), pod, uid) for address in endpoint.get("addresses", []))
     return sorted(out)
 
 
