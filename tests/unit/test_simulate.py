@@ -153,10 +153,13 @@ def test_oracle_is_instant_and_meets_the_slo() -> None:
 
 
 def test_a_slower_fleet_is_caught_by_the_correction() -> None:
+    """A fleet 30 % slower than profiled saturates at first; the correction learns it and the fleet catches up."""
     spec = make_spec(budget=None)
     trace = Trace.from_points([0.0], [3000.0], end=1800.0)
     slow = simulate_policy(make_setting(spec, PROFILES, trace, 10.0, speed=0.7), "fulcrum")
-    assert slow.slo_attainment > 0.97
+    assert slow.slo_attainment > 0.95
+    settled = slow.capacity[30:]  # from five minutes on (truth: 0.7x the profile)
+    assert float(np.min(settled)) >= 3000.0
 
 
 def test_oracle_always_runs_for_the_ratio() -> None:
@@ -202,19 +205,23 @@ def test_cli_json_timeline_and_plot(tmp_path: Path) -> None:
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def parts(fleet: SimFleet, now: float) -> list[tuple[Placement, int]]:
+    return [(part.placement, part.ready) for part in fleet.serving_parts(now)]
+
+
 def test_a_rolling_switch_swaps_capacity_for_capacity() -> None:
     capacity = {Placement("fp32", "l4"): 700.0, Placement("int8", "l4"): 2100.0}
     fleet = SimFleet({"l4": 60.0}, {"l4": 1.0}, rolling=True, capacity=capacity)
     fleet.apply(Config("fp32", "l4", 6), 0.0, instant=True)
     fleet.apply(Config("int8", "l4", 1), 10.0)  # room for one new replica only
     fleet.advance(60.0, rate=4000.0)
-    assert fleet.serving_parts(60.0) == [(Placement("fp32", "l4"), 6)]
+    assert parts(fleet, 60.0) == [(Placement("fp32", "l4"), 6)]
     fleet.advance(70.0, rate=4000.0)  # the int8 replica is ready; an even split gives it one replica's share
-    assert fleet.serving_parts(70.0) == [(Placement("fp32", "l4"), 5), (Placement("int8", "l4"), 1)]
+    assert parts(fleet, 70.0) == [(Placement("fp32", "l4"), 5), (Placement("int8", "l4"), 1)]
     fleet.apply(Config("int8", "l4", 2), 80.0)
     fleet.advance(140.0, rate=4000.0)  # two int8 replicas serve 4200 rps alone: the old placement goes
     assert fleet.serving == Placement("int8", "l4")
-    assert fleet.serving_parts(140.0) == [(Placement("int8", "l4"), 2)]
+    assert parts(fleet, 140.0) == [(Placement("int8", "l4"), 2)]
 
 
 def test_a_rolling_switch_lets_old_replicas_go_that_the_load_does_not_need() -> None:
@@ -223,7 +230,7 @@ def test_a_rolling_switch_lets_old_replicas_go_that_the_load_does_not_need() -> 
     fleet.apply(Config("fp32", "l4", 6), 0.0, instant=True)
     fleet.apply(Config("int8", "l4", 2), 10.0)
     fleet.advance(20.0, rate=2000.0)  # 3 x 700 serve 2000 rps
-    assert fleet.serving_parts(20.0) == [(Placement("fp32", "l4"), 3)]
+    assert parts(fleet, 20.0) == [(Placement("fp32", "l4"), 3)]
     assert fleet.cost_per_hour() == pytest.approx(3 + 2)
 
 

@@ -11,10 +11,10 @@ import yaml
 from pydantic import ValidationError
 
 from fulcrum.api import ModelDeploymentSpec, ProfilesFile, format_validation_error, parse_model_deployment, parse_spec
-from fulcrum.simulate.engine import make_setting
+from fulcrum.simulate.engine import all_hot_tiers, make_setting
 from fulcrum.simulate.engine import simulate as run_simulation
 from fulcrum.simulate.policies import POLICY_NAMES
-from fulcrum.simulate.report import json_document, write_timeline
+from fulcrum.simulate.report import json_document, write_fleet, write_timeline
 from fulcrum.simulate.trace import TraceError, read_trace
 
 EXISTING_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -60,6 +60,23 @@ def load_profiles(path: Path) -> ProfilesFile:
     help="Simulated replicas run this many times as fast as profiled (tests the online correction).",
 )
 @click.option(
+    "--hot",
+    "hot_text",
+    default="none",
+    show_default=True,
+    help=(
+        "Tiers each pool's replicas load together, so a switch among them is hot (no new pods, about 2 s): "
+        "none, all (every tier profiled on the pool), or POOL=TIER+TIER[,POOL=TIER+TIER...]."
+    ),
+)
+@click.option(
+    "--fleet",
+    "fleet_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write what ran, per step, policy and placement: t_seconds,policy,tier,node_pool,ready_replicas,"
+    "starting_replicas,serving_tier.",
+)
+@click.option(
     "--switch",
     "switch_mode",
     type=click.Choice(["rolling", "blue-green"]),
@@ -77,6 +94,8 @@ def simulate(  # noqa: PLR0917 - click passes every option
     timeline_path: Path | None,
     step_seconds: float,
     speed: float,
+    hot_text: str,
+    fleet_path: Path | None,
     switch_mode: str,
 ) -> None:
     """Replay TRACE against the policies and report SLO attainment, cost and tier use."""
@@ -92,13 +111,16 @@ def simulate(  # noqa: PLR0917 - click passes every option
         trace = read_trace(trace_path)
     except TraceError as exc:
         raise click.ClickException(str(exc)) from exc
+    hot = parse_hot(hot_text, spec, profiles)
     try:
-        setting = make_setting(spec, profiles, trace, step_seconds, speed, rolling=switch_mode == "rolling")
-        runs = run_simulation(setting, names)
+        setting = make_setting(spec, profiles, trace, step_seconds, speed, rolling=switch_mode == "rolling", hot=hot)
+        runs = run_simulation(setting, names, record_fleet=fleet_path is not None)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     if timeline_path is not None:
         write_timeline(timeline_path, runs)
+    if fleet_path is not None:
+        write_fleet(fleet_path, runs)
     if plot_path is not None:
         from fulcrum.simulate.plot import plot_runs  # noqa: PLC0415 - matplotlib only when asked for
 
@@ -108,6 +130,28 @@ def simulate(  # noqa: PLR0917 - click passes every option
         click.echo(json.dumps(document, indent=2))
         return
     _table(document, trace_path.name)
+
+
+def parse_hot(text: str, spec: ModelDeploymentSpec, profiles: ProfilesFile) -> dict[str, tuple[str, ...]]:
+    """``--hot``: none, all, or ``POOL=TIER+TIER,...``; names are checked against the spec."""
+    text = text.strip()
+    if text in ("", "none"):
+        return {}
+    if text == "all":
+        return all_hot_tiers(spec, profiles)
+    pools = {p.name for p in spec.node_pools}
+    tiers = {t.name for t in spec.tiers}
+    hot: dict[str, tuple[str, ...]] = {}
+    for part in text.split(","):
+        pool, sep, names = part.partition("=")
+        loaded = tuple(n for n in names.split("+") if n)
+        if not sep or pool not in pools or not loaded or any(n not in tiers for n in loaded):
+            raise click.BadParameter(
+                f"{part!r}: expected POOL=TIER+TIER with pools from {sorted(pools)} and tiers from {sorted(tiers)}",
+                param_hint="--hot",
+            )
+        hot[pool] = loaded
+    return hot
 
 
 def _table(document: dict[str, Any], title: str) -> None:

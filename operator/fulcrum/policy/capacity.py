@@ -11,8 +11,9 @@ capacities (pure: the same inputs always give the same numbers).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from fulcrum.api import Profile, ProfilesFile, TierProfiles
 from fulcrum.policy.quantiles import Quantiles, latency_at, monotone, share_within
@@ -142,6 +143,8 @@ class ProfileTable:
 
     curves: Mapping[tuple[str, str], Curve]
     _memo: dict[tuple[str, str, float, float], float] = field(default_factory=dict, repr=False, compare=False)
+    candidates_memo: dict[Hashable, Any] = field(default_factory=dict, repr=False, compare=False)
+    """The planner's candidates per (SLO, tiers, pools, corrections): the same table gives the same ones."""
 
     @classmethod
     def from_tiers(cls, tiers: Iterable[TierProfiles]) -> ProfileTable:

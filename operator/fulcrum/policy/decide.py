@@ -1,15 +1,36 @@
-"""``decide``: one control tick. Pure: the same inputs always give the same Decision."""
+"""``decide``: one control tick. Pure: the same inputs always give the same Decision.
+
+A tick (docs/policy.md, "How the policy decides"):
+
+1. **Evidence.** A complete observation, a lower bound (``complete=False``) or nothing (``None``): nothing shrinks,
+   moves away or switches on less than a complete observation, and scale-in waits for a fully observed window.
+2. **Forecasts** (:mod:`fulcrum.policy.forecast`): the trend ``F(h)`` (what the load will probably be ``h`` s
+   ahead) and the envelope ``E(h)`` (how high it may get, learnt from how fast it rose before).
+3. **Sizing.** Every candidate placement (a Ready tier on a pool) gets the replicas that, once started now, serve
+   ``F`` on its own tier and ``E`` on the fastest tier its replicas can hot switch to (itself without hot tiers),
+   within min/max replicas and the budget, keeping room for a way out when the only one needs new pods.
+4. **Target.** The objective's best sustainable candidate (Quality: the most accurate tier, then the cheapest;
+   Cost: the cheapest). Staying wins unless it cannot hold the forecast (a forced move), or a move is clearly
+   better: a more accurate tier with hysteresis, or a saving of ``switch_saving``; a move that needs new pods
+   must also hold the envelope for the whole cooldown it commits to.
+5. **Step.** A hot switch (same pool, both tiers loaded: no new pods) when the ready replicas can serve the target
+   tier, else the current tier scales up so that they can ("Preparing"); a cold switch (rolling, new pods) when
+   the cooldown and the budget allow; a hot switch to a faster tier at once when the ready replicas cannot serve
+   the next tick (the one move that skips every wait); otherwise scaling within the placement.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from fulcrum.api import ModelDeploymentSpec
 from fulcrum.policy.capacity import ProfileTable
-from fulcrum.policy.forecast import forecast, slope
+from fulcrum.policy.forecast import HORIZONS, forecast, growth_samples, slope
 from fulcrum.policy.plan import EPSILON, Candidate, Option, Planner
+from fulcrum.policy.rollout import mixed_capacity, old_replicas_to_keep
 from fulcrum.policy.types import (
     DEFAULT_TUNING,
     Action,
@@ -21,6 +42,14 @@ from fulcrum.policy.types import (
     Tuning,
 )
 
+MAX_HISTORY = 128
+SATURATED_SHARE = 0.9
+"""A saturated fleet serves less than what reaches it: its speed sample is taken this far below that."""
+NO_HOT_TIERS: Mapping[str, frozenset[str]] = {}
+
+Evidence = Literal["complete", "partial", "none"]
+"""What this tick's observation says about the load: all of it, a lower bound, or nothing."""
+
 
 def decide(
     spec: ModelDeploymentSpec,
@@ -30,20 +59,29 @@ def decide(
     now: float,
     *,
     tuning: Tuning = DEFAULT_TUNING,
+    hot_tiers: Mapping[str, frozenset[str]] = NO_HOT_TIERS,
 ) -> Decision:
     """Choose tier x node pool x replicas for the time from ``now`` on.
 
     ``profiles`` holds the Ready tiers only; ``state.fleet`` the replicas that exist now (see the package
-    docstring). The returned ``Decision.state`` is what to pass to the next call.
+    docstring); ``hot_tiers`` maps a pool to the tiers each of its replicas loads (a switch among them is hot).
+    The returned ``Decision.state`` is what to pass to the next call.
     """
     tick = _tick_seconds(state, now, tuning)
-    state = _record(spec, profiles, observation, state, now=now, tuning=tuning)
-    tick_ctx = _Tick.build(spec, profiles, state, observation, now=now, tick=tick, tuning=tuning)
-    return tick_ctx.run()
-
-
-Evidence = Literal["complete", "partial", "none"]
-"""What this tick's observation says about the load: all of it, a lower bound, or nothing."""
+    evidence = evidence_of(observation)
+    state = _record(spec, profiles, observation, evidence, state, now=now, tick=tick, tuning=tuning)
+    tick_context = _Tick.build(
+        spec,
+        profiles,
+        state,
+        observation=observation,
+        evidence=evidence,
+        hot_tiers=hot_tiers,
+        now=now,
+        tick=tick,
+        tuning=tuning,
+    )
+    return tick_context.run()
 
 
 def evidence_of(observation: Observation | None) -> Evidence:
@@ -63,16 +101,21 @@ def _record(
     spec: ModelDeploymentSpec,
     profiles: ProfileTable,
     observation: Observation | None,
+    evidence: Evidence,
     state: PolicyState,
     *,
     now: float,
+    tick: float,
     tuning: Tuning,
 ) -> PolicyState:
-    """The state with this tick's observation folded in: rate history and speed corrections."""
-    history = [(t, r) for t, r in state.rate_history if now - t < tuning.history_seconds and t < now]
-    corrections = dict(state.corrections)
-    if evidence_of(observation) != "complete":  # a lower bound or nothing: the unbroken run of full windows ends
-        return replace(state, rate_history=tuple(history[-64:]), last_tick_at=now, observed_since=None)
+    """The state with this tick's observation folded in; only a complete observation teaches anything."""
+    history = list(state.rate_history)
+    while history and (now - history[0][0] > tuning.history_seconds):
+        history.pop(0)
+    while history and history[-1][0] >= now:
+        history.pop()
+    if evidence != "complete":  # a lower bound or nothing: the unbroken run of full windows ends
+        return replace(state, rate_history=tuple(history), last_tick_at=now, observed_since=None)
     assert observation is not None and observation.requests_per_second is not None
     rate = observation.requests_per_second
     since = state.observed_since
@@ -80,31 +123,54 @@ def _record(
     if since is None or last is None or not 0.0 <= now - last <= tuning.max_observation_gap_seconds:
         since = now
     history.append((now, rate))
+    history = history[-MAX_HISTORY:]
+    growth = state.growth.add(growth_samples(history, now, tick), now, tuning.envelope_memory_seconds)
+    bursts = state.bursts.update(history, now, tuning.burst_memory_seconds)
+    peak = rate
+    if state.peak is not None:
+        peak = max(rate, state.peak[1] * math.exp(-max(0.0, now - state.peak[0]) / tuning.peak_memory_seconds))
+    window_seconds = spec.scaling.scale_down_stabilization_seconds
+    window = [(t, r) for t, r in state.scale_down_window if now - t < window_seconds and t < now]
+    while window and window[-1][1] <= rate:
+        window.pop()
+    window.append((now, rate))
+    corrections = dict(state.corrections)
     sample = _speed_sample(spec, profiles, observation, state, tuning)
     if sample is not None and state.desired is not None:
+        speed, saturated = sample
         key = f"{state.desired.tier}@{state.desired.node_pool}"
         low, high = tuning.correction_bounds
         old = corrections.get(key, 1.0)
-        corrections[key] = min(high, max(low, (1.0 - tuning.ewma_alpha) * old + tuning.ewma_alpha * sample))
+        new = min(old, speed) if saturated else (1.0 - tuning.ewma_alpha) * old + tuning.ewma_alpha * speed
+        corrections[key] = min(high, max(low, new))
     return replace(
-        state, rate_history=tuple(history[-64:]), corrections=corrections, last_tick_at=now, observed_since=since
+        state,
+        rate_history=tuple(history),
+        scale_down_window=tuple(window),
+        corrections=corrections,
+        last_tick_at=now,
+        observed_since=since,
+        growth=growth,
+        bursts=bursts,
+        peak=(now, peak),
     )
 
 
 def _speed_sample(
     spec: ModelDeploymentSpec,
     profiles: ProfileTable,
-    observation: Observation | None,
+    observation: Observation,
     state: PolicyState,
     tuning: Tuning,
-) -> float | None:
-    """Observed speed / profiled speed of the serving replicas, when this tick says something about it."""
+) -> tuple[float, bool] | None:
+    """Observed speed / profiled speed of the serving replicas, when this tick says something about it, and
+    whether the fleet was saturated (hard evidence that it is slower than profiled: taken at once)."""
     desired = state.desired
-    if observation is None or desired is None or observation.latency_ms is None:
-        return None
     rate = observation.requests_per_second
+    if desired is None or observation.latency_ms is None or rate is None:
+        return None
     groups = [g for g in state.fleet if g.total > 0]
-    if rate is None or len(groups) != 1 or groups[0].placement != desired.placement or groups[0].starting:
+    if len(groups) != 1 or groups[0].placement != desired.placement or groups[0].starting:
         return None  # only a settled fleet of one placement is comparable with its profile
     ready = groups[0].ready
     curve = profiles.curve(desired.tier, desired.node_pool)
@@ -114,12 +180,18 @@ def _speed_sample(
     per_replica = rate / ready
     target = spec.slo.latency_ms * (1.0 - tuning.latency_margin)
     capacity = profiles.capacity(desired.tier, desired.node_pool, target, percentile)
-    if per_replica < tuning.min_correction_utilisation * capacity or per_replica >= curve.saturation_rps:
+    if per_replica < tuning.min_correction_utilisation * capacity:
         return None
+    if per_replica >= curve.saturation_rps:
+        return None  # overloaded beyond the profile: says nothing about the replicas' speed
+    if observation.latency_ms > curve.latency_at(curve.saturation_rps, percentile):
+        # saturated below the profile's saturation rate (a queue builds): the replicas serve less than what
+        # reaches each of them, so they are at most that fast relative to the profile
+        return SATURATED_SHARE * per_replica / curve.saturation_rps, True
     effective = curve.effective_rate(observation.latency_ms, percentile)
     if effective is None or effective <= 0.0:
         return None
-    return per_replica / effective
+    return per_replica / effective, False
 
 
 @dataclass
@@ -130,13 +202,22 @@ class _Tick:
     now: float
     tick: float
     tuning: Tuning
-    rate: float
-    rate_slope: float
-    trend_slope: float
-    """The long window's slope alone: switches are planned on the trend, not on the last ticks' noise."""
     evidence: Evidence
     """This tick's observation: ``complete``, ``partial`` (``rate`` is a lower bound) or ``none`` (hold)."""
-    _ceilings: dict[Placement, float] = field(default_factory=dict)
+    hot: Mapping[str, frozenset[str]]
+    rate: float
+    rate_slope: float
+    """The steeper of the long and the short window's slopes: scaling sees the onset of a ramp early."""
+    trend_slope: float
+    """The long window's slope alone: switches are planned on the trend, not on the last ticks' noise."""
+    peak: float
+    _growth: dict[tuple[float, bool], float] = field(default_factory=dict)
+    _knot_cache: tuple[list[float], list[float]] | None = None
+    _burst_level: float | None = None
+    _sized: dict[tuple[Placement, float, float, bool, bool], Option] = field(default_factory=dict)
+    _emergency: dict[Placement, float] = field(default_factory=dict)
+    _reserve: dict[Placement, float] = field(default_factory=dict)
+    _ceiling: dict[Placement, float] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -144,26 +225,256 @@ class _Tick:
         spec: ModelDeploymentSpec,
         profiles: ProfileTable,
         state: PolicyState,
-        observation: Observation | None,
         *,
+        observation: Observation | None,
+        evidence: Evidence,
+        hot_tiers: Mapping[str, frozenset[str]],
         now: float,
         tick: float,
         tuning: Tuning,
     ) -> _Tick:
         target = spec.slo.latency_ms * (1.0 - tuning.latency_margin)
         planner = Planner(spec, profiles, state, target, float(spec.slo.percentile))
-        evidence = evidence_of(observation)
         if evidence == "partial":  # what some pods reported: a lower bound, good for scaling up only
             assert observation is not None and observation.requests_per_second is not None
             rate = observation.requests_per_second
         else:  # complete: this tick's rate (recorded last); none: the last one known, for the reason only
             rate = state.rate_history[-1][1] if state.rate_history else 0.0
-        rate_slope = max(
-            slope(state.rate_history, now, tuning.trend_window_seconds),
-            slope(state.rate_history, now, tuning.short_trend_window_seconds),
-        )
-        trend_slope = slope(state.rate_history, now, tuning.trend_window_seconds)
-        return cls(spec, planner, state, now, tick, tuning, rate, rate_slope, trend_slope, evidence)
+        trend_slope = slope(state.rate_history, now, tuning.trend_window_seconds, sure=True)
+        rate_slope = max(trend_slope, slope(state.rate_history, now, tuning.short_trend_window_seconds, sure=True))
+        peak = rate if state.peak is None else max(rate, state.peak[1])
+        hot = {pool: tiers for pool, tiers in hot_tiers.items() if len(tiers) > 1}
+        return cls(spec, planner, state, now, tick, tuning, evidence, hot, rate, rate_slope, trend_slope, peak)
+
+    # --- forecasts ----------------------------------------------------------------------------------------
+
+    def trend(self, horizon: float, *, steady: bool = False, commit: bool = False) -> float:
+        """The load expected ``horizon`` seconds ahead, with headroom.
+
+        A slope is extrapolated at most ``trend_horizon_seconds``, about as long as it was measured, so a burst's
+        onset is not projected minutes ahead: the steeper of the long and short windows' slopes for scaling, the
+        long window's alone (``steady``) for switches. A move that commits to its target for the cooldown
+        (``commit``) extrapolates the long window's slope over the whole horizon: a ramp that goes on must not
+        trap it.
+        """
+        if commit:
+            extrapolated = forecast(self.rate, self.trend_slope, horizon)
+        else:
+            rate_slope = self.trend_slope if steady else self.rate_slope
+            extrapolated = forecast(self.rate, rate_slope, min(horizon, self.tuning.trend_horizon_seconds))
+        return extrapolated * (1.0 + self.tuning.headroom)
+
+    def envelope(self, horizon: float, *, steady: bool = False) -> float:
+        """How high the load may get within ``horizon`` seconds: the trend, wider swings, a burst that recurs."""
+        return max(self.trend(horizon, steady=steady), self.swing(horizon), self.burst_need)
+
+    def _commit_lead(self) -> float:
+        return float(self.spec.scaling.tier_switch_cooldown_seconds)
+
+    def swing(self, horizon: float, *, accurate: bool = False) -> float:
+        """The learnt swings over ``horizon`` from the rate now, up to the recent peak.
+
+        ``accurate``: the usual swings (``accurate_quantile``) the accurate tier itself serves where it can,
+        else the wide ones (``envelope_quantile``) the fleet must survive.
+        """
+        return min(self.rate * self.growth(horizon, accurate=accurate), max(self.peak, self.rate))
+
+    @property
+    def burst_need(self) -> float:
+        """A recurring burst from the baseline now (0 without one)."""
+        return self.burst_level
+
+    @property
+    def burst_height(self) -> float:
+        """How many times the baseline recurring bursts have reached lately (1: none)."""
+        tuning = self.tuning
+        return self.state.bursts.recurring_height(self.now, tuning.burst_memory_seconds, tuning.burst_recurrence)
+
+    @property
+    def burst_level(self) -> float:
+        """The rate a recurring burst would reach from the baseline now (0 without one)."""
+        if self._burst_level is None:
+            height = self.burst_height
+            baseline = self.state.bursts.baseline(self.state.rate_history, self.now)
+            self._burst_level = 0.0 if height <= 1.0 else height * baseline
+        return self._burst_level
+
+    def growth(self, horizon: float, *, accurate: bool = False) -> float:
+        """The learnt growth factor within ``horizon``: the highest up to it (log-linear in between)."""
+        cached = self._growth.get((horizon, accurate))
+        if cached is not None:
+            return cached
+        knots = self._knots[1 if accurate else 0]
+        if horizon <= HORIZONS[0]:
+            cached = float(knots[0] ** (max(horizon, 0.0) / HORIZONS[0]))
+        else:
+            cached = knots[-1]
+            for i in range(1, len(HORIZONS)):
+                if horizon <= HORIZONS[i]:
+                    w = math.log(horizon / HORIZONS[i - 1]) / math.log(HORIZONS[i] / HORIZONS[i - 1])
+                    low, high = knots[i - 1], knots[i]
+                    cached = max(low, float(low ** (1.0 - w) * high**w))
+                    break
+        self._growth[(horizon, accurate)] = cached
+        return cached
+
+    @property
+    def _knots(self) -> tuple[list[float], list[float]]:
+        """The learnt growth quantiles (wide, usual) at every horizon, never falling as the horizon grows."""
+        if self._knot_cache is None:
+            tuning = self.tuning
+            qs = (tuning.envelope_quantile, tuning.accurate_quantile)
+            rows: tuple[list[float], list[float]] = ([], [])
+            for index in range(len(HORIZONS)):
+                values = self.state.growth.quantiles(
+                    index, qs, self.now, tuning.envelope_memory_seconds, tuning.envelope_prior_samples
+                )
+                for row, value in zip(rows, values, strict=True):
+                    row.append(max(value, row[-1]) if row else value)
+            self._knot_cache = rows
+        return self._knot_cache
+
+    # --- candidates -----------------------------------------------------------------------------------------
+
+    def is_hot(self, placement: Placement) -> bool:
+        return placement.tier in self.hot.get(placement.node_pool, ())
+
+    def hot_reachable(self, current: Placement, target: Placement) -> bool:
+        return current.node_pool == target.node_pool and self.is_hot(current) and self.is_hot(target)
+
+    def emergency_capacity(self, candidate: Candidate) -> float:
+        """Per replica: what the fastest tier this candidate's replicas can hot switch to serves."""
+        cached = self._emergency.get(candidate.placement)
+        if cached is None:
+            cached = candidate.capacity
+            if self.is_hot(candidate.placement):
+                for other in self.planner.candidates:
+                    if self.hot_reachable(candidate.placement, other.placement):
+                        cached = max(cached, other.capacity)
+            self._emergency[candidate.placement] = cached
+        return cached
+
+    def size(
+        self, candidate: Candidate, lead: float = 0.0, extra: float = 0.0, *, steady: bool = True, commit: bool = False
+    ) -> Option:
+        """Replicas that serve the trend on ``candidate`` itself and wider swings on its fastest hot tier; a
+        recurring burst of ``burst_on_accurate_tier`` or more on the candidate itself where its limits allow
+        (a hot switch comes a tick late), else on the hot tier too: the least replicas for that are what makes
+        the candidate sustainable (``Option.least``).
+
+        ``lead``: how long after this tick they must still do (0: once replicas started now are ready).
+        ``extra``: a share added to the trend (hysteresis for a move to a more accurate tier).
+        ``steady``: on the long window's slope (switches); False: the steeper slope too (scaling).
+        ``commit``: the trend over the whole horizon (a move that commits for the cooldown, :meth:`trend`).
+        """
+        key = (candidate.placement, lead, extra, steady, commit)
+        cached = self._sized.get(key)
+        if cached is None:
+            horizon = candidate.startup + self.tick + lead
+            planner = self.planner
+            emergency = self.emergency_capacity(candidate)
+            base = max(
+                planner.needed(candidate, self.trend(horizon, steady=steady, commit=commit) * (1.0 + extra)),
+                _replicas_for(self.swing(horizon), emergency),
+            )
+            least = max(base, _replicas_for(self.burst_need, emergency))
+            wanted = _replicas_for(self.swing(horizon, accurate=True), candidate.capacity)
+            if self.burst_height >= self.tuning.burst_on_accurate_tier:
+                wanted = max(wanted, _replicas_for(self.burst_need, candidate.capacity))
+            needed = least
+            if wanted > least:  # swings and bursts on the accurate tier itself only where the limits allow it
+                needed = max(least, min(wanted, self.limit(candidate)))
+            replicas = min(planner.max_replicas, max(planner.min_replicas, needed))
+            fewest = min(planner.max_replicas, max(planner.min_replicas, least))
+            cached = Option(candidate, replicas, least <= planner.max_replicas, fewest)
+            self._sized[key] = cached
+        return cached
+
+    def reserve(self, candidate: Candidate) -> float:
+        """Budget a candidate leaves free for its way out: none when a faster tier is a hot switch away.
+
+        The way out is the cheapest other placement whose replicas serve at least as much for no more cost and
+        that can serve more within the budget: a rolling switch to it needs room for one new replica.
+        """
+        cached = self._reserve.get(candidate.placement)
+        if cached is not None:
+            return cached
+        planner = self.planner
+        cached = 0.0
+        if planner.budget is not None and self.emergency_capacity(candidate) <= candidate.capacity:
+            ceiling = self.ceiling(candidate)
+            rooms = [
+                self._first_replicas(self.size(other), candidate, 0) * other.unit_cost
+                for other in planner.candidates
+                if other.placement != candidate.placement
+                and other.capacity >= candidate.capacity
+                and other.unit_cost <= candidate.unit_cost
+                and self.ceiling(other) > ceiling
+            ]
+            cached = min(rooms, default=0.0)
+        self._reserve[candidate.placement] = cached
+        return cached
+
+    def ceiling(self, candidate: Candidate) -> float:
+        """Requests per second a candidate serves at the most replicas the budget allows (hot tiers included)."""
+        cached = self._ceiling.get(candidate.placement)
+        if cached is None:
+            planner = self.planner
+            most = min(planner.max_replicas, planner.budget_replicas(candidate))
+            cached = most * self.emergency_capacity(candidate)
+            self._ceiling[candidate.placement] = cached
+        return cached
+
+    def limit(self, candidate: Candidate, other_cost: float = 0.0) -> int:
+        """Most replicas of a candidate: max replicas, and the budget minus others and its way out's room."""
+        planner = self.planner
+        room = self.reserve(candidate) if other_cost <= 0.0 else 0.0
+        return min(planner.max_replicas, planner.budget_replicas(candidate, other_cost + room))
+
+    def sustainable(self, option: Option) -> bool:
+        """Whether a sized candidate fits its limits (a candidate whose way out does not fit never does)."""
+        return option.meets and option.fewest <= self.limit(option.candidate)
+
+    def target(self, objective: str, lead: float = 0.0) -> Option | None:
+        """The objective's best candidate that holds the forecasts within its limits."""
+        fitting = [o for o in (self.size(c, lead) for c in self.planner.candidates) if self.sustainable(o)]
+        if not fitting:
+            return None
+        if objective == "Cost":
+            return min(fitting, key=lambda o: (o.cost, o.candidate.rank, -o.capacity))
+        return min(fitting, key=lambda o: (o.candidate.rank, o.cost, -o.capacity))
+
+    # --- the fleet now ------------------------------------------------------------------------------------
+
+    def serving_capacity(self, within: float, tier: str | None = None, pool: str | None = None) -> float:
+        """What the replicas ready ``within`` seconds serve (Service split evenly), ``pool`` retargeted to ``tier``."""
+        counts: list[tuple[int, float]] = []
+        horizon = self.now + within
+        for group in self.state.fleet:
+            startup = self._startup(group.node_pool)
+            ready = group.ready + sum(1 for t in group.starting if t + startup <= horizon)
+            if ready <= 0:
+                continue
+            placement = group.placement
+            if tier is not None and group.node_pool == pool and self.is_hot(placement):
+                placement = Placement(tier, group.node_pool)
+            candidate = self.planner.candidate(placement)
+            counts.append((ready, 0.0 if candidate is None else candidate.capacity))
+        if not counts:
+            return 0.0
+        if len(counts) == 1:
+            return counts[0][0] * counts[0][1]
+        return mixed_capacity(sum(n for n, _ in counts), min(c for _, c in counts), 0, 0.0)
+
+    def _startup(self, pool: str) -> float:
+        for candidate in self.planner.candidates:
+            if candidate.placement.node_pool == pool:
+                return candidate.startup
+        return 0.0
+
+    def in_progress(self, current: Placement) -> bool:
+        """A cold switch still rolls: replicas of another placement exist."""
+        return any(g.placement != current and g.total > 0 for g in self.state.fleet)
 
     @property
     def covered(self) -> bool:
@@ -171,26 +482,6 @@ class _Tick:
         since = self.state.observed_since
         window = self.spec.scaling.scale_down_stabilization_seconds
         return self.evidence == "complete" and since is not None and self.now - since >= window
-
-    # --- demand -------------------------------------------------------------------------------------------
-
-    def demand_at(self, horizon: float, *, trend: bool = False) -> float:
-        """The forecast ``horizon`` seconds ahead with headroom; ``trend``: on the long window's slope only."""
-        rate_slope = self.trend_slope if trend else self.rate_slope
-        return forecast(self.rate, rate_slope, horizon) * (1.0 + self.tuning.headroom)
-
-    def demand_for(self, candidate: Candidate) -> float:
-        """What a candidate must serve once replicas started now are up: the forecast at its startup."""
-        return self.demand_at(candidate.startup + self.tick)
-
-    def demand_next(self, candidate: Candidate) -> float:
-        """The same, for replicas started at the next tick."""
-        return self.demand_at(candidate.startup + 2.0 * self.tick)
-
-    @property
-    def rising(self) -> bool:
-        """Whether the load grew materially over the trend window."""
-        return self.rate_slope * self.tuning.trend_window_seconds > 0.05 * max(self.rate, 1e-9)
 
     # --- the tick -----------------------------------------------------------------------------------------
 
@@ -201,30 +492,18 @@ class _Tick:
             return self._no_candidates(current)
         if current is not None and self.evidence == "none":
             return self._hold(current)
-        if current is None or self.planner.candidate(current.placement) is None:
-            if current is not None and self.evidence != "complete":
+        if current is None:
+            return self._place(None, objective)
+        here = self.planner.candidate(current.placement)
+        if here is None:
+            if self.evidence != "complete":
                 return self._hold(current)
             return self._place(current, objective)
         if self.evidence == "complete":  # a switch is never started on a lower bound
-            switch = self._switch(current, objective)
-            if switch is not None:
-                return switch
-        return self._scale(current)
-
-    def _hold(self, current: Config) -> Decision:
-        """No usable observation (or only a lower bound where nothing may grow): keep what runs, within the spec."""
-        replicas = min(self.planner.max_replicas, max(self.planner.min_replicas, current.replicas))
-        target = Config(current.tier, current.node_pool, replicas)
-        if self.evidence == "none":
-            code = "NoMetrics"
-            reason = f"No usable metrics this tick (the load is unknown, not zero), so {target} is kept."
-        else:
-            code = "PartialMetrics"
-            reason = (
-                f"Only some replicas reported metrics (at least {self.rate:.0f} rps), so {target} is kept: "
-                "nothing shrinks or switches on a lower bound."
-            )
-        return _finish(current, target, code, reason, self.state)
+            move = self._move(current, here, objective)
+            if move is not None:
+                return move
+        return self._scale(current, here)
 
     def _current(self) -> Config | None:
         if self.state.desired is not None:
@@ -242,240 +521,401 @@ class _Tick:
             current, current, "NoReadyTier", f"No Ready tier has a usable profile, so {current} is kept."
         )
 
+    def _hold(self, current: Config) -> Decision:
+        """No usable observation (or only a lower bound where nothing may grow): keep what runs, within the spec."""
+        replicas = min(self.planner.max_replicas, max(self.planner.min_replicas, current.replicas))
+        target = Config(current.tier, current.node_pool, replicas)
+        if self.evidence == "none":
+            code = "NoMetrics"
+            reason = f"No usable metrics this tick (the load is unknown, not zero), so {target} is kept."
+        else:
+            code = "PartialMetrics"
+            reason = (
+                f"Only some replicas reported metrics (at least {self.rate:.0f} rps), so {target} is kept: "
+                "nothing shrinks or switches on a lower bound."
+            )
+        return _finish(current, target, code, reason, self.state)
+
     def _place(self, current: Config | None, objective: str) -> Decision:
         """First placement, or the desired tier stopped being a candidate: choose afresh (no cooldown)."""
-        already = self.planner.fleet_cost(self.state.fleet)
-        option = self.planner.best(self.demand_for, objective, already=already)
+        planner = self.planner
+        already = planner.fleet_cost(self.state.fleet) if current is None else 0.0
+        option = self.target(objective)
         code = "Placed" if current is None else "TierUnavailable"
-        if option is None:
-            option = self.planner.best_effort(self.demand_for, objective, already=already)
+        if option is None or not planner.affordable(option.cost, already):
+            option = self._best_effort(objective, already)
             code = "BudgetExhausted"
-        assert option is not None  # candidates exist
         target = Config(option.placement.tier, option.placement.node_pool, option.replicas)
-        if current is None:
+        if code == "BudgetExhausted":
+            reason = self._exhausted_reason(target, option)
+        elif current is None:
             reason = f"Starting with {target}, the best configuration for {self.rate:.0f} rps under {objective}."
         else:
             reason = f"{current.placement} is no longer a Ready candidate, so moving to {target}."
-        if code == "BudgetExhausted":
-            reason = self._exhausted_reason(target, option)
-        return self._decide(current, target, code, reason, switched=current is not None)
+        return self._decide(current, target, code, reason, cold=current is not None)
 
-    # --- switching ----------------------------------------------------------------------------------------
+    def _best_effort(self, objective: str, already: float = 0.0) -> Option:
+        """Nothing holds the forecast within the budget: what serves most of the trend in time."""
+        best = self.planner.best_effort(lambda c: self.trend(c.startup + self.tick), objective, already)
+        assert best is not None  # candidates exist
+        return best
 
-    def _switch(self, current: Config, objective: str) -> Decision | None:
+    # --- moving: hot and cold switches --------------------------------------------------------------------
+
+    def _move(self, current: Config, here: Candidate, objective: str) -> Decision | None:
+        """A switch, when one is due: an emergency hot switch, a forced move, or a clearly better target."""
         placement = current.placement
+        emergency = self._emergency_switch(current, here, objective)
+        if emergency is not None:
+            return emergency
+        lead = self._stay_lead(here)
+        stay = self.size(here, lead)
+        stay_ok = self.sustainable(stay) or self._holds_with_hot_escape(here)
+        if stay_ok and not any(self._could_be_better(c, here, objective) for c in self.planner.candidates):
+            return None
+        targets = self._move_targets(here, objective, lead=0.0 if stay_ok else lead)
+        if not targets:
+            return None if stay_ok else self._switch_best_effort(current, here, objective)
+        for target in targets:  # the best first; one whose switch does not fit now gives way to the next
+            if stay_ok and not self._better(target, here, stay, objective):
+                return None
+            if self.hot_reachable(placement, target.placement):
+                step = self._hot_step(current, here, target, forced=not stay_ok)
+            else:
+                step = self._cold_step(current, here, target, forced=not stay_ok, objective=objective)
+            if step is not None:
+                return step
+        return None
+
+    def _could_be_better(self, candidate: Candidate, here: Candidate, objective: str) -> bool:
+        """A quick filter for :meth:`_better`: a more accurate tier, or a clearly cheaper rate per request."""
+        if candidate.placement == here.placement:
+            return False
+        if objective == "Quality" and candidate.rank != here.rank:
+            return candidate.rank < here.rank
+        cheaper = (1.0 - self.tuning.switch_saving) * here.unit_cost / here.capacity
+        return candidate.unit_cost / candidate.capacity <= cheaper
+
+    def _move_targets(self, here: Candidate, objective: str, *, lead: float) -> list[Option]:
+        """The other candidates that hold the forecasts ``lead`` seconds past their start-up, the objective's best
+        first. A forced move (``lead`` > 0: the current placement does not hold that long) only goes where more
+        can be served within the budget.
+
+        A move to new pods commits to the target for the cooldown: targets that hold the envelope that long
+        come first (a hot switch commits to nothing); if none does, those the budget buys the most of.
+        """
+        cooldown = float(self.spec.scaling.tier_switch_cooldown_seconds)
+        ranked: list[tuple[tuple[float, ...], Option]] = []
+        floor = self.ceiling(here) if lead > 0.0 else 0.0
+        for candidate in self.planner.candidates:
+            if candidate.placement == here.placement or self.ceiling(candidate) <= floor:
+                continue
+            option = self.size(candidate, lead)
+            if not self.sustainable(option):
+                continue
+            hot = self.hot_reachable(here.placement, candidate.placement)
+            lasting = hot or self.sustainable(self.size(candidate, cooldown, commit=True))
+            if objective == "Cost":
+                order: tuple[float, ...] = (option.cost, float(candidate.rank), -option.capacity)
+            else:
+                order = (float(candidate.rank), option.cost, -option.capacity)
+            if lasting:
+                ranked.append(((0.0, *order), option))
+            else:
+                ranked.append(((1.0, -self.ceiling(candidate), *order), option))
+        ranked.sort(key=lambda item: item[0])
+        return [option for _, option in ranked]
+
+    def _holds_with_hot_escape(self, here: Candidate) -> bool:
+        """With a faster tier a hot switch away, staying only needs the trend to fit: a burst beyond it is met by
+        the hot switch the tick it shows (the emergency), not by leaving early."""
+        if self.emergency_capacity(here) <= here.capacity:
+            return False
+        planner = self.planner
+        needed = planner.needed(here, self.trend(here.startup + self.tick, steady=True))
+        return needed <= min(planner.max_replicas, planner.budget_replicas(here))
+
+    def _stay_lead(self, here: Candidate) -> float:
+        """How much longer than its own start-up the current placement must hold: until a way out is ready.
+
+        With a faster tier a hot switch away, none. Otherwise the way out needs new pods: staying one more tick
+        must leave time to start them (their start-up and a tick).
+        """
+        if self.emergency_capacity(here) > here.capacity:
+            return 0.0
+        startups = [c.startup for c in self.planner.candidates if c.placement != here.placement]
+        return max(0.0, max(startups, default=here.startup) - here.startup) + self.tick
+
+    def _better(self, target: Option, here: Candidate, stay: Option, objective: str) -> bool:
+        """Whether moving to ``target`` is worth it while staying still holds (hysteresis, commitment, saving)."""
+        candidate = target.candidate
+        hot = self.hot_reachable(here.placement, target.placement)
+        if hot and not self._dwelt():
+            return False
+        if objective == "Quality" and candidate.rank < here.rank:
+            # back to a more accurate tier: it must serve with hysteresis, and hold for the commitment
+            lead = 0.0 if hot else self._commit_lead()
+            return self.sustainable(self.size(candidate, lead, self.tuning.upgrade_hysteresis, commit=not hot))
+        if objective == "Quality" and candidate.rank > here.rank:
+            return False  # never less accurate while the current tier holds
+        saving = target.cost <= (1.0 - self.tuning.switch_saving) * stay.cost
+        if not saving:
+            return False
+        return hot or self.sustainable(self.size(candidate, self._commit_lead(), commit=True))
+
+    def _dwelt(self) -> bool:
+        last = self.state.last_hot_switch_at
+        return last is None or self.now - last >= self.tuning.hot_dwell_seconds
+
+    def _emergency_switch(self, current: Config, here: Candidate, objective: str) -> Decision | None:
+        """The ready replicas cannot serve the next tick: a hot switch to a tier that can, at once."""
+        if not self.is_hot(current.placement):
+            return None
+        need = self.trend(self.tick)
+        have = self.serving_capacity(self.tick)
+        if have >= need * (1.0 - self.tuning.shortfall_tolerance):
+            return None
+        options = []
+        for candidate in self.planner.candidates:
+            if not self.hot_reachable(current.placement, candidate.placement):
+                continue
+            capacity = self.serving_capacity(self.tick, candidate.placement.tier, candidate.placement.node_pool)
+            if capacity > have * (1.0 + EPSILON):
+                options.append((capacity, candidate))
+        if not options:
+            return None
+        covering = [(c, o) for c, o in options if c >= need]
+        if covering:
+            if objective == "Cost":
+                capacity, best = min(covering, key=lambda item: (item[1].unit_cost, item[1].rank))
+            else:
+                capacity, best = min(covering, key=lambda item: (item[1].rank, -item[0]))
+        else:
+            capacity, best = max(options, key=lambda item: (item[0], -item[1].rank))
+        sized = self.size(best)
+        replicas = max(current.replicas, min(sized.replicas, self.limit(best, self._other_cost(current))))
+        target = Config(best.placement.tier, best.placement.node_pool, replicas)
+        reason = (
+            f"Load of {self.rate:.0f} rps outgrew what the ready {current.placement} replicas serve "
+            f"({have:.0f} rps), so they switch hot to {best.placement.tier} ({capacity:.0f} rps within seconds, "
+            "no new pods)."
+        )
+        return self._decide(current, target, "LoadRising", reason, hot=True)
+
+    def _hot_step(self, current: Config, here: Candidate, target: Option, *, forced: bool) -> Decision | None:
+        """Toward a tier the same replicas load: switch when the ready ones serve it, else scale up first."""
+        candidate = target.candidate
+        if not forced and self.in_progress(current.placement):
+            return None  # a cold switch still rolls: its room was planned for the tier it started with
+        other_cost = self._other_cost(current)
+        limit = max(self.planner.min_replicas, self.limit(candidate, other_cost))
+        replicas = min(target.replicas, limit)
+        need = self.trend(self.tick) * (1.0 + (0.0 if forced else self.tuning.upgrade_hysteresis))
+        ready_serves = self.serving_capacity(self.tick, candidate.placement.tier, candidate.placement.node_pool)
+        pool = candidate.placement.node_pool
+        if ready_serves >= need or candidate.capacity >= here.capacity:
+            to = Config(candidate.placement.tier, pool, max(replicas, self._floor(current, candidate)))
+            if forced:
+                code = "BudgetAhead"
+                reason = (
+                    f"{current.placement} cannot hold the load it may meet ({self.envelope(here.startup):.0f} rps) "
+                    f"within the budget, so its replicas switch hot to {to.tier} ({to}, no new pods)."
+                )
+            elif candidate.rank < here.rank:
+                code = "LoadAllows"
+                reason = (
+                    f"The ready replicas on {pool} serve the forecast {need:.0f} rps on {to.tier} again, so they "
+                    f"switch hot back from {current.tier} ({to}, no new pods)."
+                )
+            else:
+                code = "Cheaper"
+                reason = f"{to} serves {self.rate:.0f} rps within the SLO for less than {current}, so switching hot."
+            return self._decide(current, to, code, reason, hot=True)
+        # the ready replicas are too few for the target tier: grow them on the current tier first
+        if replicas <= current.replicas:
+            return None
+        to = Config(current.tier, current.node_pool, replicas)
+        reason = (
+            f"{current.placement} scales from {current.replicas} to {replicas} so that {candidate.placement.tier} "
+            f"can serve the forecast {self.trend(here.startup + self.tick):.0f} rps once they are ready (then a "
+            "hot switch)."
+        )
+        return self._decide(current, to, "Preparing", reason)
+
+    def _settled(self, current: Config) -> bool:
+        """A fully observed window, no replica of the current placement still starting, no burst going on."""
+        return (
+            self.covered
+            and self.state.bursts.current is None
+            and not any(g.placement == current.placement and g.starting for g in self.state.fleet)
+        )
+
+    def _first_replicas(self, option: Option, leaving: Candidate, kept: int) -> int:
+        """New replicas a rolling switch must start with so that it can finish within the budget.
+
+        The Service splits requests evenly, so ``k`` old and ``n`` new ready replicas serve ``(k + n) x`` the
+        slower one's capacity. A new replica that serves at least as much for no more cost lets one old replica
+        go as soon as it is ready: one is enough. A slower one lowers what the mixed fleet serves, so the first new
+        replicas must bring ``k + n`` up to the new fleet's size. A dearer one would not free the budget for the
+        next: the whole new fleet (as blue/green always needs, ``Tuning.rolling_switch=False``).
+        """
+        new = option.candidate
+        if not self.tuning.rolling_switch or new.unit_cost > leaving.unit_cost:
+            return option.replicas
+        if new.capacity >= leaving.capacity:
+            return 1
+        return max(1, option.replicas - kept)
+
+    def _roll_completes(self, option: Option, leaving: Candidate, kept: int, fleet_cost: float) -> bool:
+        """Whether a rolling switch to ``option`` can finish within the budget, played out with the operator's rule.
+
+        The new placement grows as far as the budget allows beside what is left of the old one, and the old one
+        is cut to :func:`fulcrum.policy.rollout.old_replicas_to_keep` as new replicas become ready (the fleet model
+        the simulator runs); the roll is stuck when neither moves. Blue/green needs the whole new fleet beside
+        the old one.
+        """
+        planner = self.planner
+        new = option.candidate
+        if not self.tuning.rolling_switch:
+            return planner.affordable(option.cost, fleet_cost)
+        if planner.budget is None or kept <= 0:
+            return True
+        others = fleet_cost - kept * leaving.unit_cost
+        reference = kept * leaving.capacity
+        rate = self.rate * (1.0 + self.tuning.headroom)
+        old, grown = kept, 0
+        for _ in range(kept + 2):
+            room = planner.budget - others - old * leaving.unit_cost
+            more = max(grown, min(option.replicas, math.floor(room / new.unit_cost + EPSILON)))
+            left = old_replicas_to_keep(
+                old_ready=old,
+                old_capacity=leaving.capacity,
+                new_ready=more,
+                new_capacity=new.capacity,
+                rate=rate,
+                reference=reference,
+            )
+            if left == 0:
+                return True
+            if left == old and more == grown:
+                return False
+            old, grown = left, more
+        return False
+
+    def _floor(self, current: Config, candidate: Candidate) -> int:
+        """Until the window is observed in full, a move never lowers what the replicas serve."""
+        if self.covered:
+            return 0
+        here = self.planner.candidate(current.placement)
+        if here is None:
+            return 0
+        floor = math.ceil(current.replicas * here.capacity / candidate.capacity - EPSILON)
+        return min(floor, self.limit(candidate, self._other_cost(current)))
+
+    def _cold_step(
+        self, current: Config, here: Candidate, target: Option, *, forced: bool, objective: str
+    ) -> Decision | None:
+        """A rolling switch to new pods, when the cooldown, the budget and the evidence allow it."""
         cooldown = self.spec.scaling.tier_switch_cooldown_seconds
         last = self.state.last_switch_at
         if last is not None and self.now - last < cooldown:
             return None
-        if any(g.placement != placement and g.total > 0 for g in self.state.fleet):
-            return None  # a switch is still in progress
-        planner = self.planner
-        here = planner.candidate(placement)
-        assert here is not None
-        fleet_cost = planner.switch_cost(self.state.fleet, placement)
-        stay = planner.size(here, self.demand_for(here))
-        ideal = planner.best(self.demand_for, objective)
-        if ideal is None:
-            return self._switch_best_effort(current, here, objective, fleet_cost)
-        if not (stay.meets and planner.affordable(stay.cost)):
-            forced = self._target(objective, placement, fleet_cost) or ideal
-            return self._switch_to(current, forced, fleet_cost, "BudgetAhead" if self.rising else "LoadRising")
-        if ideal.placement != placement:
-            better = objective == "Quality" and ideal.candidate.rank < here.rank
-            if better:
-                switch = self._switch_up(current, ideal, fleet_cost)
-                if switch is not None:
-                    return switch
-            elif ideal.cost <= (1.0 - self.tuning.switch_saving) * stay.cost and (
-                objective == "Cost" or ideal.candidate.rank <= here.rank
-            ):
-                option = planner.size(ideal.candidate, self.demand_for(ideal.candidate))
-                if planner.affordable(option.cost, fleet_cost) and self._lasting(option.candidate):
-                    return self._switch_to(current, option, fleet_cost, "Cheaper")
-        if planner.budget is not None and not self._safe(here):
-            target = self._target(objective, placement, fleet_cost)
-            if target is not None:
-                return self._switch_to(current, target, fleet_cost, "BudgetAhead")
-        return None
-
-    def _safe(self, here: Candidate, extra: float = 0.0, ahead: float = 0.0) -> bool:
-        """Whether staying on ``here`` keeps a switch elsewhere affordable at the next tick (or ``ahead`` s later)."""
-        planner = self.planner
-        if planner.budget is None:
-            return True
-        lead = 2.0 * self.tick + ahead
-        stay_next = planner.size(here, self.demand_at(here.startup + lead, trend=True) * (1.0 + extra))
-        if not (stay_next.meets and planner.affordable(stay_next.cost)):
-            return False
-        fallback = self._escape(here, lead)
-        return fallback is None or planner.affordable(stay_next.cost + self._room(fallback, here, stay_next.replicas))
-
-    def _lasting(self, candidate: Candidate, extra: float = 0.0) -> bool:
-        """Whether a switch target would still serve, with a way out, when the cooldown lets it move again."""
-        return self._safe(candidate, extra=extra, ahead=float(self.spec.scaling.tier_switch_cooldown_seconds))
-
-    def _escape(self, here: Candidate, lead: float) -> Option | None:
-        """The cheapest other placement meeting the demand ``lead`` seconds after its startup.
-
-        Only placements that can serve more than ``here`` within the budget count: moving to one that cannot
-        would never be the way out of a budget that ``here`` has outgrown.
-        """
-        planner = self.planner
-        ceiling = self._ceiling_capacity(here)
-        useful = [
-            c for c in planner.candidates if c.placement != here.placement and self._ceiling_capacity(c) > ceiling
-        ]
-        if not useful:
+        if self.in_progress(current.placement):
             return None
-        options = [planner.size(c, self.demand_at(c.startup + lead)) for c in useful]
-        fitting = [o for o in options if o.meets and planner.affordable(o.cost)]
-        return min(fitting, key=lambda o: (o.cost, o.candidate.rank)) if fitting else None
-
-    def _ceiling_capacity(self, candidate: Candidate) -> float:
-        """Requests per second a candidate serves within the SLO at the most replicas the budget allows."""
-        cached = self._ceilings.get(candidate.placement)
-        if cached is None:
-            planner = self.planner
-            cached = min(planner.max_replicas, planner.budget_replicas(candidate)) * candidate.capacity
-            self._ceilings[candidate.placement] = cached
-        return cached
-
-    def _target(self, objective: str, exclude: Placement, fleet_cost: float) -> Option | None:
-        """Where to switch: meets the demand, the overlap fits the budget; preferably still fits after the cooldown."""
+        if not forced and not self._settled(current):
+            return None  # moves for accuracy or cost wait for a fully observed, settled fleet
         planner = self.planner
-        leaving = planner.candidate(exclude)
-        fitting: list[tuple[tuple[float, ...], Option]] = []
-        for candidate in planner.candidates:
-            if candidate.placement == exclude:
-                continue
-            option = planner.size(candidate, self.demand_for(candidate))
-            room = self._room(option, leaving, self._kept(exclude))
-            if not (option.meets and planner.affordable(room, fleet_cost)):
-                continue
-            lasting = self._lasting(candidate)
-            if lasting:
-                order = (
-                    (float(candidate.rank), option.cost)
-                    if objective == "Quality"
-                    else (option.cost, float(candidate.rank))
-                )
-                fitting.append(((0.0, *order), option))
-            else:  # nothing may last: the most the budget can buy there, so the next move is least likely
-                fitting.append(((1.0, -self._ceiling_capacity(candidate), option.cost), option))
-        if not fitting:
-            return None
-        return min(fitting, key=lambda item: item[0])[1]
-
-    def _switch_up(self, current: Config, ideal: Option, fleet_cost: float) -> Decision | None:
-        """Back to a more accurate tier, when it fits with hysteresis and the switch fits the budget."""
-        planner = self.planner
-        demand = self.demand_for(ideal.candidate) * (1.0 + self.tuning.upgrade_hysteresis)
-        option = planner.size(ideal.candidate, demand)
-        room = self._room(option, planner.candidate(current.placement), self._kept(current.placement))
-        if not option.meets or not planner.affordable(room, fleet_cost):
-            return None
-        if not self._lasting(option.candidate, extra=self.tuning.upgrade_hysteresis):
-            return None  # would have to leave again before the cooldown lets it
-        return self._switch_to(current, option, fleet_cost, "LoadAllows")
-
-    def _switch_best_effort(
-        self, current: Config, here: Candidate, objective: str, fleet_cost: float
-    ) -> Decision | None:
-        """Nothing meets the SLO within the budget: move to what serves the most in time, if that is elsewhere."""
-        planner = self.planner
-        best = planner.best_effort(self.demand_for, objective)
-        if best is None or best.placement == current.placement:
-            return None
-        here_best = min(planner.max_replicas, planner.budget_replicas(here)) * here.capacity
-        if best.capacity <= 1.1 * here_best:
-            return None
-        return self._switch_to(current, best, fleet_cost, "BudgetExhausted")
-
-    def _switch_to(self, current: Config, option: Option, fleet_cost: float, code: str) -> Decision | None:
-        """Start the switch; while old and new overlap the whole fleet must stay under the ceiling.
-
-        Until complete observations cover the scale-down window, a switch never lowers what the fleet serves:
-        moves for cost or accuracy wait, and a move forced by the load is sized for at least the current fleet.
-        """
-        planner = self.planner
-        replicas = option.replicas
-        if not self.covered:
-            if code in ("Cheaper", "LoadAllows"):
-                return None
-            here = planner.candidate(current.placement)
-            if here is not None:
-                floor = math.ceil(current.replicas * here.capacity / option.candidate.capacity - EPSILON)
-                replicas = min(planner.max_replicas, max(replicas, floor))
-                option = Option(option.candidate, replicas, option.meets)
-        if not planner.affordable(option.cost, fleet_cost):
-            affordable = planner.budget_replicas(option.candidate, fleet_cost)
-            if affordable < max(1, planner.min_replicas):
-                return None
-            replicas = affordable  # start smaller, grow once the old fleet is gone
-        target = Config(option.placement.tier, option.placement.node_pool, replicas)
+        candidate = target.candidate
+        fleet_cost = planner.switch_cost(self.state.fleet, current.placement)
+        replicas = max(target.replicas, self._floor(current, candidate))
+        kept = sum(g.ready for g in self.state.fleet if g.placement == current.placement)
+        if not self._roll_completes(Option(candidate, replicas, target.meets), here, kept, fleet_cost):
+            return None  # the roll could not finish within the budget
+        if not planner.affordable(replicas * candidate.unit_cost, fleet_cost):
+            replicas = planner.budget_replicas(candidate, fleet_cost)  # start smaller, grow as the old ones go
+        to = Config(candidate.placement.tier, candidate.placement.node_pool, replicas)
         budget = planner.budget
         ceiling = "" if budget is None else f" within the {budget:.2f}/h budget"
-        overlap = fleet_cost + replicas * option.candidate.unit_cost
-        if code == "LoadAllows":
+        overlap = fleet_cost + replicas * candidate.unit_cost
+        if forced:
+            code = "BudgetAhead" if planner.budget is not None else "LoadRising"
             reason = (
-                f"Load of {self.rate:.0f} rps now fits {target.placement}{ceiling}, so switching back "
-                f"from {current} to {target} (overlap {overlap:.2f}/h)."
+                f"{current.placement} cannot hold the load it may meet ({self.envelope(here.startup):.0f} rps)"
+                f"{ceiling}, so switching to {to} while the overlap fits ({overlap:.2f}/h)."
             )
-        elif code == "Cheaper":
-            reason = f"{target} serves {self.rate:.0f} rps within the SLO for less than {current}, so switching."
-        elif code == "BudgetExhausted":
-            reason = self._exhausted_reason(target, option)
-        elif code == "BudgetAhead":
+        elif objective == "Quality" and candidate.rank < here.rank:
+            code = "LoadAllows"
             reason = (
-                f"Load of {self.rate:.0f} rps is rising toward what {current.placement} can serve{ceiling}, "
-                f"so switching to {target} while the overlap still fits ({overlap:.2f}/h)."
+                f"Load of {self.rate:.0f} rps now fits {to.tier}{ceiling}, so switching back from {current} to {to} "
+                f"(overlap {overlap:.2f}/h)."
             )
         else:
-            reason = (
-                f"{current.placement} cannot serve the forecast {self.demand_for(option.candidate):.0f} rps"
-                f"{ceiling}, so switching to {target}."
-            )
-        return self._decide(current, target, code, reason, switched=True)
+            code = "Cheaper"
+            reason = f"{to} serves {self.rate:.0f} rps within the SLO for less than {current}, so switching."
+        return self._decide(current, to, code, reason, cold=True)
+
+    def _switch_best_effort(self, current: Config, here: Candidate, objective: str) -> Decision | None:
+        """Nothing holds the forecast within the budget: move to what serves the most in time, if that is elsewhere."""
+        planner = self.planner
+        best = self._best_effort(objective)
+        if best.placement == current.placement:
+            return None
+        here_best = self.ceiling(here)
+        if best.capacity <= 1.1 * here_best:
+            return None
+        target = Config(best.placement.tier, best.placement.node_pool, best.replicas)
+        if self.hot_reachable(current.placement, best.placement):
+            return self._decide(current, target, "BudgetExhausted", self._exhausted_reason(target, best), hot=True)
+        last = self.state.last_switch_at
+        cooldown = self.spec.scaling.tier_switch_cooldown_seconds
+        if (last is not None and self.now - last < cooldown) or self.in_progress(current.placement):
+            return None
+        fleet_cost = planner.switch_cost(self.state.fleet, current.placement)
+        kept = sum(g.ready for g in self.state.fleet if g.placement == current.placement)
+        replicas = min(best.replicas, planner.budget_replicas(best.candidate, fleet_cost))
+        if replicas < max(1, planner.min_replicas) or not self._roll_completes(best, here, kept, fleet_cost):
+            return None
+        target = Config(best.placement.tier, best.placement.node_pool, replicas)
+        return self._decide(current, target, "BudgetExhausted", self._exhausted_reason(target, best), cold=True)
 
     # --- scaling within a placement -----------------------------------------------------------------------
 
-    def _scale(self, current: Config) -> Decision:
+    def _other_cost(self, current: Config) -> float:
+        """What the replicas of other placements (a switch still rolling) cost per hour."""
+        return self.planner.fleet_cost(self.state.fleet, exclude=current.placement)
+
+    def _scale(self, current: Config, here: Candidate) -> Decision:
         planner = self.planner
-        here = planner.candidate(current.placement)
-        assert here is not None
-        demand = self.demand_for(here)
-        wanted = planner.size(here, demand)
-        other_cost = planner.fleet_cost(self.state.fleet, exclude=current.placement)
+        wanted = self.size(here, steady=False)
+        demand = self.trend(here.startup + self.tick)
+        other_cost = self._other_cost(current)
         window_seconds = self.spec.scaling.scale_down_stabilization_seconds
-        window = tuple((t, n) for t, n in self.state.scale_down_window if self.now - t < window_seconds)
-        if self.evidence == "complete":  # the window holds what the load *seen* needed; a lower bound says nothing
-            seen = planner.size(here, self.rate * (1.0 + self.tuning.headroom))
-            window = (*window, (self.now, seen.replicas))
         replicas = current.replicas
         waiting = False
-        # up at once; down only to what both the forecast and the window's largest recommendation need, and only
-        # once complete observations cover the whole window
+        # up at once; down only once complete observations cover the whole window, and never below what the
+        # highest load seen in the window needed
+        growing = any(g.placement == current.placement and g.starting for g in self.state.fleet)
         if wanted.replicas > replicas:
             replicas = wanted.replicas
+        elif growing:  # the replicas a recent forecast started are not undone before they serve
+            pass
         elif self.covered:
-            replicas = min(replicas, max(wanted.replicas, *(n for _, n in window)))
+            seen = max((r for _, r in self.state.scale_down_window), default=0.0)
+            held = planner.needed(here, seen * (1.0 + self.tuning.headroom))
+            replicas = min(replicas, max(wanted.replicas, held, planner.min_replicas))
         else:
             waiting = wanted.replicas < replicas
-        allowed = max(planner.min_replicas, min(planner.max_replicas, planner.budget_replicas(here, other_cost)))
-        reserve = self._escape_reserve(here, other_cost)
-        if reserve > 0.0:  # stop growing where a switch away would no longer fit; never shrink for it
-            kept = planner.budget_replicas(here, other_cost + reserve)
-            allowed = min(allowed, max(planner.min_replicas, kept, min(current.replicas, replicas)))
-        capped = replicas > allowed
-        replicas = min(replicas, allowed)
+        allowed = max(planner.min_replicas, self.limit(here, other_cost))
+        capped = replicas > allowed and replicas > current.replicas
+        if capped:
+            replicas = max(current.replicas, allowed) if other_cost <= 0.0 else allowed
         target = Config(current.tier, current.node_pool, replicas)
         serves = replicas * here.capacity
         if capped and other_cost > 0.0:
             code = "Switching"
             reason = (
                 f"{target} grows toward the forecast {demand:.0f} rps as the old placement's replicas go, "
-                f"keeping the fleet within the budget."
+                "keeping the fleet within the budget."
             )
         elif capped or not wanted.meets:
             code = "BudgetExhausted" if capped else "MaxReplicas"
@@ -492,22 +932,9 @@ class _Tick:
                 else f"Load of at least {self.rate:.0f} rps (some replicas did not report)"
             )
             reason = (
-                f"{load} is forecast at {demand:.0f} rps once new replicas are up, so "
-                f"{current.placement} scales from {current.replicas} to {replicas} ({here.capacity:.0f} rps each)."
-            )
-        elif waiting and replicas == current.replicas and self.evidence != "complete":
-            code = "PartialMetrics"
-            reason = (
-                f"Only some replicas reported metrics (at least {self.rate:.0f} rps), so {target} is kept: "
-                "nothing shrinks or switches on a lower bound."
-            )
-        elif waiting and replicas == current.replicas:
-            code = "Observing"
-            since = self.state.observed_since
-            seen_for = 0.0 if since is None else self.now - since
-            reason = (
-                f"Load of {self.rate:.0f} rps needs fewer replicas, but only {seen_for:.0f} s of the "
-                f"{window_seconds} s scale-down window has been observed in full, so {target} is kept."
+                f"{load} may reach {max(demand, self.envelope(here.startup + self.tick)):.0f} rps before new "
+                f"replicas are up, so {current.placement} scales from {current.replicas} to {replicas} "
+                f"({here.capacity:.0f} rps each)."
             )
         elif replicas < current.replicas:
             code = "LoadFalling"
@@ -515,56 +942,54 @@ class _Tick:
                 f"Load has needed at most {replicas} replicas for {window_seconds} s, so {current.placement} scales "
                 f"from {current.replicas} to {replicas}."
             )
+        elif waiting and self.evidence != "complete":
+            code = "PartialMetrics"
+            reason = (
+                f"Only some replicas reported metrics (at least {self.rate:.0f} rps), so {target} is kept: "
+                "nothing shrinks or switches on a lower bound."
+            )
+        elif waiting:
+            code = "Observing"
+            since = self.state.observed_since
+            seen_for = 0.0 if since is None else self.now - since
+            reason = (
+                f"Load of {self.rate:.0f} rps needs fewer replicas, but only {seen_for:.0f} s of the "
+                f"{window_seconds} s scale-down window has been observed in full, so {target} is kept."
+            )
         else:
             code = "Steady"
             reason = f"{target} serves the forecast {demand:.0f} rps within the SLO."
-        state = replace(self.state, scale_down_window=window)
-        return _finish(current, target, code, reason, state)
-
-    def _escape_reserve(self, here: Candidate, other_cost: float) -> float:
-        """Budget kept free for the overlap of a switch away, so scaling up never closes the way out."""
-        if self.planner.budget is None or other_cost > 0.0:
-            return 0.0
-        escape = self._escape(here, 2.0 * self.tick)
-        return 0.0 if escape is None else self._room(escape, here, self._kept(here.placement))
-
-    def _room(self, option: Option, leaving: Candidate | None, kept: int) -> float:
-        """Budget a switch to ``option`` needs beside the ``kept`` ready replicas of the placement it leaves.
-
-        Blue/green: the whole new fleet. Rolling (``fulcrum.policy.rollout``): the Service splits requests evenly,
-        so ``k`` old and ``n`` new replicas serve ``(k + n) x`` the slower one's capacity. A new replica that
-        serves at least as much lets one old replica go as soon as it is ready: room for one. A slower one lowers
-        what the mixed fleet serves, so the first new replicas must bring ``k + n`` up to the new fleet's size.
-        A dearer new replica would not free the budget for the next one: the whole new fleet.
-        """
-        new = option.candidate
-        if not self.tuning.rolling_switch or leaving is None or new.unit_cost > leaving.unit_cost:
-            return option.cost
-        if new.capacity >= leaving.capacity:
-            return new.unit_cost
-        return max(1, option.replicas - kept) * new.unit_cost
-
-    def _kept(self, placement: Placement) -> int:
-        """Ready replicas of a placement: what keeps serving when a switch away starts."""
-        return sum(g.ready for g in self.state.fleet if g.placement == placement)
+        return _finish(current, target, code, reason, self.state)
 
     def _exhausted_reason(self, target: Config, option: Option) -> str:
         budget = self.planner.budget
         ceiling = "" if budget is None else f" within the {budget:.2f}/h budget"
+        demand = self.trend(option.candidate.startup + self.tick)
         return (
-            f"No Ready tier meets the SLO for {self.demand_for(option.candidate):.0f} rps{ceiling}; {target} "
-            f"serves the most requests in time ({option.candidate.capacity * target.replicas:.0f} rps)."
+            f"No Ready tier meets the SLO for {demand:.0f} rps{ceiling}; {target} serves the most requests in time "
+            f"({option.candidate.capacity * target.replicas:.0f} rps)."
         )
 
     def _decide(
-        self, current: Config | None, target: Config, code: str, reason: str, switched: bool = False
+        self,
+        current: Config | None,
+        target: Config,
+        code: str,
+        reason: str,
+        *,
+        cold: bool = False,
+        hot: bool = False,
     ) -> Decision:
         state = self.state
-        if switched:
-            state = replace(state, last_switch_at=self.now, scale_down_window=((self.now, target.replicas),))
-        elif current is None:
-            state = replace(state, scale_down_window=((self.now, target.replicas),))
+        if cold:
+            state = replace(state, last_switch_at=self.now)
+        if hot:
+            state = replace(state, last_hot_switch_at=self.now)
         return _finish(current, target, code, reason, state)
+
+
+def _replicas_for(demand: float, capacity: float) -> int:
+    return 0 if demand <= 0.0 else math.ceil(demand / capacity - EPSILON)
 
 
 def _finish(current: Config | None, target: Config, code: str, reason: str, state: PolicyState) -> Decision:
@@ -587,4 +1012,4 @@ def _action(current: Config | None, target: Config) -> Action:
     return "Hold"
 
 
-__all__ = ["decide"]
+__all__ = ["decide", "evidence_of"]

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from fulcrum.api import ModelDeploymentSpec
-from fulcrum.policy.capacity import ProfileTable
+from fulcrum.policy.capacity import Curve, ProfileTable
 from fulcrum.policy.types import Placement, PolicyState, ReplicaGroup
 
 EPSILON = 1e-9
@@ -36,6 +36,12 @@ class Option:
     replicas: int
     meets: bool
     """Whether ``replicas`` serve the demand within the SLO."""
+    least: int | None = None
+    """The fewest replicas that still hold the demand (some of it on a hot tier); None: ``replicas``."""
+
+    @property
+    def fewest(self) -> int:
+        return self.replicas if self.least is None else self.least
 
     @property
     def placement(self) -> Placement:
@@ -48,6 +54,20 @@ class Option:
     @property
     def capacity(self) -> float:
         return self.replicas * self.candidate.capacity
+
+
+def served_latency(spec: ModelDeploymentSpec, curve: Curve | None, latency_ms: float) -> float:
+    """The latency target capacity is taken at, ``latency_ms`` (the SLO, less the margin) or tighter.
+
+    With a queue timeout ``T`` (``serving.dynamicBatching.queueTimeoutMicroseconds``) Triton rejects a request
+    that waited longer than ``T``, so a request is served only if its latency is at most ``T`` plus its service
+    time (the profile's unloaded median): capacity is taken at the lower of the two, scaled by the same margin.
+    """
+    timeout_us = spec.serving.dynamic_batching.queue_timeout_microseconds
+    if timeout_us is None or curve is None:
+        return latency_ms
+    served = timeout_us / 1000.0 + curve.latency_at(curve.rates[0], 50.0)
+    return min(latency_ms, served * latency_ms / float(spec.slo.latency_ms))
 
 
 Demand = Callable[[Candidate], float]
@@ -66,10 +86,32 @@ class Planner:
         ceiling = spec.budget.max_cost_per_hour
         self.budget: float | None = None if ceiling is None else float(ceiling)
         self._pool_cost = {p.name: float(p.cost_per_hour) for p in spec.node_pools}
+        key = (
+            latency_ms,
+            percentile,
+            tuple(t.name for t in spec.tiers),
+            tuple((p.name, p.cost_per_hour, p.replica_startup_seconds) for p in spec.node_pools),
+            tuple(sorted(state.corrections.items())),
+        )
+        memo = table.candidates_memo
+        cached = memo.get(key)
+        if cached is None:
+            cached = tuple(self._candidates(spec, table, state, latency_ms, percentile))
+            if len(memo) > 256:
+                memo.clear()
+            memo[key] = cached
+        self.candidates: tuple[Candidate, ...] = cached
+        self._by_placement = {c.placement: c for c in cached}
+
+    @staticmethod
+    def _candidates(
+        spec: ModelDeploymentSpec, table: ProfileTable, state: PolicyState, latency_ms: float, percentile: float
+    ) -> list[Candidate]:
         candidates: list[Candidate] = []
         for rank, tier in enumerate(spec.tiers):
             for pool in spec.node_pools:
-                capacity = table.capacity(tier.name, pool.name, latency_ms, percentile)
+                target = served_latency(spec, table.curve(tier.name, pool.name), latency_ms)
+                capacity = table.capacity(tier.name, pool.name, target, percentile)
                 if capacity <= 0.0:
                     continue
                 capacity *= state.correction(tier.name, pool.name)
@@ -82,8 +124,7 @@ class Planner:
                         float(pool.replica_startup_seconds),
                     )
                 )
-        self.candidates: tuple[Candidate, ...] = tuple(candidates)
-        self._by_placement = {c.placement: c for c in candidates}
+        return candidates
 
     def candidate(self, placement: Placement) -> Candidate | None:
         return self._by_placement.get(placement)
@@ -147,7 +188,8 @@ class Planner:
     def best_effort(self, demand: Demand, objective: str, already: float = 0.0) -> Option | None:
         """When nothing meets the SLO within the budget: the affordable option serving the most in time."""
         best: tuple[tuple[float, float, float], Option] | None = None
-        for candidate in self.candidates:
+        fits = [c for c in self.candidates if self.budget_replicas(c, already) >= max(1, self.min_replicas)]
+        for candidate in fits or self.candidates:  # a placement whose fewest replicas break the budget comes last
             affordable = min(self.max_replicas, self.budget_replicas(candidate, already))
             replicas = max(self.min_replicas, min(affordable, self.needed(candidate, demand(candidate))))
             option = Option(candidate, replicas, False)

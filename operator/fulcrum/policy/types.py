@@ -6,9 +6,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from fulcrum.policy.forecast import Bursts, Growth
+
 Action = Literal["ScaleUp", "ScaleDown", "SwitchTier", "SwitchPool", "Hold"]
 
-STATE_VERSION = 1
+STATE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -95,17 +97,21 @@ class PolicyState:
     """Everything ``decide`` remembers between ticks; the operator persists ``to_dict()`` and passes it back.
 
     ``fleet`` is observed, not remembered: the caller replaces it every tick (:meth:`with_fleet`) with the
-    replicas that exist now, starting ones included.
+    replicas that exist now, starting ones included. Every field has a safe absent value (docs/policy.md,
+    "After a restart"): a state rebuilt from status with only ``desired`` holds what runs, scales in only after a
+    fully observed window, and relearns the envelope.
     """
 
     desired: Config | None = None
     fleet: tuple[ReplicaGroup, ...] = ()
     last_switch_at: float | None = None
+    """Time of the last cold switch (new pods): the next one waits ``tierSwitchCooldownSeconds``."""
     last_tick_at: float | None = None
     rate_history: tuple[tuple[float, float], ...] = ()
-    """(time, requests per second) of recent ticks, oldest first, for the trend forecast."""
-    scale_down_window: tuple[tuple[float, int], ...] = ()
-    """(time, recommended replicas) of recent ticks for the desired placement; scale-down takes their max."""
+    """(time, requests per second) of recent complete ticks, oldest first: the trend and the growth windows."""
+    scale_down_window: tuple[tuple[float, float], ...] = ()
+    """(time, requests per second) seen in the last ``scaleDownStabilizationSeconds``, kept as a max-queue (each
+    rate higher than every later one): the fleet never shrinks below what the window's highest load needed."""
     corrections: Mapping[str, float] = field(default_factory=dict)
     """``tier@pool`` -> observed speed / profiled speed (EWMA); 1.0 when the fleet runs as profiled."""
     observed_since: float | None = None
@@ -114,6 +120,14 @@ class PolicyState:
     Scale-in (and any move to a placement that serves or costs less) needs this run to cover the whole
     ``scaleDownStabilizationSeconds`` window. A state rebuilt after a restart has None: nothing scales in until a
     full window has been observed."""
+    growth: Growth = field(default_factory=Growth)
+    """How the load has swung over each horizon (decayed histograms)."""
+    bursts: Bursts = field(default_factory=Bursts)
+    """Bursts seen lately, and the one going on: the fleet keeps room for a height that recurs."""
+    peak: tuple[float, float] | None = None
+    """(time, rate): the highest rate seen lately, decaying with ``Tuning.peak_memory_seconds``."""
+    last_hot_switch_at: float | None = None
+    """Time of the last hot switch (no new pods): the next one that is not forced waits ``hot_dwell_seconds``."""
 
     def with_fleet(self, fleet: tuple[ReplicaGroup, ...] | list[ReplicaGroup]) -> PolicyState:
         return replace(self, fleet=tuple(fleet))
@@ -130,26 +144,43 @@ class PolicyState:
             "lastSwitchAt": self.last_switch_at,
             "lastTickAt": self.last_tick_at,
             "rateHistory": [[t, r] for t, r in self.rate_history],
-            "scaleDownWindow": [[t, n] for t, n in self.scale_down_window],
+            "scaleDownWindow": [[t, r] for t, r in self.scale_down_window],
             "corrections": dict(sorted(self.corrections.items())),
             "observedSince": self.observed_since,
+            "growth": self.growth.to_dict(),
+            "bursts": self.bursts.to_dict(),
+            "peak": None if self.peak is None else list(self.peak),
+            "lastHotSwitchAt": self.last_hot_switch_at,
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> PolicyState:
-        """Read what :meth:`to_dict` wrote; an empty or missing state is a fresh one."""
+        """Read what :meth:`to_dict` wrote; an empty or missing state is a fresh one.
+
+        A state of an older version keeps what still means the same (desired, fleet, switch and tick times,
+        rate history, corrections); its scale-down window held replica counts, so it is dropped (the window
+        refills, and nothing scales in until it is observed again).
+        """
         if not data:
             return cls()
         desired = data.get("desired")
+        current = int(data.get("version", STATE_VERSION)) == STATE_VERSION
+        peak = data.get("peak")
         return cls(
             desired=None if desired is None else Config.from_dict(desired),
             fleet=tuple(ReplicaGroup.from_dict(g) for g in data.get("fleet", ())),
             last_switch_at=_opt_float(data.get("lastSwitchAt")),
             last_tick_at=_opt_float(data.get("lastTickAt")),
             rate_history=tuple((float(t), float(r)) for t, r in data.get("rateHistory", ())),
-            scale_down_window=tuple((float(t), int(n)) for t, n in data.get("scaleDownWindow", ())),
+            scale_down_window=tuple((float(t), float(r)) for t, r in data.get("scaleDownWindow", ()))
+            if current
+            else (),
             corrections={str(k): float(v) for k, v in dict(data.get("corrections", {})).items()},
-            observed_since=_opt_float(data.get("observedSince")),
+            observed_since=_opt_float(data.get("observedSince")) if current else None,
+            growth=Growth.from_dict(data.get("growth")),
+            bursts=Bursts.from_dict(data.get("bursts")),
+            peak=None if not peak else (float(peak[0]), float(peak[1])),
+            last_hot_switch_at=_opt_float(data.get("lastHotSwitchAt")),
         )
 
 
@@ -183,18 +214,39 @@ class Decision:
 
 @dataclass(frozen=True)
 class Tuning:
-    """Knobs of the policy; the defaults are what the benchmarks measure."""
+    """Knobs of the policy; the defaults are what the benchmarks measure (tuned on seeds 0-199 only)."""
 
     latency_margin: float = 0.05
     """Capacity is taken at ``latencyMs x (1 - margin)`` at the SLO percentile."""
-    headroom: float = 0.03
-    """Demand is sized with this much extra rate."""
+    headroom: float = 0.0
+    """The trend is sized with this much extra rate (the learnt swings carry the load's own margin; the speed
+    correction catches a fleet slower than profiled)."""
     trend_window_seconds: float = 120.0
     """Rate history used for the trend (least squares slope)."""
-    short_trend_window_seconds: float = 30.0
+    trend_horizon_seconds: float = 60.0
+    """A slope is extrapolated at most this far (about as long as it was measured); beyond, the learnt swings."""
+    short_trend_window_seconds: float = 60.0
     """A second, short window: the steeper of the two slopes is used, so the onset of a ramp is seen early."""
-    history_seconds: float = 300.0
-    """How much rate history the state keeps."""
+    history_seconds: float = 1000.0
+    """How much rate history the state keeps (the longest growth horizon, 960 s, and a little)."""
+    envelope_quantile: float = 0.97
+    """The envelope covers this quantile of the swings seen over each horizon (on the fastest hot tier)."""
+    accurate_quantile: float = 0.5
+    """The accurate tier itself serves this quantile of the swings where its limits allow."""
+    envelope_memory_seconds: float = 3600.0
+    """Swing samples fade with this time constant."""
+    envelope_prior_samples: float = 30.0
+    """Samples of no growth the swings start from (in weight of the current tick)."""
+    peak_memory_seconds: float = 3600.0
+    """The swings never ask for more than the highest rate seen lately, fading with this time constant."""
+    burst_memory_seconds: float = 14400.0
+    """Bursts older than this are forgotten."""
+    burst_recurrence: int = 1
+    """Once this many bursts were seen within the memory, the fleet keeps room for the highest (1: any burst may
+    come back; 2: a burst seen once may be a one-off, and the first two are met late)."""
+    burst_on_accurate_tier: float = 2.0
+    """Recurring bursts this high (x the baseline) are held on the accurate tier itself where the budget allows:
+    a hot switch to a faster tier comes a tick after the burst shows. Lower ones are left to the hot switch."""
     max_observation_gap_seconds: float = 120.0
     """Two complete observations further apart than this do not make an unbroken run (``observed_since``)."""
     default_tick_seconds: float = 15.0
@@ -208,6 +260,12 @@ class Tuning:
     """Moving to a more accurate tier needs this much spare capacity."""
     switch_saving: float = 0.15
     """Moving for cost alone needs at least this saving."""
+    shortfall_tolerance: float = 0.05
+    """A capacity short of the forecast by less than this share is not a shortfall (noise)."""
+    hot_switch_seconds: float = 2.0
+    """Time from a hot switch until the replicas serve the new tier (measured 1.6 s on the CPU Triton)."""
+    hot_dwell_seconds: float = 60.0
+    """A hot switch that is not forced by the load waits this long after the previous one (no flapping)."""
     rolling_switch: bool = True
     """The operator rolls switches (old replicas removed as new ones become ready, both serving meanwhile), so a
     switch to a placement whose replicas serve at least as much for no more cost needs room for one new replica

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from fulcrum.api import ModelDeploymentSpec, ProfilesFile
-from fulcrum.policy import Config, Observation, Placement, PolicyState, ProfileTable
+from fulcrum.policy import Config, Curve, Observation, PolicyState, ProfileTable
+from fulcrum.policy.fleet import FleetModel, FleetRow, Part
+from fulcrum.policy.hot import hot_tiers
 from fulcrum.policy.rollout import replica_capacities
-from fulcrum.simulate.fleet import SimFleet
 from fulcrum.simulate.policies import POLICY_NAMES, Setting, make_policy
-from fulcrum.simulate.serving import serve_step
+from fulcrum.simulate.serving import StepOutcome, serve_step
 from fulcrum.simulate.trace import FloatArray, Trace
 
 BUDGET_EPSILON = 1e-9
@@ -38,6 +40,10 @@ class Run:
     tier_switches: int = 0
     scale_events: int = 0
     timeline: list[tuple[float, str, str, int]] = field(default_factory=list)
+    fleet: list[tuple[float, FleetRow]] = field(default_factory=list)
+    """Every placement that existed at every step (``fulcrum simulate --fleet``)."""
+    codes: list[str] = field(default_factory=list)
+    """The policy's decision codes per step (fulcrum only)."""
 
     @property
     def slo_attainment(self) -> float:
@@ -60,61 +66,70 @@ def make_setting(
     speed: float = 1.0,
     *,
     rolling: bool = True,
+    hot: Mapping[str, Collection[str]] | None = None,
 ) -> Setting:
-    """Only tiers named in the spec are used; ``speed`` makes the simulated fleet faster/slower than profiled."""
+    """Only tiers named in the spec are used; ``speed`` makes the simulated fleet faster/slower than profiled.
+
+    ``hot``: pool -> tiers each replica of that pool loads (a switch among them is hot); none by default.
+    """
     table = ProfileTable.from_file(profiles).only(t.name for t in spec.tiers)
     truth = ProfileTable({k: c.scaled(speed) for k, c in table.curves.items()})
     rates = trace.step_rates(step_seconds)
-    return Setting(spec, table, truth, [float(r) for r in rates], step_seconds, rolling)
+    hot_tiers = {pool: frozenset(tiers) for pool, tiers in (hot or {}).items() if len(tiers) > 1}
+    return Setting(spec, table, truth, [float(r) for r in rates], step_seconds, rolling, hot_tiers)
 
 
-def simulate_policy(setting: Setting, name: str) -> Run:
+def all_hot_tiers(spec: ModelDeploymentSpec, profiles: ProfilesFile) -> dict[str, tuple[str, ...]]:
+    """Every pool's hot tiers when each replica loads every tier profiled on it (``hot_tiers`` with unknown sizes)."""
+    profiled: dict[str, dict[str, int | None]] = {}
+    for tier in profiles.tiers:
+        for profile in tier.profiles:
+            if profile.points:
+                profiled.setdefault(profile.node_pool, {})[tier.name] = None
+    hot = {pool.name: hot_tiers(spec, pool, profiled.get(pool.name, {})) for pool in spec.node_pools}
+    return {pool: tiers for pool, tiers in hot.items() if len(tiers) > 1}
+
+
+def simulate_policy(setting: Setting, name: str, *, record_fleet: bool = False) -> Run:
     spec = setting.spec
     policy = make_policy(name, setting)
     step = setting.step_seconds
-    rates = np.asarray(setting.step_rates, dtype=np.float64)
+    rates = list(setting.step_rates)
     steps = len(rates)
     tiers = [t.name for t in spec.tiers]
+    top = tiers[0]
     slo_ms, percentile, budget = setting.slo_ms, setting.percentile, setting.budget
     timeout_us = spec.serving.dynamic_batching.queue_timeout_microseconds
     queue_timeout = None if timeout_us is None else timeout_us / 1e6  # Triton rejects what waited longer
     capacity_of = {k: c.capacity(slo_ms, percentile) for k, c in setting.truth.curves.items()}
     # a rolling switch is driven by the operator's estimate (the policy's margin), not by the truth
     estimate = replica_capacities(spec, setting.profiles, PolicyState())
-    fleet = SimFleet(
+    fleet = FleetModel(
         {p.name: float(p.replica_startup_seconds) for p in spec.node_pools},
         {p.name: float(p.cost_per_hour) for p in spec.node_pools},
         rolling=setting.rolling,
         capacity=estimate,
+        hot=setting.hot,
     )
-    times = step * np.arange(steps, dtype=np.float64)
-    run = Run(
-        name,
-        tiers,
-        times,
-        rates,
-        np.zeros(steps),
-        np.zeros(steps),
-        {t: np.zeros(steps) for t in tiers},
-    )
-    observation: Observation | None = Observation(float(rates[0]) if steps else 0.0)
-    backlogs: dict[Placement, float] = {}
+    capacity_series = [0.0] * steps
+    cost_series = [0.0] * steps
+    replica_series: dict[str, list[float]] = {t: [0.0] * steps for t in tiers}
+    run = Run(name, tiers, np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0), {})
+    observation: Observation | None = Observation(rates[0] if steps else 0.0)
+    backlogs: dict[str, float] = {}
     previous: Config | None = None
+    requests = in_time = top_requests = cost = over = 0.0
     for k in range(steps):
-        now = float(times[k])
+        now = k * step
         config = policy.act(k, now, observation, fleet.observed(now))
         fleet.apply(config, now, instant=policy.instant or k == 0)
-        fleet.advance(now, float(rates[k - 1]) if k > 0 else None)
+        fleet.advance(now, rates[k - 1] if k > 0 else None)
         _count(run, previous, config, now)
         previous = config
-        rate = float(rates[k])
-        parts = fleet.serving_parts(now)
+        rate = rates[k]
+        parts = fleet.serving_parts(now, step)
         # the Service spreads requests evenly over the ready replicas of both placements during a rolling switch
-        weights = [float(ready) for _, ready in parts]
-        total_weight = sum(weights)
-        per_replica_capacity = min(
-            (capacity_of.get((p.tier, p.node_pool), 0.0) for p, ready in parts if ready > 0), default=0.0
-        )
+        total_weight = float(sum(part.ready for part in parts))
         latency = queue = 0.0
         ready_total = 0
         if not parts:
@@ -128,40 +143,87 @@ def simulate_policy(setting: Setting, name: str) -> Run:
                 percentile=percentile,
                 queue_timeout_seconds=queue_timeout,
             )
-            run.requests += outcome.requests
+            requests += outcome.requests
             latency, queue = outcome.latency_ms, outcome.queue_ms
-        for (placement, ready), weight in zip(parts, weights, strict=True):
-            share = weight / total_weight if total_weight > 0 else (1.0 if placement == parts[0][0] else 0.0)
-            curve = setting.truth.curve(placement.tier, placement.node_pool)
-            outcome = serve_step(
-                curve,
-                ready,
-                rate * share,
-                backlogs.get(placement, 0.0),
-                seconds=step,
-                slo_ms=slo_ms,
-                percentile=percentile,
-                queue_timeout_seconds=queue_timeout,
-            )
-            backlogs[placement] = outcome.backlog
-            run.requests += outcome.requests
-            run.in_time += outcome.in_time
-            if placement.tier == tiers[0]:
-                run.top_tier_requests += outcome.requests
+        per_replica_capacity = 0.0
+        for part in parts:
+            share = part.ready / total_weight if total_weight > 0 else (1.0 if part is parts[0] else 0.0)
+            outcome = _serve_part(setting, part, rate * share, backlogs.get(part.key, 0.0), step, queue_timeout)
+            backlogs[part.key] = outcome.backlog
+            requests += outcome.requests
+            in_time += outcome.in_time
+            if part.placement.tier == top:
+                top_requests += outcome.requests * (1.0 - part.switch_seconds / step)
+            elif part.previous_tier == top:
+                top_requests += outcome.requests * part.switch_seconds / step
             latency += share * outcome.latency_ms
             queue += share * outcome.queue_ms
-            ready_total += ready
-        run.capacity[k] = total_weight * per_replica_capacity
+            ready_total += part.ready
+            if part.ready > 0:
+                here = capacity_of.get((part.placement.tier, part.placement.node_pool), 0.0)
+                per_replica_capacity = here if per_replica_capacity <= 0.0 else min(per_replica_capacity, here)
+        capacity_series[k] = total_weight * per_replica_capacity
         cost_rate = fleet.cost_per_hour()
-        run.cost += cost_rate * step / 3600.0
+        cost += cost_rate * step / 3600.0
         if budget is not None and cost_rate > budget + BUDGET_EPSILON:
-            run.budget_violation_seconds += step
-        run.cost_per_hour[k] = cost_rate
+            over += step
+        cost_series[k] = cost_rate
         for tier, count in fleet.replicas_by_tier().items():
-            if tier in run.replicas:
-                run.replicas[tier][k] = count
+            if tier in replica_series:
+                replica_series[tier][k] = count
+        if record_fleet:
+            run.fleet.extend((now, row) for row in fleet.rows(now, step))
         observation = Observation(rate, latency if ready_total > 0 else None, queue)
+    run.times = step * np.arange(steps, dtype=np.float64)
+    run.rates = np.asarray(rates, dtype=np.float64)
+    run.capacity = np.asarray(capacity_series)
+    run.cost_per_hour = np.asarray(cost_series)
+    run.replicas = {t: np.asarray(v) for t, v in replica_series.items()}
+    run.requests, run.in_time, run.top_tier_requests = requests, in_time, top_requests
+    run.cost, run.budget_violation_seconds = cost, over
+    run.codes = list(getattr(policy, "codes", []))
     return run
+
+
+def _serve_part(  # noqa: PLR0917 - the step's inputs
+    setting: Setting, part: Part, rate: float, backlog: float, step: float, queue_timeout: float | None
+) -> StepOutcome:
+    """Serve one part for a step; during a hot switch its first seconds on the tier it leaves."""
+    curve = setting.truth.curve(part.placement.tier, part.placement.node_pool)
+    if part.previous_tier is None or part.switch_seconds <= 0.0:
+        return _serve(setting, curve, part.ready, rate, backlog, step, queue_timeout)
+    before = setting.truth.curve(part.previous_tier, part.placement.node_pool)
+    first = _serve(setting, before, part.ready, rate, backlog, part.switch_seconds, queue_timeout)
+    rest = _serve(setting, curve, part.ready, rate, first.backlog, step - part.switch_seconds, queue_timeout)
+    weight = part.switch_seconds / step
+    return StepOutcome(
+        first.requests + rest.requests,
+        first.in_time + rest.in_time,
+        weight * first.latency_ms + (1.0 - weight) * rest.latency_ms,
+        weight * first.queue_ms + (1.0 - weight) * rest.queue_ms,
+        rest.backlog,
+    )
+
+
+def _serve(  # noqa: PLR0917 - serve_step's inputs
+    setting: Setting,
+    curve: Curve | None,
+    ready: int,
+    rate: float,
+    backlog: float,
+    seconds: float,
+    queue_timeout: float | None,
+) -> StepOutcome:
+    return serve_step(
+        curve,
+        ready,
+        rate,
+        backlog,
+        seconds=seconds,
+        slo_ms=setting.slo_ms,
+        percentile=setting.percentile,
+        queue_timeout_seconds=queue_timeout,
+    )
 
 
 def _count(run: Run, previous: Config | None, config: Config, now: float) -> None:
@@ -176,12 +238,14 @@ def _count(run: Run, previous: Config | None, config: Config, now: float) -> Non
         run.scale_events += 1
 
 
-def simulate(setting: Setting, policies: list[str]) -> dict[str, Run]:
+def simulate(setting: Setting, policies: list[str], *, record_fleet: bool = False) -> dict[str, Run]:
     """Run each policy; ``oracle`` is always run (costVsOracle needs it) but only returned if asked for."""
     unknown = [p for p in policies if p not in POLICY_NAMES]
     if unknown:
         raise ValueError(f"unknown policies {', '.join(unknown)}; known: {', '.join(POLICY_NAMES)}")
-    runs = {name: simulate_policy(setting, name) for name in dict.fromkeys([*policies, "oracle"])}
+    runs = {
+        name: simulate_policy(setting, name, record_fleet=record_fleet) for name in dict.fromkeys([*policies, "oracle"])
+    }
     if "oracle" not in policies:
         runs["_oracle"] = runs.pop("oracle")
     return runs

@@ -16,12 +16,16 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
+import numpy as np
+import numpy.typing as npt
+
 from fulcrum.api import ModelDeploymentSpec
 from fulcrum.policy import (
+    Candidate,
     Config,
     Observation,
     Placement,
@@ -32,7 +36,9 @@ from fulcrum.policy import (
     Tuning,
     decide,
 )
+from fulcrum.policy.plan import EPSILON
 from fulcrum.policy.types import DEFAULT_TUNING
+from fulcrum.simulate.serving import serve_step
 
 POLICY_NAMES = ("fulcrum", "hpa", "kpa", "static", "oracle")
 
@@ -56,6 +62,8 @@ class Setting:
     step_seconds: float
     rolling: bool = True
     """Switches roll (old replicas removed as new ones become ready, what the operator does), else blue/green."""
+    hot: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    """Pool -> tiers each of its replicas loads: a switch among them is hot (no new pods)."""
 
     @property
     def slo_ms(self) -> float:
@@ -110,7 +118,15 @@ class FulcrumPolicy:
 
     def act(self, step: int, now: float, observation: Observation | None, fleet: tuple[ReplicaGroup, ...]) -> Config:
         state = self.state.with_fleet(fleet)
-        decision = decide(self.setting.spec, self.setting.profiles, observation, state, now, tuning=self.tuning)
+        decision = decide(
+            self.setting.spec,
+            self.setting.profiles,
+            observation,
+            state,
+            now,
+            tuning=self.tuning,
+            hot_tiers=self.setting.hot,
+        )
         self.state = decision.state
         self.codes.append(decision.code)
         return decision.config
@@ -220,24 +236,109 @@ class StaticPolicy:
 
 
 class OraclePolicy:
+    """Each step's best configuration for that step's rate, from the true profile, changed instantly.
+
+    What no real policy can beat on cost or on the share of the most accurate tier while meeting the SLO at
+    every step: it knows the rate, pays no start-up and no overlap, and sizes to the SLO with no margin. It is
+    *not* an upper bound on SLO attainment (a fleet sized with room to spare does better than one sized to the
+    SLO's percentile exactly): that bound is :func:`attainment_bound`.
+    """
+
     name = "oracle"
     instant = True
 
     def __init__(self, setting: Setting) -> None:
         self.setting = setting
-        self.planner = Planner(setting.spec, setting.truth, PolicyState(), setting.slo_ms, setting.percentile)
-        self.objective = setting.spec.scaling.objective
+        planner = Planner(setting.spec, setting.truth, PolicyState(), setting.slo_ms, setting.percentile)
+        if not planner.candidates:
+            raise ValueError("no tier has a profile that meets the SLO on any pool")
+        self.configs = oracle_configs(planner, setting.spec.scaling.objective, setting.step_rates)
 
     def act(self, step: int, now: float, observation: Observation | None, fleet: tuple[ReplicaGroup, ...]) -> Config:
-        rate = float(self.setting.step_rates[min(step, len(self.setting.step_rates) - 1)])
+        return self.configs[min(step, len(self.configs) - 1)]
 
-        def demand(_: object) -> float:
-            return rate
 
-        option = self.planner.best(demand, self.objective) or self.planner.best_effort(demand, self.objective)
-        if option is None:
-            raise ValueError("no tier has a profile that meets the SLO on any pool")
-        return Config(option.placement.tier, option.placement.node_pool, option.replicas)
+def oracle_configs(planner: Planner, objective: str, rates: Sequence[float]) -> list[Config]:
+    """The oracle's choice for every step at once: ``Planner.best`` for the step's rate (vectorised)."""
+    candidates = planner.candidates
+    r = np.asarray(rates, dtype=np.float64)
+    capacity = np.array([c.capacity for c in candidates])[:, None]
+    unit = np.array([c.unit_cost for c in candidates])[:, None]
+    rank = np.array([float(c.rank) for c in candidates])[:, None]
+    needed = np.where(r[None, :] > 0.0, np.ceil(r[None, :] / capacity - EPSILON), 0.0)
+    replicas = np.clip(needed, planner.min_replicas, planner.max_replicas)
+    cost = replicas * unit
+    ok = needed <= planner.max_replicas
+    if planner.budget is not None:
+        ok &= cost <= planner.budget + EPSILON
+    keys = (cost, rank) if objective == "Cost" else (rank, cost)
+    chosen = _lexicographic_argmin([*keys, -replicas * capacity], ok)
+    configs: list[Config] = []
+    for k, index in enumerate(chosen.tolist()):
+        if index < 0:
+            option = planner.best_effort(_constant(float(r[k])), objective)
+            assert option is not None
+            configs.append(Config(option.placement.tier, option.placement.node_pool, option.replicas))
+        else:
+            c = candidates[index]
+            configs.append(Config(c.placement.tier, c.placement.node_pool, int(replicas[index, k])))
+    return configs
+
+
+def _constant(rate: float) -> Callable[[Candidate], float]:
+    return lambda _: rate
+
+
+def _lexicographic_argmin(keys: list[npt.NDArray[np.float64]], allowed: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
+    """Per column, the row minimising the keys in order among the allowed rows; -1 where none is allowed."""
+    mask = allowed.copy()
+    for key in keys:
+        masked = np.where(mask, key, np.inf)
+        mask &= masked <= masked.min(axis=0, keepdims=True)
+    chosen = np.argmax(mask, axis=0)
+    return np.where(mask.any(axis=0), chosen, -1)
+
+
+def attainment_bound(setting: Setting) -> float:
+    """The most SLO attainment any policy could reach: each step, the affordable fleet with the most in time.
+
+    Every placement at the most replicas that max replicas and the budget allow (more replicas never serve fewer
+    requests in time), known rates, no start-up, no queue carried over. A mixed fleet (two placements while a
+    switch rolls) serves at the slower placement's per-replica rate, so it never does better than the best
+    single placement.
+    """
+    spec = setting.spec
+    budget = setting.budget
+    timeout_us = spec.serving.dynamic_batching.queue_timeout_microseconds
+    queue_timeout = None if timeout_us is None else timeout_us / 1e6
+    fleets = []
+    for (tier, pool), curve in setting.truth.curves.items():
+        unit = next((float(p.cost_per_hour) for p in spec.node_pools if p.name == pool), None)
+        if unit is None or tier not in {t.name for t in spec.tiers}:
+            continue
+        most = spec.scaling.max_replicas
+        if budget is not None and unit > 0.0:
+            most = min(most, max(spec.scaling.min_replicas, math.floor(budget / unit + 1e-9)))
+        if most > 0:
+            fleets.append((curve, most))
+    requests = in_time = 0.0
+    for rate in setting.step_rates:
+        best = 0.0
+        for curve, replicas in fleets:
+            outcome = serve_step(
+                curve,
+                replicas,
+                rate,
+                0.0,
+                seconds=setting.step_seconds,
+                slo_ms=setting.slo_ms,
+                percentile=setting.percentile,
+                queue_timeout_seconds=queue_timeout,
+            )
+            best = max(best, outcome.in_time)
+        requests += rate * setting.step_seconds
+        in_time += best
+    return 1.0 if requests <= 0.0 else in_time / requests
 
 
 def make_policy(name: str, setting: Setting) -> SimPolicy:

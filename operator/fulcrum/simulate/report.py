@@ -43,3 +43,23 @@ def write_timeline(path: Path, runs: Mapping[str, Run]) -> None:
                 continue
             for t, tier, pool, replicas in run.timeline:
                 writer.writerow([f"{t:g}", name, tier, pool, replicas])
+
+
+FLEET_HEADER = ("t_seconds", "policy", "tier", "node_pool", "ready_replicas", "starting_replicas", "serving_tier")
+
+
+def write_fleet(path: Path, runs: Mapping[str, Run]) -> None:
+    """What ran: per step and policy, one row per placement that exists (rolls and hot switches included).
+
+    ``tier`` is the tier its replicas were created for, ``serving_tier`` the one its requests go to (they differ
+    after a hot switch). Each row holds from ``t_seconds`` for one step: cost is ``(ready + starting) x the
+    pool's cost per hour`` over the step, capacity ``ready x`` the serving tier's capacity on that pool.
+    """
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(FLEET_HEADER)
+        for name, run in runs.items():
+            if name.startswith("_"):
+                continue
+            for t, row in run.fleet:
+                writer.writerow([f"{t:g}", name, row.tier, row.node_pool, row.ready, row.starting, row.serving_tier])

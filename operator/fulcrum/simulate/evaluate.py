@@ -1,0 +1,164 @@
+"""Judging policies on many scenarios: one scenario's figures per policy, and their distribution over many.
+
+The targets (issue 16) are taken over the *feasible* scenarios, those where the attainment bound
+(:func:`fulcrum.simulate.policies.attainment_bound`: the most SLO attainment any policy could reach within the
+budget) is at least 99.9 %.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from fulcrum.simulate.engine import make_setting, simulate
+from fulcrum.simulate.policies import attainment_bound
+from fulcrum.simulate.scenarios import Scenario
+
+POLICIES = ("fulcrum", "oracle", "hpa", "kpa", "static")
+BASELINES = ("hpa", "kpa", "static")
+FEASIBLE = 0.999
+
+
+@dataclass(frozen=True)
+class Figures:
+    """One policy on one scenario."""
+
+    attainment: float
+    cost: float
+    cost_vs_oracle: float
+    top_share: float
+    top_vs_oracle: float | None
+    """None when the oracle never serves the top tier."""
+    over_budget_seconds: float
+    switches: int
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Every policy on one scenario."""
+
+    name: str
+    family: str
+    summary: str
+    objective: str
+    bound: float
+    figures: dict[str, Figures]
+    cpu_seconds: float
+
+    @property
+    def feasible(self) -> bool:
+        return self.bound >= FEASIBLE
+
+
+def evaluate(scenario: Scenario, *, step: float, hot: bool, policies: Sequence[str] = POLICIES) -> Outcome:
+    """Simulate every policy on a scenario (``hot``: with the scenario's hot tiers, else cold switches only)."""
+    started = time.process_time()
+    setting = make_setting(scenario.spec, scenario.profiles, scenario.trace, step, hot=scenario.hot if hot else None)
+    runs = simulate(setting, list(policies))
+    oracle = runs.get("oracle") or runs["_oracle"]
+    figures = {}
+    for name, run in runs.items():
+        if name.startswith("_"):
+            continue
+        top = None if oracle.top_tier_share <= 0.0 else run.top_tier_share / oracle.top_tier_share
+        figures[name] = Figures(
+            run.slo_attainment,
+            run.cost,
+            run.cost / oracle.cost if oracle.cost > 0 else 1.0,
+            run.top_tier_share,
+            top,
+            run.budget_violation_seconds,
+            run.tier_switches,
+        )
+    bound = attainment_bound(setting)
+    return Outcome(
+        scenario.name,
+        scenario.family,
+        scenario.summary,
+        scenario.spec.scaling.objective,
+        bound,
+        figures,
+        time.process_time() - started,
+    )
+
+
+@dataclass(frozen=True)
+class Spread:
+    """5th percentile, median and worst of a figure over scenarios."""
+
+    p5: float
+    median: float
+    worst: float
+    count: int
+
+
+def spread(values: Iterable[float], *, higher_is_better: bool = True) -> Spread:
+    """The 5th percentile is the bad tail: the low one for attainment, the high one for cost (then p95)."""
+    data = np.asarray([v for v in values if not math.isnan(v)], dtype=np.float64)
+    if data.size == 0:
+        return Spread(math.nan, math.nan, math.nan, 0)
+    if higher_is_better:
+        return Spread(float(np.percentile(data, 5)), float(np.median(data)), float(data.min()), int(data.size))
+    return Spread(float(np.percentile(data, 95)), float(np.median(data)), float(data.max()), int(data.size))
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The targets of issue 16 for ``fulcrum`` over the feasible scenarios."""
+
+    attainment: Spread
+    cost: Spread
+    top: Spread
+    over_budget: list[str]
+    """Scenarios where fulcrum spent any time over budget (any scenario)."""
+    beaten: list[tuple[str, str, float]]
+    """(scenario, baseline, points) where a baseline within budget beat fulcrum's attainment by > 1 point."""
+
+    @property
+    def checks(self) -> dict[str, bool]:
+        return {
+            "attainment median >= 99.5 %": self.attainment.median >= 0.995,
+            "attainment p5 >= 98 %": self.attainment.p5 >= 0.98,
+            "cost median <= 1.15x oracle": self.cost.median <= 1.15,
+            "0 s over budget everywhere": not self.over_budget,
+            "top tier median >= 0.9x oracle (Quality)": self.top.median >= 0.9,
+            "no baseline within budget > 1 point better": not self.beaten,
+        }
+
+
+def verdict(outcomes: Sequence[Outcome], policy: str = "fulcrum") -> Verdict:
+    feasible = [o for o in outcomes if o.feasible]
+    attainment = spread(o.figures[policy].attainment for o in feasible)
+    cost = spread((o.figures[policy].cost_vs_oracle for o in feasible), higher_is_better=False)
+    top = spread(
+        o.figures[policy].top_vs_oracle  # type: ignore[misc]
+        for o in feasible
+        if o.objective == "Quality" and o.figures[policy].top_vs_oracle is not None
+    )
+    over = [o.name for o in outcomes if o.figures[policy].over_budget_seconds > 0.0]
+    beaten = []
+    for o in feasible:
+        mine = o.figures[policy].attainment
+        for baseline in BASELINES:
+            theirs = o.figures.get(baseline)
+            if theirs is not None and theirs.over_budget_seconds <= 0.0 and theirs.attainment > mine + 0.01:
+                beaten.append((o.name, baseline, 100.0 * (theirs.attainment - mine)))
+    return Verdict(attainment, cost, top, over, beaten)
+
+
+__all__ = [
+    "BASELINES",
+    "FEASIBLE",
+    "POLICIES",
+    "Figures",
+    "Outcome",
+    "Spread",
+    "Verdict",
+    "evaluate",
+    "spread",
+    "verdict",
+]

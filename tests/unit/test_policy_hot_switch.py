@@ -1,0 +1,110 @@
+"""Hot tiers in ``decide``: a switch among the tiers a pool's replicas load is a routing change, not a roll."""
+
+from __future__ import annotations
+
+from fulcrum.api import ModelDeploymentSpec
+from fulcrum.policy import (
+    DEFAULT_TUNING,
+    Config,
+    Decision,
+    Observation,
+    Placement,
+    PolicyState,
+    ReplicaGroup,
+    decide,
+)
+from fulcrum.simulate.fleet import SimFleet
+from tests.unit.test_policy_support import make_spec, make_table
+
+TABLE = make_table()
+HOT = {"l4": frozenset({"fp32", "int8"})}
+HOT_BOTH = {"l4": frozenset({"fp32", "int8"}), "cpu": frozenset({"fp32", "int8"})}
+UNIT_COST = {"l4": 1.0, "cpu": 0.25}
+STARTUP = {"l4": 60.0, "cpu": 30.0}
+STEP = 10.0
+
+
+def capacity(tier: str, pool: str) -> float:
+    return TABLE.capacity(tier, pool, 25 * (1 - DEFAULT_TUNING.latency_margin), 99.0)
+
+
+def replay(
+    spec: ModelDeploymentSpec, rates: list[float], hot: dict[str, frozenset[str]] | None = None
+) -> tuple[list[Decision], SimFleet]:
+    """Tick through rates against the simulator's fleet model (the same rules decide projects with)."""
+    estimate = {Placement(*key): capacity(*key) for key in TABLE.curves}
+    fleet = SimFleet(STARTUP, UNIT_COST, capacity=estimate, hot=hot or {})
+    state = PolicyState()
+    out = []
+    observation: Observation | None = None
+    for i, rate in enumerate(rates):
+        now = i * STEP
+        decision = decide(spec, TABLE, observation, state.with_fleet(fleet.observed(now)), now, hot_tiers=hot or {})
+        fleet.apply(decision.config, now, instant=i == 0)
+        fleet.advance(now, rates[i - 1] if i else None)
+        budget = spec.budget.max_cost_per_hour
+        assert budget is None or fleet.cost_per_hour() <= float(budget) + 1e-9, decision.reason
+        state = decision.state
+        out.append(decision)
+        observation = Observation(rate)
+    return out, fleet
+
+
+def test_a_burst_is_met_by_a_hot_switch_at_once_without_new_pods() -> None:
+    spec = make_spec(budget="4.00", cooldown=600, stabilization=300)
+    rates = [2500.0] * 40 + [6000.0] * 20
+    decisions, _ = replay(spec, rates, HOT)
+    before = decisions[39].config
+    assert before.placement == Placement("fp32", "l4")
+    hot = next(i for i, d in enumerate(decisions) if d.action == "SwitchTier" and i >= 40)
+    switch = decisions[hot]
+    assert hot <= 42  # the tick after the burst is seen, not a start-up later
+    assert switch.tier == "int8" and switch.node_pool == "l4" and switch.code == "LoadRising"
+    assert "no new pods" in switch.reason
+    assert switch.replicas >= before.replicas  # the same replicas, routed to the faster tier
+    # a hot switch is not a cold switch: no cooldown starts
+    assert switch.state.last_switch_at == decisions[hot - 1].state.last_switch_at
+
+
+def test_without_hot_tiers_the_same_burst_waits_for_new_pods() -> None:
+    spec = make_spec(budget="4.00", cooldown=600, stabilization=300)
+    decisions, _ = replay(spec, [2500.0] * 40 + [6000.0] * 20)
+    assert not any("hot" in d.reason for d in decisions)
+
+
+def test_back_to_the_accurate_tier_once_its_replicas_are_ready() -> None:
+    spec = make_spec(budget="10.00", cooldown=600, stabilization=60)
+    rates = [2000.0] * 40 + [5000.0] * 40 + [2000.0] * 60
+    decisions, _ = replay(spec, rates, HOT_BOTH)  # hot on every pool: where it starts does not matter
+    tiers = [d.tier for d in decisions]
+    first_int8 = tiers.index("int8", 40)  # the burst starts at tick 40
+    back = next(i for i in range(first_int8, len(tiers)) if tiers[i] == "fp32")
+    assert decisions[back].code == "LoadAllows" and decisions[back].action == "SwitchTier"
+    # it returned while the burst still ran: fp32 replicas were started ("Preparing") and it switched when ready
+    assert back < 80
+    assert any(d.code == "Preparing" for d in decisions[first_int8:back])
+    assert tiers[-1] == "fp32"
+
+
+def test_no_voluntary_hot_switch_while_a_cold_switch_rolls() -> None:
+    spec = make_spec(budget="10.00")
+    state = PolicyState(desired=Config("int8", "l4", 2), observed_since=0.0).with_fleet(
+        (ReplicaGroup("int8", "cpu", ready=3), ReplicaGroup("int8", "l4", ready=0, starting=(990.0, 990.0)))
+    )
+    decision = decide(spec, TABLE, Observation(500.0), state, 1000.0, hot_tiers=HOT)
+    assert decision.tier == "int8"  # fp32 would serve 500 rps, but the roll was planned for int8
+
+
+def test_switches_between_loaded_tiers_are_hot_and_the_budget_holds() -> None:
+    spec = make_spec(budget="5.00", cooldown=300, stabilization=120)
+    rates = [1500.0 + 1200.0 * ((i // 30) % 3) for i in range(240)]
+    decisions, _ = replay(spec, rates, HOT)  # replay checks the budget at every step
+    previous = decisions[0].config
+    hot = 0
+    for decision in decisions[1:]:
+        config = decision.config
+        if config.node_pool == previous.node_pool == "l4" and config.tier != previous.tier:
+            assert "hot" in decision.reason, decision.reason
+            hot += 1
+        previous = config
+    assert hot >= 2
