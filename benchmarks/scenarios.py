@@ -30,7 +30,7 @@ import yaml
 from fulcrum.simulate.engine import make_setting, simulate
 from fulcrum.simulate.evaluate import POLICIES, Outcome, Spread, evaluate, spread, verdict
 from fulcrum.simulate.report import json_document
-from fulcrum.simulate.scenarios import ISSUE_CASES, generated, named
+from fulcrum.simulate.scenarios import HELD_OUT_SEEDS, ISSUE_CASES, TUNING_SEEDS, generated, named
 from fulcrum.simulate.trace import write_trace
 
 STEP = 15.0
@@ -58,6 +58,11 @@ def run_all(names: Sequence[str], *, step: float, hot: bool, jobs: int) -> list[
         return list(pool.imap(_job, tasks, chunksize=1))
 
 
+def _tops(outcomes: Sequence[Outcome], policy: str) -> list[float]:
+    """Top-tier share vs the oracle's, where the oracle serves the top tier at all."""
+    return [t for o in outcomes if (t := o.figures[policy].top_vs_oracle) is not None]
+
+
 def _pct(s: Spread) -> str:
     return f"{100 * s.p5:7.2f} % {100 * s.median:7.2f} % {100 * s.worst:7.2f} %"
 
@@ -77,11 +82,7 @@ def report(outcomes: list[Outcome], label: str) -> bool:
     for policy in POLICIES:
         att = spread(o.figures[policy].attainment for o in feasible)
         cost = spread((o.figures[policy].cost_vs_oracle for o in feasible), higher_is_better=False)
-        top = spread(
-            o.figures[policy].top_vs_oracle  # type: ignore[misc]
-            for o in quality
-            if o.figures[policy].top_vs_oracle is not None
-        )
+        top = spread(_tops(quality, policy))
         over = [o.figures[policy].over_budget_seconds for o in outcomes]
         print(
             f"{policy:8s} | {_pct(att):34s} | {_ratio(cost):35s} | {_ratio(top):37s} | "
@@ -103,11 +104,7 @@ def report(outcomes: list[Outcome], label: str) -> bool:
         group = [o for o in feasible if o.family == family]
         att = spread(o.figures["fulcrum"].attainment for o in group)
         cost = spread((o.figures["fulcrum"].cost_vs_oracle for o in group), higher_is_better=False)
-        top = spread(
-            o.figures["fulcrum"].top_vs_oracle  # type: ignore[misc]
-            for o in group
-            if o.objective == "Quality" and o.figures["fulcrum"].top_vs_oracle is not None
-        )
+        top = spread(_tops([o for o in group if o.objective == "Quality"], "fulcrum"))
         print(
             f"  {family:11s} n={len(group):3d}  {100 * att.median:6.2f} % / {100 * att.p5:6.2f} %  "
             f"{cost.median:6.3f}x  {top.median:5.2f}x"
@@ -170,7 +167,9 @@ def replay(name: str, step: float, hot: bool, export: Path | None) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", default="1000-1199", help="Seed ranges, e.g. 1000-1199 (held out) or 0-199.")
+    held_out = f"{HELD_OUT_SEEDS.start}-{HELD_OUT_SEEDS.stop - 1}"
+    tuning = f"{TUNING_SEEDS.start}-{TUNING_SEEDS.stop - 1}"
+    parser.add_argument("--seeds", default=held_out, help=f"Seed ranges: {held_out} (held out) or {tuning} (tuning).")
     parser.add_argument("--hot", choices=["on", "off", "both"], default="both")
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--step", type=float, default=STEP)

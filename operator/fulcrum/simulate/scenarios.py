@@ -16,7 +16,10 @@ Traffic families (all with multiplicative AR(1) noise of 1-6 %, 20-300 s memory,
 Crossed with: one to three pools (a reference GPU, a faster dearer GPU, a CPU pool) with replica start-up times
 of 30-300 s; one to two faster tiers than the first, with speed-ups of 1.2-5x; a budget from tight (the oracle
 needs a faster tier at the peak) to loose, or none; a queue timeout or none; SLOs of 10-100 ms at p99 or p99.9;
-scale-down windows of 60-600 s and switch cooldowns of 120-900 s; objective Quality (85 %) or Cost.
+scale-down windows of 60-600 s and switch cooldowns of 120-900 s; objective Quality (85 %) or Cost. Memory
+decides hot tiers as in the operator: fp32 files of 0.25-12 GiB (fp16 half, int8 a quarter), each loaded tier
+taking twice its files (:func:`fulcrum.policy.hot.hot_tiers`) of the pool's ``memoryPerReplica`` (16-48 GiB on the
+reference GPU, 40-80 GiB on the large one, 8-64 GiB of RAM on the CPU pool).
 
 Profiles follow the queueing model of ``examples/profiles/make_profiles.py`` (``base + z_p x jitter / (1 - u)``):
 p99 grows smoothly toward saturation. The hand-described cases of issue 16 are the named scenarios in
@@ -27,18 +30,26 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from fulcrum.api import ModelDeploymentSpec, ProfilesFile, parse_spec
+from fulcrum.policy.hot import hot_tiers
 from fulcrum.simulate.trace import FloatArray, Trace
 
 FAMILIES = ("diurnal", "flash-sale", "ramp", "bursts", "noise")
+TUNING_SEEDS = range(0, 200)
+"""The only seeds the policy's knobs were tuned on."""
+HELD_OUT_SEEDS = range(1000, 1200)
+"""The seeds the benchmark judges the policy on by default: never looked at while tuning."""
 ROW_SECONDS = 10.0
 """Trace resolution: one row every 10 s, like the example traces."""
 UTILISATIONS = (0.05, 0.2, 0.4, 0.55, 0.65, 0.75, 0.82, 0.88, 0.92, 0.95)
+GIB = 2**30
+POOL_MEMORY_GIB = {"gpu": (16, 24, 48), "gpu-xl": (40, 80), "cpu": (8, 16, 32, 64)}
+"""memoryPerReplica choices per pool kind (GiB)."""
 QUANTILE_Z = {"p50": math.log(2.0), "p90": math.log(10.0), "p95": math.log(20.0), "p99": math.log(100.0)}
 
 
@@ -56,6 +67,8 @@ class Scenario:
     trace: Trace
     hot: dict[str, tuple[str, ...]]
     """Pool -> tiers each of its replicas loads together (what fits its memory); a switch among them is hot."""
+    tier_bytes: dict[str, int]
+    """Each tier's files in bytes (what :func:`fulcrum.policy.hot.hot_tiers` weighs against a pool's memory)."""
 
     def manifest(self) -> dict[str, Any]:
         """The spec as a ModelDeployment manifest (for ``fulcrum simulate --spec``)."""
@@ -211,6 +224,8 @@ class _Pool:
     cost: float
     startup: int
     cpu: bool
+    memory_gib: int = 0
+    """memoryPerReplica: GPU memory on a GPU pool, RAM on a CPU pool (0: not stated, every tier is loaded)."""
 
 
 @dataclass(frozen=True)
@@ -289,6 +304,7 @@ def _spec(
                 "gpusPerReplica": 0 if p.cpu else 1,
                 "costPerHour": f"{p.cost:.2f}",
                 "replicaStartupSeconds": p.startup,
+                **({"memoryPerReplica": f"{p.memory_gib}Gi"} if p.memory_gib else {}),
             }
             for p in pools
         ],
@@ -392,6 +408,11 @@ def generated(seed: int) -> Scenario:
         unloaded_p99 = slo_ms * (base_share + (1.0 - base_share) * (1.0 - utilisation) / (1.0 - UTILISATIONS[0]))
         timeout_us = max(1000, int(1000.0 * (slo_ms - unloaded_p99) * rng.uniform(0.8, 1.2)))
     objective = "Quality" if rng.random() < 0.85 else "Cost"
+    stabilization = int(rng.choice([60, 120, 300, 600]))
+    cooldown = int(rng.choice([120, 300, 600, 900]))
+    # memory: what decides which tiers a replica loads together (hot tiers)
+    sizes = _tier_sizes(rng, tiers)
+    pools = [replace(p, memory_gib=int(rng.choice(POOL_MEMORY_GIB[p.name]))) for p in pools]
     spec = _spec(
         tiers,
         pools,
@@ -399,12 +420,12 @@ def generated(seed: int) -> Scenario:
         percentile=percentile,
         budget=budget,
         max_replicas=400,
-        stabilization=int(rng.choice([60, 120, 300, 600])),
-        cooldown=int(rng.choice([120, 300, 600, 900])),
+        stabilization=stabilization,
+        cooldown=cooldown,
         objective=objective,
         queue_timeout_us=timeout_us,
     )
-    hot = _hot_sets(rng, tiers, pools)
+    hot = hot_sets(spec, tiers, pools, sizes)
     startups = "/".join(f"{p.startup}" for p in pools)
     summary = (
         f"{shape_summary}; pools {'/'.join(p.name for p in pools)} start {startups} s; tiers x"
@@ -412,18 +433,29 @@ def generated(seed: int) -> Scenario:
         f"{'queue timeout' if timeout_us else 'no timeout'}; {objective}"
     )
     trace = Trace.from_points(t.tolist(), np.round(rates, 1).tolist(), float(t[-1]) + ROW_SECONDS)
-    return Scenario(f"{family}-{seed:04d}", family, seed, summary, spec, profiles, trace, hot)
+    return Scenario(f"{family}-{seed:04d}", family, seed, summary, spec, profiles, trace, hot, sizes)
 
 
-def _hot_sets(rng: np.random.Generator, tiers: list[_Tier], pools: list[_Pool]) -> dict[str, tuple[str, ...]]:
-    """Which tiers fit together in a replica's memory: on a GPU pool all of them (75 %) or the first two; on a
-    CPU pool its tiers (60 %) or only one (no hot switching there)."""
+def _tier_sizes(rng: np.random.Generator, tiers: list[_Tier]) -> dict[str, int]:
+    """Each tier's files in bytes: fp32 0.25-12 GiB (log-uniform), fp16 half of it, int8 a quarter."""
+    fp32 = math.exp(rng.uniform(math.log(0.25), math.log(12.0))) * GIB
+    share = {"fp32": 1.0, "fp16": 0.5, "int8": 0.25}
+    return {t.name: int(fp32 * share[t.precision]) for t in tiers}
+
+
+def hot_sets(
+    spec: ModelDeploymentSpec, tiers: list[_Tier], pools: list[_Pool], sizes: dict[str, int]
+) -> dict[str, tuple[str, ...]]:
+    """Pool -> the tiers each of its replicas loads together, by the operator's own rule
+    (:func:`fulcrum.policy.hot.hot_tiers`: each tier takes twice its files' size of the pool's memoryPerReplica);
+    pools that load one tier or none are left out (no hot switching there)."""
     hot = {}
+    by_name = {p.name: p for p in spec.node_pools}
     for pool in pools:
-        runs = [t.name for t in tiers if not (pool.cpu and t.backend == "tensorrt")]
-        fits = runs if rng.random() < (0.6 if pool.cpu else 0.75) else runs[: 1 if pool.cpu else 2]
-        if len(fits) > 1:
-            hot[pool.name] = tuple(fits)
+        runs = {t.name: sizes[t.name] for t in tiers if not (pool.cpu and t.backend == "tensorrt")}
+        loaded = hot_tiers(spec, by_name[pool.name], dict[str, int | None](runs))
+        if len(loaded) > 1:
+            hot[pool.name] = loaded
     return hot
 
 
@@ -451,10 +483,12 @@ ISSUE_TIERS = [
     _Tier("int8", "int8", "onnxruntime", 3.3),
 ]
 ISSUE_POOLS = [
-    _Pool("l4", 1.0, 1.0, 0.85, 90, False),
-    _Pool("a100", 3.3, 0.8, 3.40, 180, False),
-    _Pool("cpu", 0.19, 1.4, 0.20, 30, True),
+    _Pool("l4", 1.0, 1.0, 0.85, 90, False, 24),
+    _Pool("a100", 3.3, 0.8, 3.40, 180, False, 80),
+    _Pool("cpu", 0.19, 1.4, 0.20, 30, True, 32),
 ]
+
+ISSUE_SIZES = {"fp32": 2 * GIB, "fp16": GIB, "int8": GIB // 2}
 
 
 def _issue_case(name: str, t: FloatArray, shape: FloatArray, summary: str, seed: int) -> Scenario:
@@ -477,8 +511,8 @@ def _issue_case(name: str, t: FloatArray, shape: FloatArray, summary: str, seed:
     )
     trace = Trace.from_points(t.tolist(), np.round(rates, 1).tolist(), float(t[-1]) + ROW_SECONDS)
     full = f"{summary}; pools l4/a100/cpu start 90/180/30 s; tiers x1.0/3.0/3.3; budget 7.00/h; no timeout; Quality"
-    hot = {"l4": ("fp32", "fp16", "int8"), "a100": ("fp32", "fp16", "int8"), "cpu": ("fp32", "int8")}
-    return Scenario(name, "issue", None, full, spec, profiles, trace, hot)
+    hot = hot_sets(spec, ISSUE_TIERS, ISSUE_POOLS, ISSUE_SIZES)  # 2 GiB of fp32: every tier fits everywhere
+    return Scenario(name, "issue", None, full, spec, profiles, trace, hot, ISSUE_SIZES)
 
 
 def _issue_flash_sale() -> Scenario:
@@ -543,4 +577,4 @@ def named(name: str) -> Scenario:
     return generated(seed)
 
 
-__all__ = ["FAMILIES", "ISSUE_CASES", "Scenario", "generated", "named"]
+__all__ = ["FAMILIES", "HELD_OUT_SEEDS", "ISSUE_CASES", "TUNING_SEEDS", "Scenario", "generated", "hot_sets", "named"]
