@@ -1,9 +1,16 @@
 """Policy benchmark: every example trace x policy, side by side with the oracle, and the simulator's speed.
 
-Run: ``python benchmarks/policy.py [--step 10] [--policies fulcrum,hpa,kpa,static,oracle]``
+Run: ``python benchmarks/policy.py [--step 10] [--policies fulcrum,hpa,kpa,static,oracle] [--hot both|on|off]``
+
+``fulcrum`` runs with hot tiers on (each replica loads every tier profiled on its pool: a switch among them is a
+routing change, no new pods) and off (every switch rolls new pods), side by side; the baselines serve one tier
+and run once. ``absorb`` is the longest stretch during which the serving replicas could not serve the load
+within the SLO: on the flash sale, the time the fleet took to absorb the spike.
 
 Targets for ``fulcrum`` (issue 6): SLO attainment >= 99 % (flash sale: 98 %), cost <= 1.2x the oracle's,
 over budget < 1 % of the time, top-tier share >= 90 % of the oracle's. The last column says which are met.
+These four traces are examples the policy was shaped on; ``benchmarks/scenarios.py`` judges it on held-out
+generated scenarios.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ from pathlib import Path
 
 from fulcrum.api import ProfilesFile
 from fulcrum.commands.simulate import load_spec
-from fulcrum.simulate.engine import Run, make_setting, simulate, simulate_policy
+from fulcrum.simulate.engine import Run, all_hot_tiers, make_setting, simulate, simulate_policy
 from fulcrum.simulate.trace import read_trace
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,6 +44,20 @@ def targets(trace: str, run: Run, oracle: Run) -> str:
     return "all met" if not misses else "missed: " + ",".join(misses)
 
 
+def absorb_seconds(run: Run, step: float) -> tuple[float, float]:
+    """The longest run of steps whose serving capacity fell short of the load: (its start, its length) in s."""
+    short = run.capacity < run.rates * (1.0 - 1e-9)
+    best_start, best_length, start = 0.0, 0.0, None
+    for i, flag in enumerate([*short.tolist(), False]):
+        if flag and start is None:
+            start = i
+        elif not flag and start is not None:
+            if (i - start) * step > best_length:
+                best_start, best_length = float(run.times[start]), (i - start) * step
+            start = None
+    return best_start, best_length
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--step", type=float, default=10.0)
@@ -44,35 +65,49 @@ def main() -> None:
     parser.add_argument(
         "--switch", choices=["rolling", "blue-green"], default="rolling", help="How switches happen (fleet model)."
     )
+    parser.add_argument("--hot", choices=["on", "off", "both"], default="both", help="fulcrum with hot tiers on/off.")
     args = parser.parse_args()
     spec = load_spec(SPEC)
     profiles = ProfilesFile.model_validate_json(PROFILES.read_text())
     policies = [p for p in args.policies.split(",") if p]
     header = (
-        f"{'trace':13s} {'policy':8s} {'SLO att.':>9s} {'cost':>8s} {'vs oracle':>9s} "
-        f"{'top tier':>8s} {'top/oracle':>10s} {'over budget':>11s} {'switches':>8s}  fulcrum targets"
+        f"{'trace':13s} {'policy':12s} {'SLO att.':>9s} {'cost':>8s} {'vs oracle':>9s} "
+        f"{'top tier':>8s} {'top/oracle':>10s} {'over budget':>11s} {'switches':>8s} {'absorb (longest short)':>22s}"
+        "  fulcrum targets"
     )
     print(
         f"spec {SPEC.relative_to(ROOT)}, profiles {PROFILES.relative_to(ROOT)}, step {args.step:g} s, "
         f"switches {args.switch}"
     )
+    modes = {"on": [True], "off": [False], "both": [True, False]}[args.hot]
+    hot = all_hot_tiers(spec, profiles)
+    loaded = ", ".join(f"{pool}={'+'.join(tiers)}" for pool, tiers in hot.items())
+    print(f"hot tiers (on): {loaded}")
     print(header)
     print("-" * len(header))
     for name in TRACES:
         trace = read_trace(ROOT / "examples" / "traces" / f"{name}.csv")
-        setting = make_setting(spec, profiles, trace, args.step, rolling=args.switch == "rolling")
-        runs = simulate(setting, policies)
-        oracle = runs.get("oracle") or runs["_oracle"]
-        for policy, run in runs.items():
-            if policy.startswith("_"):
-                continue
-            top_ratio = run.top_tier_share / oracle.top_tier_share if oracle.top_tier_share > 0 else 1.0
-            over = run.budget_violation_seconds / run.duration if run.duration > 0 else 0.0
-            verdict = targets(name, run, oracle) if policy == "fulcrum" else ""
-            print(
-                f"{name:13s} {policy:8s} {run.slo_attainment:9.4%} {run.cost:8.2f} {run.cost / oracle.cost:8.3f}x "
-                f"{run.top_tier_share:8.1%} {top_ratio:9.2f}x {over:11.2%} {run.tier_switches:8d}  {verdict}"
+        for index, on in enumerate(modes):
+            setting = make_setting(
+                spec, profiles, trace, args.step, rolling=args.switch == "rolling", hot=hot if on else None
             )
+            # the baselines serve one tier (hot tiers change nothing for them): they run with the first mode only
+            wanted = policies if index == 0 else [p for p in policies if p in ("fulcrum", "oracle")]
+            runs = simulate(setting, wanted)
+            oracle = runs.get("oracle") or runs["_oracle"]
+            for policy, run in runs.items():
+                if policy.startswith("_") or (index > 0 and policy != "fulcrum"):
+                    continue
+                label = f"{policy} {'hot' if on else 'cold'}" if policy == "fulcrum" else policy
+                top_ratio = run.top_tier_share / oracle.top_tier_share if oracle.top_tier_share > 0 else 1.0
+                over = run.budget_violation_seconds / run.duration if run.duration > 0 else 0.0
+                verdict = targets(name, run, oracle) if policy == "fulcrum" else ""
+                at, absorb = absorb_seconds(run, args.step)
+                print(
+                    f"{name:13s} {label:12s} {run.slo_attainment:9.4%} {run.cost:8.2f} "
+                    f"{run.cost / oracle.cost:8.3f}x {run.top_tier_share:8.1%} {top_ratio:9.2f}x {over:11.2%} "
+                    f"{run.tier_switches:8d} {absorb:5.0f} s at {at / 3600:5.2f} h  {verdict}"
+                )
     print()
     trace = read_trace(ROOT / "examples" / "traces" / "diurnal.csv")
     setting = make_setting(spec, profiles, trace, 10.0)
