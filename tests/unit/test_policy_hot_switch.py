@@ -108,3 +108,22 @@ def test_switches_between_loaded_tiers_are_hot_and_the_budget_holds() -> None:
             hot += 1
         previous = config
     assert hot >= 2
+
+
+def test_no_hot_switch_on_a_lower_bound_or_without_metrics() -> None:
+    """A burst that only a partial window shows grows the fleet, never switches; no window holds everything."""
+    spec = make_spec(budget="4.00", cooldown=600, stabilization=300)
+    decisions, fleet = replay(spec, [2500.0] * 40, HOT)
+    last = decisions[-1]
+    assert last.config.placement == Placement("fp32", "l4")
+    now = 40 * STEP
+    state = last.state.with_fleet(fleet.observed(now))
+    partial = decide(spec, TABLE, Observation(6000.0, complete=False), state, now, hot_tiers=HOT)
+    assert partial.tier == "fp32" and partial.node_pool == "l4"
+    assert partial.action in {"ScaleUp", "Hold"} and partial.replicas >= last.replicas
+    assert partial.state.last_hot_switch_at == last.state.last_hot_switch_at
+    unknown = decide(spec, TABLE, None, state, now, hot_tiers=HOT)
+    assert unknown.config == last.config and unknown.code == "NoMetrics"
+    # the same burst, observed in full, is met by the loaded faster tier at once
+    complete = decide(spec, TABLE, Observation(6000.0), state, now, hot_tiers=HOT)
+    assert complete.action == "SwitchTier" and complete.tier == "int8" and "no new pods" in complete.reason
