@@ -27,9 +27,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from fulcrum.policy.rollout import mixed_capacity, old_replicas_to_keep
-from fulcrum.policy.types import Config, Placement, ReplicaGroup
+from fulcrum.policy.types import DEFAULT_TUNING, Config, Placement, ReplicaGroup
 
-DEFAULT_HOT_SWITCH_SECONDS = 2.0
+DEFAULT_HOT_SWITCH_SECONDS = DEFAULT_TUNING.hot_switch_seconds
+"""What the policy assumes a hot switch takes (``Tuning.hot_switch_seconds``): one number for both."""
 
 
 @dataclass
