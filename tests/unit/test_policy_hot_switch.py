@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from dataclasses import replace
+
 from fulcrum.api import ModelDeploymentSpec
 from fulcrum.policy import (
     DEFAULT_TUNING,
@@ -127,3 +130,29 @@ def test_no_hot_switch_on_a_lower_bound_or_without_metrics() -> None:
     # the same burst, observed in full, is met by the loaded faster tier at once
     complete = decide(spec, TABLE, Observation(6000.0), state, now, hot_tiers=HOT)
     assert complete.action == "SwitchTier" and complete.tier == "int8" and "no new pods" in complete.reason
+
+
+def test_on_the_faster_tier_the_pods_are_not_shrunk_below_what_the_way_back_needs() -> None:
+    """After a burst met by a hot switch to int8, scaling in keeps what fp32 on the same pods needs for the load
+    seen, so the way back is not undone (shrinking only to grow again before returning is churn)."""
+    spec = make_spec(budget="10.00", cooldown=600, stabilization=60)
+    tuning = replace(DEFAULT_TUNING, hot_dwell_seconds=10_000.0)  # no voluntary switch back in this test
+    estimate = {Placement(*key): capacity(*key) for key in TABLE.curves}
+    fleet = SimFleet(STARTUP, UNIT_COST, capacity=estimate, hot=HOT_BOTH)
+    state, observation = PolicyState(), None
+    rates = [2500.0] * 40 + [6000.0] * 3 + [2500.0] * 20
+    on_int8 = []
+    for i, rate in enumerate(rates):
+        now = i * STEP
+        decision = decide(
+            spec, TABLE, observation, state.with_fleet(fleet.observed(now)), now, hot_tiers=HOT_BOTH, tuning=tuning
+        )
+        fleet.apply(decision.config, now, instant=i == 0)
+        fleet.advance(now, rates[i - 1] if i else None)
+        state, observation = decision.state, Observation(rate)
+        if i > 43 and decision.config.placement == Placement("int8", "l4"):
+            on_int8.append(decision)
+    assert any(d.code == "LoadFalling" for d in on_int8)  # it does scale in after the burst ...
+    fp32_needs = math.ceil(2500.0 / capacity("fp32", "l4"))
+    assert fp32_needs > math.ceil(2500.0 / capacity("int8", "l4"))
+    assert min(d.replicas for d in on_int8) >= fp32_needs  # ... but not below what fp32 needs on the same pods

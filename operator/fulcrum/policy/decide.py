@@ -714,7 +714,10 @@ class _Tick:
         ready_serves = self.serving_capacity(self.tick, candidate.placement.tier, candidate.placement.node_pool)
         pool = candidate.placement.node_pool
         if ready_serves >= need or candidate.capacity >= here.capacity:
-            to = Config(candidate.placement.tier, pool, max(replicas, self._floor(current, candidate)))
+            floor = self._floor(current, candidate)
+            if candidate.rank < here.rank:  # back to a more accurate tier on the same pods: none of them goes now
+                floor = max(floor, current.replicas)
+            to = Config(candidate.placement.tier, pool, max(replicas, floor))
             if forced:
                 code = "BudgetAhead"
                 reason = (
@@ -901,7 +904,10 @@ class _Tick:
             pass
         elif self.covered:
             seen = max((r for _, r in self.state.scale_down_window), default=0.0)
-            held = planner.needed(here, seen * (1.0 + self.tuning.headroom))
+            held = max(
+                planner.needed(here, seen * (1.0 + self.tuning.headroom)),
+                self._return_floor(here, seen * (1.0 + self.tuning.headroom), other_cost),
+            )
             replicas = min(replicas, max(wanted.replicas, held, planner.min_replicas))
         else:
             waiting = wanted.replicas < replicas
@@ -960,6 +966,22 @@ class _Tick:
             code = "Steady"
             reason = f"{target} serves the forecast {demand:.0f} rps within the SLO."
         return _finish(current, target, code, reason, self.state)
+
+    def _return_floor(self, here: Candidate, load: float, other_cost: float) -> int:
+        """Under Quality, on a tier switched to hot: the replicas the most accurate tier loaded on the same pods
+        needs for ``load`` where its limits allow, so that scaling in on the faster tier does not undo the way back
+        (the same pods serve either tier; shrinking them only to grow them again before returning is churn)."""
+        if self.spec.scaling.objective != "Quality":
+            return 0
+        planner = self.planner
+        for candidate in sorted(planner.candidates, key=lambda c: c.rank):
+            if candidate.rank >= here.rank:
+                break
+            if self.hot_reachable(here.placement, candidate.placement):
+                needed = planner.needed(candidate, load)
+                if needed <= self.limit(candidate, other_cost):
+                    return needed
+        return 0
 
     def _exhausted_reason(self, target: Config, option: Option) -> str:
         budget = self.planner.budget
