@@ -19,6 +19,7 @@ from prometheus_client import start_http_server
 
 from fulcrum.controller import telemetry
 from fulcrum.controller.cache import Key, ObjectCache
+from fulcrum.controller.collector import Collector, collector_store
 from fulcrum.controller.control import ControlLoop
 from fulcrum.controller.kube import KubeClient
 from fulcrum.controller.metrics_server import KubeAuthorizer, SecureMetricsServer
@@ -32,6 +33,7 @@ log = logging.getLogger("fulcrum")
 
 MANAGED = {labels.MANAGED_BY: labels.MANAGER}
 RESYNC_SECONDS = 300.0
+GC_INTERVAL_SECONDS = 600.0
 
 
 class Runtime:
@@ -53,14 +55,23 @@ def settings_from_environment() -> OperatorSettings:
     """Operator settings from FULCRUM_* variables (set by `fulcrum run` flags and the Helm chart)."""
     defaults = OperatorSettings()
     env = os.environ
+    storage = defaults.storage
+    if env.get("FULCRUM_REPOSITORY"):
+        storage = RepositoryStorage.parse(
+            env["FULCRUM_REPOSITORY"],
+            endpoint=env.get("FULCRUM_S3_ENDPOINT") or None,
+            region=env.get("FULCRUM_S3_REGION") or None,
+            secret=env.get("FULCRUM_REPOSITORY_SECRET") or None,
+            serving_secret=env.get("FULCRUM_SERVING_SECRET") or None,
+        )
     return OperatorSettings(
         build_namespace=env.get("FULCRUM_BUILD_NAMESPACE", defaults.build_namespace),
-        storage=RepositoryStorage.parse(env["FULCRUM_REPOSITORY"])
-        if env.get("FULCRUM_REPOSITORY")
-        else defaults.storage,
+        storage=storage,
         triton_image=env.get("FULCRUM_TRITON_IMAGE", defaults.triton_image),
         builder_image=env.get("FULCRUM_BUILDER_IMAGE", defaults.builder_image),
+        storage_image=env.get("FULCRUM_STORAGE_IMAGE") or defaults.storage_image,
         build_target="local" if env.get("FULCRUM_BUILD_TARGET") == "local" else "triton",
+        retention_seconds=int(env.get("FULCRUM_RETENTION_SECONDS") or defaults.retention_seconds),
     )
 
 
@@ -105,6 +116,15 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     for _worker in range(workers):
         RUNTIME.tasks.append(asyncio.create_task(RUNTIME.queue.run_worker(_reconcile, _on_error)))
     RUNTIME.tasks.append(asyncio.create_task(_resync()))
+    collector = Collector(kube, RUNTIME.cache, operator_settings, collector_store(operator_settings))
+    interval = float(os.environ.get("FULCRUM_GC_INTERVAL_SECONDS") or GC_INTERVAL_SECONDS)
+    RUNTIME.tasks.append(asyncio.create_task(collector.run_forever(interval, first_delay=min(60.0, interval))))
+    if operator_settings.storage.kind == "hostPath":
+        log.warning(
+            "repository storage is hostPath %s: builds and Triton pods must run on the same node, so this works "
+            "on single-node clusters only; use s3://bucket/prefix or a ReadWriteMany claim (pvc://) elsewhere",
+            operator_settings.storage.location,
+        )
     log.info("fulcrum operator started: %s", operator_settings)
 
 

@@ -8,10 +8,11 @@ from typing import Any
 from fulcrum.api import ModelDeploymentStatus, parse_model_deployment
 from fulcrum.reconcile.builds import BuildResult, result_from_termination_message
 from fulcrum.reconcile.plan import Choice, LiveServer, Plan, PoolBuild, Rollout, plan, pool_builds
-from fulcrum.resources.settings import OperatorSettings
+from fulcrum.resources.settings import OperatorSettings, RepositoryStorage
 from tests.support.manifest_cases import BASE
 
 SETTINGS = OperatorSettings()
+STORAGE = RepositoryStorage.parse("s3://models/fulcrum")
 NOW = "2026-11-29T12:00:00Z"
 
 
@@ -157,7 +158,7 @@ def test_failed_build_stalls_with_builder_reason_and_no_retry() -> None:
     failed = result_from_termination_message(
         '{"error": {"reason": "SourceNotFound", "message": "model.source.uri file:///nope.onnx: no such file"}}',
         succeeded=False,
-        repository="/m",
+        storage=STORAGE,
     )
     p = _run(results={"cpu": failed, "l4": failed})
     assert p.start_builds == []
@@ -184,19 +185,43 @@ def test_switch_keeps_old_deployment_until_new_is_ready() -> None:
 def test_termination_message_parsing() -> None:
     import json
 
+    key = "a" * 64
+    published = f"s3://models/fulcrum/{key}"
     good = result_from_termination_message(
-        json.dumps({**_manifest("cpu", {"fp32": "Ready"}), "repository": "/host/path/the/builder/saw"}),
+        json.dumps({"manifest": _manifest("cpu", {"fp32": "Ready"}), "repository": published, "key": key}),
         succeeded=True,
-        repository="/m/k",
+        storage=STORAGE,
     )
-    assert good.phase == "Succeeded" and good.repository == "/m/k" and good.manifest is not None
-    assert result_from_termination_message("", succeeded=True, repository="/m").reason == "NoBuildResult"
+    assert good.phase == "Succeeded" and good.repository == published and good.manifest is not None
+    assert result_from_termination_message("", succeeded=True, storage=STORAGE).reason == "NoBuildResult"
     assert (
-        result_from_termination_message("Traceback: boom", succeeded=False, repository="/m").message
+        result_from_termination_message("Traceback: boom", succeeded=False, storage=STORAGE).message
         == "Traceback: boom"
     )
     assert BuildResult.from_record(good.to_record()) == good
-    spec_error = result_from_termination_message('{"error": "spec.tiers: bad"}', succeeded=False, repository="/m")
+    # a result that points serving elsewhere than the storage is refused, whatever a build pod wrote
+    elsewhere = result_from_termination_message(
+        json.dumps({"manifest": _manifest("cpu", {"fp32": "Ready"}), "repository": f"s3://other/x/{key}"}),
+        succeeded=True,
+        storage=STORAGE,
+    )
+    assert (elsewhere.phase, elsewhere.reason) == ("Failed", "BadBuildResult")
+    nowhere = result_from_termination_message(
+        json.dumps({"manifest": _manifest("cpu", {"fp32": "Ready"}), "repository": ""}), succeeded=True, storage=STORAGE
+    )
+    assert (nowhere.phase, nowhere.reason) == ("Failed", "BadBuildResult")
+    # an error from the step that stopped the build (fetch: wrong credentials) keeps its reason and message
+    denied = result_from_termination_message(
+        json.dumps({"error": {"reason": "SourceFailed", "message": "cannot read s3://b/m.pt2: AccessDenied"}}),
+        succeeded=True,
+        storage=STORAGE,
+    )
+    assert (denied.phase, denied.reason, denied.message) == (
+        "Failed",
+        "SourceFailed",
+        "cannot read s3://b/m.pt2: AccessDenied",
+    )
+    spec_error = result_from_termination_message('{"error": "spec.tiers: bad"}', succeeded=False, storage=STORAGE)
     assert (spec_error.phase, spec_error.reason, spec_error.message) == (
         "Failed",
         "InvalidBuildSpec",
@@ -288,7 +313,7 @@ def test_previous_build_serves_while_the_new_one_runs() -> None:
     )
     assert p.choice == Choice("fp32", "cpu", 2)
     args = _deployment(p)["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert "--model-repository=/m/old" in args
+    assert "--model-repository=/models/old" in args
     assert p.delete_deployments == [] and p.start_builds == []
     assert p.status.build is not None and p.status.build.key == "oldkey"
     assert _cond(p, "RepositoryReady") == ("False", "Building")

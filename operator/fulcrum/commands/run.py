@@ -19,7 +19,27 @@ from fulcrum.resources.settings import OperatorSettings
 @click.option(
     "--repository",
     default=None,
-    help="Default repository storage: hostpath:///dir, pvc://<claim> or s3://bucket/prefix.",
+    help="Default repository storage: s3://bucket/prefix (gs://...), pvc://<claim>, or hostpath:///dir "
+    "(single-node clusters only).",
+)
+@click.option("--s3-endpoint", default=None, help="URL of an S3-compatible store (empty: AWS S3).")
+@click.option("--s3-region", default=None, help="Region of the store (default us-east-1).")
+@click.option(
+    "--repository-secret",
+    default=None,
+    help="Secret (in the build namespace) with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY for builds.",
+)
+@click.option(
+    "--serving-secret",
+    default=None,
+    help="Secret of that name in each serving namespace with read-only keys for Triton pods' download.",
+)
+@click.option("--storage-image", default=None, help="Image of the serving pods' download step (the operator's).")
+@click.option(
+    "--retention-seconds",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Delete build records and repositories unused this long (0: never; default 7 days).",
 )
 @click.option("--triton-image", default=None, help="Default tritonserver image.")
 @click.option("--builder-image", default=None, help="Image running `fulcrum build` in build Jobs.")
@@ -58,6 +78,12 @@ def run(
     namespaces: tuple[str, ...],
     build_namespace: str | None,
     repository: str | None,
+    s3_endpoint: str | None,
+    s3_region: str | None,
+    repository_secret: str | None,
+    serving_secret: str | None,
+    storage_image: str | None,
+    retention_seconds: int | None,
     triton_image: str | None,
     builder_image: str | None,
     build_target: str | None,
@@ -74,6 +100,12 @@ def run(
     for name, value in (
         ("FULCRUM_BUILD_NAMESPACE", build_namespace),
         ("FULCRUM_REPOSITORY", repository),
+        ("FULCRUM_S3_ENDPOINT", s3_endpoint),
+        ("FULCRUM_S3_REGION", s3_region),
+        ("FULCRUM_REPOSITORY_SECRET", repository_secret),
+        ("FULCRUM_SERVING_SECRET", serving_secret),
+        ("FULCRUM_STORAGE_IMAGE", storage_image),
+        ("FULCRUM_RETENTION_SECONDS", None if retention_seconds is None else str(retention_seconds)),
         ("FULCRUM_TRITON_IMAGE", triton_image),
         ("FULCRUM_BUILDER_IMAGE", builder_image),
         ("FULCRUM_BUILD_TARGET", build_target),

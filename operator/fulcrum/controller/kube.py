@@ -165,6 +165,19 @@ class KubeClient:
             if exc.status != 404:
                 raise
 
+    async def annotate(self, kind: str, namespace: str, name: str, annotations: dict[str, str | None]) -> None:
+        """Set (or, with None, remove) annotations by merge patch; a missing object is not an error."""
+        try:
+            await self.request(
+                "PATCH",
+                object_path(kind, namespace, name),
+                body={"metadata": {"annotations": annotations}},
+                content_type="application/merge-patch+json",
+            )
+        except KubeError as exc:
+            if exc.status != 404:
+                raise
+
     async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         await self.request(
             "PATCH",

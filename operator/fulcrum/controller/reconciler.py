@@ -17,7 +17,6 @@ from pydantic import ValidationError
 from fulcrum.api import (
     ModelDeploymentSpec,
     ModelDeploymentStatus,
-    NodePool,
     format_validation_error,
     parse_model_deployment,
 )
@@ -36,15 +35,10 @@ from fulcrum.reconcile.layout import hot_sets
 from fulcrum.reconcile.plan import Event, LiveServer, Plan, PoolBuild, plan, pool_builds, servable
 from fulcrum.reconcile.routing import fold_report, hot_switch_message
 from fulcrum.resources import labels
-from fulcrum.resources.build import (
-    RECORD_KEY,
-    SERVING_IMAGE_ANNOTATION,
-    build_job,
-    build_record,
-    build_spec_configmap,
-)
+from fulcrum.resources.build import RECORD_KEY, SERVING_IMAGE_ANNOTATION, build_job, build_record
 from fulcrum.resources.routing import KEY_KEY, routing_configmap_name
 from fulcrum.resources.settings import OperatorSettings
+from fulcrum.resources.storage import storage_for
 
 log = logging.getLogger("fulcrum.reconciler")
 
@@ -69,6 +63,19 @@ def job_phase(job: dict[str, Any]) -> BuildPhase:
         if condition.get("status") == "True" and condition.get("type") == "Failed":
             return "Failed"
     return "Running"
+
+
+def termination_message(pods: list[dict[str, Any]]) -> str | None:
+    """The build's result: the last container (publish) of the newest pod, else the message of the step that
+    stopped it (an init container: fetch or build)."""
+    for pod in sorted(pods, key=lambda p: p["metadata"].get("creationTimestamp") or "", reverse=True):
+        status = pod.get("status", {})
+        statuses = [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]
+        messages = [((c.get("state") or {}).get("terminated") or {}).get("message") for c in statuses]
+        found = [m for m in messages if m]
+        if found:
+            return str(found[-1])
+    return None
 
 
 def status_patch(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
@@ -117,7 +124,7 @@ class Reconciler:
             return None
         status = ModelDeploymentStatus.model_validate(body.get("status") or {})
         results, phases = await self._build_states(md.spec, key)
-        builds = pool_builds(md.spec, self.settings, results, phases)
+        builds = pool_builds(md.spec, self.settings, results, phases, namespace)
         servers = self._servers(namespace, name)
         tiers = merge_tiers([t.name for t in md.spec.tiers], {b.pool.name: b.result for b in builds if b.result})
         tick = None
@@ -255,48 +262,40 @@ class Reconciler:
     async def _build_states(
         self, spec: ModelDeploymentSpec, md_key: Key
     ) -> tuple[dict[str, BuildResult], dict[str, BuildPhase]]:
-        ns = self.settings.build_namespace
         results: dict[str, BuildResult] = {}
         phases: dict[str, BuildPhase] = {}
-        for build in pool_builds(spec, self.settings, {}, {}):
+        for build in pool_builds(spec, self.settings, {}, {}, md_key[0]):
             self.waiting_on_build[build.key].add(md_key)
-            record = self.cache.get("ConfigMap", ns, labels.build_record_name(build.key))
+            record = self.cache.get("ConfigMap", self.settings.build_namespace, labels.build_record_name(build.key))
             if record is not None:
                 results[build.key] = BuildResult.from_record(json.loads(record.get("data", {}).get(RECORD_KEY, "{}")))
                 continue
-            job = self.cache.get("Job", ns, labels.build_job_name(build.key))
+            job = self.cache.get("Job", build.namespace, labels.build_job_name(build.key))
             if job is None:
                 continue
             phase = job_phase(job)
             if phase == "Running":
                 phases[build.key] = phase
             else:
-                results[build.key] = await self._harvest(job, build.key, build.pool, phase == "Succeeded")
+                results[build.key] = await self._harvest(job, build, spec, phase == "Succeeded")
                 telemetry.record_build(md_key, build.pool.name, results[build.key].phase, job)
         return results, phases
 
-    async def _harvest(self, job: dict[str, Any], key: str, pool: NodePool, succeeded: bool) -> BuildResult:
+    async def _harvest(
+        self, job: dict[str, Any], build: PoolBuild, spec: ModelDeploymentSpec, succeeded: bool
+    ) -> BuildResult:
         """Read a finished build's termination message into a build record (once: the record is the cache)."""
-        ns = self.settings.build_namespace
-        pods = await self.kube.list("Pod", ns, f"job-name={job['metadata']['name']}")
-        message = None
-        for pod in pods:
-            status = pod.get("status", {})
-            # the main container's result; else an init container's (a build that failed before measuring)
-            for field in ("initContainerStatuses", "containerStatuses"):
-                for container in status.get(field, []) or []:
-                    terminated = (container.get("state") or {}).get("terminated") or {}
-                    message = terminated.get("message") or message
+        key = build.key
+        pods = await self.kube.list("Pod", build.namespace, f"job-name={job['metadata']['name']}")
         result = result_from_termination_message(
-            message, succeeded=succeeded, repository=self.settings.storage.repository_path(key)
+            termination_message(pods), succeeded=succeeded, storage=storage_for(spec, self.settings)
         )
         image = (job["metadata"].get("annotations") or {}).get(SERVING_IMAGE_ANNOTATION)
         result = dataclasses.replace(result, serving_image=image)
-        record = build_record(key, pool, result.to_record(), self.settings)
+        record = build_record(key, build.pool, result.to_record(), self.settings)
         await self.kube.create(record)
         self.cache.put("ConfigMap", record)
-        await self.kube.delete("ConfigMap", ns, labels.build_spec_name(key))
-        log.info("build %s on %s: %s %s", key[:12], pool.name, result.phase, result.reason)
+        log.info("build %s on %s: %s %s", key[:12], build.pool.name, result.phase, result.reason)
         return result
 
     def _previous_build(
@@ -342,8 +341,12 @@ class Reconciler:
     async def _apply(self, body: dict[str, Any], spec: ModelDeploymentSpec, result: Plan) -> None:
         name = body["metadata"]["name"]
         for build in result.start_builds:
-            await self.kube.create(build_spec_configmap(name, spec, build.key, build.pool, self.settings))
-            await self.kube.create(build_job(build.key, build.pool, self.settings, serving_image=build.serving_image))
+            ns = build.namespace or self.settings.build_namespace
+            job = build_job(
+                build.key, build.pool, self.settings, spec,
+                serving_image=build.serving_image, namespace=ns, md_name=name,
+            )  # fmt: skip
+            await self.kube.create(job)
         for manifest in result.apply:
             meta = manifest["metadata"]
             live = self.cache.get(manifest["kind"], meta["namespace"], meta["name"])

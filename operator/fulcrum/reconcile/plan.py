@@ -18,11 +18,12 @@ from fulcrum.reconcile.conditions import ordered, set_condition
 from fulcrum.reconcile.layout import placement, routes
 from fulcrum.reconcile.routing import RoutingIntent, serving_status
 from fulcrum.resources import labels
-from fulcrum.resources.build_key import build_key
+from fulcrum.resources.build_key import build_key, build_scope
 from fulcrum.resources.common import Manifest
 from fulcrum.resources.routing import routing_configmap
 from fulcrum.resources.serving import server_deployment, server_pdb, server_service, triton_image
 from fulcrum.resources.settings import OperatorSettings
+from fulcrum.resources.storage import build_namespace, builds_in_own_namespace, storage_for
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class PoolBuild:
     job_phase: BuildPhase | None = None
     serving_image: str = ""
     """The Triton image this build measures its tiers with (the pool serves with it)."""
+    namespace: str = ""  # where its Job runs ("" in tests that do not care); records live in the build namespace
 
 
 @dataclass(frozen=True)
@@ -96,13 +98,19 @@ def pool_builds(
     settings: OperatorSettings,
     results: dict[str, BuildResult],
     job_phases: dict[str, BuildPhase],
+    namespace: str = "",
 ) -> list[PoolBuild]:
-    """Each pool's build key with what is known of it; ``results``/``job_phases`` are keyed by build key."""
+    """Each pool's build key with what is known of it; ``results``/``job_phases`` are keyed by build key.
+
+    ``namespace``: the ModelDeployment's (the key is scoped to it unless every input is pinned)."""
+    storage = storage_for(spec, settings).identity
+    scope = build_scope(spec, namespace, own_namespace=builds_in_own_namespace(spec))
+    where = build_namespace(spec, namespace, settings)
     out = []
     image = triton_image(spec, settings)
     for pool in spec.node_pools:
-        key = build_key(spec, pool, settings.build_target, settings.storage.identity, serving_image=image)
-        out.append(PoolBuild(pool, key, results.get(key), job_phases.get(key), image))
+        key = build_key(spec, pool, settings.build_target, storage, serving_image=image, scope=scope)
+        out.append(PoolBuild(pool, key, results.get(key), job_phases.get(key), image, where))
     return out
 
 
@@ -304,6 +312,8 @@ def plan(
     failed_all = bool(builds) and not pending and not ready_tiers
     if ready_tiers and any(b.result and b.result.phase == "Succeeded" for b in builds):
         extra = f"; still building on {', '.join(pending)}" if pending else ""
+        if storage_for(spec, settings).kind == "hostPath":
+            extra += "; hostPath storage serves single-node clusters only (use s3:// or a ReadWriteMany claim)"
         cond("RepositoryReady", True, "BuildSucceeded", f"{len(ready_tiers)} of {len(spec.tiers)} tiers Ready{extra}")
     elif failed_all:
         cond("RepositoryReady", False, _failure_reason(builds, out.tiers), _failure_message(out.tiers, builds))
