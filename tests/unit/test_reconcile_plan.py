@@ -318,3 +318,41 @@ def test_previous_build_serves_while_the_new_one_runs() -> None:
     assert p.status.build is not None and p.status.build.key == "oldkey"
     assert _cond(p, "RepositoryReady") == ("False", "Building")
     assert _cond(p, "Ready")[0] == "False" and _cond(p, "Available")[0] == "True"
+
+
+def test_a_stuck_serving_pod_says_why_in_available() -> None:
+    from fulcrum.reconcile.pods import pod_problem
+
+    denied = "pulling s3://models/repositories/abc: AccessDenied (HTTP 403): Access Denied"
+    pods: list[dict[str, Any]] = [
+        {"metadata": {"name": "ok"}, "status": {"containerStatuses": [{"name": "triton", "state": {"running": {}}}]}},
+        {
+            "metadata": {"name": "stuck"},
+            "status": {
+                "initContainerStatuses": [
+                    {
+                        "name": "repository",
+                        "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                        "lastState": {"terminated": {"exitCode": 1, "message": denied}},
+                    }
+                ]
+            },
+        },
+    ]
+    assert pod_problem(pods) == f"pod stuck: init container repository exited 1: {denied}"
+    missing = {"waiting": {"reason": "CreateContainerConfigError", "message": 'secret "repo-read" not found'}}
+    assert pod_problem(
+        [{"metadata": {"name": "p"}, "status": {"containerStatuses": [{"name": "t", "state": missing}]}}]
+    ) == ('pod p: container t CreateContainerConfigError: secret "repo-read" not found')
+    assert pod_problem(pods[:1]) is None
+
+    ok = BuildResult("Succeeded", manifest=_manifest_model("cpu", {"fp32": "Ready"}), repository="/m")
+    body = _body()
+    md = parse_model_deployment(body)
+    builds = pool_builds(md.spec, SETTINGS, {b.key: ok for b in pool_builds(md.spec, SETTINGS, {}, {})}, {})
+    p = plan(
+        md=body, spec=md.spec, status=ModelDeploymentStatus(), settings=SETTINGS, builds=builds,
+        servers=[LiveServer("ctr-ranker-fp32-cpu", "fp32", "cpu", 1, 0)], now=NOW, pod_problem=pod_problem(pods),
+    )  # fmt: skip
+    available = p.status.condition("Available")
+    assert available is not None and available.reason == "ReplicasNotReady" and denied in available.message

@@ -33,6 +33,7 @@ from fulcrum.reconcile.builds import BuildPhase, BuildResult, merge_tiers, resul
 from fulcrum.reconcile.conditions import ordered, set_condition
 from fulcrum.reconcile.layout import hot_sets
 from fulcrum.reconcile.plan import Event, LiveServer, Plan, PoolBuild, plan, pool_builds, servable
+from fulcrum.reconcile.pods import pod_problem
 from fulcrum.reconcile.routing import fold_report, hot_switch_message
 from fulcrum.resources import labels
 from fulcrum.resources.build import RECORD_KEY, SERVING_IMAGE_ANNOTATION, build_job, build_record
@@ -159,6 +160,7 @@ class Reconciler:
             rollout=rollout,
             live_routes=(routes := self._live_routes(namespace, name)),
             routing_key=routes.get(KEY_KEY) or secrets.token_urlsafe(24),
+            pod_problem=await self._pod_problem(namespace, name, servers),
         )
         if tick is not None and self.control is not None:
             result.status, events = fold_tick(
@@ -240,6 +242,17 @@ class Reconciler:
         # names has none: every model then
         model = served if status.serving is not None and status.serving.model_name == served else None
         return await self.metrics.observe(key, targets, model, float(spec.slo.percentile))
+
+    async def _pod_problem(self, namespace: str, name: str, servers: list[LiveServer]) -> str | None:
+        """While a Triton Deployment waits for replicas, why (read from its pods' statuses)."""
+        if all(s.ready_replicas >= s.replicas for s in servers):
+            return None
+        try:
+            pods = await self.kube.list("Pod", namespace, f"{labels.MODEL_DEPLOYMENT}={name}")
+        except KubeError as error:
+            log.debug("cannot list the pods of %s/%s: %s", namespace, name, error)
+            return None
+        return pod_problem(pods)
 
     def _ready_endpoints(self, namespace: str, name: str, port: str) -> list[str]:
         slices = [

@@ -226,6 +226,7 @@ def plan(
     rollout: Rollout | None = None,
     live_routes: Mapping[str, str] | None = None,
     routing_key: str = "",
+    pod_problem: str | None = None,
 ) -> Plan:
     """One reconciliation.
 
@@ -342,7 +343,8 @@ def plan(
             f"{ready_replicas}/{choice.replicas} replicas of {choice.tier} on {choice.pool} ready",
         )
     else:
-        available = (False, "ReplicasNotReady", f"waiting for replicas of {choice.tier} on {choice.pool}")
+        why = f": {pod_problem}" if pod_problem else ""
+        available = (False, "ReplicasNotReady", f"waiting for replicas of {choice.tier} on {choice.pool}{why}")
     cond("Available", *available)
 
     rolling = choice is not None and (ready_replicas < choice.replicas or bool(switching))

@@ -1,0 +1,42 @@
+"""Why Triton pods do not get ready, from their container statuses (pure): the first problem a person can act on.
+
+A serving pod that cannot download its repository (wrong or missing read-only keys, a deleted key) fails in its
+init container; its termination message names the object and the store's error. Without this, the
+ModelDeployment would only say that it is waiting for replicas.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+STUCK = {"CreateContainerConfigError", "CreateContainerError", "ImagePullBackOff", "ErrImagePull", "CrashLoopBackOff"}
+LIMIT = 400
+
+
+def _terminated_problem(status: dict[str, Any]) -> str | None:
+    for state in (status.get("state") or {}, status.get("lastState") or {}):
+        terminated = state.get("terminated") or {}
+        if terminated and int(terminated.get("exitCode", 0) or 0) != 0:
+            detail = (terminated.get("message") or terminated.get("reason") or "").strip()
+            return f"exited {terminated.get('exitCode')}" + (f": {detail}" if detail else "")
+    return None
+
+
+def pod_problem(pods: list[dict[str, Any]]) -> str | None:
+    """``pod P: init container C: <what went wrong>`` for the first pod that is stuck, or None."""
+    for pod in sorted(pods, key=lambda p: p.get("metadata", {}).get("name", "")):
+        name = pod.get("metadata", {}).get("name", "?")
+        status = pod.get("status") or {}
+        kinds = (
+            ("init container", status.get("initContainerStatuses")),
+            ("container", status.get("containerStatuses")),
+        )
+        for kind, statuses in kinds:
+            for container in statuses or []:
+                waiting = (container.get("state") or {}).get("waiting") or {}
+                problem = _terminated_problem(container)
+                if problem is None and waiting.get("reason") in STUCK:
+                    problem = f"{waiting['reason']}: {waiting.get('message', '')}".rstrip(": ")
+                if problem is not None:
+                    return f"pod {name}: {kind} {container.get('name', '?')} {problem}"[:LIMIT]
+    return None
