@@ -141,6 +141,7 @@ def main() -> None:
                     results["pull"].append(pulled + time_to_ready(str(target), args.tier, {}, log))
                     shutil.rmtree(target.parent)
                 else:
+                    (work / f"triton-s3-{round_}").mkdir()
                     env = {
                         "AWS_ACCESS_KEY_ID": store.reader.access_key,
                         "AWS_SECRET_ACCESS_KEY": store.reader.secret_key,

@@ -68,7 +68,10 @@ class Kube:
         return self.apps.list_namespaced_deployment(namespace, label_selector=selector).items
 
     def build_jobs(self, build_namespace: str) -> list[str]:
-        return sorted(j.metadata.name for j in self.batch.list_namespaced_job(build_namespace).items)
+        """Build Jobs of pool ``local``, the real node (the simulated pools' build pods end at once, without a
+        result, so they build nothing)."""
+        jobs = self.batch.list_namespaced_job(build_namespace, label_selector="fulcrum.dev/node-pool=local").items
+        return sorted(j.metadata.name for j in jobs)
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +122,8 @@ def operator(
 
 
 def example_manifest(name: str = "ctr-ranker", **spec_patch: Any) -> dict[str, Any]:
-    """The ctr-ranker example (its files in the cluster's object store), served on the local node only."""
+    """The ctr-ranker example (its files in the cluster's object store), served on the local node only, with the
+    config search off."""
     manifest = yaml.safe_load((EXAMPLE / "modeldeployment.yaml").read_text())
     manifest["metadata"] = {"name": name}
     spec = manifest["spec"]

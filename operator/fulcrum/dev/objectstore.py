@@ -109,14 +109,8 @@ def load(home: DevHome) -> ObjectStoreConfig | None:
 
 
 def service_address(cfg: ClusterConfig) -> str:
-    """Where host-side services listen so that pods reach them too (pure).
-
-    The node's host address when the cluster has one, else the pod bridge's gateway, else loopback (pods on the
-    host network)."""
-    host = getattr(cfg, "host_address", None)
-    if host:
-        return str(host)
-    return str(cfg.gateway) if cfg.netns else "127.0.0.1"
+    """Where host-side services listen so that pods reach them too: the cluster's host address (pure)."""
+    return cfg.host_address
 
 
 def identities(store: ObjectStoreConfig) -> dict[str, object]:
@@ -222,7 +216,7 @@ def up(
     if cfg.netns and address == str(cfg.gateway):
         from fulcrum.dev import network  # noqa: PLC0415
 
-        # the agent adds the gateway address with the first pod; the store must listen there before that
+        # the node adds the gateway address with the first pod; the store must listen there before that
         network.ensure_bridge(cfg.bridge, address, cfg.pod_subnet.prefixlen, str(home.root))
     return start(home, address, bin_dir, env=env, say=say, timeout=timeout)
 
