@@ -230,6 +230,36 @@ def test_wrong_credentials_fail_only_their_model_and_name_the_bucket(
     wait_ready(kube, operator, namespace, "ctr-ranker")  # nothing else is affected
 
 
+def test_wrong_serving_credentials_say_why_the_replicas_do_not_start(
+    cluster: Cluster, kube: Kube, operator: OperatorProcess, namespace: str
+) -> None:
+    """The build is fine (shared), but this namespace's read-only keys are wrong: the download step fails and
+    Available names the object and the store's error."""
+    store = store_of(cluster)
+    wrong = {**store.env("reader"), "AWS_SECRET_ACCESS_KEY": "not-" + uuid.uuid4().hex}
+    ensure_secret(
+        kube.kubeconfig,
+        {
+            "metadata": {"name": objectstore.SERVING_SECRET, "namespace": namespace},
+            "type": "Opaque",
+            "stringData": wrong,
+        },
+    )
+    manifest = yaml.safe_load((EXAMPLE / "modeldeployment.yaml").read_text())
+    kube.custom.create_namespaced_custom_object("fulcrum.dev", "v1alpha1", namespace, "modeldeployments", manifest)
+
+    def says_why() -> dict[str, Any] | None:
+        condition = kube.condition(namespace, "ctr-ranker", "Available")
+        return condition if condition and "SignatureDoesNotMatch" in condition["message"] else None
+
+    available = wait_for(
+        "Available to say why", says_why, 300, on_timeout=lambda: debug(kube, operator, namespace, "ctr-ranker")
+    )
+    assert available["status"] == "False" and available["reason"] == "ReplicasNotReady"
+    assert f"{MODELS}/" in available["message"] and "init container repository" in available["message"]
+    assert wrong["AWS_SECRET_ACCESS_KEY"] not in json.dumps(kube.get(namespace, "ctr-ranker")["status"])
+
+
 def test_garbage_collection_marks_then_deletes_unused_records_and_their_keys(
     cluster: Cluster, kube: Kube, tmp_path: Path
 ) -> None:

@@ -303,6 +303,7 @@ def test_serving_pods_download_object_storage_before_triton_starts() -> None:
     assert pull["args"] == ["--from", "s3://models/fulcrum/" + "a" * 64, "--into", "/models/" + "a" * 64]
     assert pull["envFrom"] == [{"secretRef": {"name": "repo-reader"}}]  # read-only keys
     assert pull["image"] == S3.storage_image and pull["securityContext"]["readOnlyRootFilesystem"] is True
+    assert pull["terminationMessagePolicy"] == "FallbackToLogsOnError"  # why it failed shows in the pod status
     triton = pod["containers"][0]
     assert "envFrom" not in triton  # Triton never holds a credential
     assert f"--model-repository=/models/{'a' * 64}" in triton["args"]

@@ -98,6 +98,8 @@ def serving_repository(
         "image": settings.storage_image,
         "command": ["fulcrum", "storage", "pull"],
         "args": ["--from", repository, "--into", local],
+        # its error (the object, the store's code) is the last line it prints: the pod's status carries it
+        "terminationMessagePolicy": "FallbackToLogsOnError",
         "env": [{"name": "HOME", "value": SCRATCH_DIR}, *variables],
         "volumeMounts": [
             {"name": REPOSITORY_VOLUME, "mountPath": MODELS_MOUNT},
