@@ -23,7 +23,7 @@ class RepositoryStorage:
     ``endpoint``/``region``: an S3-compatible store (None: AWS, or what the Secret's AWS_ENDPOINT_URL says).
     ``secret``: the credentials of builds (read sources, publish), a Secret in the namespace the build runs in;
     ``serving_secret``: read-only credentials of serving pods, a Secret in each namespace that serves
-    (None: the pod's own identity, e.g. IRSA or Workload Identity).
+    (None: unsigned requests; access keys are the only credentials the S3 client takes).
     ``pvc``: a ReadWriteMany claim; ``hostPath``: a node directory, for single-node dev clusters only.
     """
 
