@@ -192,17 +192,23 @@ def test_a_killed_build_is_redone_and_another_namespace_reuses_the_bytes(
     assert repo.uploads(content_key) == [marker.upload] and repo.published(content_key) == marker
 
 
-def test_wrong_credentials_fail_only_their_model_and_name_the_bucket(
-    cluster: Cluster, kube: Kube, operator: OperatorProcess, namespace: str
+def test_wrong_credentials_fail_only_their_model_name_the_bucket_and_a_rebuild_recovers(
+    cluster: Cluster, kube: Kube, operator: OperatorProcess, namespace: str, tmp_path: Path
 ) -> None:
+    """A team's own storage (spec.repository with its Secret): wrong keys fail that model alone, with the bucket
+    and the store's error; fixed keys and the rebuild annotation build it in its namespace, into its bucket
+    prefix, and its Triton pods download with its keys."""
     store = store_of(cluster)
-    wrong = {**store.env("writer"), "AWS_SECRET_ACCESS_KEY": "not-" + uuid.uuid4().hex}
-    ensure_secret(
-        kube.kubeconfig,
-        {"metadata": {"name": "team-s3", "namespace": namespace}, "type": "Opaque", "stringData": wrong},
-    )
-    bad = tiny_manifest("bad-keys", f"s3://{objectstore.EXAMPLES_BUCKET}/ctr-ranker/model.pt2")
-    bad["spec"]["repository"] = {"uri": f"s3://{objectstore.MODELS_BUCKET}/team", "secretRef": {"name": "team-s3"}}
+    admin = S3Client(S3Config.from_environment(store.env("admin")))
+    source = f"e2e/{uuid.uuid4().hex[:8]}/tiny.onnx"
+    admin.upload_file(objectstore.EXAMPLES_BUCKET, source, write_tiny_onnx(tmp_path / "tiny.onnx", seed=7))
+    right = store.env("writer")
+    wrong = {**right, "AWS_SECRET_ACCESS_KEY": "not-" + uuid.uuid4().hex}
+    team_secret = {"metadata": {"name": "team-s3", "namespace": namespace}, "type": "Opaque"}
+    ensure_secret(kube.kubeconfig, {**team_secret, "stringData": wrong})
+    team = f"s3://{objectstore.MODELS_BUCKET}/team-{uuid.uuid4().hex[:6]}"
+    bad = tiny_manifest("team", f"s3://{objectstore.EXAMPLES_BUCKET}/{source}")
+    bad["spec"]["repository"] = {"uri": team, "secretRef": {"name": "team-s3"}}
     kube.create(namespace, bad)
     # beside it, the example with the platform's storage (built by the test above, else here)
     kube.create(namespace, yaml.safe_load((EXAMPLE / "modeldeployment.yaml").read_text()))
@@ -212,22 +218,34 @@ def test_wrong_credentials_fail_only_their_model_and_name_the_bucket(
         return condition if condition and condition["status"] == "False" and condition["reason"] != "Building" else None
 
     condition = wait_for(
-        "bad-keys to report its failure",
-        lambda: failed("bad-keys"),
+        "team to report its failure",
+        lambda: failed("team"),
         300,
-        on_timeout=lambda: debug(kube, operator, namespace, "bad-keys"),
+        on_timeout=lambda: debug(kube, operator, namespace, "team"),
     )
     assert condition["reason"] == "SourceFailed"
     assert f"bucket '{objectstore.EXAMPLES_BUCKET}'" in condition["message"]
     assert "SignatureDoesNotMatch" in condition["message"]
-    assert kube.is_true(namespace, "bad-keys", "Stalled")
+    assert kube.is_true(namespace, "team", "Stalled")
     # its build ran in its own namespace (its Secret is there), and the secret is nowhere in status or events
     assert kube.batch.list_namespaced_job(namespace).items
     events = kube.core.list_namespaced_event(namespace).items
     assert all(wrong["AWS_SECRET_ACCESS_KEY"] not in (e.message or "") for e in events)
-    assert wrong["AWS_SECRET_ACCESS_KEY"] not in json.dumps(kube.get(namespace, "bad-keys")["status"])
+    assert wrong["AWS_SECRET_ACCESS_KEY"] not in json.dumps(kube.get(namespace, "team")["status"])
     assert wrong["AWS_SECRET_ACCESS_KEY"] not in operator.log(2000)
     wait_ready(kube, operator, namespace, "ctr-ranker")  # nothing else is affected
+
+    # the team fixes its keys and asks for a new build
+    ensure_secret(kube.kubeconfig, {**team_secret, "stringData": right})
+    kube.custom.patch_namespaced_custom_object(
+        "fulcrum.dev", "v1alpha1", namespace, "modeldeployments", "team",
+        {"metadata": {"annotations": {"fulcrum.dev/rebuild": "keys-fixed"}}},
+    )  # fmt: skip
+    wait_ready(kube, operator, namespace, "team")
+    repository = kube.get(namespace, "team")["status"]["build"]["repository"]
+    assert repository.startswith(f"{team}/")
+    [pull] = kube.deployments(namespace, "team")[0].spec.template.spec.init_containers
+    assert [e.secret_ref.name for e in pull.env_from] == ["team-s3"]
 
 
 def test_wrong_serving_credentials_say_why_the_replicas_do_not_start(

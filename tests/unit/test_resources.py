@@ -362,6 +362,11 @@ def test_build_keys_are_shared_across_namespaces_only_for_pinned_bytes() -> None
     assert a == b
     _body, own = _md(model=model, repository={"uri": "s3://team/models"})
     assert pool_builds(own.spec, S3, {}, {}, "team-a")[0].key != pool_builds(own.spec, S3, {}, {}, "team-b")[0].key
+    # the rebuild annotation: a build of this namespace's own; no annotation keeps the key
+    again = pool_builds(pinned.spec, S3, {}, {}, "team-a", rebuild="keys-fixed")[0].key
+    assert again not in set(a.values()) | set(b.values())
+    assert again != pool_builds(pinned.spec, S3, {}, {}, "team-b", rebuild="keys-fixed")[0].key
+    assert pool_builds(pinned.spec, S3, {}, {}, "team-a", rebuild="")[0].key == a["l4"]
 
 
 def test_dns_name_truncates_with_a_hash() -> None:

@@ -25,6 +25,7 @@ from fulcrum.controller.kube import KubeClient, KubeError
 from fulcrum.reconcile.plan import pool_builds
 from fulcrum.resources import labels
 from fulcrum.resources.build import RECORD_KEY
+from fulcrum.resources.build_key import REBUILD_ANNOTATION
 from fulcrum.resources.settings import OperatorSettings
 from fulcrum.resources.storage import repository_key
 from fulcrum.storage import RepositoryError, S3Error, StorageConfigError
@@ -46,7 +47,8 @@ def builds_in_use(cache: ObjectCache, settings: OperatorSettings) -> set[str]:
             keys.add(status.build.key)
         with contextlib.suppress(ValidationError, ValueError):
             md = parse_model_deployment({k: body[k] for k in ("apiVersion", "kind", "metadata", "spec") if k in body})
-            keys |= {b.key for b in pool_builds(md.spec, settings, {}, {}, meta.get("namespace", ""))}
+            rebuild = str((meta.get("annotations") or {}).get(REBUILD_ANNOTATION, ""))
+            keys |= {b.key for b in pool_builds(md.spec, settings, {}, {}, meta.get("namespace", ""), rebuild=rebuild)}
     return keys
 
 

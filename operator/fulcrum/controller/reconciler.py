@@ -37,6 +37,7 @@ from fulcrum.reconcile.pods import pod_problem
 from fulcrum.reconcile.routing import fold_report, hot_switch_message
 from fulcrum.resources import labels
 from fulcrum.resources.build import RECORD_KEY, SERVING_IMAGE_ANNOTATION, build_job, build_record
+from fulcrum.resources.build_key import REBUILD_ANNOTATION
 from fulcrum.resources.routing import KEY_KEY, routing_configmap_name
 from fulcrum.resources.settings import OperatorSettings
 from fulcrum.resources.storage import storage_for
@@ -64,6 +65,10 @@ def job_phase(job: dict[str, Any]) -> BuildPhase:
         if condition.get("status") == "True" and condition.get("type") == "Failed":
             return "Failed"
     return "Running"
+
+
+def rebuild_token(body: dict[str, Any]) -> str:
+    return str((body["metadata"].get("annotations") or {}).get(REBUILD_ANNOTATION, ""))
 
 
 def termination_message(pods: list[dict[str, Any]]) -> str | None:
@@ -124,8 +129,9 @@ class Reconciler:
             await self._write_invalid(body, format_validation_error(exc))
             return None
         status = ModelDeploymentStatus.model_validate(body.get("status") or {})
-        results, phases = await self._build_states(md.spec, key)
-        builds = pool_builds(md.spec, self.settings, results, phases, namespace)
+        rebuild = rebuild_token(body)
+        results, phases = await self._build_states(md.spec, key, rebuild)
+        builds = pool_builds(md.spec, self.settings, results, phases, namespace, rebuild=rebuild)
         servers = self._servers(namespace, name)
         tiers = merge_tiers([t.name for t in md.spec.tiers], {b.pool.name: b.result for b in builds if b.result})
         tick = None
@@ -273,11 +279,11 @@ class Reconciler:
     # --- builds ------------------------------------------------------------------------------------------------
 
     async def _build_states(
-        self, spec: ModelDeploymentSpec, md_key: Key
+        self, spec: ModelDeploymentSpec, md_key: Key, rebuild: str = ""
     ) -> tuple[dict[str, BuildResult], dict[str, BuildPhase]]:
         results: dict[str, BuildResult] = {}
         phases: dict[str, BuildPhase] = {}
-        for build in pool_builds(spec, self.settings, {}, {}, md_key[0]):
+        for build in pool_builds(spec, self.settings, {}, {}, md_key[0], rebuild=rebuild):
             self.waiting_on_build[build.key].add(md_key)
             record = self.cache.get("ConfigMap", self.settings.build_namespace, labels.build_record_name(build.key))
             if record is not None:

@@ -99,17 +99,22 @@ def pool_builds(
     results: dict[str, BuildResult],
     job_phases: dict[str, BuildPhase],
     namespace: str = "",
+    *,
+    rebuild: str = "",
 ) -> list[PoolBuild]:
     """Each pool's build key with what is known of it; ``results``/``job_phases`` are keyed by build key.
 
-    ``namespace``: the ModelDeployment's (the key is scoped to it unless every input is pinned)."""
+    ``namespace``: the ModelDeployment's (the key is scoped to it unless every input is pinned); ``rebuild``:
+    its ``fulcrum.dev/rebuild`` annotation (a new value, a new build)."""
     storage = storage_for(spec, settings).identity
     scope = build_scope(spec, namespace, own_namespace=builds_in_own_namespace(spec))
+    if rebuild and not scope:
+        scope = namespace  # a build asked for by one ModelDeployment is its namespace's own
     where = build_namespace(spec, namespace, settings)
     out = []
     image = triton_image(spec, settings)
     for pool in spec.node_pools:
-        key = build_key(spec, pool, settings.build_target, storage, serving_image=image, scope=scope)
+        key = build_key(spec, pool, settings.build_target, storage, serving_image=image, scope=scope, rebuild=rebuild)
         out.append(PoolBuild(pool, key, results.get(key), job_phases.get(key), image, where))
     return out
 
