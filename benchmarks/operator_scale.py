@@ -26,10 +26,9 @@ sys.path[:0] = [str(ROOT / "operator"), str(ROOT)]
 
 from fulcrum.api import BuildManifest, parse_model_deployment  # noqa: E402
 from fulcrum.reconcile.builds import BuildResult  # noqa: E402
+from fulcrum.reconcile.plan import pool_builds  # noqa: E402
 from fulcrum.resources.build import build_record  # noqa: E402
-from fulcrum.resources.build_key import build_key  # noqa: E402
-from fulcrum.resources.serving import triton_image  # noqa: E402
-from fulcrum.resources.settings import OperatorSettings, RepositoryStorage  # noqa: E402
+from fulcrum.resources.settings import MODELS_MOUNT, OperatorSettings, RepositoryStorage  # noqa: E402
 
 WRITE_VERBS = ("POST", "PATCH", "PUT", "DELETE")
 
@@ -58,13 +57,11 @@ def manifest(name: str) -> dict:
     }
 
 
-def prebuilt_record(settings: OperatorSettings) -> dict:
+def prebuilt_record(settings: OperatorSettings, namespace: str) -> dict:
     """The build record every object shares: the example's profiles, as a finished build would report them."""
     spec = parse_model_deployment(manifest("x")).spec
-    pool = spec.node_pools[0]
-    key = build_key(
-        spec, pool, settings.build_target, settings.storage.identity, serving_image=triton_image(spec, settings)
-    )
+    [build, *_] = pool_builds(spec, settings, {}, {}, namespace)  # the key of the namespace's objects
+    pool, key = build.pool, build.key
     profiles = json.loads((ROOT / "examples" / "profiles" / "ctr-ranker.json").read_text())
     by_tier = {t["name"]: [p for p in t["profiles"] if p["nodePool"] == "l4"] for t in profiles["tiers"]}
     tiers = [
@@ -88,7 +85,7 @@ def prebuilt_record(settings: OperatorSettings) -> dict:
         BuildManifest.model_validate(
             {"model": "ctr-ranker", "source": {"uri": spec.model.source.uri, "sha256": "0" * 64}, "tiers": tiers}
         ),
-        settings.storage.repository_path(key),
+        f"{MODELS_MOUNT}/{'0' * 64}",
     )
     return build_record(key, pool, result.to_record(), settings)
 
@@ -137,7 +134,7 @@ def main() -> None:
             if exc.status != 409:
                 raise
     try:
-        core.create_namespaced_config_map(build_ns, prebuilt_record(settings))
+        core.create_namespaced_config_map(build_ns, prebuilt_record(settings, namespace))
     except client.ApiException as exc:
         if exc.status != 409:
             raise
