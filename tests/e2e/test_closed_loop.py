@@ -173,7 +173,6 @@ def profile(pool: str, capacity: float) -> dict[str, Any]:
 def loop_manifest() -> dict[str, Any]:
     manifest = example_manifest("loop")
     spec = manifest["spec"]
-    spec["tiers"] = [t for t in spec["tiers"] if t["backend"] != "tensorrt"]  # one CPU pool: no TensorRT
     spec["nodePools"] = [
         {
             "name": "edge",

@@ -66,7 +66,6 @@ def profile(pool: str, capacity: float) -> dict[str, Any]:
 def manifest(pools: list[dict[str, Any]], objective: str) -> dict[str, Any]:
     body = example_manifest(NAME)
     spec = body["spec"]
-    spec["tiers"] = [t for t in spec["tiers"] if t["backend"] != "tensorrt"]  # CPU pools: no TensorRT
     spec["serving"] = {**spec["serving"], "modelName": SERVED}
     spec["nodePools"] = pools
     spec.pop("budget", None)
