@@ -116,7 +116,7 @@ def test_cluster_goes_down_when_its_owner_dies(tmp_path: Path) -> None:
             subnet_index=dev_cluster.choose_subnet_index(home, first=200),
         )
         dev_cluster.up(home, cfg, say=lambda _m: None, owner_pid=owner.pid)
-        assert len(procs.tagged_pids(home.root)) == 9  # eight components (Prometheus, the object store) and the watchdog
+        assert len(procs.tagged_pids(home.root)) == 9  # eight components (Prometheus, object store) and the watchdog
     finally:
         owner.kill()
         owner.wait()
