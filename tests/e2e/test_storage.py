@@ -4,7 +4,8 @@
   and served by Triton pods that download it from there; a second namespace reuses the build;
 - a build pod killed mid-build publishes nothing and the Job does it again; another namespace's build of the
   same bytes (unpinned: each namespace runs its own Job) finds the published key and reuses it;
-- a ModelDeployment with wrong credentials fails alone, its condition naming the bucket and the store's error;
+- a ModelDeployment whose Secret is missing says its build waits for it; with wrong credentials it fails alone,
+  its condition naming the bucket and the store's error;
 - garbage collection marks unused build records and deletes them, and the keys only they used.
 """
 
@@ -205,7 +206,6 @@ def test_wrong_credentials_fail_only_their_model_name_the_bucket_and_a_rebuild_r
     right = store.env("writer")
     wrong = {**right, "AWS_SECRET_ACCESS_KEY": "not-" + uuid.uuid4().hex}
     team_secret = {"metadata": {"name": "team-s3", "namespace": namespace}, "type": "Opaque"}
-    ensure_secret(kube.kubeconfig, {**team_secret, "stringData": wrong})
     team = f"s3://{objectstore.MODELS_BUCKET}/team-{uuid.uuid4().hex[:6]}"
     bad = tiny_manifest("team", f"s3://{objectstore.EXAMPLES_BUCKET}/{source}")
     bad["spec"]["repository"] = {"uri": team, "secretRef": {"name": "team-s3"}}
@@ -213,9 +213,20 @@ def test_wrong_credentials_fail_only_their_model_name_the_bucket_and_a_rebuild_r
     # beside it, the example with the platform's storage (built by the test above, else here)
     kube.create(namespace, yaml.safe_load((EXAMPLE / "modeldeployment.yaml").read_text()))
 
+    # no Secret yet: the build waits for it and says so (not final: the kubelet retries)
+    def blocked() -> dict[str, Any] | None:
+        condition = kube.condition(namespace, "team", "RepositoryReady")
+        return condition if condition and condition["reason"] == "BuildBlocked" else None
+
+    waiting = wait_for("team's build to say what it waits for", blocked, 120, on_timeout=operator.log)
+    assert 'secret "team-s3" not found' in waiting["message"] and "init container fetch" in waiting["message"]
+    assert not kube.is_true(namespace, "team", "Stalled")
+    ensure_secret(kube.kubeconfig, {**team_secret, "stringData": wrong})
+
     def failed(name: str) -> dict[str, Any] | None:
         condition = kube.condition(namespace, name, "RepositoryReady")
-        return condition if condition and condition["status"] == "False" and condition["reason"] != "Building" else None
+        final = condition and condition["status"] == "False" and condition["reason"] not in ("Building", "BuildBlocked")
+        return condition if final else None
 
     condition = wait_for(
         "team to report its failure",

@@ -320,6 +320,41 @@ def test_previous_build_serves_while_the_new_one_runs() -> None:
     assert _cond(p, "Ready")[0] == "False" and _cond(p, "Available")[0] == "True"
 
 
+def test_a_build_pod_waiting_on_a_missing_secret_says_so_until_it_goes_on() -> None:
+    from fulcrum.reconcile.pods import pod_problem
+
+    def pod(name: str, phase: str, *steps: tuple[str, dict[str, Any]]) -> dict[str, Any]:
+        statuses = [{"name": step, "state": state} for step, state in steps]
+        return {"metadata": {"name": name}, "status": {"phase": phase, "initContainerStatuses": statuses}}
+
+    missing = {"waiting": {"reason": "CreateContainerConfigError", "message": 'secret "team-s3" not found'}}
+    waiting = pod("b-1", "Pending", ("fetch", missing))
+    killed = pod("b-0", "Failed", ("build", {"terminated": {"exitCode": 137, "reason": "Error"}}))
+    running = pod("b-2", "Pending", ("fetch", {"terminated": {"exitCode": 0}}), ("build", {"running": {}}))
+    # a failed pod is the Job's to retry (its result says why), not a reason to block
+    assert pod_problem([killed, running], exits=False) is None
+    problem = pod_problem([killed, waiting], exits=False)
+    assert problem == 'pod b-1: init container fetch CreateContainerConfigError: secret "team-s3" not found'
+
+    body = _body()
+    md = parse_model_deployment(body)
+    keys = {b.pool.name: b.key for b in pool_builds(md.spec, SETTINGS, {}, {})}
+    builds = pool_builds(md.spec, SETTINGS, {}, {k: "Running" for k in keys.values()}, problems={keys["cpu"]: problem})
+    p = plan(
+        md=body, spec=md.spec, status=ModelDeploymentStatus(), settings=SETTINGS, builds=builds, servers=[], now=NOW
+    )
+    repository = p.status.condition("RepositoryReady")
+    assert repository is not None and (repository.status, repository.reason) == ("False", "BuildBlocked")
+    assert repository.message == f"the build cannot start its steps: pool cpu: {problem}"
+    assert _cond(p, "Stalled")[0] == "False"  # the kubelet retries: creating the Secret lets it go on
+    assert p.start_builds == []
+    assert [e.reason for e in p.events if e.type == "Warning"] == ["BuildBlocked"]
+    # the Secret exists now: building again
+    builds = pool_builds(md.spec, SETTINGS, {}, {k: "Running" for k in keys.values()})
+    again = plan(md=body, spec=md.spec, status=p.status, settings=SETTINGS, builds=builds, servers=[], now=NOW)
+    assert _cond(again, "RepositoryReady") == ("False", "Building")
+
+
 def test_a_stuck_serving_pod_says_why_in_available() -> None:
     from fulcrum.reconcile.pods import pod_problem
 

@@ -130,8 +130,8 @@ class Reconciler:
             return None
         status = ModelDeploymentStatus.model_validate(body.get("status") or {})
         rebuild = rebuild_token(body)
-        results, phases = await self._build_states(md.spec, key, rebuild)
-        builds = pool_builds(md.spec, self.settings, results, phases, namespace, rebuild=rebuild)
+        results, phases, problems = await self._build_states(md.spec, key, rebuild)
+        builds = pool_builds(md.spec, self.settings, results, phases, namespace, rebuild=rebuild, problems=problems)
         servers = self._servers(namespace, name)
         tiers = merge_tiers([t.name for t in md.spec.tiers], {b.pool.name: b.result for b in builds if b.result})
         tick = None
@@ -280,9 +280,10 @@ class Reconciler:
 
     async def _build_states(
         self, spec: ModelDeploymentSpec, md_key: Key, rebuild: str = ""
-    ) -> tuple[dict[str, BuildResult], dict[str, BuildPhase]]:
+    ) -> tuple[dict[str, BuildResult], dict[str, BuildPhase], dict[str, str]]:
         results: dict[str, BuildResult] = {}
         phases: dict[str, BuildPhase] = {}
+        problems: dict[str, str] = {}
         for build in pool_builds(spec, self.settings, {}, {}, md_key[0], rebuild=rebuild):
             self.waiting_on_build[build.key].add(md_key)
             record = self.cache.get("ConfigMap", self.settings.build_namespace, labels.build_record_name(build.key))
@@ -295,10 +296,22 @@ class Reconciler:
             phase = job_phase(job)
             if phase == "Running":
                 phases[build.key] = phase
+                problem = await self._build_problem(job, build)
+                if problem:
+                    problems[build.key] = problem
             else:
                 results[build.key] = await self._harvest(job, build, spec, phase == "Succeeded")
                 telemetry.record_build(md_key, build.pool.name, results[build.key].phase, job)
-        return results, phases
+        return results, phases, problems
+
+    async def _build_problem(self, job: dict[str, Any], build: PoolBuild) -> str | None:
+        """What keeps a running build's pod waiting (a missing Secret or claim), read from its pods' statuses."""
+        try:
+            pods = await self.kube.list("Pod", build.namespace, f"job-name={job['metadata']['name']}")
+        except KubeError as error:
+            log.debug("cannot list the pods of build %s: %s", build.key[:12], error)
+            return None
+        return pod_problem(pods, exits=False)
 
     async def _harvest(
         self, job: dict[str, Any], build: PoolBuild, spec: ModelDeploymentSpec, succeeded: bool

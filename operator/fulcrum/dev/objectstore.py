@@ -22,7 +22,7 @@ import json
 import secrets
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -177,16 +177,28 @@ def _bindable(address: str, port: int) -> bool:
 
 
 def choose_ports(
-    address: str, previous: dict[str, int] | None = None, low: int = 20000, high: int = 32000
+    address: str,
+    previous: dict[str, int] | None = None,
+    low: int = 20000,
+    high: int = 32000,
+    *,
+    reserved: Collection[int] = (),
 ) -> dict[str, int]:
-    """The previous ports when all are still free, else free ones below the ephemeral range (32768+)."""
-    if previous and set(previous) == set(PORT_NAMES) and all(_bindable(address, p) for p in previous.values()):
+    """The previous ports when all are still free, else free ones below the ephemeral range (32768+).
+
+    ``reserved``: the cluster's own fixed ports (``ClusterConfig.ports``: API server, Prometheus, ...), never
+    taken even while free (a component may be down for a restart)."""
+
+    def usable(ports: Collection[int]) -> bool:
+        return not set(ports) & set(reserved) and all(_bindable(address, p) for p in ports)
+
+    if previous and set(previous) == set(PORT_NAMES) and usable(previous.values()):
         return dict(previous)
     rng = secrets.SystemRandom()
     for _ in range(200):
         base = rng.randrange(low, high - len(PORT_NAMES), 10)
         ports = dict(zip(PORT_NAMES, range(base, base + len(PORT_NAMES)), strict=True))
-        if all(_bindable(address, p) for p in ports.values()):
+        if usable(ports.values()):
             return ports
     raise ObjectStoreError(f"no block of {len(PORT_NAMES)} free ports on {address}")
 
@@ -218,11 +230,18 @@ def up(
 
         # the node adds the gateway address with the first pod; the store must listen there before that
         network.ensure_bridge(cfg.bridge, address, cfg.pod_subnet.prefixlen, str(home.root))
-    return start(home, address, bin_dir, env=env, say=say, timeout=timeout)
+    return start(home, address, bin_dir, env=env, say=say, timeout=timeout, reserved=cfg.ports.all())
 
 
 def start(
-    home: DevHome, address: str, bin_dir: Path, *, env: dict[str, str], say: Say, timeout: float = 120.0
+    home: DevHome,
+    address: str,
+    bin_dir: Path,
+    *,
+    env: dict[str, str],
+    say: Say,
+    timeout: float = 120.0,
+    reserved: Collection[int] = (),
 ) -> ObjectStoreConfig:
     """Start SeaweedFS on ``address`` unless it runs, create the buckets and upload the examples; idempotent."""
     weed = weed_binary(bin_dir)
@@ -237,7 +256,9 @@ def start(
             procs.stop(record)
         store = ObjectStoreConfig(
             address=address,
-            ports=choose_ports(address, previous.ports if previous and previous.address == address else None),
+            ports=choose_ports(
+                address, previous.ports if previous and previous.address == address else None, reserved=reserved
+            ),
             admin=previous.admin if previous else AccessKey.generate("admin"),
             writer=previous.writer if previous else AccessKey.generate("writer"),
             reader=previous.reader if previous else AccessKey.generate("reader"),

@@ -37,6 +37,8 @@ class PoolBuild:
     serving_image: str = ""
     """The Triton image this build measures its tiers with (the pool serves with it)."""
     namespace: str = ""  # where its Job runs ("" in tests that do not care); records live in the build namespace
+    problem: str = ""
+    """What keeps its running Job's pod from going on (a missing Secret or claim), if anything."""
 
 
 @dataclass(frozen=True)
@@ -101,8 +103,10 @@ def pool_builds(
     namespace: str = "",
     *,
     rebuild: str = "",
+    problems: Mapping[str, str] | None = None,
 ) -> list[PoolBuild]:
-    """Each pool's build key with what is known of it; ``results``/``job_phases`` are keyed by build key.
+    """Each pool's build key with what is known of it; ``results``/``job_phases``/``problems`` are keyed by
+    build key.
 
     ``namespace``: the ModelDeployment's (the key is scoped to it unless every input is pinned); ``rebuild``:
     its ``fulcrum.dev/rebuild`` annotation (a new value, a new build)."""
@@ -115,7 +119,8 @@ def pool_builds(
     image = triton_image(spec, settings)
     for pool in spec.node_pools:
         key = build_key(spec, pool, settings.build_target, storage, serving_image=image, scope=scope, rebuild=rebuild)
-        out.append(PoolBuild(pool, key, results.get(key), job_phases.get(key), image, where))
+        problem = (problems or {}).get(key, "")
+        out.append(PoolBuild(pool, key, results.get(key), job_phases.get(key), image, where, problem))
     return out
 
 
@@ -323,6 +328,10 @@ def plan(
         cond("RepositoryReady", True, "BuildSucceeded", f"{len(ready_tiers)} of {len(spec.tiers)} tiers Ready{extra}")
     elif failed_all:
         cond("RepositoryReady", False, _failure_reason(builds, out.tiers), _failure_message(out.tiers, builds))
+    elif blocked := [b for b in builds if b.result is None and b.problem]:
+        # not final: the kubelet retries, so the build goes on once the Secret or claim exists
+        why = "; ".join(f"pool {b.pool.name}: {b.problem}" for b in blocked)
+        cond("RepositoryReady", False, "BuildBlocked", f"the build cannot start its steps: {why}")
     else:
         cond("RepositoryReady", False, "Building", f"building on pool(s) {', '.join(pending) or '-'}")
 

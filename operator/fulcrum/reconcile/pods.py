@@ -1,8 +1,9 @@
-"""Why Triton pods do not get ready, from their container statuses (pure): the first problem a person can act on.
+"""Why pods do not get on, from their container statuses (pure): the first problem a person can act on.
 
 A serving pod that cannot download its repository (wrong or missing read-only keys, a deleted key) fails in its
-init container; its termination message names the object and the store's error. Without this, the
-ModelDeployment would only say that it is waiting for replicas.
+init container; its termination message names the object and the store's error. A build pod whose Secret or
+claim is missing waits forever in ``CreateContainerConfigError`` (the kubelet retries, so creating the Secret
+lets it go on). Without this, the ModelDeployment would only say that it is waiting for replicas or building.
 """
 
 from __future__ import annotations
@@ -22,9 +23,14 @@ def _terminated_problem(status: dict[str, Any]) -> str | None:
     return None
 
 
-def pod_problem(pods: list[dict[str, Any]]) -> str | None:
-    """``pod P: init container C: <what went wrong>`` for the first pod that is stuck, or None."""
+def pod_problem(pods: list[dict[str, Any]], *, exits: bool = True) -> str | None:
+    """``pod P: init container C: <what went wrong>`` for the first pod that is stuck, or None.
+
+    ``exits=False`` (build pods, ``restartPolicy: Never``): only pods still pending or running that wait on
+    something a person must fix; a failed pod is the Job's to retry and its result says why."""
     for pod in sorted(pods, key=lambda p: p.get("metadata", {}).get("name", "")):
+        if not exits and (pod.get("status") or {}).get("phase") not in (None, "Pending", "Running"):
+            continue
         name = pod.get("metadata", {}).get("name", "?")
         status = pod.get("status") or {}
         kinds = (
@@ -34,7 +40,7 @@ def pod_problem(pods: list[dict[str, Any]]) -> str | None:
         for kind, statuses in kinds:
             for container in statuses or []:
                 waiting = (container.get("state") or {}).get("waiting") or {}
-                problem = _terminated_problem(container)
+                problem = _terminated_problem(container) if exits else None
                 if problem is None and waiting.get("reason") in STUCK:
                     problem = f"{waiting['reason']}: {waiting.get('message', '')}".rstrip(": ")
                 if problem is not None:
