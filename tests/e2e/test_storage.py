@@ -210,17 +210,24 @@ def test_wrong_credentials_fail_only_their_model_name_the_bucket_and_a_rebuild_r
     bad = tiny_manifest("team", f"s3://{objectstore.EXAMPLES_BUCKET}/{source}")
     bad["spec"]["repository"] = {"uri": team, "secretRef": {"name": "team-s3"}}
     kube.create(namespace, bad)
-    # beside it, the example with the platform's storage (built by the test above, else here)
+    # and a model read from a claim that does not exist (yet)
+    kube.create(namespace, tiny_manifest("claimed", "pvc://team-models/tiny.onnx"))
+    # beside them, the example with the platform's storage (built by the test above, else here)
     kube.create(namespace, yaml.safe_load((EXAMPLE / "modeldeployment.yaml").read_text()))
 
-    # no Secret yet: the build waits for it and says so (not final: the kubelet retries)
-    def blocked() -> dict[str, Any] | None:
-        condition = kube.condition(namespace, "team", "RepositoryReady")
+    # no Secret, no claim yet: each build waits and says for what (not final: the kubelet and scheduler retry)
+    def blocked(name: str) -> dict[str, Any] | None:
+        condition = kube.condition(namespace, name, "RepositoryReady")
         return condition if condition and condition["reason"] == "BuildBlocked" else None
 
-    waiting = wait_for("team's build to say what it waits for", blocked, 120, on_timeout=operator.log)
-    assert 'secret "team-s3" not found' in waiting["message"] and "init container fetch" in waiting["message"]
+    waiting = wait_for("team's build to say what it waits for", lambda: blocked("team"), 120, on_timeout=operator.log)
+    # a kubelet says `secret "team-s3" not found`, the dev node `secret <namespace>/team-s3 (envFrom) not found`
+    assert "team-s3" in waiting["message"] and "not found" in waiting["message"], waiting
+    assert "init container fetch CreateContainerConfigError" in waiting["message"], waiting
     assert not kube.is_true(namespace, "team", "Stalled")
+    unbound = wait_for("claimed's build to say what it waits for", lambda: blocked("claimed"), 60)
+    assert 'persistentvolumeclaim "team-models" not found' in unbound["message"], unbound
+    kube.custom.delete_namespaced_custom_object("fulcrum.dev", "v1alpha1", namespace, "modeldeployments", "claimed")
     ensure_secret(kube.kubeconfig, {**team_secret, "stringData": wrong})
 
     def failed(name: str) -> dict[str, Any] | None:

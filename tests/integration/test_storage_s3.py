@@ -11,6 +11,8 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -109,6 +111,23 @@ def test_identities_can_do_only_their_part(object_store: ObjectStore) -> None:
     assert writer.head_object(EXAMPLES_BUCKET, "ctr-ranker/model.pt2") is not None  # seeded by `up`
 
 
+def test_without_keys_nothing_is_read_or_written(object_store: ObjectStore) -> None:
+    """What a build step (the model's code: no Secret, no storage volume) could do to the store: nothing."""
+    key = f"{prefix()}/x"
+    object_store.client("writer").put_object(MODELS_BUCKET, key, b"published")
+    endpoint = object_store.config.endpoint
+    for method, bucket, data in (
+        ("PUT", MODELS_BUCKET, b"x"),
+        ("GET", MODELS_BUCKET, None),
+        ("GET", EXAMPLES_BUCKET, None),
+    ):
+        request = urllib.request.Request(f"{endpoint}/{bucket}/{key}", data=data, method=method)
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=10)
+        assert refused.value.code == 403, (method, bucket)
+    assert object_store.client("reader").get_object(MODELS_BUCKET, key) == b"published"
+
+
 def test_unreachable_store_is_transient_and_retried(object_store: ObjectStore) -> None:
     env = {**object_store.env("writer"), "AWS_ENDPOINT_URL": "http://127.0.0.1:9"}  # discard port: refused
     from fulcrum.storage import S3Client, S3Config
@@ -118,7 +137,8 @@ def test_unreachable_store_is_transient_and_retried(object_store: ObjectStore) -
     with pytest.raises(S3Error) as error:
         client.head_object(MODELS_BUCKET, "x")
     assert error.value.transient and error.value.status is None
-    assert len(slept) == 2 and slept[1] > slept[0] * 1.2  # backed off
+    # backed off exponentially: 0.25 s, then 0.5 s, each with +-50 % jitter
+    assert len(slept) == 2 and 0.125 <= slept[0] <= 0.375 and 0.25 <= slept[1] <= 0.75, slept
 
 
 def test_publish_then_pull_verifies_every_file(object_store: ObjectStore, tmp_path: Path) -> None:

@@ -333,6 +333,12 @@ def test_a_build_pod_waiting_on_a_missing_secret_says_so_until_it_goes_on() -> N
     running = pod("b-2", "Pending", ("fetch", {"terminated": {"exitCode": 0}}), ("build", {"running": {}}))
     # a failed pod is the Job's to retry (its result says why), not a reason to block
     assert pod_problem([killed, running], exits=False) is None
+    unbound = '0/9 nodes are available: persistentvolumeclaim "models" not found. preemption: not helpful'
+    claim = {"metadata": {"name": "c"}, "status": {"phase": "Pending", "conditions": [
+        {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": unbound}]}}  # fmt: skip
+    assert pod_problem([claim], exits=False) == f"pod c: not scheduled: {unbound}"
+    busy = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/3: Insufficient cpu"}
+    assert pod_problem([{"metadata": {"name": "d"}, "status": {"conditions": [busy]}}], exits=False) is None
     problem = pod_problem([killed, waiting], exits=False)
     assert problem == 'pod b-1: init container fetch CreateContainerConfigError: secret "team-s3" not found'
 

@@ -23,16 +23,34 @@ def _terminated_problem(status: dict[str, Any]) -> str | None:
     return None
 
 
+def _missing_claim(status: dict[str, Any]) -> str | None:
+    """The scheduler's word on a pod that waits for a claim (missing, or not bound); capacity is the
+    autoscaler's business and is left out."""
+    for condition in status.get("conditions") or []:
+        message = condition.get("message") or ""
+        if (
+            condition.get("type") == "PodScheduled"
+            and condition.get("status") == "False"
+            and "persistentvolumeclaim" in message.lower()
+        ):
+            return f"not scheduled: {message}"
+    return None
+
+
 def pod_problem(pods: list[dict[str, Any]], *, exits: bool = True) -> str | None:
     """``pod P: init container C: <what went wrong>`` for the first pod that is stuck, or None.
 
     ``exits=False`` (build pods, ``restartPolicy: Never``): only pods still pending or running that wait on
-    something a person must fix; a failed pod is the Job's to retry and its result says why."""
+    something a person must fix (a Secret, a claim); a failed pod is the Job's to retry and its result says why.
+    """
     for pod in sorted(pods, key=lambda p: p.get("metadata", {}).get("name", "")):
         if not exits and (pod.get("status") or {}).get("phase") not in (None, "Pending", "Running"):
             continue
         name = pod.get("metadata", {}).get("name", "?")
         status = pod.get("status") or {}
+        unschedulable = _missing_claim(status)
+        if unschedulable is not None:
+            return f"pod {name}: {unschedulable}"[:LIMIT]
         kinds = (
             ("init container", status.get("initContainerStatuses")),
             ("container", status.get("containerStatuses")),
