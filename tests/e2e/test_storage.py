@@ -4,8 +4,8 @@
   and served by Triton pods that download it from there; a second namespace reuses the build;
 - a build pod killed mid-build publishes nothing and the Job does it again; another namespace's build of the
   same bytes (unpinned: each namespace runs its own Job) finds the published key and reuses it;
-- a ModelDeployment whose Secret is missing says its build waits for it; with wrong credentials it fails alone,
-  its condition naming the bucket and the store's error;
+- with wrong credentials a ModelDeployment fails alone, its condition naming the bucket and the store's error;
+  one whose Secret or claim is missing says its build waits for it, and the build goes on once it exists;
 - garbage collection marks unused build records and deletes them, and the keys only they used.
 """
 
@@ -206,29 +206,18 @@ def test_wrong_credentials_fail_only_their_model_name_the_bucket_and_a_rebuild_r
     right = store.env("writer")
     wrong = {**right, "AWS_SECRET_ACCESS_KEY": "not-" + uuid.uuid4().hex}
     team_secret = {"metadata": {"name": "team-s3", "namespace": namespace}, "type": "Opaque"}
+    ensure_secret(kube.kubeconfig, {**team_secret, "stringData": wrong})
     team = f"s3://{objectstore.MODELS_BUCKET}/team-{uuid.uuid4().hex[:6]}"
     bad = tiny_manifest("team", f"s3://{objectstore.EXAMPLES_BUCKET}/{source}")
     bad["spec"]["repository"] = {"uri": team, "secretRef": {"name": "team-s3"}}
     kube.create(namespace, bad)
-    # and a model read from a claim that does not exist (yet)
+    # two whose builds wait for what a person must create: a Secret, a claim (checked at the end: no extra wait)
+    keyless = tiny_manifest("keyless", f"s3://{objectstore.EXAMPLES_BUCKET}/{source}")
+    keyless["spec"]["repository"] = {"uri": f"{team}-late", "secretRef": {"name": "late-s3"}}
+    kube.create(namespace, keyless)
     kube.create(namespace, tiny_manifest("claimed", "pvc://team-models/tiny.onnx"))
     # beside them, the example with the platform's storage (built by the test above, else here)
     kube.create(namespace, yaml.safe_load((EXAMPLE / "modeldeployment.yaml").read_text()))
-
-    # no Secret, no claim yet: each build waits and says for what (not final: the kubelet and scheduler retry)
-    def blocked(name: str) -> dict[str, Any] | None:
-        condition = kube.condition(namespace, name, "RepositoryReady")
-        return condition if condition and condition["reason"] == "BuildBlocked" else None
-
-    waiting = wait_for("team's build to say what it waits for", lambda: blocked("team"), 120, on_timeout=operator.log)
-    # a kubelet says `secret "team-s3" not found`, the dev node `secret <namespace>/team-s3 (envFrom) not found`
-    assert "team-s3" in waiting["message"] and "not found" in waiting["message"], waiting
-    assert "init container fetch CreateContainerConfigError" in waiting["message"], waiting
-    assert not kube.is_true(namespace, "team", "Stalled")
-    unbound = wait_for("claimed's build to say what it waits for", lambda: blocked("claimed"), 60)
-    assert 'persistentvolumeclaim "team-models" not found' in unbound["message"], unbound
-    kube.custom.delete_namespaced_custom_object("fulcrum.dev", "v1alpha1", namespace, "modeldeployments", "claimed")
-    ensure_secret(kube.kubeconfig, {**team_secret, "stringData": wrong})
 
     def failed(name: str) -> dict[str, Any] | None:
         condition = kube.condition(namespace, name, "RepositoryReady")
@@ -264,6 +253,24 @@ def test_wrong_credentials_fail_only_their_model_name_the_bucket_and_a_rebuild_r
     assert repository.startswith(f"{team}/")
     [pull] = kube.deployments(namespace, "team")[0].spec.template.spec.init_containers
     assert [e.secret_ref.name for e in pull.env_from] == ["team-s3"]
+
+    # meanwhile the builds missing a Secret or a claim said what they wait for; that is not final
+    def blocked(name: str) -> dict[str, Any] | None:
+        condition = kube.condition(namespace, name, "RepositoryReady")
+        return condition if condition and condition["reason"] == "BuildBlocked" else None
+
+    waiting = wait_for("keyless's build to say what it waits for", lambda: blocked("keyless"), 60)
+    # a kubelet says `secret "late-s3" not found`, the dev node `secret <namespace>/late-s3 (envFrom) not found`
+    assert "late-s3" in waiting["message"] and "not found" in waiting["message"], waiting
+    assert "init container fetch CreateContainerConfigError" in waiting["message"], waiting
+    unbound = wait_for("claimed's build to say what it waits for", lambda: blocked("claimed"), 60)
+    assert 'persistentvolumeclaim "team-models" not found' in unbound["message"], unbound
+    assert not kube.is_true(namespace, "keyless", "Stalled") and not kube.is_true(namespace, "claimed", "Stalled")
+    # the Secret appears (with wrong keys: the quickest end): the same build goes on, to the store's answer
+    late_secret = {"metadata": {"name": "late-s3", "namespace": namespace}, "type": "Opaque", "stringData": wrong}
+    ensure_secret(kube.kubeconfig, late_secret)
+    late = wait_for("keyless's build to go on", lambda: failed("keyless"), 120)
+    assert late["reason"] == "SourceFailed" and "SignatureDoesNotMatch" in late["message"], late
 
 
 def test_wrong_serving_credentials_say_why_the_replicas_do_not_start(
