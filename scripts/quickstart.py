@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fulcrum.api import TierProfiles
+from fulcrum.dev import objectstore
 from fulcrum.dev import prometheus as dev_prometheus
 from fulcrum.dev.cluster import load_config
 from fulcrum.dev.paths import DevHome
@@ -50,21 +51,11 @@ def kubectl(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 
 def example(path: Path) -> dict[str, Any]:
-    """The example with relative file: URIs made absolute and pools limited to what runs on this machine."""
+    """The example (its files in the cluster's object store) with pools limited to what runs on this machine."""
     manifest: dict[str, Any] = yaml.safe_load(path.read_text())
     spec = manifest["spec"]
-
-    def absolute(uri: str) -> str:
-        if uri.startswith("file:") and not uri.startswith("file:///"):
-            return f"file://{(path.parent / uri.removeprefix('file:').removeprefix('//')).resolve()}"
-        return uri
-
-    spec["model"]["source"]["uri"] = absolute(spec["model"]["source"]["uri"])
-    if spec.get("accuracy", {}).get("validationData"):
-        spec["accuracy"]["validationData"]["uri"] = absolute(spec["accuracy"]["validationData"]["uri"])
     spec["tiers"] = [t for t in spec["tiers"] if t.get("backend") != "tensorrt"]  # no GPU on this machine
     spec["nodePools"] = [p for p in spec["nodePools"] if p["name"] == "local"]
-    spec["nodePools"][0]["nodeSelector"] = {"fulcrum.dev/pool": "local"}
     # the demo is minutes long: load must stay low 30 s (not 5 min) before replicas go
     spec["scaling"] = {**spec.get("scaling", {}), "scaleDownStabilizationSeconds": 30, "tierSwitchCooldownSeconds": 60}
     return manifest
@@ -105,10 +96,13 @@ def main() -> None:
     args = parser.parse_args()
     started = time.monotonic()
 
-    console.rule("1. local control plane (fulcrum dev up)")
+    console.rule("1. local control plane and object store (fulcrum dev up)")
     sh(sys.executable, "-m", "fulcrum", "dev", "up", capture=False)
     home = Path(os.environ.get("FULCRUM_DEV_HOME", Path.home() / ".cache" / "fulcrum" / "dev"))
     os.environ["KUBECONFIG"] = str(home / "kubeconfig")
+    store = objectstore.load(DevHome(home))
+    if store is None:
+        raise SystemExit(f"`fulcrum dev up` left no object store in {home}")
 
     config = load_config(DevHome(home))
     prometheus_url = dev_prometheus.url(config) if config is not None else None
@@ -121,6 +115,20 @@ def main() -> None:
     metrics_port = free_port()
     # the cluster's Prometheus scrapes this operator's /metrics (and the Triton pods): `fulcrum report` reads it
     dev_prometheus.register_host_target(DevHome(home), "quickstart-operator", f"127.0.0.1:{metrics_port}")
+    # the build pods' keys in the build namespace, the serving pods' read-only keys where the example runs
+    kubectl("create", "namespace", "fulcrum-system", check=False)
+    kubectl("create", "namespace", NAMESPACE, check=False)
+    for who, name, namespace in (
+        ("writer", objectstore.BUILD_SECRET, "fulcrum-system"),
+        ("reader", objectstore.SERVING_SECRET, NAMESPACE),
+    ):
+        subprocess.run(
+            ["kubectl", "apply", "-f", "-"],
+            input=json.dumps(objectstore.secret(store, who, name, namespace)),
+            text=True,
+            check=True,
+            capture_output=True,
+        )
     operator = subprocess.Popen(
         [
             sys.executable,
@@ -131,8 +139,7 @@ def main() -> None:
             "local",
             "--build-namespace",
             "fulcrum-system",
-            "--repository",
-            f"hostpath://{home / 'models'}",
+            *objectstore.operator_flags(store),
             "--tick-seconds",
             "5",
             "--metrics-port",
@@ -145,11 +152,11 @@ def main() -> None:
         stdout=log_path.open("ab"),
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        env={**os.environ, **store.env("writer")},  # garbage collection of the store
     )
     console.print(f"operator pid {operator.pid}, log {log_path}")
     try:
         console.rule("3. the ctr-ranker example")
-        kubectl("create", "namespace", NAMESPACE, check=False)
         manifest = example(ROOT / "examples" / "ctr-ranker" / "modeldeployment.yaml")
         subprocess.run(
             ["kubectl", "apply", "-n", NAMESPACE, "-f", "-"],

@@ -35,14 +35,14 @@ import pytest
 from kubernetes import client
 
 from fulcrum.api import parse_model_deployment
+from fulcrum.dev import objectstore
 from fulcrum.metrics.sources import PrometheusSource, ScrapeSource, Target
 from fulcrum.metrics.window import FleetMetrics
 from fulcrum.reconcile.builds import BuildResult
+from fulcrum.reconcile.plan import pool_builds
 from fulcrum.resources.build import RECORD_KEY, build_record
-from fulcrum.resources.build_key import build_key
 from fulcrum.resources.endpoints import ready_endpoints
 from fulcrum.resources.labels import build_record_name
-from fulcrum.resources.serving import triton_image
 from fulcrum.resources.settings import OperatorSettings, RepositoryStorage
 from tests.support import prometheus as prom
 from tests.support.kube import Kube, debug, example_manifest, wait_ready
@@ -194,9 +194,10 @@ def loop_manifest() -> dict[str, Any]:
 
 def seed_edge_record(kube: Kube, operator: OperatorProcess, base: dict[str, Any], manifest: dict[str, Any]) -> None:
     """The edge pool's build record: the real build's manifest and repository, with the profiles above."""
+    assert operator.store is not None
     settings = OperatorSettings(
         build_namespace=operator.build_namespace,
-        storage=RepositoryStorage("hostPath", str(operator.repository)),
+        storage=RepositoryStorage.parse(objectstore.REPOSITORY, endpoint=operator.store.endpoint),
         build_target="local",
     )
     real_key = base["status"]["build"]["key"]
@@ -210,9 +211,8 @@ def seed_edge_record(kube: Kube, operator: OperatorProcess, base: dict[str, Any]
         tiers.append(data)
     manifest_data = {**result.manifest.model_dump(mode="json", by_alias=True), "tiers": tiers}
     spec = parse_model_deployment(manifest).spec
-    key = build_key(
-        spec, spec.node_pools[0], "local", settings.storage.identity, serving_image=triton_image(spec, settings)
-    )
+    [edge] = pool_builds(spec, settings, {}, {}, base["metadata"]["namespace"])
+    key = edge.key
     seeded = BuildResult.from_record({**result.to_record(), "manifest": manifest_data})
     record = build_record(key, spec.node_pools[0], seeded.to_record(), settings)
     try:

@@ -64,6 +64,7 @@ def test_up_is_idempotent_and_down_leaves_no_process(tmp_path: Path) -> None:
             "kwok": "running",
             "node-agent": "running",
             "prometheus": "running",
+            "objectstore": "running",
         }
         assert status["apiserverReady"] is True
         with urllib.request.urlopen(f"{status['prometheus']}/-/ready", timeout=10) as ready:
@@ -90,7 +91,7 @@ def test_up_is_idempotent_and_down_leaves_no_process(tmp_path: Path) -> None:
 
         _wait("the sleeper to run", sleeping)
         pids = procs.tagged_pids(home)
-        assert len(pids) >= 7  # six components and the pod's process
+        assert len(pids) >= 8  # seven components (the object store too) and the pod's process
     finally:
         down = fulcrum_dev("down", home=home, check=False)
     assert down.returncode == 0, down.stderr
@@ -115,7 +116,7 @@ def test_cluster_goes_down_when_its_owner_dies(tmp_path: Path) -> None:
             subnet_index=dev_cluster.choose_subnet_index(home, first=200),
         )
         dev_cluster.up(home, cfg, say=lambda _m: None, owner_pid=owner.pid)
-        assert len(procs.tagged_pids(home.root)) == 8  # seven components and the watchdog
+        assert len(procs.tagged_pids(home.root)) == 9  # eight components (Prometheus, object store) and the watchdog
     finally:
         owner.kill()
         owner.wait()

@@ -29,11 +29,11 @@ import pytest
 from kubernetes import client
 
 from fulcrum.api import parse_model_deployment
+from fulcrum.dev import objectstore
 from fulcrum.reconcile.builds import BuildResult
+from fulcrum.reconcile.plan import pool_builds
 from fulcrum.resources.build import RECORD_KEY, build_record
-from fulcrum.resources.build_key import build_key
 from fulcrum.resources.labels import build_record_name
-from fulcrum.resources.serving import triton_image
 from fulcrum.resources.settings import OperatorSettings, RepositoryStorage
 from tests.support.kube import Kube, debug, example_manifest, wait_ready
 from tests.support.operator_process import OperatorProcess
@@ -83,9 +83,10 @@ def seed_record(
     kube: Kube, operator: OperatorProcess, real_key: str, body: dict[str, Any], pool: str
 ) -> dict[str, int]:
     """The pool's build record: the real build's manifest and repository, with the profiles above; tier sizes."""
+    assert operator.store is not None
     settings = OperatorSettings(
         build_namespace=operator.build_namespace,
-        storage=RepositoryStorage("hostPath", str(operator.repository)),
+        storage=RepositoryStorage.parse(objectstore.REPOSITORY, endpoint=operator.store.endpoint),
         build_target="local",
     )
     real = kube.core.read_namespaced_config_map(build_record_name(real_key), operator.build_namespace)
@@ -97,9 +98,7 @@ def seed_record(
         data["profiles"] = [profile(pool, CAPACITY[tier.name])] if tier.name in CAPACITY else []
         tiers.append(data)
     spec = parse_model_deployment(body).spec
-    key = build_key(
-        spec, spec.node_pool(pool), "local", settings.storage.identity, serving_image=triton_image(spec, settings)
-    )
+    key = next(b.key for b in pool_builds(spec, settings, {}, {}) if b.pool.name == pool)  # pinned: any namespace
     seeded = {
         **result.to_record(),
         "manifest": {**result.manifest.model_dump(mode="json", by_alias=True), "tiers": tiers},

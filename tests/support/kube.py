@@ -12,7 +12,8 @@ import pytest
 import yaml
 from kubernetes import client, config
 
-from tests.support.operator_process import OperatorProcess
+from fulcrum.dev import objectstore
+from tests.support.operator_process import OperatorProcess, ensure_secret
 from tests.support.polling import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,14 +23,27 @@ GROUP, VERSION, PLURAL = "fulcrum.dev", "v1alpha1", "modeldeployments"
 
 
 class Kube:
-    def __init__(self, kubeconfig: Path) -> None:
+    def __init__(self, kubeconfig: Path, store: objectstore.ObjectStoreConfig | None = None) -> None:
         api = config.new_client_from_config(config_file=str(kubeconfig))
+        self.kubeconfig = kubeconfig
+        self.store = store
         self.custom = client.CustomObjectsApi(api)
         self.apps = client.AppsV1Api(api)
         self.core = client.CoreV1Api(api)
         self.batch = client.BatchV1Api(api)
+        self._serving_secrets: set[str] = set()
+
+    def create_serving_secret(self, namespace: str) -> None:
+        """What a platform's secret sync does: the object store's read-only keys, which serving pods download
+        with, in a namespace that serves models."""
+        if self.store is not None and namespace not in self._serving_secrets:
+            secret = objectstore.secret(self.store, "reader", objectstore.SERVING_SECRET, namespace)
+            ensure_secret(self.kubeconfig, secret)
+            self._serving_secrets.add(namespace)
 
     def create(self, namespace: str, manifest: dict[str, Any]) -> None:
+        """Create a ModelDeployment (its namespace gets the serving pods' read-only keys first)."""
+        self.create_serving_secret(namespace)
         self.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, manifest)
 
     def get(self, namespace: str, name: str) -> dict[str, Any]:
@@ -54,12 +68,15 @@ class Kube:
         return self.apps.list_namespaced_deployment(namespace, label_selector=selector).items
 
     def build_jobs(self, build_namespace: str) -> list[str]:
-        return sorted(j.metadata.name for j in self.batch.list_namespaced_job(build_namespace).items)
+        """Build Jobs of pool ``local``, the real node (the simulated pools' build pods end at once, without a
+        result, so they build nothing)."""
+        jobs = self.batch.list_namespaced_job(build_namespace, label_selector="fulcrum.dev/node-pool=local").items
+        return sorted(j.metadata.name for j in jobs)
 
 
 @pytest.fixture(scope="module")
 def kube(cluster: Any) -> Kube:
-    return Kube(Path(cluster.kubeconfig))
+    return Kube(Path(cluster.kubeconfig), objectstore.load(cluster.home))
 
 
 @pytest.fixture(scope="module")
@@ -98,18 +115,18 @@ def operator(
         build_namespace="fulcrum-e2e-builds",
         repository=model_storage,
         log_path=workdir / "operator.log",
+        store=objectstore.load(cluster.home),
     ).start()
     yield process
     process.stop()
 
 
 def example_manifest(name: str = "ctr-ranker", **spec_patch: Any) -> dict[str, Any]:
-    """The ctr-ranker example, served on the local node only, with absolute file URIs."""
+    """The ctr-ranker example (its files in the cluster's object store), served on the local node only, with the
+    config search off."""
     manifest = yaml.safe_load((EXAMPLE / "modeldeployment.yaml").read_text())
     manifest["metadata"] = {"name": name}
     spec = manifest["spec"]
-    spec["model"]["source"]["uri"] = f"file://{EXAMPLE / 'model.pt2'}"
-    spec["accuracy"]["validationData"]["uri"] = f"file://{EXAMPLE / 'validation.npz'}"
     spec["tiers"] = [t for t in spec["tiers"] if t["backend"] != "tensorrt"]
     # the config search off: the e2e tests (the closed loop with its synthetic profiles above all) are about the
     # spec's serving config; the search itself runs against the real tritonserver in tests/integration

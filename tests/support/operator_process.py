@@ -10,6 +10,27 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fulcrum.dev import objectstore
+
+
+def ensure_secret(kubeconfig: Path, secret: dict[str, object]) -> None:
+    """Create (or update) a Secret, and its namespace if needed."""
+    from kubernetes import client, config
+
+    api = client.CoreV1Api(config.new_client_from_config(config_file=str(kubeconfig)))
+    meta: dict[str, str] = secret["metadata"]  # type: ignore[assignment]
+    try:
+        api.create_namespace({"metadata": {"name": meta["namespace"]}})
+    except client.ApiException as exc:
+        if exc.status != 409:
+            raise
+    try:
+        api.create_namespaced_secret(meta["namespace"], secret)
+    except client.ApiException as exc:
+        if exc.status != 409:
+            raise
+        api.replace_namespaced_secret(meta["name"], meta["namespace"], secret)
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -26,10 +47,24 @@ class OperatorProcess:
     tick_seconds: float = 5.0
     extra_args: list[str] = field(default_factory=list)
     process: subprocess.Popen[bytes] | None = None
+    store: objectstore.ObjectStoreConfig | None = None
+    """The cluster's object store: repositories go there (else to the ``repository`` directory, hostPath)."""
+
+    def storage_args(self) -> list[str]:
+        if self.store is None:
+            return ["--repository", f"hostpath://{self.repository}"]
+        return objectstore.operator_flags(self.store)
 
     def start(self) -> OperatorProcess:
         self.repository.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "PYTHONUNBUFFERED": "1"}
+        if self.store is not None:
+            # the build credentials in the build namespace; the operator's own (for garbage collection)
+            ensure_secret(
+                self.kubeconfig,
+                objectstore.secret(self.store, "writer", objectstore.BUILD_SECRET, self.build_namespace),
+            )
+            env.update(self.store.env("writer"))
         argv = [
             sys.executable,
             "-m",
@@ -37,8 +72,7 @@ class OperatorProcess:
             "run",
             "--build-namespace",
             self.build_namespace,
-            "--repository",
-            f"hostpath://{self.repository}",
+            *self.storage_args(),
             "--build-target",
             "local",
             "--tick-seconds",

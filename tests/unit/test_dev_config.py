@@ -116,11 +116,13 @@ def test_binaries_carry_the_release_version() -> None:
         "helm",
         "prometheus",
         "promtool",
+        "weed",
     }
     for name in ("kube-apiserver", "kubelet", "kube-proxy", "kubectl"):
         assert "-X k8s.io/component-base/version.gitVersion=v1.32.13" in bins[name].ldflags
     assert bins["helm"].module_dir == "helm"
     assert bins["kwok"].module_dir == "kwok"
+    assert bins["weed"].module_dir == "seaweedfs"
     assert bins["prometheus"].module_dir == bins["promtool"].module_dir == "prometheus"
     assert bins["prometheus"].tags == ("remove_all_sd", "enable_kubernetes_sd")  # only Kubernetes discovery
 

@@ -160,6 +160,41 @@ def up(
     click.echo(f"Prometheus: {prometheus.url(cfg)} (from pods: {prometheus.in_cluster_url(cfg)})", err=True)
 
 
+@dev.command(name="s3-env")
+@click.option("--home", "home_dir", type=click.Path(file_okay=False), help=HOME_HELP)
+@click.option(
+    "--as",
+    "who",
+    type=click.Choice(["admin", "writer", "reader"]),
+    default="admin",
+    show_default=True,
+    help="admin: everything; writer: what build Jobs may do; reader: what serving pods may do.",
+)
+@click.option("--env-file", is_flag=True, help="NAME=value lines (kubectl create secret --from-env-file).")
+def s3_env(home_dir: str | None, who: str, env_file: bool) -> None:
+    """Print `export AWS_...` lines for the cluster's object store: eval "$(fulcrum dev s3-env)"."""
+    from fulcrum.dev import objectstore  # noqa: PLC0415
+
+    store = objectstore.load(_home(home_dir))
+    if store is None:
+        raise click.ClickException("this cluster has no object store yet: run `fulcrum dev up`")
+    click.echo("\n".join(objectstore.environment_lines(store, who, shell=not env_file)))
+
+
+@dev.command(name="chart-values")
+@click.option("--home", "home_dir", type=click.Path(file_okay=False), help=HOME_HELP)
+def chart_values(home_dir: str | None) -> None:
+    """Print Helm values for installing charts/fulcrum on this cluster (its object store, local builds)."""
+    import yaml  # noqa: PLC0415
+
+    from fulcrum.dev import objectstore  # noqa: PLC0415
+
+    store = objectstore.load(_home(home_dir))
+    if store is None:
+        raise click.ClickException("this cluster has no object store yet: run `fulcrum dev up`")
+    click.echo(yaml.safe_dump(objectstore.chart_values(store), sort_keys=False), nl=False)
+
+
 @dev.command()
 @click.option("--home", "home_dir", type=click.Path(file_okay=False), help=HOME_HELP)
 @click.option("--keep-data", is_flag=True, help="Keep etcd data and pod directories.")

@@ -25,7 +25,6 @@ from pydantic import ValidationError
 from fulcrum.api import (
     ModelDeploymentSpec,
     ModelDeploymentStatus,
-    NodePool,
     format_validation_error,
     parse_model_deployment,
 )
@@ -55,18 +54,15 @@ from fulcrum.reconcile.plan import (
     servable,
     serving_tiers_of,
 )
+from fulcrum.reconcile.pods import pod_problem
 from fulcrum.reconcile.routing import fold_report, hot_switch_message
 from fulcrum.resources import labels
-from fulcrum.resources.build import (
-    RECORD_KEY,
-    SERVING_IMAGE_ANNOTATION,
-    build_job,
-    build_record,
-    build_spec_configmap,
-)
+from fulcrum.resources.build import RECORD_KEY, SERVING_IMAGE_ANNOTATION, build_job, build_record
+from fulcrum.resources.build_key import REBUILD_ANNOTATION
 from fulcrum.resources.endpoints import ready_addresses, ready_endpoints
 from fulcrum.resources.routing import KEY_KEY, routing_configmap_name
 from fulcrum.resources.settings import OperatorSettings
+from fulcrum.resources.storage import storage_for
 
 log = logging.getLogger("fulcrum.reconciler")
 
@@ -119,6 +115,23 @@ def job_phase(job: dict[str, Any]) -> BuildPhase:
         if condition.get("status") == "True" and condition.get("type") == "Failed":
             return "Failed"
     return "Running"
+
+
+def rebuild_token(body: dict[str, Any]) -> str:
+    return str((body["metadata"].get("annotations") or {}).get(REBUILD_ANNOTATION, ""))
+
+
+def termination_message(pods: list[dict[str, Any]]) -> str | None:
+    """The build's result: the last container (publish) of the newest pod, else the message of the step that
+    stopped it (an init container: fetch or build)."""
+    for pod in sorted(pods, key=lambda p: p["metadata"].get("creationTimestamp") or "", reverse=True):
+        status = pod.get("status", {})
+        statuses = [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]
+        messages = [((c.get("state") or {}).get("terminated") or {}).get("message") for c in statuses]
+        found = [m for m in messages if m]
+        if found:
+            return str(found[-1])
+    return None
 
 
 def status_patch(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
@@ -206,7 +219,7 @@ class Reconciler:
             self._wait_on(key, set())
             return await self._write_invalid(body, format_validation_error(exc))
         status = ModelDeploymentStatus.model_validate(body.get("status") or {})
-        builds, retry_in = await self._build_states(md.spec, key)
+        builds, retry_in = await self._build_states(md.spec, key, rebuild_token(body))
         servers = self._servers(namespace, name)
         previous_build = self._previous_build(md.spec, status, builds)
         serving_tiers = serving_tiers_of(md.spec, builds, previous_build)  # what serves now, rebuilds included
@@ -245,6 +258,7 @@ class Reconciler:
             rollout=rollout,
             live_routes=routes,
             routing_key=routes.get(KEY_KEY) or secrets.token_urlsafe(24),
+            pod_problem=await self._pod_problem(namespace, name, servers),
         )
         if tick is not None:
             result.status, events = fold_tick(
@@ -331,6 +345,17 @@ class Reconciler:
         model = served if status.serving is not None and status.serving.model_name == served else None
         return await self.metrics.observe(key, self._metrics_targets(*key), model, float(spec.slo.percentile))
 
+    async def _pod_problem(self, namespace: str, name: str, servers: list[LiveServer]) -> str | None:
+        """While a Triton Deployment waits for replicas, why (read from its pods' statuses)."""
+        if all(s.ready_replicas >= s.replicas for s in servers):
+            return None
+        try:
+            pods = await self.kube.list("Pod", namespace, f"{labels.MODEL_DEPLOYMENT}={name}")
+        except KubeError as error:
+            log.debug("cannot list the pods of %s/%s: %s", namespace, name, error)
+            return None
+        return pod_problem(pods)
+
     def _slices(self, namespace: str, name: str) -> list[Body]:
         return [
             s
@@ -351,19 +376,26 @@ class Reconciler:
 
     # --- builds ------------------------------------------------------------------------------------------------
 
-    async def _build_states(self, spec: ModelDeploymentSpec, md_key: Key) -> tuple[list[PoolBuild], float | None]:
-        """Each pool's build as the cluster says it is; harvests finished Jobs. Also: seconds until a retry."""
+    async def _build_states(
+        self, spec: ModelDeploymentSpec, md_key: Key, rebuild: str = ""
+    ) -> tuple[list[PoolBuild], float | None]:
+        """Each pool's build as the cluster says it is; harvests finished Jobs. Also: seconds until a retry.
+
+        Records live in the build namespace; a Job runs there or, when the spec names a Secret or claim of its own
+        namespace, beside the ModelDeployment (``PoolBuild.namespace``)."""
         ns = self.settings.build_namespace
         results: dict[str, BuildResult] = {}
         phases: dict[str, BuildPhase] = {}
         details: dict[str, str] = {}
+        problems: dict[str, str] = {}
         retry_in: float | None = None
-        keys = pool_builds(spec, self.settings, {}, {})
+        keys = pool_builds(spec, self.settings, {}, {}, md_key[0], rebuild=rebuild)
         self._wait_on(md_key, {b.key for b in keys})
         for build in keys:
+            job_ns = build.namespace or ns
             record_body = self.cache.get("ConfigMap", ns, labels.build_record_name(build.key))
             record = _record_of(record_body)
-            job = self.cache.get("Job", ns, labels.build_job_name(build.key))
+            job = self.cache.get("Job", job_ns, labels.build_job_name(build.key))
             if job is not None and job["metadata"].get("deletionTimestamp"):
                 phases[build.key] = "Running"  # a Job on its way out (a retry or a rebuild): wait for it to go
                 continue
@@ -371,16 +403,19 @@ class Reconciler:
                 phase = job_phase(job)
                 if phase == "Running":
                     phases[build.key] = "Running"
+                    problem = await self._build_problem(job, build)
+                    if problem:
+                        problems[build.key] = problem
                     continue
                 uid = job["metadata"].get("uid")
                 if record is None and HARVESTED in (job["metadata"].get("annotations") or {}):
                     # the record was deleted: a request to build again. The Job must go first (same name).
                     log.info("build %s: record deleted, rebuilding", build.key[:12])
-                    await self.kube.delete("Job", ns, job["metadata"]["name"], uid=uid)
+                    await self.kube.delete("Job", job_ns, job["metadata"]["name"], uid=uid)
                     phases[build.key] = "Running"
                     continue
                 if record is None or record.job_uid != uid:
-                    record = await self._harvest(job, build.key, build.pool, phase == "Succeeded", record_body)
+                    record = await self._harvest(job, build, spec, phase == "Succeeded", record_body)
                     if record is None:
                         phases[build.key] = "Running"
                         retry_in = CONFLICT_RETRY_SECONDS
@@ -393,7 +428,7 @@ class Reconciler:
                 continue
             due = (parse_time(record.retry_at) or 0.0) - self.wall()
             if job is not None:
-                await self.kube.delete("Job", ns, job["metadata"]["name"], uid=job["metadata"].get("uid"))
+                await self.kube.delete("Job", job_ns, job["metadata"]["name"], uid=job["metadata"].get("uid"))
                 phases[build.key] = "Retrying"
                 details[build.key] = f"{record.message} (attempt {record.attempts}); retrying"
             elif due > 0:
@@ -401,34 +436,46 @@ class Reconciler:
                 details[build.key] = f"{record.message} (attempt {record.attempts}); retrying at {record.retry_at}"
                 retry_in = due if retry_in is None else min(retry_in, due)
             # else: due and the Job is gone: no phase, so the planner starts the next attempt
-        return pool_builds(spec, self.settings, results, phases, details), retry_in
+        builds = pool_builds(
+            spec, self.settings, results, phases, md_key[0], details=details, rebuild=rebuild, problems=problems
+        )
+        return builds, retry_in
+
+    async def _build_problem(self, job: Body, build: PoolBuild) -> str | None:
+        """What keeps a running build's pod waiting (a missing Secret or claim), read from its pods' statuses."""
+        try:
+            pods = await self.kube.list("Pod", build.namespace, f"job-name={job['metadata']['name']}")
+        except KubeError as error:
+            log.debug("cannot list the pods of build %s: %s", build.key[:12], error)
+            return None
+        return pod_problem(pods, exits=False)
 
     async def _harvest(
-        self, job: Body, key: str, pool: NodePool, succeeded: bool, stored: Body | None
+        self, job: Body, build: PoolBuild, spec: ModelDeploymentSpec, succeeded: bool, stored: Body | None
     ) -> BuildResult | None:
         """Read a finished build into its record (once per Job: the record is the cache of the result).
 
-        None when another writer recorded it first: the stored record wins, read from the cache next time."""
-        ns = self.settings.build_namespace
+        The result is the publish step's termination message, or the message of the step that stopped the build;
+        whether a failure is retried comes from the Job (``job_failure``): exit 2 (the spec, a source or the
+        model is unusable) is final, anything else (the store unreachable, the pod evicted or killed) is retried
+        with backoff. None when another writer recorded it first: the stored record wins, read from the cache
+        next time."""
+        key, pool = build.key, build.pool
         meta = job["metadata"]
-        pods = await self.kube.list("Pod", ns, f"job-name={meta['name']}")
+        job_ns = build.namespace or self.settings.build_namespace
+        pods = await self.kube.list("Pod", job_ns, f"job-name={meta['name']}")
         pods.sort(key=lambda p: p["metadata"].get("creationTimestamp", ""))
-        message = None
-        for pod in pods:
-            status = pod.get("status", {})
-            # the main container's result; else an init container's (a build that failed before measuring)
-            for field in ("initContainerStatuses", "containerStatuses"):
-                for container in status.get(field, []) or []:
-                    terminated = (container.get("state") or {}).get("terminated") or {}
-                    message = terminated.get("message") or message
+        message = termination_message(pods)
+        storage = storage_for(spec, self.settings)
         transient = False
-        if succeeded or message:  # the builder said what came of it (a result, or why the model is unusable)
-            result = result_from_termination_message(
-                message, succeeded=succeeded, repository=self.settings.storage.repository_path(key)
-            )
-        else:  # the pod went without a word: the infrastructure's doing, or a crash
+        if succeeded:
+            result = result_from_termination_message(message, succeeded=True, storage=storage)
+        else:
             transient, reason, detail = job_failure(job, pods)
-            result = BuildResult("Failed", reason, detail)
+            if message:  # the step that stopped the build said why (a source, the store, the model)
+                result = result_from_termination_message(message, succeeded=False, storage=storage)
+            else:  # the pod went without a word: the infrastructure's doing, or a crash
+                result = BuildResult("Failed", reason, detail)
         image = (meta.get("annotations") or {}).get(SERVING_IMAGE_ANNOTATION)
         result = replace(
             with_retry(result, transient, _record_of(stored), self.wall()), job_uid=meta.get("uid"), serving_image=image
@@ -438,8 +485,7 @@ class Reconciler:
             log.info("build %s: its record was written meanwhile; reading that one", key[:12])
             return None
         if result.final:
-            await self.kube.annotate("Job", ns, meta["name"], {HARVESTED: "true"})
-            await self.kube.delete("ConfigMap", ns, labels.build_spec_name(key))
+            await self.kube.annotate("Job", job_ns, meta["name"], {HARVESTED: "true"})
         retry = "" if result.final else f" (attempt {result.attempts}; the next at {result.retry_at})"
         log.info("build %s on %s: %s %s%s", key[:12], pool.name, result.phase, result.reason, retry)
         return result
@@ -499,10 +545,12 @@ class Reconciler:
     async def _apply(self, body: Body, spec: ModelDeploymentSpec, result: Plan) -> None:
         name = body["metadata"]["name"]
         for build in result.start_builds:
-            await self.kube.create(build_spec_configmap(name, spec, build.key, build.pool, self.settings))
-            created = await self.kube.create(
-                build_job(build.key, build.pool, self.settings, serving_image=build.serving_image)
-            )
+            job = build_job(
+                build.key, build.pool, self.settings, spec,
+                serving_image=build.serving_image, namespace=build.namespace or self.settings.build_namespace,
+                md_name=name,
+            )  # fmt: skip
+            created = await self.kube.create(job)
             if created is not None:
                 self.cache.record("Job", created)
         changed = []

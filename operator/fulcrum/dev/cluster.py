@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fulcrum.dev import build as build_mod
-from fulcrum.dev import components, health, network, nodes, procs, prometheus
+from fulcrum.dev import components, health, network, nodes, objectstore, procs, prometheus
 from fulcrum.dev.certs import write_pki
 from fulcrum.dev.config import LOCAL_NODE, ClusterConfig
 from fulcrum.dev.kubeconfig import render_from_pki
@@ -195,6 +195,11 @@ def up(
         except prometheus.PrometheusError as exc:
             log = home.logs / "prometheus.log"
             raise ClusterError(f"{exc}; see {log}:\n{_tail(str(log))}") from exc
+        try:
+            store = objectstore.up(home, cfg, bin_dir, env=env, say=say, timeout=timeout)
+        except objectstore.ObjectStoreError as exc:
+            raise ClusterError(str(exc)) from exc
+        _serving_secret(home, store)
         if owner_pid is not None and not procs.running(procs.load(home.run, WATCHDOG)):
             ticks = procs.start_ticks(owner_pid)
             argv = [
@@ -229,6 +234,21 @@ def _register_kwok_nodes(home: DevHome, cfg: ClusterConfig) -> None:
         except ApiException as exc:
             if exc.status != 409:
                 raise ClusterError(f"creating node {node['metadata']['name']} failed: {exc.reason} {exc.body}") from exc
+
+
+def _serving_secret(home: DevHome, store: objectstore.ObjectStoreConfig) -> None:
+    """The object store's read-only keys in namespace ``default``, where a newcomer applies the examples: the
+    chart's dev values (`fulcrum dev chart-values`) name this Secret as the serving pods' credentials."""
+    from kubernetes.client import ApiException  # noqa: PLC0415
+
+    api = _api(home)
+    body = objectstore.secret(store, "reader", objectstore.SERVING_SECRET, objectstore.DEFAULT_NAMESPACE)
+    try:
+        api.create_namespaced_secret(objectstore.DEFAULT_NAMESPACE, body)  # type: ignore[attr-defined]
+    except ApiException as exc:
+        if exc.status != 409:
+            raise ClusterError(f"creating the object store's read-only Secret failed: {exc.reason}") from exc
+        api.replace_namespaced_secret(objectstore.SERVING_SECRET, objectstore.DEFAULT_NAMESPACE, body)  # type: ignore[attr-defined]
 
 
 def _node_ready(node: object) -> bool:
@@ -302,6 +322,7 @@ def down(home: DevHome, say: Say = print, keep_data: bool = False) -> list[str]:
             for path in (home.etcd_data, home.pods, home.volumes, home.run):
                 shutil.rmtree(path, ignore_errors=True)
             prometheus.clean(home)
+            objectstore.remove_state(home)
         return stopped
 
 
@@ -317,7 +338,16 @@ class ComponentStatus:
 def status(home: DevHome) -> dict[str, object]:
     cfg = load_config(home)
     comps: list[ComponentStatus] = []
-    names = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "node-agent", "prometheus"]
+    names = [
+        "etcd",
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-scheduler",
+        "kwok",
+        "node-agent",
+        "prometheus",
+        objectstore.NAME,
+    ]
     for name in names:
         rec = procs.load(home.run, name)
         log = str(home.logs / f"{name}.log")
@@ -332,11 +362,15 @@ def status(home: DevHome) -> dict[str, object]:
         with contextlib.suppress(Exception):
             code, _ = health.https_get(cfg.ports.apiserver, "/readyz", health.tls_context(home.pki))
             ready = code == 200
+    store = objectstore.load(home)
     return {
         "home": str(home.root),
         "kubeconfig": str(home.kubeconfig),
         "server": server_url(cfg) if cfg else None,
         "prometheus": prometheus.url(cfg) if cfg else None,
+        "objectStore": {"endpoint": store.endpoint, "buckets": [objectstore.MODELS_BUCKET, objectstore.EXAMPLES_BUCKET]}
+        if store
+        else None,
         "apiserverReady": ready,
         "components": [c.__dict__ for c in comps],
         "rssMiB": round(sum(c.rss_mib for c in comps), 1),

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from fulcrum.api import BuildManifest, ManifestTier, Profile, TierStatus, ValidationSplit
 from fulcrum.api.status import TierState
 from fulcrum.resources.routing import ServedIO
+from fulcrum.resources.settings import RepositoryStorage
 
 BuildPhase = Literal["Pending", "Running", "Retrying", "Succeeded", "Failed"]
 
@@ -129,8 +130,9 @@ def with_retry(result: BuildResult, transient: bool, previous: BuildResult | Non
     return replace(result, transient=True, attempts=attempts, retry_at=retry_at)
 
 
-def result_from_termination_message(text: str | None, *, succeeded: bool, repository: str) -> BuildResult:
-    """Interpret the builder's termination message (compact JSON manifest, or an error object)."""
+def result_from_termination_message(text: str | None, *, succeeded: bool, storage: RepositoryStorage) -> BuildResult:
+    """Interpret the build pod's termination message: the publish step's result (compact manifest and where
+    the repository was published), or an error object from whichever step stopped the build."""
 
     if not text:
         if succeeded:
@@ -149,10 +151,17 @@ def result_from_termination_message(text: str | None, *, succeeded: bool, reposi
         manifest = BuildManifest.model_validate(data.get("manifest", data))
     except ValidationError as exc:
         return BuildResult("Failed", "BadBuildResult", f"the builder's result does not parse: {exc.errors()[0]['msg']}")
-    # The repository is where *serving* pods find it (the operator's storage setting), not the path the
-    # builder saw inside its own container.
+    repository = str(data.get("repository") or "") or None
+    if repository is not None and not storage.owns(repository):
+        return BuildResult(
+            "Failed",
+            "BadBuildResult",
+            f"the build reported repository {repository}, which is not a key of {storage.pod_location}",
+        )
     if not succeeded:
         return BuildResult("Failed", "BuildFailed", "the build pod failed", manifest, repository)
+    if repository is None and any(t.state == "Ready" for t in manifest.tiers):
+        return BuildResult("Failed", "BadBuildResult", "the build has Ready tiers but published no repository")
     return BuildResult("Succeeded", "BuildSucceeded", "", manifest, repository)
 
 

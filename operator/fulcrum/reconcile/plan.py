@@ -18,11 +18,12 @@ from fulcrum.reconcile.conditions import ordered, set_condition
 from fulcrum.reconcile.layout import placement, routes
 from fulcrum.reconcile.routing import RoutingIntent, serving_status
 from fulcrum.resources import labels
-from fulcrum.resources.build_key import build_key
+from fulcrum.resources.build_key import build_key, build_scope
 from fulcrum.resources.common import Manifest
 from fulcrum.resources.routing import routing_configmap
 from fulcrum.resources.serving import server_deployment, server_pdb, server_service, triton_image
 from fulcrum.resources.settings import OperatorSettings
+from fulcrum.resources.storage import build_namespace, builds_in_own_namespace, storage_for
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,9 @@ class PoolBuild:
     """The Triton image this build measures its tiers with (the pool serves with it)."""
     detail: str = ""
     """Why a build without a result waits (a transient failure and when it is retried)."""
+    namespace: str = ""  # where its Job runs ("" in tests that do not care); records live in the build namespace
+    problem: str = ""
+    """What keeps its running Job's pod from going on (a missing Secret or claim), if anything."""
 
 
 @dataclass(frozen=True)
@@ -98,15 +102,37 @@ def pool_builds(
     settings: OperatorSettings,
     results: Mapping[str, BuildResult],
     job_phases: Mapping[str, BuildPhase],
+    namespace: str = "",
+    *,
     details: Mapping[str, str] | None = None,
+    rebuild: str = "",
+    problems: Mapping[str, str] | None = None,
 ) -> list[PoolBuild]:
-    """Each pool's build key with what is known of it; ``results``/``job_phases``/``details`` are keyed by build key."""
+    """Each pool's build key with what is known of it; ``results``/``job_phases``/``details``/``problems`` are
+    keyed by build key.
+
+    ``namespace``: the ModelDeployment's (the key is scoped to it unless every input is pinned); ``rebuild``:
+    its ``fulcrum.dev/rebuild`` annotation (a new value, a new build)."""
+    storage = storage_for(spec, settings).identity
+    scope = build_scope(spec, namespace, own_namespace=builds_in_own_namespace(spec))
+    if rebuild and not scope:
+        scope = namespace  # a build asked for by one ModelDeployment is its namespace's own
+    where = build_namespace(spec, namespace, settings)
     out = []
     image = triton_image(spec, settings)
     for pool in spec.node_pools:
-        key = build_key(spec, pool, settings.build_target, settings.storage.identity, serving_image=image)
+        key = build_key(spec, pool, settings.build_target, storage, serving_image=image, scope=scope, rebuild=rebuild)
         out.append(
-            PoolBuild(pool, key, results.get(key), job_phases.get(key), image, detail=(details or {}).get(key, ""))
+            PoolBuild(
+                pool,
+                key,
+                results.get(key),
+                job_phases.get(key),
+                image,
+                detail=(details or {}).get(key, ""),
+                namespace=where,
+                problem=(problems or {}).get(key, ""),
+            )
         )
     return out
 
@@ -223,6 +249,7 @@ def plan(
     rollout: Rollout | None = None,
     live_routes: Mapping[str, str] | None = None,
     routing_key: str = "",
+    pod_problem: str | None = None,
 ) -> Plan:
     """One reconciliation.
 
@@ -255,6 +282,7 @@ def plan(
     generation = int(md["metadata"].get("generation", 0))
     conditions = conditions_of(
         spec,
+        settings=settings,
         builds=builds,
         tiers=out.tiers,
         choice=out.choice,
@@ -263,6 +291,7 @@ def plan(
         previous=status.conditions,
         generation=generation,
         now=now,
+        pod_problem=pod_problem,
     )
     out.status = status_of(
         spec,
@@ -373,6 +402,7 @@ def roll_out(
 def conditions_of(
     spec: ModelDeploymentSpec,
     *,
+    settings: OperatorSettings,
     builds: list[PoolBuild],
     tiers: list[MergedTier],
     choice: Choice | None,
@@ -381,6 +411,7 @@ def conditions_of(
     previous: list[Condition],
     generation: int,
     now: str,
+    pod_problem: str | None = None,
 ) -> list[Condition]:
     """RepositoryReady, Stalled, Available, Reconciling and Ready (kstatus).
 
@@ -400,11 +431,17 @@ def conditions_of(
     failed_all = bool(builds) and not pending and not ready_tiers
     if ready_tiers and any(b.result and b.result.phase == "Succeeded" for b in builds):
         extra = f"; still building on {', '.join(pending)}" if pending else ""
+        if storage_for(spec, settings).kind == "hostPath":
+            extra += "; hostPath storage serves single-node clusters only (use s3:// or a ReadWriteMany claim)"
         cond("RepositoryReady", True, "BuildSucceeded", f"{len(ready_tiers)} of {len(spec.tiers)} tiers Ready{extra}")
     elif failed_all:
         cond("RepositoryReady", False, _failure_reason(builds, tiers), _failure_message(tiers, builds))
     elif retrying:
         cond("RepositoryReady", False, "BuildRetrying", "; ".join(f"pool {b.pool.name}: {b.detail}" for b in retrying))
+    elif blocked := [b for b in builds if b.result is None and b.problem]:
+        # not final: the kubelet retries, so the build goes on once the Secret or claim exists
+        why = "; ".join(f"pool {b.pool.name}: {b.problem}" for b in blocked)
+        cond("RepositoryReady", False, "BuildBlocked", f"the build cannot start its steps: {why}")
     else:
         cond("RepositoryReady", False, "Building", f"building on pool(s) {', '.join(pending) or '-'}")
 
@@ -429,7 +466,8 @@ def conditions_of(
             message += f"; {old_serving} of the placement being left still serve"
         available = (True, "ReplicasReady", message)
     else:
-        available = (False, "ReplicasNotReady", f"waiting for replicas of {choice.tier} on {choice.pool}")
+        why = f": {pod_problem}" if pod_problem else ""
+        available = (False, "ReplicasNotReady", f"waiting for replicas of {choice.tier} on {choice.pool}{why}")
     cond("Available", *available)
 
     rolling = choice is not None and (ready_replicas < choice.replicas or bool(fleet.kept))
