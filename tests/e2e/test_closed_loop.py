@@ -68,7 +68,13 @@ def operator(
     """The operator on the Prometheus source (scraped by that Prometheus too), or on the direct scrape."""
     workdir = tmp_path_factory.mktemp("loop-operator")
     if SOURCE == "scrape":
-        process = OperatorProcess(Path(cluster.kubeconfig), "fulcrum-e2e-builds", model_storage, workdir / "op.log")
+        process = OperatorProcess(
+            Path(cluster.kubeconfig),
+            "fulcrum-e2e-builds",
+            model_storage,
+            workdir / "op.log",
+            store=objectstore.load(cluster.home),
+        )
         yield process.start()
         process.stop()
         return

@@ -31,6 +31,7 @@ import pytest
 from kubernetes import client
 
 from fulcrum.controller.control import parse_time
+from fulcrum.dev import objectstore
 from fulcrum.resources.serving import METRICS_PORT
 from tests.support.closed_loop import decision_events, seed_profiled_record, start_load
 from tests.support.kube import Kube, debug, example_manifest, wait_ready
@@ -145,6 +146,7 @@ def two_operators(cluster: Any, crd_installed: None, namespace: str, model_stora
             BUILD_NAMESPACE,
             model_storage,
             tmp_path / f"operator-{tag}.log",
+            store=objectstore.load(cluster.home),  # the example's files and the shared real build are there
             tick_seconds=TICK_SECONDS,
             extra_args=args,
         ).start()

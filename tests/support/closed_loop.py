@@ -12,11 +12,11 @@ from typing import Any
 from kubernetes import client
 
 from fulcrum.api import parse_model_deployment
+from fulcrum.dev import objectstore
 from fulcrum.reconcile.builds import BuildResult
+from fulcrum.reconcile.plan import pool_builds
 from fulcrum.resources.build import RECORD_KEY, build_record
-from fulcrum.resources.build_key import build_key
 from fulcrum.resources.labels import build_record_name
-from fulcrum.resources.serving import triton_image
 from fulcrum.resources.settings import OperatorSettings, RepositoryStorage
 from tests.support.kube import Kube
 from tests.support.operator_process import OperatorProcess
@@ -51,11 +51,12 @@ def seed_profiled_record(
     """The build record of one pool of ``manifest`` (the first by default): the real build of ``base`` (its
     repository and tiers) with profiles whose capacity per replica is ``capacities[tier]`` on that pool. Returns
     the record's build key."""
-    settings = OperatorSettings(
-        build_namespace=operator.build_namespace,
-        storage=RepositoryStorage("hostPath", str(operator.repository)),
-        build_target="local",
+    storage = (
+        RepositoryStorage("hostPath", str(operator.repository))
+        if operator.store is None
+        else RepositoryStorage.parse(objectstore.REPOSITORY, endpoint=operator.store.endpoint)
     )
+    settings = OperatorSettings(build_namespace=operator.build_namespace, storage=storage, build_target="local")
     real_key = base["status"]["build"]["key"]
     real = kube.core.read_namespaced_config_map(build_record_name(real_key), operator.build_namespace)
     result = BuildResult.from_record(json.loads(real.data[RECORD_KEY]))
@@ -68,7 +69,8 @@ def seed_profiled_record(
         data["profiles"] = [profile(pool.name, capacities[tier.name])] if tier.name in capacities else []
         tiers.append(data)
     manifest_data = {**result.manifest.model_dump(mode="json", by_alias=True), "tiers": tiers}
-    key = build_key(spec, pool, "local", settings.storage.identity, serving_image=triton_image(spec, settings))
+    # keyed as the operator keys it: in the ModelDeployment's namespace (the base's) unless every input is pinned
+    key = pool_builds(spec, settings, {}, {}, base["metadata"]["namespace"])[pool_index].key
     seeded = BuildResult.from_record({**result.to_record(), "manifest": manifest_data})
     record = build_record(key, pool, seeded.to_record(), settings)
     try:

@@ -8,6 +8,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from fulcrum.dev import objectstore
 from fulcrum.dev import prometheus as dev_prometheus
 from fulcrum.dev.paths import DevHome
 from tests.support.operator_process import OperatorProcess, free_port
@@ -47,6 +48,7 @@ def prometheus_operator(cluster: Any, build_namespace: str, repository: Path, wo
         build_namespace=build_namespace,
         repository=repository,
         log_path=workdir / "operator.log",
+        store=objectstore.load(cluster.home),
         extra_args=[
             "--metrics-source",
             f"prometheus={url(cluster)}",
