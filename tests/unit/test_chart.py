@@ -65,18 +65,22 @@ MODELS = {
     ("batch", "jobs", "patch"),
     ("batch", "jobs", "delete"),
 }
-BUILD = {
-    ("batch", "jobs", "list"),
-    ("batch", "jobs", "watch"),
+BUILD_WRITES = {
     ("batch", "jobs", "create"),
     ("batch", "jobs", "patch"),
     ("batch", "jobs", "delete"),
-    ("", "configmaps", "list"),
-    ("", "configmaps", "watch"),
     ("", "configmaps", "create"),
     ("", "configmaps", "patch"),  # garbage collection marks records that fell out of use
     ("", "configmaps", "delete"),
     ("", "pods", "list"),
+}
+# namespaced mode: the build namespace's Jobs and records are watched by the build Role (cluster-wide: the
+# ClusterRole's watches of every namespace cover them, and a grant the operator never uses is refused)
+BUILD = BUILD_WRITES | {
+    ("batch", "jobs", "list"),
+    ("batch", "jobs", "watch"),
+    ("", "configmaps", "list"),
+    ("", "configmaps", "watch"),
 }
 LEADER = {
     ("coordination.k8s.io", "leases", "create"),
@@ -421,7 +425,7 @@ def test_cluster_wide_rbac_is_exactly_what_the_operator_uses(rendered: dict[str,
     build_role = one(objects, "Role", "fulcrum-build")
     assert build_role["metadata"]["namespace"] == "fulcrum-system"
     _no_wildcards(build_role["rules"])
-    assert rbac_permissions(build_role["rules"]) == BUILD
+    assert rbac_permissions(build_role["rules"]) == BUILD_WRITES
     build_binding = one(objects, "RoleBinding", "fulcrum-build")
     assert build_binding["roleRef"]["name"] == build_role["metadata"]["name"]
     assert build_binding["metadata"]["namespace"] == "fulcrum-system"
@@ -468,7 +472,8 @@ def test_every_watched_kind_can_be_listed_and_watched(rendered: dict[str, list[d
     """Ties the RBAC to the code: a new watch without a rule fails here, before a cluster says 403."""
     assert ("fulcrum.dev", "modeldeployments") in {(w.group, w.resource) for w in WATCHES}
     everywhere = rbac_permissions(one(rendered["defaults"], "ClusterRole")["rules"])
-    build = rbac_permissions(one(rendered["defaults"], "Role", "fulcrum-build")["rules"])
+    # the build namespace is watched apart from the served ones in namespaced mode (cluster-wide, "everywhere")
+    build = rbac_permissions(one(rendered["namespaced"], "Role", "fulcrum-build")["rules"])
     for watch in WATCHES:
         verbs = {(watch.group, watch.resource, "list"), (watch.group, watch.resource, "watch")}
         if watch.in_models:

@@ -141,18 +141,21 @@ listed for the termination message. */}}
   verbs: [create]
 {{- end }}
 
-{{/* "fulcrum.rules.build": the build namespace only, where build Jobs and records are listed and watched.
-Jobs are created; a finished build's pods are listed for its termination message; the record ConfigMap is
-created and the Job marked harvested (patch); a Job is deleted to build again (a retry, or its record deleted).
-Garbage collection marks records that fell out of use (patch), deletes them after the retention and, for a claim
-or node directory, removes their repository with a Job. */}}
+{{/* "fulcrum.rules.build": the build namespace only. Build Jobs and records are listed and watched there in
+namespaced mode (cluster-wide, the ClusterRole's watches of every namespace see them). Jobs are created; a
+finished build's pods are listed for its termination message; the record ConfigMap is created and the Job
+marked harvested (patch); a Job is deleted to build again (a retry, or its record deleted). Garbage collection
+marks records that fell out of use (patch), deletes them after the retention and, for a claim or node
+directory, removes their repository with a Job. */}}
 {{- define "fulcrum.rules.build" -}}
+{{- $watched := include "fulcrum.watchNamespaces" . | fromJsonArray }}
+{{- $watch := ternary "list, watch, " "" (gt (len $watched) 0) }}
 - apiGroups: [batch]
   resources: [jobs]
-  verbs: [list, watch, create, patch, delete]
+  verbs: [{{ $watch }}create, patch, delete]
 - apiGroups: [""]
   resources: [configmaps]
-  verbs: [list, watch, create, patch, delete]
+  verbs: [{{ $watch }}create, patch, delete]
 - apiGroups: [""]
   resources: [pods]
   verbs: [list]
