@@ -13,7 +13,8 @@ ready and no decision for a few ticks, at the same moment:
 For the hold that follows (``HOLD_SECONDS``: within the stabilization window, which the new leader has not
 observed yet) neither fleet may scale in or switch; ``outage``, with no data at all, may not change in any way,
 and must say ``MetricsAvailable=False`` naming the pods, with a Warning, and ``SLOMet=Unknown``; ``steady`` must
-measure again (it may only grow, if the load demands). Then the metrics come back. Over the whole run there is
+measure again (it may only grow, if the load demands). Then the metrics come back (and ``outage`` may grow for
+what it measures again). Over the whole run there is
 one build Job per key, and no decision is taken twice (two leaders would). ``FULCRUM_E2E_FULL_HOLD=1`` runs the
 issue's five minutes with the default 300 s stabilization window (CI: a 120 s window, a 110 s hold).
 """
@@ -24,6 +25,7 @@ import itertools
 import json
 import os
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -238,6 +240,7 @@ def test_a_killed_leader_and_lost_metrics_change_nothing_under_steady_load(
         finally:
             block.lift()
         restored = time.monotonic()
+        restored_at = datetime.now(UTC)
         wait_for(
             "outage's metrics back",
             lambda: condition(kube, namespace, "outage", "MetricsAvailable")[0] == "True",
@@ -275,11 +278,12 @@ def test_a_killed_leader_and_lost_metrics_change_nothing_under_steady_load(
     # the standby took over once (the restarted replica stays a standby), within about a lease duration
     assert final_lease["holder"] == taken["holder"] and final_lease["transitions"] == held["transitions"] + 1
     assert restarted.alive() and standby.alive()
-    # nothing scaled in or switched; the fleet without data did not change at all
-    assert after["outage"] == before["outage"]
+    # nothing scaled in or switched while the faults lasted (the fleet without data did not change at all: checked
+    # every sample above); once its metrics are back, a fleet may grow for the load it measures again
+    assert grew_only(before["outage"], after["outage"])
     assert grew_only(before["steady"], after["steady"])
     for name in NAMES:
-        late = decisions[name][decided_before[name] :]
+        late = [e for e in decisions[name][decided_before[name] :] if _when(e) <= restored_at]
         assert not [e for e in late if e.reason in ("ScaleDown", "SwitchTier", "SwitchPool")], (name, late)
         # no decision taken twice: one leader at a time, one event per decision
         stamps = sorted(e.last_timestamp or e.event_time for e in decisions[name])
@@ -295,3 +299,7 @@ def test_a_killed_leader_and_lost_metrics_change_nothing_under_steady_load(
     assert steady_metrics[0] == "True", steady_metrics
     # one build Job per key: none added, none replaced
     assert jobs_after == jobs_before
+
+
+def _when(event: Any) -> datetime:
+    return event.last_timestamp or event.event_time or event.metadata.creation_timestamp  # type: ignore[no-any-return]
