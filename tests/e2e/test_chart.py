@@ -9,7 +9,7 @@ taken through every path that needs a permission:
 - pool ``l4`` (kwok GPU nodes) has a prebuilt build record: the operator serves it (routing ConfigMap,
   Deployment, Service and PDB by server-side apply, which creates them), the kwok pods get ready, the operator
   lists them to route their served model name, status goes Ready (status patch), Events;
-- pool ``local`` (the node agent's real node) has no record: the operator creates the build spec ConfigMap and
+- pool ``local`` (the real node ``local-0``) has no record: the operator creates the build spec ConfigMap and
   the Job, the build ends fast (the model file does not exist), the operator lists the Job's pods for the
   termination message, creates the record, marks the Job harvested and deletes the spec ConfigMap; deleting the
   record asks for the build again: the operator deletes the old Job and builds once more;
@@ -63,7 +63,6 @@ RELEASE = "fulcrum"
 MD = "ranker"
 GITOPS = "gitops"  # the field manager of "Git" (kubectl apply --server-side)
 SECOND = "argocd-controller"  # a second GitOps controller (Argo CD and Flux apply with force)
-BUILDER_IMAGE = "ghcr.io/fulcrum-dev/fulcrum-builder:e2e"  # "fulcrum" in the name: the node agent runs our fulcrum
 # What the operator asks for and is built to do without (KubeClient.ensure_namespace tolerates 403).
 TOLERATED = {("create", "", "namespaces")}
 # Object storage: no hostPath, so the namespace can enforce the `restricted` Pod Security Standard on the operator
@@ -202,7 +201,7 @@ def _install(cluster: Cluster, namespace: str, helm: str, workdir: Path, mode: s
     values = {
         "watchNamespaces": [namespace] if mode == "namespaced" else [],
         "crds": {"install": crds_by_chart},
-        "build": {"image": BUILDER_IMAGE, "target": "local"},
+        "build": {"image": cluster.images["fulcrum-builder"].ref, "target": "local"},
         "repository": {"kind": "uri", "uri": REPOSITORY},
         "operator": {"tickSeconds": 5, "workers": 2},
         # the in-cluster copy stays Pending: this test runs the same command line as a local process instead
@@ -217,7 +216,7 @@ def _install(cluster: Cluster, namespace: str, helm: str, workdir: Path, mode: s
     stack.settings = OperatorSettings(
         build_namespace=namespace,
         storage=RepositoryStorage.parse(REPOSITORY),
-        builder_image=BUILDER_IMAGE,
+        builder_image=cluster.images["fulcrum-builder"].ref,
         build_target="local",
     )
     return stack
@@ -227,7 +226,8 @@ def _start_operator(stack: Stack) -> None:
     cluster, ns = stack.cluster, stack.namespace
     token = cluster.kubectl("create", "token", RELEASE, "--namespace", ns, "--duration", "2h").stdout.strip()
     assert token
-    stack.proxy = RecordingProxy(f"https://127.0.0.1:{cluster.config.ports.apiserver}", cluster.home.pki / "ca.crt")
+    upstream = f"https://{cluster.config.host_address}:{cluster.config.ports.apiserver}"
+    stack.proxy = RecordingProxy(upstream, cluster.home.pki / "ca.crt")
     port = stack.proxy.start()
     kubeconfig = stack.workdir / "operator.kubeconfig"
     kubeconfig.write_text(yaml.safe_dump(token_kubeconfig(f"http://127.0.0.1:{port}", token, ns)))

@@ -46,8 +46,8 @@ from fulcrum.resources.serving import triton_image
 from fulcrum.resources.settings import OperatorSettings, RepositoryStorage
 from tests.support import prometheus as prom
 from tests.support.kube import Kube, debug, example_manifest, wait_ready
-from tests.support.operator_process import OperatorProcess
 from tests.support.polling import wait_for
+from tests.support.release import Release, dev_values
 
 pytestmark = pytest.mark.e2e
 
@@ -62,20 +62,17 @@ LATENCY_AGREEMENT = 0.30  # median |Prometheus / direct scrape - 1| (measured 0.
 
 
 @pytest.fixture(scope="module")
-def operator(
-    cluster: Any, crd_installed: None, model_storage: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[OperatorProcess]:
-    """The operator on the Prometheus source (scraped by that Prometheus too), or on the direct scrape."""
-    workdir = tmp_path_factory.mktemp("loop-operator")
+def operator(cluster: Any, crd_installed: None, model_storage: Path) -> Iterator[Release]:
+    """The chart's operator on the Prometheus source (scraped by that Prometheus too), or on the direct scrape."""
     if SOURCE == "scrape":
-        process = OperatorProcess(Path(cluster.kubeconfig), "fulcrum-e2e-builds", model_storage, workdir / "op.log")
-        yield process.start()
-        process.stop()
-        return
-    process = prom.prometheus_operator(cluster, "fulcrum-e2e-builds", model_storage, workdir)
-    yield process
-    process.stop()
-    prom.unregister(cluster, process)
+        release = Release(cluster, "fulcrum-e2e-builds", model_storage, dev_values(cluster.images, model_storage))
+        release.install()
+    else:
+        release = prom.prometheus_operator(cluster, "fulcrum-e2e-builds", model_storage)
+    try:
+        yield release
+    finally:
+        release.uninstall()
 
 
 class SideBySide:
@@ -173,6 +170,10 @@ def profile(pool: str, capacity: float) -> dict[str, Any]:
 def loop_manifest() -> dict[str, Any]:
     manifest = example_manifest("loop")
     spec = manifest["spec"]
+    # No CPU limit here: this test is about the loop and the latency Triton reports. Under a 1-CPU limit the
+    # client's p99 ran about 35 % above Triton's own (its HTTP front end, throttled too, is outside the request
+    # summary), beyond the 30 % this test holds; the limited replicas are exercised by test_chart_install.py.
+    spec["serving"].pop("resources", None)
     spec["nodePools"] = [
         {
             "name": "edge",
@@ -192,12 +193,13 @@ def loop_manifest() -> dict[str, Any]:
     return manifest
 
 
-def seed_edge_record(kube: Kube, operator: OperatorProcess, base: dict[str, Any], manifest: dict[str, Any]) -> None:
+def seed_edge_record(kube: Kube, operator: Release, base: dict[str, Any], manifest: dict[str, Any]) -> None:
     """The edge pool's build record: the real build's manifest and repository, with the profiles above."""
     settings = OperatorSettings(
         build_namespace=operator.build_namespace,
         storage=RepositoryStorage("hostPath", str(operator.repository)),
         build_target="local",
+        triton_image=operator.triton_image,
     )
     real_key = base["status"]["build"]["key"]
     real = kube.core.read_namespaced_config_map(build_record_name(real_key), operator.build_namespace)
@@ -278,7 +280,7 @@ def decisions(kube: Kube, namespace: str) -> list[tuple[str, str]]:
 
 
 def test_step_load_scales_up_switches_tier_under_budget_and_back(
-    cluster: Any, kube: Kube, operator: OperatorProcess, namespace: str, tmp_path: Path
+    cluster: Any, kube: Kube, operator: Release, namespace: str, tmp_path: Path
 ) -> None:
     kube.create(namespace, example_manifest())  # the real build (reused when an earlier test built it)
     wait_ready(kube, operator, namespace, "ctr-ranker")

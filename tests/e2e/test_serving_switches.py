@@ -36,8 +36,8 @@ from fulcrum.resources.labels import build_record_name
 from fulcrum.resources.serving import triton_image
 from fulcrum.resources.settings import OperatorSettings, RepositoryStorage
 from tests.support.kube import Kube, debug, example_manifest, wait_ready
-from tests.support.operator_process import OperatorProcess
 from tests.support.polling import wait_for
+from tests.support.release import Release
 
 pytestmark = pytest.mark.e2e
 
@@ -79,14 +79,13 @@ def manifest(pools: list[dict[str, Any]], objective: str) -> dict[str, Any]:
     return body
 
 
-def seed_record(
-    kube: Kube, operator: OperatorProcess, real_key: str, body: dict[str, Any], pool: str
-) -> dict[str, int]:
+def seed_record(kube: Kube, operator: Release, real_key: str, body: dict[str, Any], pool: str) -> dict[str, int]:
     """The pool's build record: the real build's manifest and repository, with the profiles above; tier sizes."""
     settings = OperatorSettings(
         build_namespace=operator.build_namespace,
         storage=RepositoryStorage("hostPath", str(operator.repository)),
         build_target="local",
+        triton_image=operator.triton_image,
     )
     real = kube.core.read_namespaced_config_map(build_record_name(real_key), operator.build_namespace)
     result = BuildResult.from_record(json.loads(real.data[RECORD_KEY]))
@@ -188,7 +187,7 @@ def settled(kube: Kube, namespace: str, deployment: str, tier: str, replicas: in
 
 
 def test_hot_pool_and_cold_switches_keep_the_served_name_without_a_failed_request(
-    cluster: Any, kube: Kube, operator: OperatorProcess, namespace: str, tmp_path: Path
+    cluster: Any, kube: Kube, operator: Release, namespace: str, tmp_path: Path
 ) -> None:
     kube.create(namespace, example_manifest())  # the real build (reused when an earlier test built it)
     wait_ready(kube, operator, namespace, "ctr-ranker")

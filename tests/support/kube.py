@@ -12,12 +12,15 @@ import pytest
 import yaml
 from kubernetes import client, config
 
-from tests.support.operator_process import OperatorProcess
 from tests.support.polling import wait_for
+from tests.support.release import Release, dev_values, example_source, prepare_repository
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "ctr-ranker"
 BUILD_TIMEOUT = 900.0
+# one CPU per Triton replica at most; a small request, so that old and new replicas of a rolling switch all fit on
+# the two cores of local-0 (requests only place pods; the limit is what bounds a replica's capacity)
+REPLICA_RESOURCES = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}}
 GROUP, VERSION, PLURAL = "fulcrum.dev", "v1alpha1", "modeldeployments"
 
 
@@ -84,23 +87,19 @@ def crd_installed(kube: Kube, cluster: Any) -> None:
 
 @pytest.fixture(scope="session")
 def model_storage(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One repository directory for the session's operators, so their builds (and build records) are shared."""
-    return tmp_path_factory.mktemp("models")
+    """One repository directory (the node's hostPath) for the session's operators, so their builds and build
+    records are shared; it also holds the example's model files, where build Jobs read them."""
+    return prepare_repository(tmp_path_factory.mktemp("models"))
 
 
 @pytest.fixture(scope="module")
-def operator(
-    cluster: Any, crd_installed: None, model_storage: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[OperatorProcess]:
-    workdir = tmp_path_factory.mktemp("operator")
-    process = OperatorProcess(
-        kubeconfig=Path(cluster.kubeconfig),
-        build_namespace="fulcrum-e2e-builds",
-        repository=model_storage,
-        log_path=workdir / "operator.log",
-    ).start()
-    yield process
-    process.stop()
+def operator(cluster: Any, crd_installed: None, model_storage: Path) -> Iterator[Release]:
+    """The operator as a user installs it: the chart, its pod on local-0, the dev cluster's images."""
+    release = Release(cluster, "fulcrum-e2e-builds", model_storage, dev_values(cluster.images, model_storage))
+    try:
+        yield release.install()
+    finally:
+        release.uninstall()
 
 
 def example_manifest(name: str = "ctr-ranker", **spec_patch: Any) -> dict[str, Any]:
@@ -108,8 +107,8 @@ def example_manifest(name: str = "ctr-ranker", **spec_patch: Any) -> dict[str, A
     manifest = yaml.safe_load((EXAMPLE / "modeldeployment.yaml").read_text())
     manifest["metadata"] = {"name": name}
     spec = manifest["spec"]
-    spec["model"]["source"]["uri"] = f"file://{EXAMPLE / 'model.pt2'}"
-    spec["accuracy"]["validationData"]["uri"] = f"file://{EXAMPLE / 'validation.npz'}"
+    spec["model"]["source"]["uri"] = example_source("model.pt2")
+    spec["accuracy"]["validationData"]["uri"] = example_source("validation.npz")
     spec["tiers"] = [t for t in spec["tiers"] if t["backend"] != "tensorrt"]
     # the config search off: the e2e tests (the closed loop with its synthetic profiles above all) are about the
     # spec's serving config; the search itself runs against the real tritonserver in tests/integration
@@ -123,11 +122,13 @@ def example_manifest(name: str = "ctr-ranker", **spec_patch: Any) -> dict[str, A
             "replicaStartupSeconds": 10,
         }
     ]
+    # each Triton replica gets at most one CPU (the build Job profiles under the same limit): bounded capacity
+    spec["serving"] = {**spec.get("serving", {}), "resources": REPLICA_RESOURCES}
     spec.update(copy.deepcopy(spec_patch))
     return manifest
 
 
-def debug(kube: Kube, operator: OperatorProcess, namespace: str, name: str) -> str:
+def debug(kube: Kube, operator: Release, namespace: str, name: str) -> str:
     try:
         status = json.dumps(kube.get(namespace, name).get("status"), indent=1)[-3000:]
     except client.ApiException as exc:
@@ -135,9 +136,7 @@ def debug(kube: Kube, operator: OperatorProcess, namespace: str, name: str) -> s
     return f"status: {status}\noperator log:\n{operator.log()}"
 
 
-def wait_ready(
-    kube: Kube, operator: OperatorProcess, namespace: str, name: str, timeout: float = BUILD_TIMEOUT
-) -> None:
+def wait_ready(kube: Kube, operator: Release, namespace: str, name: str, timeout: float = BUILD_TIMEOUT) -> None:
     wait_for(
         f"{namespace}/{name} Ready",
         lambda: kube.is_true(namespace, name, "Ready"),

@@ -359,3 +359,53 @@ def test_a_build_waiting_for_its_retry_says_why_with_a_warning_and_is_not_stalle
     assert "retrying at 2026-11-29T12:01:00Z" in p.status.condition("RepositoryReady").message  # type: ignore[union-attr]
     assert _cond(p, "Stalled")[0] == "False"
     assert any(e.type == "Warning" and e.reason == "BuildRetrying" for e in p.events)
+
+
+# --- pods that cannot start ------------------------------------------------------------------------------------
+
+
+def _pod(name: str, waiting: dict[str, str] | None, image: str = "localhost:5000/nope:1") -> dict[str, Any]:
+    state = {"waiting": waiting} if waiting else {"running": {}}
+    return {
+        "metadata": {"name": name},
+        "status": {"containerStatuses": [{"name": "triton", "image": image, "state": state}]},
+    }
+
+
+def test_pod_problem_names_the_pod_and_the_image() -> None:
+    from fulcrum.reconcile.pods import pod_problem
+
+    assert pod_problem([]) is None
+    assert pod_problem([_pod("a", None), _pod("b", {"reason": "ContainerCreating"})]) is None
+    problem = pod_problem(
+        [_pod("b", {"reason": "ImagePullBackOff", "message": 'Back-off pulling image "localhost:5000/nope:1"'})]
+    )
+    assert problem is not None and problem.reason == "ImagePullBackOff"
+    assert "pod b" in problem.message and "localhost:5000/nope:1" in problem.message
+    deleting = _pod("c", {"reason": "ErrImagePull"})
+    deleting["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    assert pod_problem([deleting]) is None
+
+
+def test_a_serving_image_that_cannot_be_pulled_shows_in_available_and_ready() -> None:
+    from fulcrum.reconcile.pods import PodProblem
+
+    ok = BuildResult(
+        "Succeeded",
+        manifest=_manifest_model("cpu", {"fp32": "Ready", "fp16": "Ready", "int8": "Ready"}),
+        repository="/m",
+    )
+    problem = PodProblem("ImagePullBackOff", "pod x: image localhost:5000/nope:1 cannot be pulled (ImagePullBackOff)")
+    p = _run(
+        results={"cpu": ok, "l4": ok}, servers=[LiveServer("ctr-ranker-fp32-cpu", "fp32", "cpu", 1, 0, problem=problem)]
+    )
+    for kind in ("Available", "Ready"):
+        condition = p.status.condition(kind)
+        assert condition is not None
+        assert (condition.status, condition.reason) == ("False", "ImagePullBackOff")
+        assert "localhost:5000/nope:1" in condition.message
+    # once a replica serves, a failing one is not what the object is about
+    p = _run(
+        results={"cpu": ok, "l4": ok}, servers=[LiveServer("ctr-ranker-fp32-cpu", "fp32", "cpu", 1, 1, problem=problem)]
+    )
+    assert _cond(p, "Ready") == ("True", "Serving")

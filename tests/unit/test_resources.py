@@ -208,18 +208,30 @@ def test_a_repository_is_removed_by_a_job_mounting_its_storage_but_never_for_obj
     assert repository_cleanup_job(key, s3) is None
 
 
-def test_local_build_job_is_one_container_with_the_bundled_tritonserver() -> None:
-    _body, md = _md()
-    pool = md.spec.node_pool("cpu")
+def test_local_build_job_measures_through_the_cpu_tritonserver_under_the_replicas_limits() -> None:
+    """The dev cluster's real node runs the same three containers as a real pool: the sidecar is the CPU
+    tritonserver image with a serving replica's resources; the measure container has no limit (its load must
+    not eat the server's CPU)."""
+    limits = {"limits": {"cpu": "1", "memory": "2Gi"}}
+    _body, md = _md(serving={"resources": limits})
+    cpu = md.spec.node_pool("cpu")
     local = OperatorSettings(build_target="local", storage=SETTINGS.storage)
-    job = build_job(_key(md, pool="cpu", target="local"), pool, local, serving_image=IMAGE)
+    key = _key(md, pool="cpu", target="local")
+    job = build_job(key, cpu, local, serving_image=IMAGE, serving_resources=md.spec.serving.resources.to_wire())
     pod = job["spec"]["template"]["spec"]
-    assert "initContainers" not in pod
-    (container,) = pod["containers"]
-    assert "--triton-url" not in container["args"] and "--no-profile" not in container["args"]
-    assert container["args"][container["args"].index("--target") + 1] == "local"
-    assert container["name"] == "builder"  # the pod failure policy names it
-    assert job["spec"]["podFailurePolicy"]["rules"][0]["onExitCodes"]["containerName"] == "builder"
+    build, sidecar = pod["initContainers"]
+    (measure,) = pod["containers"]
+    assert build["args"][build["args"].index("--target") + 1] == "local"
+    assert sidecar["image"] == IMAGE and sidecar["resources"] == {"limits": {"cpu": "1", "memory": "2Gi"}}
+    assert "resources" not in measure and "resources" not in build
+    # another CPU limit, another profile: another build; memory alone changes nothing
+    _body, faster = _md(serving={"resources": {"limits": {"cpu": "2", "memory": "2Gi"}}})
+    assert _key(faster, pool="cpu", target="local") != key
+    _body, bigger = _md(serving={"resources": {"limits": {"cpu": "1", "memory": "4Gi"}}})
+    assert _key(bigger, pool="cpu", target="local") == key
+    _body, none = _md()
+    assert job["spec"]["podFailurePolicy"]["rules"][0]["onExitCodes"]["containerName"] == "build"
+    assert "cpu" not in build_inputs(none.spec, cpu, "local", "x", serving_image=IMAGE)
 
 
 def test_a_tensorrt_tier_serves_with_its_builds_image_on_its_builds_gpu() -> None:

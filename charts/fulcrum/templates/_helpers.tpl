@@ -89,8 +89,9 @@ The operator lists and watches the kinds of fulcrum.handlers.WATCHES; the reconc
 Deployments, Services, PodDisruptionBudgets and each ModelDeployment's routing ConfigMap (PATCH, plus create when
 the apply creates the object), deletes Deployments of tiers or pools it left, merge-patches status and posts
 Events. The control loop scrapes the ready Triton pods it finds in the EndpointSlices of Fulcrum's Services
-(watched, never read directly); routing lists the pods of the Deployment that serves, to point each one's served
-model name at the routed tier (Triton's model-control API, on the pod). */}}
+(watched, never read directly). Its pods are watched for what only the kubelet reports (an image that cannot be
+pulled), for build Jobs' results and by routing, which points each serving pod's served model name at the routed
+tier (Triton's model-control API, on the pod). */}}
 {{- define "fulcrum.rules.models" -}}
 - apiGroups: [fulcrum.dev]
   resources: [modeldeployments]
@@ -112,6 +113,9 @@ model name at the routed tier (Triton's model-control API, on the pod). */}}
 - apiGroups: [discovery.k8s.io]
   resources: [endpointslices]
   verbs: [list, watch]
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [list, watch]
 - apiGroups: [policy]
   resources: [poddisruptionbudgets]
   verbs: [list, watch, create, patch]
@@ -119,16 +123,13 @@ model name at the routed tier (Triton's model-control API, on the pod). */}}
   resources: [configmaps]
   verbs: [list, watch, create, patch]
 - apiGroups: [""]
-  resources: [pods]
-  verbs: [list]
-- apiGroups: [""]
   resources: [events]
   verbs: [create]
 {{- end }}
 
 {{/* "fulcrum.rules.build": the build namespace only, where build Jobs and records are listed and watched.
-Build spec ConfigMaps and Jobs are created; a finished build's pods are listed for its termination message; the
-record ConfigMap is created, the Job marked harvested (patch) and the spec deleted; a Job is deleted to build
+Build spec ConfigMaps and Jobs are created; build pods are watched (what the kubelet reports) and a finished one's
+termination message read; the record ConfigMap is created, the Job marked harvested (patch) and the spec deleted; a Job is deleted to build
 again (a retry, or its record deleted); records unused for the retention period are deleted (their repository
 removed by a Job). */}}
 {{- define "fulcrum.rules.build" -}}
@@ -140,7 +141,7 @@ removed by a Job). */}}
   verbs: [list, watch, create, delete]
 - apiGroups: [""]
   resources: [pods]
-  verbs: [list]
+  verbs: [list, watch]
 {{- end }}
 
 {{/* "fulcrum.rules.leader": the release namespace only. The leader election Lease: created once (create cannot

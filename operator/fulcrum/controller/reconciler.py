@@ -55,6 +55,7 @@ from fulcrum.reconcile.plan import (
     servable,
     serving_tiers_of,
 )
+from fulcrum.reconcile.pods import pod_problem
 from fulcrum.reconcile.routing import fold_report, hot_switch_message
 from fulcrum.resources import labels
 from fulcrum.resources.build import (
@@ -481,6 +482,11 @@ class Reconciler:
                 continue
             loaded = (dep["metadata"].get("annotations") or {}).get(labels.LOADED_TIERS, "")
             selector = (dep.get("spec", {}).get("selector") or {}).get("matchLabels") or {}
+            pods = [
+                p
+                for p in self.cache.owned_by("Pod", namespace, name)
+                if selector and selector.items() <= p["metadata"].get("labels", {}).items()
+            ]
             servers.append(
                 LiveServer(
                     name=dep["metadata"]["name"],
@@ -490,6 +496,7 @@ class Reconciler:
                     ready_replicas=int(dep.get("status", {}).get("readyReplicas", 0) or 0),
                     loaded=tuple(t for t in loaded.split(",") if t),
                     hot=selector.get(labels.ROUTING) == labels.ROUTING_HOT,
+                    problem=pod_problem(pods),
                 )
             )
         return sorted(servers, key=lambda s: s.name)
@@ -500,9 +507,11 @@ class Reconciler:
         name = body["metadata"]["name"]
         for build in result.start_builds:
             await self.kube.create(build_spec_configmap(name, spec, build.key, build.pool, self.settings))
-            created = await self.kube.create(
-                build_job(build.key, build.pool, self.settings, serving_image=build.serving_image)
+            resources = spec.serving.resources.to_wire() if spec.serving.resources else None
+            job = build_job(
+                build.key, build.pool, self.settings, serving_image=build.serving_image, serving_resources=resources
             )
+            created = await self.kube.create(job)
             if created is not None:
                 self.cache.record("Job", created)
         changed = []

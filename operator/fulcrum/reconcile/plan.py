@@ -16,6 +16,7 @@ from fulcrum.policy.rollout import old_replicas_to_keep
 from fulcrum.reconcile.builds import BuildPhase, BuildResult, MergedTier, merge_tiers
 from fulcrum.reconcile.conditions import ordered, set_condition
 from fulcrum.reconcile.layout import placement, routes
+from fulcrum.reconcile.pods import CONFIG_REASONS, IMAGE_REASONS, PodProblem
 from fulcrum.reconcile.routing import RoutingIntent, serving_status
 from fulcrum.resources import labels
 from fulcrum.resources.build_key import build_key
@@ -50,6 +51,7 @@ class LiveServer:
     ready_replicas: int
     loaded: tuple[str, ...] = ()  # the tiers each replica loads (empty: only ``tier``)
     hot: bool = False  # a pool's hot Deployment: ``tier`` is where its served name routes now
+    problem: PodProblem | None = None  # why its pods do not start, when the kubelet says it is the user's to fix
 
 
 @dataclass(frozen=True)
@@ -428,6 +430,8 @@ def conditions_of(
         if old_serving:
             message += f"; {old_serving} of the placement being left still serve"
         available = (True, "ReplicasReady", message)
+    elif fleet.target is not None and fleet.target.problem is not None:
+        available = (False, fleet.target.problem.reason, fleet.target.problem.message)
     else:
         available = (False, "ReplicasNotReady", f"waiting for replicas of {choice.tier} on {choice.pool}")
     cond("Available", *available)
@@ -444,6 +448,8 @@ def conditions_of(
         cond("Ready", False, stalled_reason, stalled_message)
     elif available[0]:
         cond("Ready", True, "Serving", available[2])
+    elif available[1] in IMAGE_REASONS + CONFIG_REASONS:
+        cond("Ready", False, available[1], available[2])  # e.g. ImagePullBackOff, naming the pod and the image
     else:
         cond("Ready", False, "Reconciling", next(c.message for c in conditions if c.type == "Reconciling"))
     return conditions

@@ -7,17 +7,16 @@ rejected (a bad spec or model: ``fulcrum build`` exits 2) is final until its inp
 record; a build the infrastructure interrupted is retried with backoff (``fulcrum.reconcile.builds``): no retry
 storm either way.
 
-Every tier is gated, searched and profiled through the Triton it will serve with, on the pool's device:
-
-- ``triton`` target (real pools): the pod runs three containers in turn. The init container ``build`` (the
-  builder image, holding the pool's GPUs) exports, converts and builds the TensorRT engines (``--no-profile``);
-  then ``triton``, a native sidecar (an init container with ``restartPolicy: Always``) of the pool's *serving
-  image*, holds the same GPUs (the kubelet hands the finished init container's devices on) and serves an
-  emptyDir in explicit model-control mode; the main container ``measure`` (the builder image, no GPU) reuses
-  the build and gates, searches and profiles each tier through the sidecar over loopback, and writes the
-  result. The Job completes when ``measure`` exits (the kubelet then stops the sidecar).
-- ``local`` target (the dev cluster's CPU node): one container; the builder starts the bundled tritonserver,
-  the same binary the local pool serves with.
+Every tier is gated, searched and profiled through the Triton it will serve with, on the pool's device and
+under each replica's resources: the pod runs three containers in turn. The init container ``build`` (the
+builder image, holding the pool's GPUs) exports, converts and builds the TensorRT engines (``--no-profile``);
+then ``triton``, a native sidecar (an init container with ``restartPolicy: Always``) of the pool's *serving
+image* with ``spec.serving.resources`` (a replica's CPU and memory limits), holds the same GPUs (the kubelet
+hands the finished init container's devices on) and serves an emptyDir in explicit model-control mode; the main
+container ``measure`` (the builder image, no GPU, no limit: the load it sends does not eat the server's CPU)
+reuses the build and gates, searches and profiles each tier through the sidecar over loopback, and writes the
+result. The Job completes when ``measure`` exits (the kubelet then stops the sidecar). The ``local`` target (the
+dev cluster) works the same way, its serving image the CPU tritonserver of images/tritonserver-cpu.
 """
 
 from __future__ import annotations
@@ -120,8 +119,9 @@ def _builder_container(name: str, key: str, pool: NodePool, settings: OperatorSe
     return container
 
 
-def triton_sidecar(pool: NodePool, serving_image: str) -> Manifest:
-    """The pool's own Triton, serving the measure container's copies of the tiers (explicit model control)."""
+def triton_sidecar(pool: NodePool, serving_image: str, serving_resources: Manifest | None = None) -> Manifest:
+    """The pool's own Triton, serving the measure container's copies of the tiers (explicit model control), with
+    a serving replica's resources (``spec.serving.resources``)."""
     container: Manifest = {
         "name": "triton",
         "image": serving_image,
@@ -145,13 +145,20 @@ def triton_sidecar(pool: NodePool, serving_image: str) -> Manifest:
         ],
         "securityContext": container_security_context(),
     }
-    resources = gpu_resources(pool)
+    resources = gpu_resources(pool, serving_resources)
     if resources:
         container["resources"] = resources
     return container
 
 
-def build_job(key: str, pool: NodePool, settings: OperatorSettings, *, serving_image: str) -> Manifest:
+def build_job(
+    key: str,
+    pool: NodePool,
+    settings: OperatorSettings,
+    *,
+    serving_image: str,
+    serving_resources: Manifest | None = None,
+) -> Manifest:
     """The Job that builds one key on one pool (TensorRT engines must be built on the GPU they serve on)."""
     volumes = [
         *storage_volume(settings.storage, read_only=False)[0],
@@ -159,36 +166,27 @@ def build_job(key: str, pool: NodePool, settings: OperatorSettings, *, serving_i
         {"name": "tmp", "emptyDir": {}},
     ]
     resources = gpu_resources(pool)
-    pod: Manifest
-    if settings.build_target == "local":
-        # the bundled tritonserver the local pool serves with runs inside the builder container
-        container = _builder_container("builder", key, pool, settings, [])
-        if resources:
-            container["resources"] = resources
-        pod = {"containers": [container], "volumes": volumes}
-        builders = ["builder"]
-    else:
-        build = _builder_container("build", key, pool, settings, ["--no-profile"])
-        if resources:
-            build["resources"] = resources
-        measure = _builder_container(
-            "measure",
-            key,
-            pool,
-            settings,
-            ["--triton-url", f"127.0.0.1:{TRITON_HTTP_PORT}", "--triton-repository", TRITON_MODELS],
-        )
-        measure["volumeMounts"].append({"name": "triton-models", "mountPath": TRITON_MODELS})
-        pod = {
-            "initContainers": [build, triton_sidecar(pool, serving_image)],
-            "containers": [measure],
-            "volumes": [
-                *volumes,
-                {"name": "triton-models", "emptyDir": {}},
-                {"name": "triton-tmp", "emptyDir": {}},
-            ],
-        }
-        builders = ["build", "measure"]  # not the Triton sidecar: only `fulcrum build` exits 2 for a bad model
+    build = _builder_container("build", key, pool, settings, ["--no-profile"])
+    if resources:
+        build["resources"] = resources
+    measure = _builder_container(
+        "measure",
+        key,
+        pool,
+        settings,
+        ["--triton-url", f"127.0.0.1:{TRITON_HTTP_PORT}", "--triton-repository", TRITON_MODELS],
+    )
+    measure["volumeMounts"].append({"name": "triton-models", "mountPath": TRITON_MODELS})
+    pod: Manifest = {
+        "initContainers": [build, triton_sidecar(pool, serving_image, serving_resources)],
+        "containers": [measure],
+        "volumes": [
+            *volumes,
+            {"name": "triton-models", "emptyDir": {}},
+            {"name": "triton-tmp", "emptyDir": {}},
+        ],
+    }
+    builders = ["build", "measure"]  # not the Triton sidecar: only `fulcrum build` exits 2 for a bad model
     pod_labels = _build_labels(key, pool)
     return {
         "apiVersion": "batch/v1",

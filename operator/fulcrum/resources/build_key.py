@@ -13,7 +13,9 @@ Named inputs (kept apart so each reads on its own):
   (the label GPU feature discovery sets; absent: unknown, the pool's other selectors stand for it). A plan
   only runs on the GPU model it was built on;
 - ``search``: with ``serving.configSearch.enabled`` the SLO is a build input too (the config each tier serves
-  with is the one with the most capacity within it), so an SLO change rebuilds; with the search off it does not.
+  with is the one with the most capacity within it), so an SLO change rebuilds; with the search off it does not;
+- ``cpu``: the CPU request and limit of ``serving.resources``, when set: the build's Triton sidecar profiles under
+  them (absent otherwise, so a key without them stays what it was).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ def build_inputs(
     """The canonical document a build key hashes (``storage``: where the repository is written)."""
     wire = spec.to_wire()
     search = spec.serving.config_search
-    return {
+    inputs: dict[str, Any] = {
         "version": KEY_VERSION,
         "target": target,
         "storage": storage,
@@ -52,6 +54,10 @@ def build_inputs(
         "gpuProduct": gpu_product(pool),
         "search": {"configSearch": search.to_wire(), "slo": wire["slo"]} if search.enabled else None,
     }
+    cpu = {kind: v["cpu"] for kind, v in (wire["serving"].get("resources") or {}).items() if v and "cpu" in v}
+    if cpu:
+        inputs["cpu"] = cpu
+    return inputs
 
 
 def build_key(spec: ModelDeploymentSpec, pool: NodePool, target: str, storage: str, *, serving_image: str) -> str:
