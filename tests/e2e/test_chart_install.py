@@ -14,8 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kubernetes import client
 
+from fulcrum.api import parse_model_deployment
 from fulcrum.resources import labels
+from fulcrum.resources.build import RECORD_KEY, build_record
+from fulcrum.resources.build_key import build_key
+from fulcrum.resources.labels import build_record_name
+from fulcrum.resources.serving import triton_image
+from fulcrum.resources.settings import OperatorSettings, RepositoryStorage
 from tests.support.kube import Kube, debug, example_manifest, wait_ready
 from tests.support.polling import wait_for
 from tests.support.release import Release, dev_values
@@ -83,9 +90,12 @@ def test_a_pod_gets_an_answer_from_triton_through_the_service(cluster: Any, serv
     # the build ran in the builder image, under the replicas' CPU limit
     job_pods = pods(cluster, BUILD_NAMESPACE, f"{labels.BUILD_KEY}={status['build']['key']}")
     if job_pods:  # absent when an earlier session's record was reused
-        builder = job_pods[0]["spec"]["containers"][0]
-        assert builder["image"] == cluster.images["fulcrum-builder"].ref
-        assert builder["resources"]["limits"]["cpu"] == "1"
+        build, sidecar = job_pods[0]["spec"]["initContainers"]
+        (measure,) = job_pods[0]["spec"]["containers"]
+        assert build["image"] == measure["image"] == cluster.images["fulcrum-builder"].ref
+        # the tiers were profiled through the serving image, under a replica's CPU limit
+        assert sidecar["image"] == cluster.images["tritonserver-cpu"].ref
+        assert sidecar["resources"]["limits"]["cpu"] == "1"
     servers = pods(cluster, watched, f"{labels.MODEL_DEPLOYMENT}=ctr-ranker")
     assert servers and all(
         p["spec"]["containers"][0]["image"] == cluster.images["tritonserver-cpu"].ref for p in servers
@@ -154,11 +164,36 @@ def test_kubectl_logs_works_for_every_pod(cluster: Any, release: Release, served
     assert "fulcrum" in operator_log.lower() or operator_log.strip(), operator_log
 
 
+def seed_record(kube: Kube, release: Release, served: Obj, manifest: Obj) -> None:
+    """ctr-ranker's build record, under the key the operator computes for ``manifest``."""
+    settings = OperatorSettings(
+        build_namespace=release.build_namespace,
+        storage=RepositoryStorage("hostPath", str(release.repository)),
+        build_target="local",
+        triton_image=release.triton_image,
+    )
+    real = kube.core.read_namespaced_config_map(build_record_name(served["status"]["build"]["key"]), BUILD_NAMESPACE)
+    spec = parse_model_deployment(manifest).spec
+    pool = spec.node_pool("local")
+    key = build_key(spec, pool, "local", settings.storage.identity, serving_image=triton_image(spec, settings))
+    record = build_record(key, pool, json.loads(real.data[RECORD_KEY]), settings)
+    try:
+        kube.core.create_namespaced_config_map(BUILD_NAMESPACE, record)
+    except client.ApiException as exc:
+        if exc.status != 409:
+            raise
+
+
 def test_a_serving_image_that_does_not_exist_is_reported_and_nothing_else_is_affected(
     kube: Kube, release: Release, served: Obj, watched: str
 ) -> None:
     missing = "localhost:5000/no-such-tritonserver:1"
-    kube.create(watched, example_manifest("bad-image", serving={**served["spec"]["serving"], "image": missing}))
+    manifest = example_manifest("bad-image", serving={**served["spec"]["serving"], "image": missing})
+    # The serving image is a build input (the build profiles through it): the real build of that key would wait on
+    # the same pull in its Triton sidecar (tests/unit/test_reconcile_plan.py holds that path). Here the record of
+    # ctr-ranker's build stands for it, so the Deployment's pods are what fails, in seconds.
+    seed_record(kube, release, served, manifest)
+    kube.create(watched, manifest)
 
     def reported() -> Obj | None:
         condition = kube.condition(watched, "bad-image", "Ready")

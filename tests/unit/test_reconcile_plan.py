@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from typing import Any
 
 from fulcrum.api import ModelDeploymentStatus, parse_model_deployment
@@ -409,3 +410,27 @@ def test_a_serving_image_that_cannot_be_pulled_shows_in_available_and_ready() ->
         results={"cpu": ok, "l4": ok}, servers=[LiveServer("ctr-ranker-fp32-cpu", "fp32", "cpu", 1, 1, problem=problem)]
     )
     assert _cond(p, "Ready") == ("True", "Serving")
+
+
+def test_a_build_whose_pod_cannot_pull_its_images_names_them_in_the_conditions() -> None:
+    """A build Job's pod waits on an image that cannot be pulled (here the serving image its Triton sidecar runs):
+    RepositoryReady, Available and Ready say so with the kubelet's reason instead of an endless "Building"."""
+    from fulcrum.reconcile.pods import PodProblem
+
+    body = _body()
+    md = parse_model_deployment(body)
+    problem = PodProblem("ImagePullBackOff", "pod b-x: image localhost:5000/nope:1 cannot be pulled (ImagePullBackOff)")
+    builds = [
+        dataclasses.replace(b, job_phase="Running", problem=problem if b.pool.name == "cpu" else None)
+        for b in pool_builds(md.spec, SETTINGS, {}, {})
+    ]
+    p = plan(
+        md=body, spec=md.spec, status=ModelDeploymentStatus(), settings=SETTINGS, builds=builds, servers=[], now=NOW
+    )
+    for kind in ("RepositoryReady", "Available", "Ready"):
+        condition = p.status.condition(kind)
+        assert condition is not None and condition.status == "False", kind
+        assert condition.reason == "ImagePullBackOff" and "localhost:5000/nope:1" in condition.message, kind
+    repository = p.status.condition("RepositoryReady")
+    assert repository is not None and "pool cpu" in repository.message
+    assert _cond(p, "Stalled") == ("False", "Progressing")  # the kubelet keeps trying: fixable, not stalled

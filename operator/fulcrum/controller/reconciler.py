@@ -208,6 +208,7 @@ class Reconciler:
             return await self._write_invalid(body, format_validation_error(exc))
         status = ModelDeploymentStatus.model_validate(body.get("status") or {})
         builds, retry_in = await self._build_states(md.spec, key)
+        builds = [self._with_pod_problem(b) for b in builds]
         servers = self._servers(namespace, name)
         previous_build = self._previous_build(md.spec, status, builds)
         serving_tiers = serving_tiers_of(md.spec, builds, previous_build)  # what serves now, rebuilds included
@@ -403,6 +404,19 @@ class Reconciler:
                 retry_in = due if retry_in is None else min(retry_in, due)
             # else: due and the Job is gone: no phase, so the planner starts the next attempt
         return pool_builds(spec, self.settings, results, phases, details), retry_in
+
+    def _with_pod_problem(self, build: PoolBuild) -> PoolBuild:
+        """A running build whose pod the kubelet cannot start (its images) says so, instead of a silent wait."""
+        if build.result is not None or build.job_phase != "Running":
+            return build
+        pods = [
+            p
+            for p in self.cache.all("Pod")
+            if p["metadata"].get("namespace") == self.settings.build_namespace
+            and p["metadata"].get("labels", {}).get(labels.BUILD_KEY) == build.key
+        ]
+        problem = pod_problem(pods)
+        return replace(build, problem=problem) if problem is not None else build
 
     async def _harvest(
         self, job: Body, key: str, pool: NodePool, succeeded: bool, stored: Body | None

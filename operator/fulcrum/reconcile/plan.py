@@ -38,6 +38,9 @@ class PoolBuild:
     """The Triton image this build measures its tiers with (the pool serves with it)."""
     detail: str = ""
     """Why a build without a result waits (a transient failure and when it is retried)."""
+    problem: PodProblem | None = None
+    """Why its running Job's pod does not start, when the kubelet says it is the user's to fix (e.g. the serving
+    image, which the build's Triton sidecar runs, cannot be pulled)."""
 
 
 @dataclass(frozen=True)
@@ -407,6 +410,10 @@ def conditions_of(
         cond("RepositoryReady", False, _failure_reason(builds, tiers), _failure_message(tiers, builds))
     elif retrying:
         cond("RepositoryReady", False, "BuildRetrying", "; ".join(f"pool {b.pool.name}: {b.detail}" for b in retrying))
+    elif stuck := next((b for b in builds if b.result is None and b.problem is not None), None):
+        assert stuck.problem is not None
+        text = f"the build on pool {stuck.pool.name} cannot start: {stuck.problem.message}"
+        cond("RepositoryReady", False, stuck.problem.reason, text)
     else:
         cond("RepositoryReady", False, "Building", f"building on pool(s) {', '.join(pending) or '-'}")
 
@@ -423,7 +430,10 @@ def conditions_of(
 
     ready_replicas = fleet.target_ready
     old_serving = sum(min(s.ready_replicas, fleet.kept.get(s.name, 0)) for s in servers if s.name in fleet.kept)
-    if choice is None:
+    repository = conditions[0]
+    if choice is None and repository.reason in IMAGE_REASONS + CONFIG_REASONS:
+        available = (False, repository.reason, repository.message)  # a build that cannot start, named
+    elif choice is None:
         available = (False, "NoServingTier", "nothing to serve yet")
     elif ready_replicas > 0 or old_serving > 0:
         message = f"{ready_replicas}/{choice.replicas} replicas of {choice.tier} on {choice.pool} ready"
