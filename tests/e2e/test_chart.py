@@ -202,6 +202,8 @@ def _install(cluster: Cluster, namespace: str, helm: str, workdir: Path, mode: s
         "watchNamespaces": [namespace] if mode == "namespaced" else [],
         "crds": {"install": crds_by_chart},
         "build": {"image": cluster.images["fulcrum-builder"].ref, "target": "local"},
+        # the local pool's build measures through this image (its Triton sidecar); it is a build input too
+        "triton": {"image": cluster.images["tritonserver-cpu"].ref},
         "repository": {"kind": "uri", "uri": REPOSITORY},
         "operator": {"tickSeconds": 5, "workers": 2},
         # the in-cluster copy stays Pending: this test runs the same command line as a local process instead
@@ -217,6 +219,7 @@ def _install(cluster: Cluster, namespace: str, helm: str, workdir: Path, mode: s
         build_namespace=namespace,
         storage=RepositoryStorage.parse(REPOSITORY),
         builder_image=cluster.images["fulcrum-builder"].ref,
+        triton_image=cluster.images["tritonserver-cpu"].ref,
         build_target="local",
     )
     return stack
