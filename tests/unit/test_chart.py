@@ -58,7 +58,6 @@ MODELS = {
     ("", "configmaps", "watch"),
     ("", "configmaps", "create"),
     ("", "configmaps", "patch"),
-    ("", "pods", "list"),
     ("", "events", "create"),
 }
 BUILD = {
@@ -71,6 +70,8 @@ BUILD = {
     ("", "configmaps", "watch"),
     ("", "configmaps", "create"),
     ("", "configmaps", "delete"),
+    ("", "pods", "list"),
+    ("", "pods", "watch"),
 }
 LEADER = {
     ("coordination.k8s.io", "leases", "create"),
@@ -265,9 +266,10 @@ def test_liveness_probe_hits_the_operators_liveness_endpoint(rendered: dict[str,
     (liveness,) = flag_values(operator_args(objects), "--liveness")
     assert liveness == "http://0.0.0.0:8080/healthz"
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    for kind in ("livenessProbe", "readinessProbe"):  # Ready once Kopf runs, restarted when it stops answering
+    # restarted when it stops answering; Ready once every watch has listed (a leader or a warm standby)
+    for kind, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
         probe = container[kind]["httpGet"]
-        assert probe["path"] == "/healthz"
+        assert probe["path"] == path
         assert ports[probe["port"]] == 8080
 
     moved = render({"operator": {"livenessPort": 8181}})
