@@ -28,8 +28,9 @@ def api(cluster: Any, path: str, **params: str) -> dict[str, Any]:
         return dict(json.loads(exc.read()))
 
 
-def query(cluster: Any, promql: str) -> list[dict[str, Any]]:
-    answer = api(cluster, "query", query=promql)
+def query(cluster: Any, promql: str, at: float | None = None) -> list[dict[str, Any]]:
+    """An instant query, now or at the Unix time ``at``."""
+    answer = api(cluster, "query", query=promql, **({"time": f"{at:.3f}"} if at is not None else {}))
     assert answer["status"] == "success", (promql, answer)
     return list(answer["data"]["result"])
 
@@ -63,7 +64,9 @@ def prometheus_operator(cluster: Any, build_namespace: str, repository: Path) ->
     return release
 
 
-def dashboard_results(cluster: Any, namespace: str, name: str, range_: str = "10m") -> dict[str, list[list[Any]]]:
+def dashboard_results(
+    cluster: Any, namespace: str, name: str, range_: str = "10m", at: float | None = None
+) -> dict[str, list[list[Any]]]:
     """Every query of the chart's dashboard, for one ModelDeployment, against the dev Prometheus: panel title ->
     the results of its queries (each query must be valid PromQL)."""
     from fulcrum.monitoring import dashboard
@@ -78,5 +81,5 @@ def dashboard_results(cluster: Any, namespace: str, name: str, range_: str = "10
                 .replace("$namespace", namespace)
                 .replace("$model_deployment", name)
             )
-            out.setdefault(panel["title"], []).append(query(cluster, promql))
+            out.setdefault(panel["title"], []).append(query(cluster, promql, at))
     return out
