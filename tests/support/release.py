@@ -33,7 +33,9 @@ def dev_values(
         image_values(images),
         hostpath_values(repository),
         node_values(),
-        {"watchNamespaces": watch or [], "crds": {"install": crds}, "operator": {"tickSeconds": 5}},
+        # one operator pod (it still elects itself leader): the dev node has two cores, and the chart's second
+        # replica only waits; tests/e2e/test_chart.py and the control tests cover the chart's default
+        {"watchNamespaces": watch or [], "crds": {"install": crds}, "operator": {"tickSeconds": 5, "replicas": 1}},
     )
 
 
