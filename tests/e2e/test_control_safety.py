@@ -109,12 +109,15 @@ def condition(kube: Kube, namespace: str, name: str, type_: str) -> tuple[str, s
 
 
 def settled(kube: Kube, namespace: str, name: str) -> bool:
-    """At least two replicas serve from one placement, all ready, measured, and no decision for a few ticks."""
+    """At least two replicas serve fp32 (the most accurate tier: where a plan that starts on a faster tier, such
+    as "prepare, then switch back hot", ends) from one placement, all ready, measured, and no decision for a few
+    ticks."""
     status = kube.get(namespace, name).get("status") or {}
     decided = (status.get("lastDecision") or {}).get("time")
     quiet = decided is not None and time.time() - parse_time(decided) >= QUIET_TICKS * TICK_SECONDS  # type: ignore[operator]
     return (
         (status.get("replicas") or 0) >= 2
+        and status.get("activeTier") == "fp32"
         and status.get("readyReplicas") == status.get("replicas")
         and len(fleet(kube, namespace, name)) == 1
         and condition(kube, namespace, name, "MetricsAvailable")[0] == "True"
@@ -147,6 +150,7 @@ def two_operators(cluster: Any, crd_installed: None, namespace: str, model_stora
             BUILD_NAMESPACE,
             model_storage,
             tmp_path / f"operator-{tag}.log",
+            cluster.images,
             tick_seconds=TICK_SECONDS,
             extra_args=args,
         ).start()
@@ -203,7 +207,12 @@ def test_a_killed_leader_and_lost_metrics_change_nothing_under_steady_load(
         standby = second if leader is first else first
 
         # the faults, at once
-        block = PortBlock(metrics_addresses(kube, namespace, "outage"), METRICS_PORT).__enter__()
+        addresses = wait_for(
+            "every outage pod in its EndpointSlice",
+            lambda: len(a := metrics_addresses(kube, namespace, "outage")) == sum(before["outage"].values()) and a,
+            timeout=60,
+        )
+        block = PortBlock(addresses, METRICS_PORT).__enter__()
         killed = time.monotonic()
         leader.kill()
         restarted = start("a-again")

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from kubernetes import client
 
@@ -19,9 +19,19 @@ from fulcrum.resources.labels import build_record_name
 from fulcrum.resources.serving import triton_image
 from fulcrum.resources.settings import OperatorSettings, RepositoryStorage
 from tests.support.kube import Kube
-from tests.support.operator_process import OperatorProcess
 
 DECISIONS = ("ScaleUp", "ScaleDown", "SwitchTier", "SwitchPool")
+
+
+class Operator(Protocol):
+    """What seeding needs of an operator: a chart release or a host process (tests.support.operator_process)."""
+
+    @property
+    def build_namespace(self) -> str: ...
+    @property
+    def repository(self) -> Path: ...
+    @property
+    def triton_image(self) -> str: ...
 
 
 def profile(pool: str, capacity: float) -> dict[str, Any]:
@@ -42,7 +52,7 @@ def profile(pool: str, capacity: float) -> dict[str, Any]:
 
 def seed_profiled_record(
     kube: Kube,
-    operator: OperatorProcess,
+    operator: Operator,
     base: dict[str, Any],
     manifest: dict[str, Any],
     capacities: Mapping[str, float],
@@ -55,6 +65,7 @@ def seed_profiled_record(
         build_namespace=operator.build_namespace,
         storage=RepositoryStorage("hostPath", str(operator.repository)),
         build_target="local",
+        triton_image=operator.triton_image,
     )
     real_key = base["status"]["build"]["key"]
     real = kube.core.read_namespaced_config_map(build_record_name(real_key), operator.build_namespace)

@@ -1,0 +1,94 @@
+"""Run the real operator (`fulcrum run`) as a host process against a dev cluster, with the admin kubeconfig.
+
+Most e2e tests run the operator as users do: the chart installed with the dev cluster's images
+(:mod:`tests.support.release`). Tests that must fault the operator's own network path from the host (blocking a
+Triton pod's metrics port with host iptables, which traffic from a pod on the node never crosses) or run several
+operator processes side by side with their own flags use this instead. Its builds and Triton pods still run the
+dev cluster's images on the real node: ``images`` gives the builder and Triton references the chart would.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fulcrum.dev.images import BuiltImage
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class OperatorProcess:
+    kubeconfig: Path
+    build_namespace: str
+    repository: Path
+    log_path: Path
+    images: dict[str, BuiltImage]
+    tick_seconds: float = 5.0
+    extra_args: list[str] = field(default_factory=list)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def triton_image(self) -> str:
+        """The serving image Triton pods (and build Jobs' sidecars) run: part of every build key."""
+        return self.images["tritonserver-cpu"].ref
+
+    def start(self) -> OperatorProcess:
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "PYTHONUNBUFFERED": "1"}
+        argv = [
+            sys.executable,
+            "-m",
+            "fulcrum",
+            "run",
+            "--build-namespace",
+            self.build_namespace,
+            "--repository",
+            f"hostpath://{self.repository}",
+            "--build-target",
+            "local",
+            "--builder-image",
+            self.images["fulcrum-builder"].ref,
+            "--triton-image",
+            self.triton_image,
+            "--tick-seconds",
+            str(self.tick_seconds),
+            "--metrics-port",
+            "0",
+            "--liveness",
+            f"http://127.0.0.1:{free_port()}/healthz",
+            *self.extra_args,
+        ]
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, sig)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+    def kill(self) -> None:
+        """SIGKILL: the operator dies mid-work, as in a node failure."""
+        self.stop(signal.SIGKILL)
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def log(self, lines: int = 60) -> str:
+        if not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
