@@ -1,10 +1,10 @@
 """One model name through every kind of switch, on a real control plane with real Triton pods under steady load.
 
-``fulcrum load`` knows only the Service and the served name (``ranker``) and sends 40 rps the whole time, while the
+``fulcrum load`` knows only the Service and the served name (``ranker``) and sends 60 rps the whole time, while the
 spec is edited so that the policy (the real one, in the operator) makes three switches in turn:
 
-1. **hot tier switch**: ``objective: Cost`` makes int8 x1 cheaper than fp32 x2 on pool ``east``, whose replicas load
-   every tier: the running Deployment is re-routed (model-control calls), no pod starts;
+1. **hot tier switch**: ``objective: Cost`` makes int8 x1 cheaper than fp32 x2 (or x3) on pool ``east``, whose
+   replicas load every tier: the running Deployment is re-routed (model-control calls), no pod starts;
 2. **pool switch**: adding pool ``west`` at half the price moves int8 there (new pods; the old ones drain);
 3. **cold tier switch**: ``objective: Quality`` brings fp32 back, on ``west``, where fp32 does not fit beside the
    other tiers (``memoryPerReplica``): it is reported in ``status.serving.coldTiers`` and served by its own pods.
@@ -43,7 +43,7 @@ pytestmark = pytest.mark.e2e
 
 NAME = "switch"
 SERVED = "ranker"
-RATE = 40.0
+RATE = 60.0  # fp32 needs 2+ replicas even at the largest speed correction the policy learns (1.5x)
 CAPACITY = {"fp32": 30.0, "fp16": 25.0, "int8": 150.0}  # rps per replica within the SLO, by tier (both pools)
 EAST = {  # not test_closed_loop's "edge": a pool's name is part of its build key, so these records are this test's
     "name": "east",
@@ -171,15 +171,15 @@ def pods(kube: Kube, namespace: str, deployment: str) -> set[str]:
     return {p.metadata.uid for p in kube.core.list_namespaced_pod(namespace, label_selector=selector).items}
 
 
-def settled(kube: Kube, namespace: str, deployment: str, tier: str, replicas: int | None = None) -> bool:
-    """Only ``deployment`` runs, all its replicas (``replicas`` if given) ready, every ready pod routed to ``tier``."""
+def settled(kube: Kube, namespace: str, deployment: str, tier: str, *, at_least: int = 1) -> bool:
+    """Only ``deployment`` runs, all its replicas (at least ``at_least``) ready, every ready pod routed to ``tier``."""
     s = serving(kube, namespace)
     running = fleet(kube, namespace)
     wanted, ready = running.get(deployment, (0, -1))
     return (
         set(running) == {deployment}
         and wanted == ready
-        and (replicas is None or wanted == replicas)
+        and wanted >= at_least
         and s.get("routedTier") == tier
         and s.get("pods") == ready
         and s.get("routedPods") == ready
@@ -217,12 +217,13 @@ def test_hot_pool_and_cold_switches_keep_the_served_name_without_a_failed_reques
     load = start_load(cluster, namespace, tmp_path)
     marks: dict[str, float] = {"load": time.monotonic()}
     try:
-        # 0. fp32 on east, scaled to 2 replicas for 40 rps; every tier loaded in each replica
-        wait("fp32 x2 on east, routed", lambda: settled(kube, namespace, "switch-east", "fp32", 2))
+        # 0. fp32 on east, scaled out for 60 rps; every tier loaded in each replica. (At 40 rps a quiet machine's
+        # real pods are 1.5x faster than the seeded profile, the policy learns it, and one fp32 replica serves.)
+        wait("fp32 x2+ on east, routed", lambda: settled(kube, namespace, "switch-east", "fp32", at_least=2))
         assert serving(kube, namespace)["hotTiers"] == ["fp32", "fp16", "int8"]
         before = pods(kube, namespace, "switch-east")
 
-        # 1. hot: int8 x1 is the cheapest way to serve 40 rps; the running pods are re-routed. (While fp32 scaled
+        # 1. hot: int8 x1 is the cheapest way to serve 60 rps; the running pods are re-routed. (While fp32 scaled
         # out in step 0, the policy may already have served the rising load on int8 for a while, hot: those
         # earlier events are not this step's.)
         marks["hot"] = time.monotonic()
@@ -244,7 +245,7 @@ def test_hot_pool_and_cold_switches_keep_the_served_name_without_a_failed_reques
         assert s["hotTiers"] == ["fp16", "int8"]
         assert [(c["name"], c["reason"]) for c in s["coldTiers"]] == [("fp32", "DoesNotFit")], s
 
-        # 3. cold tier: fp32 is the most accurate tier that serves 40 rps again; on west it runs in its own pods
+        # 3. cold tier: fp32 is the most accurate tier that serves 60 rps again; on west it runs in its own pods
         marks["cold"] = time.monotonic()
         kube.patch_spec(namespace, NAME, {"scaling": {"objective": "Quality"}})
         wait("fp32 on west, served cold", lambda: settled(kube, namespace, "switch-fp32-west", "fp32"))

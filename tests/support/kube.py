@@ -130,7 +130,10 @@ def example_manifest(name: str = "ctr-ranker", **spec_patch: Any) -> dict[str, A
 
 def debug(kube: Kube, operator: Release, namespace: str, name: str) -> str:
     try:
-        status = json.dumps(kube.get(namespace, name).get("status"), indent=1)[-3000:]
+        body = kube.get(namespace, name).get("status") or {}
+        # what explains a wait first (conditions, what was observed and decided); the tiers' details last, cut
+        head = {k: v for k, v in body.items() if k != "tiers"}
+        status = json.dumps(head, indent=1)[-6000:] + "\ntiers: " + json.dumps(body.get("tiers"))[:1500]
     except client.ApiException as exc:
         status = f"<{exc.status}>"
     return f"status: {status}\noperator log:\n{operator.log()}"

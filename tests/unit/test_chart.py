@@ -73,6 +73,13 @@ BUILD = {
     ("", "pods", "list"),
     ("", "pods", "watch"),
 }
+# cluster-wide, the ClusterRole's watches of every namespace see the build namespace's records and pods too
+BUILD_CLUSTER_WIDE = BUILD - {
+    ("", "configmaps", "list"),
+    ("", "configmaps", "watch"),
+    ("", "pods", "list"),
+    ("", "pods", "watch"),
+}
 LEADER = {
     ("coordination.k8s.io", "leases", "create"),
     ("coordination.k8s.io", "leases", "get"),
@@ -369,7 +376,7 @@ def test_cluster_wide_rbac_is_exactly_what_the_operator_uses(rendered: dict[str,
     build_role = one(objects, "Role", "fulcrum-build")
     assert build_role["metadata"]["namespace"] == "fulcrum-system"
     _no_wildcards(build_role["rules"])
-    assert rbac_permissions(build_role["rules"]) == BUILD
+    assert rbac_permissions(build_role["rules"]) == BUILD_CLUSTER_WIDE
     build_binding = one(objects, "RoleBinding", "fulcrum-build")
     assert build_binding["roleRef"]["name"] == build_role["metadata"]["name"]
     assert build_binding["metadata"]["namespace"] == "fulcrum-system"
@@ -421,8 +428,8 @@ def test_every_watched_kind_can_be_listed_and_watched(rendered: dict[str, list[d
         verbs = {(watch.group, watch.resource, "list"), (watch.group, watch.resource, "watch")}
         if watch.in_models:
             assert verbs <= everywhere, watch
-        if watch.in_builds:
-            assert verbs <= build, watch
+        if watch.in_builds:  # cluster-wide, the ClusterRole (bound everywhere) covers the build namespace too
+            assert verbs <= build | everywhere, watch
 
 
 def test_owner_reference_enforcement_adds_finalizers_update() -> None:

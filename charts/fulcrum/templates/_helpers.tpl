@@ -127,21 +127,26 @@ tier (Triton's model-control API, on the pod). */}}
   verbs: [create]
 {{- end }}
 
-{{/* "fulcrum.rules.build": the build namespace only, where build Jobs and records are listed and watched.
-Build spec ConfigMaps and Jobs are created; build pods are watched (what the kubelet reports) and a finished one's
-termination message read; the record ConfigMap is created, the Job marked harvested (patch) and the spec deleted; a Job is deleted to build
-again (a retry, or its record deleted); records unused for the retention period are deleted (their repository
-removed by a Job). */}}
+{{/* "fulcrum.rules.build": the build namespace only, where build Jobs are listed and watched, and so are
+records and build pods in namespaced mode (cluster-wide, the ClusterRole's watches of every namespace already
+see them, and an unused grant is refused by the e2e verb audit). Build spec ConfigMaps and Jobs are created;
+build pods are watched (what the kubelet reports) and a finished one's termination message read; the record
+ConfigMap is created, the Job marked harvested (patch) and the spec deleted; a Job is deleted to build again (a
+retry, or its record deleted); records unused for the retention period are deleted (their repository removed by
+a Job). */}}
 {{- define "fulcrum.rules.build" -}}
+{{- $namespaced := gt (len (include "fulcrum.watchNamespaces" . | fromJsonArray)) 0 }}
 - apiGroups: [batch]
   resources: [jobs]
   verbs: [list, watch, create, patch, delete]
 - apiGroups: [""]
   resources: [configmaps]
-  verbs: [list, watch, create, delete]
+  verbs: [{{ if $namespaced }}list, watch, {{ end }}create, delete]
+{{- if $namespaced }}
 - apiGroups: [""]
   resources: [pods]
   verbs: [list, watch]
+{{- end }}
 {{- end }}
 
 {{/* "fulcrum.rules.leader": the release namespace only. The leader election Lease: created once (create cannot
