@@ -45,6 +45,7 @@ from fulcrum.resources.labels import build_record_name
 from fulcrum.resources.serving import triton_image
 from fulcrum.resources.settings import OperatorSettings, RepositoryStorage
 from tests.support import prometheus as prom
+from tests.support.closed_loop import profile
 from tests.support.kube import Kube, debug, example_manifest, wait_ready
 from tests.support.polling import wait_for
 from tests.support.release import Release, dev_values
@@ -149,22 +150,6 @@ def agreement(
         "rate vs served (direct scrape)": figures(rate_errors["direct"]),
         "latency: prometheus vs direct scrape": figures(latencies),
     }
-
-
-def profile(pool: str, capacity: float) -> dict[str, Any]:
-    """A latency curve whose p99 crosses 22 ms (the SLO minus the policy's margin) at ``capacity``.
-
-    Its floor, about 10 ms, is what the real pods show: the example batches for up to 8 ms.
-    """
-    points = []
-    for share, p99 in ((0.25, 10.0), (0.6, 13.0), (1.0, 22.0), (1.3, 60.0)):
-        points.append(
-            {
-                "requestsPerSecond": capacity * share,
-                "latencyMs": {"p50": p99 * 0.8, "p90": p99 * 0.9, "p95": p99 * 0.95, "p99": p99},
-            }
-        )
-    return {"nodePool": pool, "points": points}
 
 
 def loop_manifest() -> dict[str, Any]:

@@ -35,6 +35,7 @@ from fulcrum.resources.build_key import build_key
 from fulcrum.resources.labels import build_record_name
 from fulcrum.resources.serving import triton_image
 from fulcrum.resources.settings import OperatorSettings, RepositoryStorage
+from tests.support.closed_loop import profile
 from tests.support.kube import Kube, debug, example_manifest, wait_ready
 from tests.support.polling import wait_for
 from tests.support.release import Release
@@ -52,15 +53,6 @@ EAST = {  # not test_closed_loop's "edge": a pool's name is part of its build ke
     "costPerHour": "1.00",
     "replicaStartupSeconds": 10,
 }
-
-
-def profile(pool: str, capacity: float) -> dict[str, Any]:
-    """A latency curve whose p99 crosses 22 ms (the 25 ms SLO minus the policy's margin) at ``capacity``."""
-    points = []
-    for share, p99 in ((0.25, 10.0), (0.6, 13.0), (1.0, 22.0), (1.3, 60.0)):
-        latency = {"p50": p99 * 0.8, "p90": p99 * 0.9, "p95": p99 * 0.95, "p99": p99}
-        points.append({"requestsPerSecond": capacity * share, "latencyMs": latency})
-    return {"nodePool": pool, "points": points}
 
 
 def manifest(pools: list[dict[str, Any]], objective: str) -> dict[str, Any]:
