@@ -26,6 +26,32 @@ _add_site_packages(os.environ.get("FULCRUM_SITE_PACKAGES", ""))
 import triton_python_backend_utils as pb_utils  # noqa: E402  (provided by the python backend stub)
 
 
+def _cpu_limit() -> int:
+    """The container's CPU limit rounded up (cgroup v2 cpu.max or v1 cfs quota), 0 when unlimited or unknown.
+
+    More threads than the CFS quota allows get the whole container throttled for the rest of each 100 ms period:
+    a 1-CPU replica with one thread per core of a 2-core node answered its p99 in ~75 ms instead of ~15 ms.
+    """
+    candidates = (
+        ("/sys/fs/cgroup/cpu.max", None),
+        ("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "/sys/fs/cgroup/cpu/cpu.cfs_period_us"),
+        ("/sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us", "/sys/fs/cgroup/cpu,cpuacct/cpu.cfs_period_us"),
+    )
+    for quota_file, period_file in candidates:
+        try:
+            with open(quota_file) as handle:
+                fields = handle.read().split()
+            if period_file is not None:
+                with open(period_file) as handle:
+                    fields.append(handle.read().strip())
+        except OSError:
+            continue
+        if len(fields) < 2 or fields[0] == "max" or int(fields[0]) <= 0:
+            return 0
+        return max(1, -(-int(fields[0]) // int(fields[1])))
+    return 0
+
+
 class TritonPythonModel:
     def initialize(self, args: dict[str, str]) -> None:
         config = json.loads(args["model_config"])
@@ -39,7 +65,8 @@ class TritonPythonModel:
         path = os.path.join(args["model_repository"], args["model_version"], name)
         threads = int(parameters.get("intra_op_threads", {}).get("string_value", "0") or 0)
         options = ort.SessionOptions()
-        if threads > 0:  # 0: onnxruntime's default (one thread per core)
+        threads = threads or _cpu_limit()  # 0: as many threads as the container may use (CPU limit, else cores)
+        if threads > 0:
             options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3

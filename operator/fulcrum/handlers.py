@@ -42,6 +42,8 @@ WATCHES = (
     Watch("Job", "batch", "jobs", MANAGED, in_builds=True),
     # build records in the build namespace; each ModelDeployment's routing ConfigMap beside it
     Watch("ConfigMap", "", "configmaps", MANAGED, in_builds=True),
+    # what only the kubelet reports (an image that cannot be pulled), on Triton pods and on build pods
+    Watch("Pod", "", "pods", MANAGED, in_builds=True),
 )
 
 
@@ -64,10 +66,10 @@ def keys_for(
         namespace = meta.get("namespace", "")
         if kind == "ModelDeployment":
             keys.add((namespace, meta["name"]))
-        elif kind in ("Job", "ConfigMap"):
+        elif kind in ("Job", "ConfigMap", "Pod"):
             build = (meta.get("labels") or {}).get(labels.BUILD_KEY)
             if build:
-                keys.update(builders(build))  # a build's Job or record
+                keys.update(builders(build))  # a build's Job, record or pod
             owner = owner_of(body)
             if owner:
                 keys.add((namespace, owner))  # a ModelDeployment's routing ConfigMap

@@ -6,8 +6,9 @@ interpreter's ``libpython`` on ``LD_LIBRARY_PATH``. This module assembles a back
 (cached under ``~/.cache/fulcrum/triton-backends/<version>/``), prepares the environment and runs
 the server.
 
-Contract for the local node agent: ``python -m fulcrum.local_triton <tritonserver args...>`` execs the
-real ``tritonserver`` with exactly those arguments plus ``--backend-directory`` (unless given).
+Contract (``fulcrum serve`` and the builder's bundled server; the ``tritonserver-cpu`` image does the same in a
+shell script): ``python -m fulcrum.local_triton <tritonserver args...>`` execs the real ``tritonserver`` with
+exactly those arguments plus ``--backend-directory`` (unless given).
 
 Generated ``model.py`` files find the venv's packages through :data:`SITE_PACKAGES_ENV`
 (``os.pathsep``-separated directories), because the stub ignores ``PYTHONPATH``.

@@ -1,8 +1,9 @@
-"""The e2e fixtures: one real local cluster per session (isolated home and ports), a namespace per test.
+"""The e2e fixtures: one real local cluster per session (isolated home, ports and node), a namespace per test.
 
-``cluster`` runs ``fulcrum dev up`` in-process on a private home directory and free loopback ports,
-so it never touches a developer's own ``fulcrum dev`` cluster, and ``fulcrum dev down`` at the end.
-The binaries come from ``fulcrum dev build`` (CI runs it first; here it builds them if missing).
+``cluster`` runs ``fulcrum dev up`` in-process on a private home directory, free loopback ports and a node
+(kubelet, containerd, kube-proxy) in network and mount namespaces of its own, so it never touches a developer's
+own ``fulcrum dev`` cluster or another session's, and ``fulcrum dev down`` at the end. The binaries and images
+come from ``fulcrum dev build`` (scripts/setup runs it; here it builds what is missing).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from kubernetes import client, config
 
 from fulcrum.dev import build as dev_build
 from fulcrum.dev import cluster as dev_cluster
-from fulcrum.dev import health, network
+from fulcrum.dev import health, images
 from fulcrum.dev.config import ClusterConfig, Pool, Ports
 from fulcrum.dev.paths import DevHome
 from fulcrum.dev.rest import Rest
@@ -47,7 +48,8 @@ class Cluster:
 
     ``kubeconfig``: admin kubeconfig path; ``api_client``: a ready ``kubernetes.client.ApiClient``;
     ``rest``: a dict-in/dict-out admin client (``rest.get("/api/v1/nodes")``); ``core``/``apps``/``batch``:
-    typed API objects; ``env``: os.environ with KUBECONFIG set; ``kubectl(*args)``; ``home``/``config``.
+    typed API objects; ``env``: os.environ with KUBECONFIG set; ``kubectl(*args)``; ``home``/``config``;
+    ``images``: Fulcrum's images as the node pulls them (``images["fulcrum"].ref``, ``.repository``, ``.tag``).
     """
 
     home: DevHome
@@ -55,6 +57,7 @@ class Cluster:
     kubeconfig: Path
     api_client: client.ApiClient
     rest: Rest
+    images: dict[str, images.BuiltImage]
 
     @property
     def core(self) -> client.CoreV1Api:
@@ -108,26 +111,34 @@ def free_port_base(tries: int = 200) -> int:
 def start_isolated(home: DevHome, pools: tuple[Pool, ...], timeout: float = 300.0) -> ClusterConfig:
     if dev_build.find_bin_dir() is None:
         dev_build.build(dev_build.plan())
-    # FULCRUM_DEV_NETNS=0 runs the suite in the loopback fallback (what a machine without root gets)
-    netns = network.netns_supported() and os.environ.get("FULCRUM_DEV_NETNS", "1") != "0"
     cfg = ClusterConfig(
         port_base=free_port_base(),
         pools=pools,
-        subnet_index=dev_cluster.choose_subnet_index(home, first=200) if netns else random.randrange(200, 255),
-        netns=netns,
+        subnet_index=dev_cluster.choose_subnet_index(home, first=200),
     )
     # the watchdog takes the cluster down if this session dies without its teardown (a killed CI job)
     return dev_cluster.up(home, cfg, say=lambda _m: None, timeout=timeout, owner_pid=os.getpid())
+
+
+def built_images() -> dict[str, images.BuiltImage]:
+    """Fulcrum's images for this checkout (scripts/setup builds them; a changed source rebuilds its layer)."""
+    bin_dir = dev_build.find_bin_dir()
+    assert bin_dir is not None
+    return images.ensure(say=lambda _m: None, pause_binary=bin_dir / "pause")
+
+
+def admin_rest(cfg: ClusterConfig, home: DevHome) -> Rest:
+    return Rest(cfg.ports.apiserver, home.pki, "admin", host=cfg.host_address)
 
 
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     home = DevHome(tmp_path_factory.mktemp("fulcrum-dev-home"))
     try:
+        built = built_images()
         cfg = start_isolated(home, E2E_POOLS)
         api_client = config.new_client_from_config(str(home.kubeconfig))  # type: ignore[no-untyped-call]
-        rest = Rest(cfg.ports.apiserver, home.pki, "admin")
-        yield Cluster(home, cfg, home.kubeconfig, api_client, rest)
+        yield Cluster(home, cfg, home.kubeconfig, api_client, admin_rest(cfg, home), built)
     finally:
         dev_cluster.down(home, say=lambda _m: None)
 

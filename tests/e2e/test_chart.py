@@ -9,8 +9,8 @@ taken through every path that needs a permission:
 - pool ``l4`` (kwok GPU nodes) has a prebuilt build record: the operator serves it (routing ConfigMap,
   Deployment, Service and PDB by server-side apply, which creates them), the kwok pods get ready, the operator
   lists them to route their served model name, status goes Ready (status patch), Events;
-- pool ``local`` (the node agent's real node) has no record: the operator creates the Job (its spec travels in
-  it), the build ends fast (the model file does not exist), the operator lists the Job's pods for the
+- pool ``local`` (the real node ``local-0``) has no record: the operator creates the Job (its spec travels in
+  it), the build ends fast (the model file does not exist), the operator reads the Job's pods (watched) for the
   termination message, creates the record and marks the Job harvested; deleting the record asks for the build
   again: the operator deletes the old Job and builds once more;
 - the operator leads through its Lease (created, read, renewed);
@@ -71,7 +71,6 @@ RELEASE = "fulcrum"
 MD = "ranker"
 GITOPS = "gitops"  # the field manager of "Git" (kubectl apply --server-side)
 SECOND = "argocd-controller"  # a second GitOps controller (Argo CD and Flux apply with force)
-BUILDER_IMAGE = "ghcr.io/fulcrum-dev/fulcrum-builder:e2e"  # "fulcrum" in the name: the node agent runs our fulcrum
 # What the operator asks for and is built to do without (KubeClient.ensure_namespace tolerates 403).
 TOLERATED = {("create", "", "namespaces")}
 # Object storage: no hostPath, so the namespace can enforce the `restricted` Pod Security Standard on the operator
@@ -223,7 +222,9 @@ def _install(cluster: Cluster, namespace: str, helm: str, workdir: Path, mode: s
     values = {
         "watchNamespaces": [namespace] if mode == "namespaced" else [],
         "crds": {"install": crds_by_chart},
-        "build": {"image": BUILDER_IMAGE, "target": "local"},
+        "build": {"image": cluster.images["fulcrum-builder"].ref, "target": "local"},
+        # the local pool's build measures through this image (its Triton sidecar); it is a build input too
+        "triton": {"image": cluster.images["tritonserver-cpu"].ref},
         "repository": {"kind": "s3", "s3": {**store_values(cluster), "uri": REPOSITORY}},
         "operator": {"tickSeconds": 5, "workers": 2},
         # the in-cluster copy stays Pending: this test runs the same command line as a local process instead
@@ -238,7 +239,8 @@ def _install(cluster: Cluster, namespace: str, helm: str, workdir: Path, mode: s
     stack.settings = OperatorSettings(
         build_namespace=namespace,
         storage=RepositoryStorage.parse(REPOSITORY, endpoint=store(cluster).endpoint),
-        builder_image=BUILDER_IMAGE,
+        builder_image=cluster.images["fulcrum-builder"].ref,
+        triton_image=cluster.images["tritonserver-cpu"].ref,
         build_target="local",
     )
     return stack
@@ -248,7 +250,8 @@ def _start_operator(stack: Stack) -> None:
     cluster, ns = stack.cluster, stack.namespace
     token = cluster.kubectl("create", "token", RELEASE, "--namespace", ns, "--duration", "2h").stdout.strip()
     assert token
-    stack.proxy = RecordingProxy(f"https://127.0.0.1:{cluster.config.ports.apiserver}", cluster.home.pki / "ca.crt")
+    upstream = f"https://{cluster.config.host_address}:{cluster.config.ports.apiserver}"
+    stack.proxy = RecordingProxy(upstream, cluster.home.pki / "ca.crt")
     port = stack.proxy.start()
     kubeconfig = stack.workdir / "operator.kubeconfig"
     kubeconfig.write_text(yaml.safe_dump(token_kubeconfig(f"http://127.0.0.1:{port}", token, ns)))

@@ -13,7 +13,8 @@ ready and no decision for a few ticks, at the same moment:
 For the hold that follows (``HOLD_SECONDS``: within the stabilization window, which the new leader has not
 observed yet) neither fleet may scale in or switch; ``outage``, with no data at all, may not change in any way,
 and must say ``MetricsAvailable=False`` naming the pods, with a Warning, and ``SLOMet=Unknown``; ``steady`` must
-measure again (it may only grow, if the load demands). Then the metrics come back. Over the whole run there is
+measure again (it may only grow, if the load demands). Then the metrics come back (and ``outage`` may grow for
+what it measures again). Over the whole run there is
 one build Job per key, and no decision is taken twice (two leaders would). ``FULCRUM_E2E_FULL_HOLD=1`` runs the
 issue's five minutes with the default 300 s stabilization window (CI: a 120 s window, a 110 s hold).
 """
@@ -24,6 +25,7 @@ import itertools
 import json
 import os
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +33,7 @@ import pytest
 from kubernetes import client
 
 from fulcrum.controller.control import parse_time
-from fulcrum.dev import objectstore
+from fulcrum.dev.objectstore import ObjectStoreConfig
 from fulcrum.resources.serving import METRICS_PORT
 from tests.support.closed_loop import decision_events, seed_profiled_record, start_load
 from tests.support.kube import Kube, debug, example_manifest, wait_ready
@@ -108,12 +110,15 @@ def condition(kube: Kube, namespace: str, name: str, type_: str) -> tuple[str, s
 
 
 def settled(kube: Kube, namespace: str, name: str) -> bool:
-    """At least two replicas serve from one placement, all ready, measured, and no decision for a few ticks."""
+    """At least two replicas serve fp32 (the most accurate tier: where a plan that starts on a faster tier, such
+    as "prepare, then switch back hot", ends) from one placement, all ready, measured, and no decision for a few
+    ticks."""
     status = kube.get(namespace, name).get("status") or {}
     decided = (status.get("lastDecision") or {}).get("time")
     quiet = decided is not None and time.time() - parse_time(decided) >= QUIET_TICKS * TICK_SECONDS  # type: ignore[operator]
     return (
         (status.get("replicas") or 0) >= 2
+        and status.get("activeTier") == "fp32"
         and status.get("readyReplicas") == status.get("replicas")
         and len(fleet(kube, namespace, name)) == 1
         and condition(kube, namespace, name, "MetricsAvailable")[0] == "True"
@@ -135,7 +140,9 @@ def metrics_addresses(kube: Kube, namespace: str, name: str) -> list[str]:
 
 
 @pytest.fixture
-def two_operators(cluster: Any, crd_installed: None, namespace: str, model_storage: Path, tmp_path: Path) -> Any:
+def two_operators(
+    cluster: Any, crd_installed: None, namespace: str, model_storage: ObjectStoreConfig, tmp_path: Path
+) -> Any:
     lease_name = f"safety-{namespace[-6:]}"
     args = ["--namespace", namespace, "--leader-elect-resource-name", lease_name, *LEASE]
     made: list[OperatorProcess] = []
@@ -146,7 +153,7 @@ def two_operators(cluster: Any, crd_installed: None, namespace: str, model_stora
             BUILD_NAMESPACE,
             model_storage,
             tmp_path / f"operator-{tag}.log",
-            store=objectstore.load(cluster.home),  # the example's files and the shared real build are there
+            cluster.images,
             tick_seconds=TICK_SECONDS,
             extra_args=args,
         ).start()
@@ -203,7 +210,12 @@ def test_a_killed_leader_and_lost_metrics_change_nothing_under_steady_load(
         standby = second if leader is first else first
 
         # the faults, at once
-        block = PortBlock(metrics_addresses(kube, namespace, "outage"), METRICS_PORT).__enter__()
+        addresses = wait_for(
+            "every outage pod in its EndpointSlice",
+            lambda: len(a := metrics_addresses(kube, namespace, "outage")) == sum(before["outage"].values()) and a,
+            timeout=60,
+        )
+        block = PortBlock(addresses, METRICS_PORT).__enter__()
         killed = time.monotonic()
         leader.kill()
         restarted = start("a-again")
@@ -240,6 +252,7 @@ def test_a_killed_leader_and_lost_metrics_change_nothing_under_steady_load(
         finally:
             block.lift()
         restored = time.monotonic()
+        restored_at = datetime.now(UTC)
         wait_for(
             "outage's metrics back",
             lambda: condition(kube, namespace, "outage", "MetricsAvailable")[0] == "True",
@@ -277,11 +290,12 @@ def test_a_killed_leader_and_lost_metrics_change_nothing_under_steady_load(
     # the standby took over once (the restarted replica stays a standby), within about a lease duration
     assert final_lease["holder"] == taken["holder"] and final_lease["transitions"] == held["transitions"] + 1
     assert restarted.alive() and standby.alive()
-    # nothing scaled in or switched; the fleet without data did not change at all
-    assert after["outage"] == before["outage"]
+    # nothing scaled in or switched while the faults lasted (the fleet without data did not change at all: checked
+    # every sample above); once its metrics are back, a fleet may grow for the load it measures again
+    assert grew_only(before["outage"], after["outage"])
     assert grew_only(before["steady"], after["steady"])
     for name in NAMES:
-        late = decisions[name][decided_before[name] :]
+        late = [e for e in decisions[name][decided_before[name] :] if _when(e) <= restored_at]
         assert not [e for e in late if e.reason in ("ScaleDown", "SwitchTier", "SwitchPool")], (name, late)
         # no decision taken twice: one leader at a time, one event per decision
         stamps = sorted(e.last_timestamp or e.event_time for e in decisions[name])
@@ -297,3 +311,7 @@ def test_a_killed_leader_and_lost_metrics_change_nothing_under_steady_load(
     assert steady_metrics[0] == "True", steady_metrics
     # one build Job per key: none added, none replaced
     assert jobs_after == jobs_before
+
+
+def _when(event: Any) -> datetime:
+    return event.last_timestamp or event.event_time or event.metadata.creation_timestamp  # type: ignore[no-any-return]

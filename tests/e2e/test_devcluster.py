@@ -1,4 +1,4 @@
-"""The local cluster works like a cluster: kwok GPU pools schedule, local-0 really runs pods."""
+"""The local cluster works like a cluster: kwok GPU pools schedule, local-0 (a real kubelet) runs pods from images."""
 
 from __future__ import annotations
 
@@ -105,6 +105,7 @@ def test_gpu_pod_beyond_node_capacity_is_unschedulable(cluster: Cluster, namespa
 
 
 def test_job_on_local_node_runs_and_reports_its_termination_message(cluster: Cluster, namespace: str) -> None:
+    image = cluster.images["fulcrum"].ref
     cluster.rest.create(
         f"/api/v1/namespaces/{namespace}/configmaps", {"metadata": {"name": "greeting"}, "data": {"word": "hello"}}
     )
@@ -126,7 +127,7 @@ def test_job_on_local_node_runs_and_reports_its_termination_message(cluster: Clu
                     "initContainers": [
                         {
                             "name": "prepare",
-                            "image": "busybox:1.36",
+                            "image": image,
                             "command": ["sh", "-c", "printf from-init > /data/input"],
                             "volumeMounts": [{"name": "scratch", "mountPath": "/data"}],
                         }
@@ -134,7 +135,7 @@ def test_job_on_local_node_runs_and_reports_its_termination_message(cluster: Clu
                     "containers": [
                         {
                             "name": "build",
-                            "image": "busybox:1.36",
+                            "image": image,
                             "command": ["sh", "-c", script],
                             "env": [
                                 {"name": "WORD", "valueFrom": {"configMapKeyRef": {"name": "greeting", "key": "word"}}},
@@ -179,7 +180,7 @@ def test_failing_container_reports_exit_code_and_log_fallback(cluster: Cluster, 
             "containers": [
                 {
                     "name": "c",
-                    "image": "busybox",
+                    "image": cluster.images["fulcrum"].ref,
                     "command": ["sh", "-c", "echo boom; exit 3"],
                     "terminationMessagePolicy": "FallbackToLogsOnError",
                 }
@@ -222,7 +223,7 @@ def test_readiness_probe_gates_ready_until_the_server_answers(cluster: Cluster, 
             "containers": [
                 {
                     "name": "web",
-                    "image": "ghcr.io/acme/fulcrum-tools:dev",
+                    "image": cluster.images["fulcrum"].ref,
                     "command": ["python", "-c", SERVER],
                     "env": [{"name": "GATE", "value": "/gate/open"}],
                     "ports": [{"name": "http", "containerPort": 8080}],
@@ -252,50 +253,7 @@ def test_readiness_probe_gates_ready_until_the_server_answers(cluster: Cluster, 
     )
 
 
-def test_persistent_volume_claim_is_a_local_directory(cluster: Cluster, namespace: str) -> None:
-    cluster.rest.create(
-        f"/api/v1/namespaces/{namespace}/persistentvolumeclaims",
-        {
-            "metadata": {"name": "repo"},
-            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
-        },
-    )
-    cluster.rest.create(
-        pods_path(namespace),
-        {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"name": "writer"},
-            "spec": {
-                "restartPolicy": "Never",
-                "nodeSelector": LOCAL,
-                "containers": [
-                    {
-                        "name": "c",
-                        "image": "busybox",
-                        "workingDir": "/models",
-                        "command": ["sh", "-c", "echo weights > model.onnx && pwd"],
-                        "volumeMounts": [{"name": "repo", "mountPath": "/models"}],
-                    }
-                ],
-                "volumes": [{"name": "repo", "persistentVolumeClaim": {"claimName": "repo"}}],
-            },
-        },
-    )
-    wait_for(
-        "the writer to succeed",
-        pod_when(cluster, namespace, "writer", lambda p: p["status"].get("phase") == "Succeeded"),
-    )
-    pvc = cluster.rest.get(f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/repo")
-    assert pvc["spec"]["storageClassName"] == "fulcrum-local"
-    pv = cluster.rest.get(f"/api/v1/persistentvolumes/{pvc['spec']['volumeName']}")
-    assert (Path(pv["spec"]["hostPath"]["path"]) / "model.onnx").read_text() == "weights\n"
-
-
-def test_triton_image_runs_the_bundled_tritonserver_on_local_0(
-    cluster: Cluster, namespace: str, tmp_path: Path
-) -> None:
-    pytest.importorskip("pytriton", reason="the bundled tritonserver comes with the `local` extra (nvidia-pytriton)")
+def test_tritonserver_cpu_image_serves_on_local_0(cluster: Cluster, namespace: str, tmp_path: Path) -> None:
     repo = tmp_path / "empty-repo"
     repo.mkdir()
     cluster.rest.create(
@@ -309,7 +267,7 @@ def test_triton_image_runs_the_bundled_tritonserver_on_local_0(
                 "containers": [
                     {
                         "name": "triton",
-                        "image": "nvcr.io/nvidia/tritonserver:24.10-py3",
+                        "image": cluster.images["tritonserver-cpu"].ref,
                         "command": ["tritonserver"],
                         "args": ["--model-repository=/models", "--model-control-mode=explicit"],
                         "ports": [{"name": "http", "containerPort": 8000}],
@@ -324,3 +282,43 @@ def test_triton_image_runs_the_bundled_tritonserver_on_local_0(
     ready = wait_for("tritonserver to become Ready", pod_when(cluster, namespace, "triton", pod_ready), timeout=300)
     with urllib.request.urlopen(f"http://{ready['status']['podIP']}:8000/v2", timeout=10) as resp:
         assert json.loads(resp.read())["name"] == "triton"
+
+
+def test_security_context_and_cpu_limit_are_enforced_by_the_kubelet(cluster: Cluster, namespace: str) -> None:
+    """What the chart and the operator ask of their pods really holds on local-0: a non-root uid, a read-only
+    root filesystem, no capabilities, and the CPU limit as a CFS quota on the container's cgroup."""
+    script = (
+        "id -u; (touch /probe 2>/dev/null && echo writable) || echo read-only; "
+        "grep CapEff /proc/self/status | tr -d '\\t'; cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us"
+    )
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "restricted"},
+        "spec": {
+            "restartPolicy": "Never",
+            "nodeSelector": LOCAL,
+            "securityContext": {"runAsNonRoot": True, "runAsUser": 65532, "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [
+                {
+                    "name": "c",
+                    "image": cluster.images["fulcrum"].ref,
+                    "command": ["sh", "-c", f"({script}) > /dev/termination-log"],
+                    "resources": {"limits": {"cpu": "250m", "memory": "64Mi"}},
+                    "securityContext": {
+                        "allowPrivilegeEscalation": False,
+                        "readOnlyRootFilesystem": True,
+                        "capabilities": {"drop": ["ALL"]},
+                    },
+                }
+            ],
+        },
+    }
+    cluster.rest.create(pods_path(namespace), pod)
+    done = wait_for(
+        "the pod to finish",
+        pod_when(cluster, namespace, "restricted", lambda p: p["status"].get("phase") in ("Succeeded", "Failed")),
+    )
+    terminated = done["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert terminated["exitCode"] == 0, terminated
+    assert terminated["message"].split() == ["65532", "read-only", "CapEff:0000000000000000", "25000"]

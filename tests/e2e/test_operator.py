@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from tests.support.kube import BUILD_TIMEOUT, Kube, debug, example_manifest, wait_ready
-from tests.support.operator_process import OperatorProcess
 from tests.support.polling import wait_for
+from tests.support.release import Release
 
 pytestmark = pytest.mark.e2e
 
@@ -40,7 +40,7 @@ def infer(pod_ip: str, md: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_example_goes_ready_with_a_real_build_and_triton_answering(
-    kube: Kube, operator: OperatorProcess, namespace: str
+    kube: Kube, operator: Release, namespace: str
 ) -> None:
     kube.create(namespace, example_manifest())
     wait_ready(kube, operator, namespace, "ctr-ranker")
@@ -82,9 +82,7 @@ def test_example_goes_ready_with_a_real_build_and_triton_answering(
     assert any(e.reason == "Serving" for e in events)
 
 
-def test_budget_change_does_not_rebuild_but_a_tier_change_does(
-    kube: Kube, operator: OperatorProcess, namespace: str
-) -> None:
+def test_budget_change_does_not_rebuild_but_a_tier_change_does(kube: Kube, operator: Release, namespace: str) -> None:
     """(With the config search on, as here, the SLO is a build input: the unit tests hold the key to that.)"""
     kube.create(namespace, example_manifest("ranker-b"))
     wait_ready(kube, operator, namespace, "ranker-b")
@@ -128,7 +126,7 @@ def test_budget_change_does_not_rebuild_but_a_tier_change_does(
 
 
 def test_deleted_child_comes_back_and_deleting_the_parent_removes_all(
-    kube: Kube, operator: OperatorProcess, namespace: str
+    kube: Kube, operator: Release, namespace: str
 ) -> None:
     kube.create(namespace, example_manifest("ranker-c"))
     wait_ready(kube, operator, namespace, "ranker-c")
@@ -152,7 +150,7 @@ def test_deleted_child_comes_back_and_deleting_the_parent_removes_all(
     )
 
 
-def test_missing_model_file_fails_its_object_only(kube: Kube, operator: OperatorProcess, namespace: str) -> None:
+def test_missing_model_file_fails_its_object_only(kube: Kube, operator: Release, namespace: str) -> None:
     broken = example_manifest("broken")
     broken["spec"]["model"]["source"]["uri"] = "file:///nonexistent/fulcrum/model.pt2"
     kube.create(namespace, broken)

@@ -24,10 +24,11 @@ from typing import Any
 
 import pytest
 
+from fulcrum.dev.objectstore import ObjectStoreConfig
 from fulcrum.metrics.sources import PrometheusSource, Target
 from tests.support import prometheus as prom
 from tests.support.kube import Kube, debug, example_manifest, wait_ready
-from tests.support.operator_process import OperatorProcess
+from tests.support.release import Release
 
 pytestmark = pytest.mark.e2e
 
@@ -38,16 +39,13 @@ LOAD_SECONDS = 40  # enough for two scrapes and a control tick under load; the r
 
 
 @pytest.fixture(scope="module")
-def operator(
-    cluster: Any, crd_installed: None, model_storage: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[OperatorProcess]:
-    """This module's operator reads Prometheus (``--metrics-source prometheus=<dev Prometheus>``)."""
-    process = prom.prometheus_operator(
-        cluster, "fulcrum-e2e-builds", model_storage, tmp_path_factory.mktemp("prometheus-operator")
-    )
-    yield process
-    process.stop()
-    prom.unregister(cluster, process)
+def operator(cluster: Any, crd_installed: None, model_storage: ObjectStoreConfig) -> Iterator[Release]:
+    """This module's operator reads Prometheus (the chart with ``metrics.source=prometheus``)."""
+    release = prom.prometheus_operator(cluster, "fulcrum-e2e-builds", model_storage)
+    try:
+        yield release
+    finally:
+        release.uninstall()
 
 
 def constant_load(cluster: Any, namespace: str, service: str, workdir: Path) -> subprocess.Popen[str]:
@@ -95,7 +93,7 @@ def record(
 
 
 def test_queries_of_one_model_deployment_never_include_another_ones_pods(
-    cluster: Any, kube: Kube, operator: OperatorProcess, namespace: str, tmp_path: Path
+    cluster: Any, kube: Kube, operator: Release, namespace: str, tmp_path: Path
 ) -> None:
     for name in ("ranker", "ranker-canary"):
         kube.create(namespace, example_manifest(name))

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "fulcrum"
 CRD_FILE = ROOT / "crds" / "fulcrum.dev_modeldeployments.yaml"
 CHART_CRD_FILE = CHART / "files" / "crds" / "fulcrum.dev_modeldeployments.yaml"
-KUBE_VERSION = "1.32.0"  # the dev cluster's; `helm template` otherwise assumes an old default
+KUBE_VERSION = "1.32.0"  # the dev cluster's (also what the pinned helm assumes without a cluster)
 HELM_ENV = "FULCRUM_HELM"
 
 Obj = dict[str, Any]

@@ -128,7 +128,7 @@ def all_attributes(requests: Iterable[Request]) -> dict[Attributes, set[int]]:
 
 @dataclass
 class RecordingProxy:
-    upstream: str  # https://127.0.0.1:<port>
+    upstream: str  # https://<the cluster's host address>:<port>
     ca_file: Path
     requests: list[Request] = field(default_factory=list)
     port: int = 0

@@ -7,21 +7,32 @@ import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from kubernetes import client
 
 from fulcrum.api import parse_model_deployment
-from fulcrum.dev import objectstore
+from fulcrum.dev.objectstore import ObjectStoreConfig
 from fulcrum.reconcile.builds import BuildResult
 from fulcrum.reconcile.plan import pool_builds
 from fulcrum.resources.build import RECORD_KEY, build_record
 from fulcrum.resources.labels import build_record_name
-from fulcrum.resources.settings import OperatorSettings, RepositoryStorage
+from fulcrum.resources.settings import OperatorSettings
 from tests.support.kube import Kube
-from tests.support.operator_process import OperatorProcess
+from tests.support.release import repository_storage
 
 DECISIONS = ("ScaleUp", "ScaleDown", "SwitchTier", "SwitchPool")
+
+
+class Operator(Protocol):
+    """What seeding needs of an operator: a chart release or a host process (tests.support.operator_process)."""
+
+    @property
+    def build_namespace(self) -> str: ...
+    @property
+    def store(self) -> ObjectStoreConfig: ...
+    @property
+    def triton_image(self) -> str: ...
 
 
 def profile(pool: str, capacity: float) -> dict[str, Any]:
@@ -42,7 +53,7 @@ def profile(pool: str, capacity: float) -> dict[str, Any]:
 
 def seed_profiled_record(
     kube: Kube,
-    operator: OperatorProcess,
+    operator: Operator,
     base: dict[str, Any],
     manifest: dict[str, Any],
     capacities: Mapping[str, float],
@@ -51,12 +62,12 @@ def seed_profiled_record(
     """The build record of one pool of ``manifest`` (the first by default): the real build of ``base`` (its
     repository and tiers) with profiles whose capacity per replica is ``capacities[tier]`` on that pool. Returns
     the record's build key."""
-    storage = (
-        RepositoryStorage("hostPath", str(operator.repository))
-        if operator.store is None
-        else RepositoryStorage.parse(objectstore.REPOSITORY, endpoint=operator.store.endpoint)
+    settings = OperatorSettings(
+        build_namespace=operator.build_namespace,
+        storage=repository_storage(operator.store),
+        build_target="local",
+        triton_image=operator.triton_image,
     )
-    settings = OperatorSettings(build_namespace=operator.build_namespace, storage=storage, build_target="local")
     real_key = base["status"]["build"]["key"]
     real = kube.core.read_namespaced_config_map(build_record_name(real_key), operator.build_namespace)
     result = BuildResult.from_record(json.loads(real.data[RECORD_KEY]))

@@ -13,12 +13,17 @@ import yaml
 from kubernetes import client, config
 
 from fulcrum.dev import objectstore
-from tests.support.operator_process import OperatorProcess, ensure_secret
+from fulcrum.dev.objectstore import ObjectStoreConfig
+from tests.support.operator_process import ensure_secret
 from tests.support.polling import wait_for
+from tests.support.release import Release, dev_values
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "ctr-ranker"
 BUILD_TIMEOUT = 900.0
+# one CPU per Triton replica at most; a small request, so that old and new replicas of a rolling switch all fit on
+# the two cores of local-0 (requests only place pods; the limit is what bounds a replica's capacity)
+REPLICA_RESOURCES = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}}
 GROUP, VERSION, PLURAL = "fulcrum.dev", "v1alpha1", "modeldeployments"
 
 
@@ -100,25 +105,23 @@ def crd_installed(kube: Kube, cluster: Any) -> None:
 
 
 @pytest.fixture(scope="session")
-def model_storage(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One repository directory for the session's operators, so their builds (and build records) are shared."""
-    return tmp_path_factory.mktemp("models")
+def model_storage(cluster: Any) -> ObjectStoreConfig:
+    """The session cluster's object store: every operator of the session keeps its repositories there (the
+    chart's default storage, s3), so their builds and build records are shared; the example's model files are
+    there too (``fulcrum dev up`` uploads them), where build Jobs fetch them."""
+    store = objectstore.load(cluster.home)
+    assert store is not None, "`fulcrum dev up` started no object store"
+    return store
 
 
 @pytest.fixture(scope="module")
-def operator(
-    cluster: Any, crd_installed: None, model_storage: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[OperatorProcess]:
-    workdir = tmp_path_factory.mktemp("operator")
-    process = OperatorProcess(
-        kubeconfig=Path(cluster.kubeconfig),
-        build_namespace="fulcrum-e2e-builds",
-        repository=model_storage,
-        log_path=workdir / "operator.log",
-        store=objectstore.load(cluster.home),
-    ).start()
-    yield process
-    process.stop()
+def operator(cluster: Any, crd_installed: None, model_storage: ObjectStoreConfig) -> Iterator[Release]:
+    """The operator as a user installs it: the chart, its pod on local-0, the dev cluster's images."""
+    release = Release(cluster, "fulcrum-e2e-builds", model_storage, dev_values(cluster.images, model_storage))
+    try:
+        yield release.install()
+    finally:
+        release.uninstall()
 
 
 def example_manifest(name: str = "ctr-ranker", **spec_patch: Any) -> dict[str, Any]:
@@ -140,21 +143,24 @@ def example_manifest(name: str = "ctr-ranker", **spec_patch: Any) -> dict[str, A
             "replicaStartupSeconds": 10,
         }
     ]
+    # each Triton replica gets at most one CPU (the build Job profiles under the same limit): bounded capacity
+    spec["serving"] = {**spec.get("serving", {}), "resources": REPLICA_RESOURCES}
     spec.update(copy.deepcopy(spec_patch))
     return manifest
 
 
-def debug(kube: Kube, operator: OperatorProcess, namespace: str, name: str) -> str:
+def debug(kube: Kube, operator: Release, namespace: str, name: str) -> str:
     try:
-        status = json.dumps(kube.get(namespace, name).get("status"), indent=1)[-3000:]
+        body = kube.get(namespace, name).get("status") or {}
+        # what explains a wait first (conditions, what was observed and decided); the tiers' details last, cut
+        head = {k: v for k, v in body.items() if k != "tiers"}
+        status = json.dumps(head, indent=1)[-6000:] + "\ntiers: " + json.dumps(body.get("tiers"))[:1500]
     except client.ApiException as exc:
         status = f"<{exc.status}>"
     return f"status: {status}\noperator log:\n{operator.log()}"
 
 
-def wait_ready(
-    kube: Kube, operator: OperatorProcess, namespace: str, name: str, timeout: float = BUILD_TIMEOUT
-) -> None:
+def wait_ready(kube: Kube, operator: Release, namespace: str, name: str, timeout: float = BUILD_TIMEOUT) -> None:
     wait_for(
         f"{namespace}/{name} Ready",
         lambda: kube.is_true(namespace, name, "Ready"),

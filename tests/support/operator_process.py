@@ -1,4 +1,11 @@
-"""Run the real operator (`fulcrum run`) as a subprocess against a test cluster."""
+"""Run the real operator (`fulcrum run`) as a host process against a dev cluster, with the admin kubeconfig.
+
+Most e2e tests run the operator as users do: the chart installed with the dev cluster's images
+(:mod:`tests.support.release`). Tests that must fault the operator's own network path from the host (blocking a
+Triton pod's metrics port with host iptables, which traffic from a pod on the node never crosses) or run several
+operator processes side by side with their own flags use this instead. Its builds and Triton pods still run the
+dev cluster's images on the real node: ``images`` gives the builder and Triton references the chart would.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fulcrum.dev import objectstore
+from fulcrum.dev.images import BuiltImage
 
 
 def ensure_secret(kubeconfig: Path, secret: dict[str, object]) -> None:
@@ -42,29 +50,26 @@ def free_port() -> int:
 class OperatorProcess:
     kubeconfig: Path
     build_namespace: str
-    repository: Path
+    store: objectstore.ObjectStoreConfig
+    """The cluster's object store: repositories go there, as with the chart's default storage."""
     log_path: Path
+    images: dict[str, BuiltImage]
     tick_seconds: float = 5.0
     extra_args: list[str] = field(default_factory=list)
     process: subprocess.Popen[bytes] | None = None
-    store: objectstore.ObjectStoreConfig | None = None
-    """The cluster's object store: repositories go there (else to the ``repository`` directory, hostPath)."""
 
-    def storage_args(self) -> list[str]:
-        if self.store is None:
-            return ["--repository", f"hostpath://{self.repository}"]
-        return objectstore.operator_flags(self.store)
+    @property
+    def triton_image(self) -> str:
+        """The serving image Triton pods (and build Jobs' sidecars) run: part of every build key."""
+        return self.images["tritonserver-cpu"].ref
 
     def start(self) -> OperatorProcess:
-        self.repository.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "PYTHONUNBUFFERED": "1"}
-        if self.store is not None:
-            # the build credentials in the build namespace; the operator's own (for garbage collection)
-            ensure_secret(
-                self.kubeconfig,
-                objectstore.secret(self.store, "writer", objectstore.BUILD_SECRET, self.build_namespace),
-            )
-            env.update(self.store.env("writer"))
+        # the build credentials in the build namespace; the operator's own (for garbage collection)
+        ensure_secret(
+            self.kubeconfig, objectstore.secret(self.store, "writer", objectstore.BUILD_SECRET, self.build_namespace)
+        )
+        env.update(self.store.env("writer"))
         argv = [
             sys.executable,
             "-m",
@@ -72,9 +77,15 @@ class OperatorProcess:
             "run",
             "--build-namespace",
             self.build_namespace,
-            *self.storage_args(),
+            *objectstore.operator_flags(self.store),
             "--build-target",
             "local",
+            "--builder-image",
+            self.images["fulcrum-builder"].ref,
+            "--triton-image",
+            self.triton_image,
+            "--storage-image",  # the serving pods' repository download
+            self.images["fulcrum"].ref,
             "--tick-seconds",
             str(self.tick_seconds),
             "--metrics-port",

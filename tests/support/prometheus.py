@@ -1,18 +1,17 @@
-"""The dev cluster's Prometheus in e2e tests: an operator that reads it, instant queries, the scrape targets."""
+"""The dev cluster's Prometheus in e2e tests: an operator (the chart's) that reads it, instant queries."""
 
 from __future__ import annotations
 
 import json
 import urllib.parse
 import urllib.request
-from pathlib import Path
 from typing import Any
 
-from fulcrum.dev import objectstore
 from fulcrum.dev import prometheus as dev_prometheus
-from fulcrum.dev.paths import DevHome
-from tests.support.operator_process import OperatorProcess, free_port
+from fulcrum.dev.chart_values import merged
+from fulcrum.dev.objectstore import ObjectStoreConfig
 from tests.support.polling import wait_for
+from tests.support.release import Release, dev_values
 
 
 def url(cluster: Any) -> str:
@@ -29,8 +28,9 @@ def api(cluster: Any, path: str, **params: str) -> dict[str, Any]:
         return dict(json.loads(exc.read()))
 
 
-def query(cluster: Any, promql: str) -> list[dict[str, Any]]:
-    answer = api(cluster, "query", query=promql)
+def query(cluster: Any, promql: str, at: float | None = None) -> list[dict[str, Any]]:
+    """An instant query, now or at the Unix time ``at``."""
+    answer = api(cluster, "query", query=promql, **({"time": f"{at:.3f}"} if at is not None else {}))
     assert answer["status"] == "success", (promql, answer)
     return list(answer["data"]["result"])
 
@@ -40,43 +40,33 @@ def value(cluster: Any, promql: str) -> float | None:
     return float(result[0]["value"][1]) if result else None
 
 
-def prometheus_operator(cluster: Any, build_namespace: str, repository: Path, workdir: Path) -> OperatorProcess:
-    """`fulcrum run` reading Triton metrics from the dev Prometheus, which scrapes the operator's own /metrics."""
-    port = free_port()
-    process = OperatorProcess(
-        kubeconfig=Path(cluster.kubeconfig),
-        build_namespace=build_namespace,
-        repository=repository,
-        log_path=workdir / "operator.log",
-        store=objectstore.load(cluster.home),
-        extra_args=[
-            "--metrics-source",
-            f"prometheus={url(cluster)}",
-            "--metrics-port",
-            str(port),
-            "--metrics-address",
-            "127.0.0.1",
-        ],
-    ).start()
-    name = f"operator-{port}"
-    dev_prometheus.register_host_target(DevHome(cluster.home.root), name, f"127.0.0.1:{port}")
+def prometheus_operator(cluster: Any, build_namespace: str, store: ObjectStoreConfig) -> Release:
+    """The chart's operator reading Triton metrics from the dev Prometheus (``metrics.source=prometheus`` at the
+    address pods reach), which scrapes the operator's own /metrics through the chart's metrics Service."""
+    values = merged(
+        dev_values(cluster.images, store),
+        {
+            "metrics": {
+                "source": "prometheus",
+                "prometheusUrl": dev_prometheus.in_cluster_url(cluster.config),
+                "podMonitor": {"enabled": False},  # the dev Prometheus has its own scrape config, no CRDs
+            }
+        },
+    )
+    release = Release(cluster, build_namespace, store, values).install()
     wait_for(
         "Prometheus to scrape the operator",
-        lambda: value(cluster, f'up{{job="{dev_prometheus.HOST_OPERATOR_JOB}",instance="{name}"}}') == 1.0,
+        lambda: value(cluster, f'up{{job="{dev_prometheus.OPERATOR_JOB}",namespace="{build_namespace}"}}') == 1.0,
         timeout=60,
         every=1,
-        on_timeout=process.log,
+        on_timeout=release.describe,
     )
-    return process
+    return release
 
 
-def unregister(cluster: Any, process: OperatorProcess) -> None:
-    for arg, following in zip(process.extra_args, process.extra_args[1:], strict=False):
-        if arg == "--metrics-port":
-            dev_prometheus.unregister_host_target(DevHome(cluster.home.root), f"operator-{following}")
-
-
-def dashboard_results(cluster: Any, namespace: str, name: str, range_: str = "10m") -> dict[str, list[list[Any]]]:
+def dashboard_results(
+    cluster: Any, namespace: str, name: str, range_: str = "10m", at: float | None = None
+) -> dict[str, list[list[Any]]]:
     """Every query of the chart's dashboard, for one ModelDeployment, against the dev Prometheus: panel title ->
     the results of its queries (each query must be valid PromQL)."""
     from fulcrum.monitoring import dashboard
@@ -91,5 +81,5 @@ def dashboard_results(cluster: Any, namespace: str, name: str, range_: str = "10
                 .replace("$namespace", namespace)
                 .replace("$model_deployment", name)
             )
-            out.setdefault(panel["title"], []).append(query(cluster, promql))
+            out.setdefault(panel["title"], []).append(query(cluster, promql, at))
     return out

@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 import pytest
+import yaml
 
 from fulcrum.commands.run import run as run_command
 from fulcrum.handlers import WATCHES
@@ -48,6 +49,8 @@ MODELS = {
     ("", "services", "patch"),
     ("discovery.k8s.io", "endpointslices", "list"),
     ("discovery.k8s.io", "endpointslices", "watch"),
+    ("", "pods", "list"),
+    ("", "pods", "watch"),
     ("policy", "poddisruptionbudgets", "list"),
     ("policy", "poddisruptionbudgets", "watch"),
     ("policy", "poddisruptionbudgets", "create"),
@@ -56,7 +59,6 @@ MODELS = {
     ("", "configmaps", "watch"),
     ("", "configmaps", "create"),
     ("", "configmaps", "patch"),
-    ("", "pods", "list"),
     ("", "events", "create"),
     # build Jobs run in the build namespace, or in a ModelDeployment's own when its spec names a Secret or claim
     ("batch", "jobs", "list"),
@@ -65,6 +67,7 @@ MODELS = {
     ("batch", "jobs", "patch"),
     ("batch", "jobs", "delete"),
 }
+# cluster-wide, the ClusterRole's watches of every namespace see the build namespace's Jobs, records and pods
 BUILD_WRITES = {
     ("batch", "jobs", "create"),
     ("batch", "jobs", "patch"),
@@ -72,15 +75,16 @@ BUILD_WRITES = {
     ("", "configmaps", "create"),
     ("", "configmaps", "patch"),  # garbage collection marks records that fell out of use
     ("", "configmaps", "delete"),
-    ("", "pods", "list"),
 }
-# namespaced mode: the build namespace's Jobs and records are watched by the build Role (cluster-wide: the
-# ClusterRole's watches of every namespace cover them, and a grant the operator never uses is refused)
+# namespaced mode: the build namespace's Jobs, records and build pods are watched by the build Role (cluster-wide:
+# the ClusterRole's watches of every namespace cover them, and a grant the operator never uses is refused)
 BUILD = BUILD_WRITES | {
     ("batch", "jobs", "list"),
     ("batch", "jobs", "watch"),
     ("", "configmaps", "list"),
     ("", "configmaps", "watch"),
+    ("", "pods", "list"),
+    ("", "pods", "watch"),
 }
 LEADER = {
     ("coordination.k8s.io", "leases", "create"),
@@ -158,6 +162,16 @@ def test_helm_lint_strict(name: str) -> None:
 
 
 # --- CRDs ------------------------------------------------------------------------------------------------------
+
+
+def test_renders_offline_without_a_kube_version() -> None:
+    """`helm template fulcrum charts/fulcrum` as reviewers and GitOps renderers run it: no cluster, no
+    --kube-version. helm then assumes the Kubernetes its client libraries are (1.32 for the pinned helm, stamped
+    in at build time as Helm's releases are), which meets the chart's kubeVersion. The one value a platform
+    must give is where repositories go (the default storage is object storage: its bucket and prefix)."""
+    out = helm("template", "fulcrum", str(CHART), "--set", "repository.s3.uri=s3://ml-models/fulcrum").stdout
+    kinds = {doc["kind"] for doc in yaml.safe_load_all(out) if doc}
+    assert {"Deployment", "CustomResourceDefinition", "ServiceAccount"} <= kinds
 
 
 def test_chart_crd_file_is_the_crds_file_byte_for_byte() -> None:
@@ -277,10 +291,12 @@ def test_liveness_probe_hits_the_operators_liveness_endpoint(rendered: dict[str,
     container = operator_container(objects)
     (liveness,) = flag_values(operator_args(objects), "--liveness")
     assert liveness == "http://0.0.0.0:8080/healthz"
-    probe = container["livenessProbe"]["httpGet"]
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert probe["path"] == "/healthz"
-    assert ports[probe["port"]] == 8080
+    # restarted when it stops answering; Ready once every watch has listed (a leader or a warm standby)
+    for kind, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+        probe = container[kind]["httpGet"]
+        assert probe["path"] == path
+        assert ports[probe["port"]] == 8080
 
     moved = render({"operator": {"livenessPort": 8181}})
     assert flag_values(operator_args(moved), "--liveness") == ["http://0.0.0.0:8181/healthz"]
@@ -478,8 +494,8 @@ def test_every_watched_kind_can_be_listed_and_watched(rendered: dict[str, list[d
         verbs = {(watch.group, watch.resource, "list"), (watch.group, watch.resource, "watch")}
         if watch.in_models:
             assert verbs <= everywhere, watch
-        if watch.in_builds:
-            assert verbs <= build, watch
+        if watch.in_builds:  # cluster-wide, the ClusterRole (bound everywhere) covers the build namespace too
+            assert verbs <= build | everywhere, watch
 
 
 def test_owner_reference_enforcement_adds_finalizers_update() -> None:

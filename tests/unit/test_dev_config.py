@@ -9,7 +9,7 @@ import yaml
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from fulcrum.dev import build, certs, kubeconfig, network, nodes
+from fulcrum.dev import build, certs, kubeconfig, nodes
 from fulcrum.dev.config import DEFAULT_POOLS, ClusterConfig, Pool, Ports, parse_pool, parse_pools
 
 
@@ -36,18 +36,18 @@ def test_ports_from_base_are_distinct() -> None:
         Ports.from_base(80)
 
 
-def test_config_json_round_trip() -> None:
-    cfg = ClusterConfig(port_base=31000, pools=(Pool("x", 1, 2),), local_gpus=1, subnet_index=7)
+def test_config_json_round_trip_and_addresses() -> None:
+    cfg = ClusterConfig(port_base=31000, pools=(Pool("x", 1, 2),), subnet_index=7)
     assert ClusterConfig.from_json(cfg.to_json()) == cfg
+    assert cfg.link == "fdev7"
+    assert cfg.host_address == "10.243.7.1"
+    assert cfg.node_address == "10.243.7.2"
     assert cfg.pod_subnet == ipaddress.IPv4Network("10.244.7.0/24")
     assert str(cfg.gateway) == "10.244.7.1"
-    assert cfg.bridge == "fdev7"
-    assert cfg.host_address == "10.244.7.1"
-
-
-def test_loopback_fallback_subnet() -> None:
-    assert ClusterConfig(netns=False, subnet_index=3).pod_subnet == ipaddress.IPv4Network("127.3.0.0/16")
-    assert ClusterConfig(netns=False, subnet_index=3).host_address == "127.0.0.1"
+    # a cluster.json of the node agent's days (netns, local_gpus, ...) still loads
+    assert ClusterConfig.from_json('{"subnet_index": 3, "netns": true, "local_gpus": 0}').subnet_index == 3
+    with pytest.raises(ValueError, match="subnet index"):
+        ClusterConfig(subnet_index=255)
 
 
 def test_default_pools_make_gpu_nodes_tainted_and_labelled() -> None:
@@ -63,18 +63,6 @@ def test_default_pools_make_gpu_nodes_tainted_and_labelled() -> None:
     cpu = by_name["kwok-cpu-0"]
     assert "taints" not in cpu["spec"]
     assert "nvidia.com/gpu" not in cpu["status"]["allocatable"]
-
-
-def test_local_node_is_not_kwok_managed() -> None:
-    node = nodes.local_node(ClusterConfig(local_gpus=2))
-    assert node["metadata"]["name"] == "local-0"
-    assert node["metadata"]["labels"]["fulcrum.dev/pool"] == "local"
-    assert "type" not in node["metadata"]["labels"]
-    assert node["spec"]["taints"] == [nodes.GPU_TAINT]
-    status = nodes.local_node_status(ClusterConfig(local_gpus=2), "2026-01-01T00:00:00Z", 1234)
-    assert status["allocatable"]["nvidia.com/gpu"] == "2"
-    assert status["daemonEndpoints"]["kubeletEndpoint"]["Port"] == 1234
-    assert "taints" not in nodes.local_node(ClusterConfig())["spec"]
 
 
 GO_MOD = """module x
@@ -121,6 +109,9 @@ def test_binaries_carry_the_release_version() -> None:
     for name in ("kube-apiserver", "kubelet", "kube-proxy", "kubectl"):
         assert "-X k8s.io/component-base/version.gitVersion=v1.32.13" in bins[name].ldflags
     assert bins["helm"].module_dir == "helm"
+    helm = {b.name: b for b in build.binaries(build.module_versions(GO_MOD), "v0.32.2")}["helm"]
+    assert "-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=32" in helm.ldflags
+    assert "-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1" in helm.ldflags
     assert bins["kwok"].module_dir == "kwok"
     assert bins["weed"].module_dir == "seaweedfs"
     assert bins["prometheus"].module_dir == bins["promtool"].module_dir == "prometheus"
@@ -178,25 +169,3 @@ def test_write_pki_is_idempotent_and_repairs(tmp_path) -> None:  # type: ignore[
     doc = yaml.safe_load(kubeconfig.render_from_pki("https://127.0.0.1:1", tmp_path, "admin"))
     assert doc["clusters"][0]["cluster"]["server"] == "https://127.0.0.1:1"
     assert doc["current-context"] == kubeconfig.CONTEXT
-
-
-def test_allocate_ip_skips_gateway_and_used() -> None:
-    subnet = ipaddress.IPv4Network("10.244.1.0/29")
-    assert network.allocate_ip(subnet, set()) == "10.244.1.2"
-    assert network.allocate_ip(subnet, {"10.244.1.2"}) == "10.244.1.3"
-    with pytest.raises(network.NetworkError):
-        network.allocate_ip(subnet, {f"10.244.1.{i}" for i in range(2, 7)})
-
-
-def test_interface_names_fit_linux_limit() -> None:
-    uid = "0123abcd-ffff-4444-8888-123456789abc"
-    assert len(network.veth_name("fdev254", uid)) <= 15
-    assert network.netns_name("fdev1", uid) == "fdev1-0123abcd"
-
-
-def test_bridge_mac_is_fixed_unicast_and_locally_administered() -> None:
-    mac = network.bridge_mac("fdev200")
-    assert mac == network.bridge_mac("fdev200") != network.bridge_mac("fdev201")
-    first = int(mac.split(":")[0], 16)
-    assert first & 0x01 == 0 and first & 0x02  # unicast, locally administered
-    assert len(mac.split(":")) == 6

@@ -10,7 +10,7 @@ from fulcrum.dev.config import ClusterConfig
 
 def test_ports_never_take_the_clusters_own_even_while_they_are_free(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(objectstore, "_bindable", lambda _address, _port: True)  # a quiet machine: all free
-    cfg = ClusterConfig(port_base=30000, netns=False)
+    cfg = ClusterConfig(port_base=30000)
     reserved = cfg.ports.all()  # 30000..30007, Prometheus at base+7
     # the only blocks in range: 29990.. (clear) and 30000.. (the cluster's own)
     for _ in range(20):

@@ -23,7 +23,7 @@ def test_config_passes_promtool(tmp_path: Path) -> None:
     home = DevHome(tmp_path)
     home.ensure()
     home.kubeconfig.write_text("apiVersion: v1\nkind: Config\n")
-    cfg = ClusterConfig(port_base=30000, netns=False)
+    cfg = ClusterConfig(port_base=30000)
     path = tmp_path / "prometheus.yml"
     path.write_text(yaml.safe_dump(prometheus.config(home, cfg)))
     result = subprocess.run([promtool(), "check", "config", path], capture_output=True, text=True, check=False)
@@ -42,13 +42,12 @@ def test_triton_series_get_the_model_deployment_label() -> None:
     assert operators and all(j["honor_labels"] for j in operators)
 
 
-def test_listens_on_loopback_and_on_the_bridge_pods_reach() -> None:
-    with_pods = ClusterConfig(port_base=30000, subnet_index=7, netns=True)
-    assert prometheus.listen_addresses(with_pods) == ["127.0.0.1:30007", "10.244.7.1:30007"]
-    assert prometheus.in_cluster_url(with_pods) == "http://10.244.7.1:30007"
-    assert prometheus.listen_addresses(ClusterConfig(port_base=30000, netns=False)) == ["127.0.0.1:30007"]
+def test_listens_on_loopback_and_on_the_host_address_pods_reach() -> None:
+    with_pods = ClusterConfig(port_base=30000, subnet_index=7)
+    assert prometheus.listen_addresses(with_pods) == ["127.0.0.1:30007", "10.243.7.1:30007"]
+    assert prometheus.in_cluster_url(with_pods) == "http://10.243.7.1:30007"
     argv = prometheus.component(Path("/bin"), DevHome(Path("/h")), with_pods).argv
-    assert "--web.listen-address=10.244.7.1:30007" in argv
+    assert "--web.listen-address=10.243.7.1:30007" in argv
     assert isinstance(prometheus.component(Path("/bin"), DevHome(Path("/h")), with_pods), components.Component)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from typing import Any
 
 from fulcrum.api import ModelDeploymentStatus, parse_model_deployment
@@ -387,7 +388,7 @@ def test_a_build_waiting_for_its_retry_says_why_with_a_warning_and_is_not_stalle
 
 
 def test_a_build_pod_waiting_on_a_missing_secret_says_so_until_it_goes_on() -> None:
-    from fulcrum.reconcile.pods import pod_problem
+    from fulcrum.reconcile.pods import PodProblem, pod_problem
 
     def pod(name: str, phase: str, *steps: tuple[str, dict[str, Any]]) -> dict[str, Any]:
         statuses = [{"name": step, "state": state} for step, state in steps]
@@ -402,25 +403,31 @@ def test_a_build_pod_waiting_on_a_missing_secret_says_so_until_it_goes_on() -> N
     unbound = '0/9 nodes are available: persistentvolumeclaim "models" not found. preemption: not helpful'
     claim = {"metadata": {"name": "c"}, "status": {"phase": "Pending", "conditions": [
         {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": unbound}]}}  # fmt: skip
-    assert pod_problem([claim], exits=False) == f"pod c: not scheduled: {unbound}"
+    assert pod_problem([claim], exits=False) == PodProblem("Unschedulable", f"pod c: not scheduled: {unbound}")
     busy = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/3: Insufficient cpu"}
     assert pod_problem([{"metadata": {"name": "d"}, "status": {"conditions": [busy]}}], exits=False) is None
     problem = pod_problem([killed, waiting], exits=False)
-    assert problem == 'pod b-1: init container fetch CreateContainerConfigError: secret "team-s3" not found'
+    assert problem == PodProblem(
+        "CreateContainerConfigError",
+        'pod b-1: init container fetch (?) cannot run (CreateContainerConfigError): secret "team-s3" not found',
+    )
 
     body = _body()
     md = parse_model_deployment(body)
     keys = {b.pool.name: b.key for b in pool_builds(md.spec, SETTINGS, {}, {})}
-    builds = pool_builds(md.spec, SETTINGS, {}, {k: "Running" for k in keys.values()}, problems={keys["cpu"]: problem})
+    builds = [
+        dataclasses.replace(b, problem=problem if b.key == keys["cpu"] else None)
+        for b in pool_builds(md.spec, SETTINGS, {}, {k: "Running" for k in keys.values()})
+    ]
     p = plan(
         md=body, spec=md.spec, status=ModelDeploymentStatus(), settings=SETTINGS, builds=builds, servers=[], now=NOW
     )
     repository = p.status.condition("RepositoryReady")
-    assert repository is not None and (repository.status, repository.reason) == ("False", "BuildBlocked")
-    assert repository.message == f"the build cannot start its steps: pool cpu: {problem}"
+    assert repository is not None and (repository.status, repository.reason) == ("False", "CreateContainerConfigError")
+    assert repository.message == f"the build on pool cpu cannot start: {problem.message}"
     assert _cond(p, "Stalled")[0] == "False"  # the kubelet retries: creating the Secret lets it go on
     assert p.start_builds == []
-    assert [e.reason for e in p.events if e.type == "Warning"] == ["BuildBlocked"]
+    assert "CreateContainerConfigError" in [e.reason for e in p.events if e.type == "Warning"]
     # the Secret exists now: building again
     builds = pool_builds(md.spec, SETTINGS, {}, {k: "Running" for k in keys.values()})
     again = plan(md=body, spec=md.spec, status=p.status, settings=SETTINGS, builds=builds, servers=[], now=NOW)
@@ -428,7 +435,7 @@ def test_a_build_pod_waiting_on_a_missing_secret_says_so_until_it_goes_on() -> N
 
 
 def test_a_stuck_serving_pod_says_why_in_available() -> None:
-    from fulcrum.reconcile.pods import pod_problem
+    from fulcrum.reconcile.pods import PodProblem, pod_problem
 
     denied = "pulling s3://models/repositories/abc: AccessDenied (HTTP 403): Access Denied"
     pods: list[dict[str, Any]] = [
@@ -446,11 +453,15 @@ def test_a_stuck_serving_pod_says_why_in_available() -> None:
             },
         },
     ]
-    assert pod_problem(pods) == f"pod stuck: init container repository exited 1: {denied}"
+    problem = pod_problem(pods)
+    assert problem == PodProblem("CrashLoopBackOff", f"pod stuck: init container repository exited 1: {denied}")
     missing = {"waiting": {"reason": "CreateContainerConfigError", "message": 'secret "repo-read" not found'}}
     assert pod_problem(
-        [{"metadata": {"name": "p"}, "status": {"containerStatuses": [{"name": "t", "state": missing}]}}]
-    ) == ('pod p: container t CreateContainerConfigError: secret "repo-read" not found')
+        [{"metadata": {"name": "p"}, "status": {"containerStatuses": [{"name": "t", "image": "i", "state": missing}]}}]
+    ) == PodProblem(
+        "CreateContainerConfigError",
+        'pod p: container t (i) cannot run (CreateContainerConfigError): secret "repo-read" not found',
+    )
     assert pod_problem(pods[:1]) is None
 
     ok = BuildResult("Succeeded", manifest=_manifest_model("cpu", {"fp32": "Ready"}), repository="/m")
@@ -459,7 +470,81 @@ def test_a_stuck_serving_pod_says_why_in_available() -> None:
     builds = pool_builds(md.spec, SETTINGS, {b.key: ok for b in pool_builds(md.spec, SETTINGS, {}, {})}, {})
     p = plan(
         md=body, spec=md.spec, status=ModelDeploymentStatus(), settings=SETTINGS, builds=builds,
-        servers=[LiveServer("ctr-ranker-fp32-cpu", "fp32", "cpu", 1, 0)], now=NOW, pod_problem=pod_problem(pods),
+        servers=[LiveServer("ctr-ranker-fp32-cpu", "fp32", "cpu", 1, 0, problem=problem)], now=NOW,
     )  # fmt: skip
     available = p.status.condition("Available")
-    assert available is not None and available.reason == "ReplicasNotReady" and denied in available.message
+    assert available is not None and available.reason == "CrashLoopBackOff" and denied in available.message
+
+
+# --- pods that cannot start ------------------------------------------------------------------------------------
+
+
+def _pod(name: str, waiting: dict[str, str] | None, image: str = "localhost:5000/nope:1") -> dict[str, Any]:
+    state = {"waiting": waiting} if waiting else {"running": {}}
+    return {
+        "metadata": {"name": name},
+        "status": {"containerStatuses": [{"name": "triton", "image": image, "state": state}]},
+    }
+
+
+def test_pod_problem_names_the_pod_and_the_image() -> None:
+    from fulcrum.reconcile.pods import pod_problem
+
+    assert pod_problem([]) is None
+    assert pod_problem([_pod("a", None), _pod("b", {"reason": "ContainerCreating"})]) is None
+    problem = pod_problem(
+        [_pod("b", {"reason": "ImagePullBackOff", "message": 'Back-off pulling image "localhost:5000/nope:1"'})]
+    )
+    assert problem is not None and problem.reason == "ImagePullBackOff"
+    assert "pod b" in problem.message and "localhost:5000/nope:1" in problem.message
+    deleting = _pod("c", {"reason": "ErrImagePull"})
+    deleting["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    assert pod_problem([deleting]) is None
+
+
+def test_a_serving_image_that_cannot_be_pulled_shows_in_available_and_ready() -> None:
+    from fulcrum.reconcile.pods import PodProblem
+
+    ok = BuildResult(
+        "Succeeded",
+        manifest=_manifest_model("cpu", {"fp32": "Ready", "fp16": "Ready", "int8": "Ready"}),
+        repository="/m",
+    )
+    problem = PodProblem("ImagePullBackOff", "pod x: image localhost:5000/nope:1 cannot be pulled (ImagePullBackOff)")
+    p = _run(
+        results={"cpu": ok, "l4": ok}, servers=[LiveServer("ctr-ranker-fp32-cpu", "fp32", "cpu", 1, 0, problem=problem)]
+    )
+    for kind in ("Available", "Ready"):
+        condition = p.status.condition(kind)
+        assert condition is not None
+        assert (condition.status, condition.reason) == ("False", "ImagePullBackOff")
+        assert "localhost:5000/nope:1" in condition.message
+    # once a replica serves, a failing one is not what the object is about
+    p = _run(
+        results={"cpu": ok, "l4": ok}, servers=[LiveServer("ctr-ranker-fp32-cpu", "fp32", "cpu", 1, 1, problem=problem)]
+    )
+    assert _cond(p, "Ready") == ("True", "Serving")
+
+
+def test_a_build_whose_pod_cannot_pull_its_images_names_them_in_the_conditions() -> None:
+    """A build Job's pod waits on an image that cannot be pulled (here the serving image its Triton sidecar runs):
+    RepositoryReady, Available and Ready say so with the kubelet's reason instead of an endless "Building"."""
+    from fulcrum.reconcile.pods import PodProblem
+
+    body = _body()
+    md = parse_model_deployment(body)
+    problem = PodProblem("ImagePullBackOff", "pod b-x: image localhost:5000/nope:1 cannot be pulled (ImagePullBackOff)")
+    builds = [
+        dataclasses.replace(b, job_phase="Running", problem=problem if b.pool.name == "cpu" else None)
+        for b in pool_builds(md.spec, SETTINGS, {}, {})
+    ]
+    p = plan(
+        md=body, spec=md.spec, status=ModelDeploymentStatus(), settings=SETTINGS, builds=builds, servers=[], now=NOW
+    )
+    for kind in ("RepositoryReady", "Available", "Ready"):
+        condition = p.status.condition(kind)
+        assert condition is not None and condition.status == "False", kind
+        assert condition.reason == "ImagePullBackOff" and "localhost:5000/nope:1" in condition.message, kind
+    repository = p.status.condition("RepositoryReady")
+    assert repository is not None and "pool cpu" in repository.message
+    assert _cond(p, "Stalled") == ("False", "Progressing")  # the kubelet keeps trying: fixable, not stalled

@@ -232,19 +232,6 @@ def test_a_repository_is_removed_by_a_job_mounting_its_storage_but_never_for_obj
     assert repository_cleanup_job(content_key, S3) is None
 
 
-def test_local_build_job_measures_with_the_bundled_tritonserver_in_the_build_step() -> None:
-    _body, md = _md()
-    pool = md.spec.node_pool("cpu")
-    local = OperatorSettings(build_target="local", storage=S3.storage)
-    pod = build_job(_key(md, pool="cpu", target="local"), pool, local, md.spec, serving_image=IMAGE)["spec"][
-        "template"
-    ]["spec"]
-    assert [c["name"] for c in pod["initContainers"]] == ["fetch", "build"]
-    [build] = [c for c in pod["initContainers"] if c["name"] == "build"]
-    assert "--triton-url" not in build["args"] and "--no-profile" not in build["args"]
-    assert build["args"][build["args"].index("--target") + 1] == "local"
-
-
 def test_only_fetch_and_publish_hold_credentials_and_no_step_running_model_code_can_change_its_inputs() -> None:
     """The containers that run the model's code (build) or talk to Triton (measure) get no Secret and no
     storage, and read their inputs (and so the key the output is published under) from a read-only mount;
@@ -292,6 +279,37 @@ def test_pvc_sources_are_mounted_read_only_in_the_fetch_step_only() -> None:
         "name": "source-0", "mountPath": "/mnt/pvc/team-models", "readOnly": True,
     }  # fmt: skip
     assert all("source-0" not in mounts(steps[n]) for n in ("build", "measure", "publish"))
+
+
+def test_local_build_job_measures_through_the_cpu_tritonserver_under_the_replicas_limits() -> None:
+    """The dev cluster's real node runs the same three containers as a real pool: the sidecar is the CPU
+    tritonserver image with a serving replica's resources; the measure container has no limit (its load must
+    not eat the server's CPU)."""
+    limits = {"limits": {"cpu": "1", "memory": "2Gi"}}
+    _body, md = _md(serving={"resources": limits})
+    cpu = md.spec.node_pool("cpu")
+    local = OperatorSettings(build_target="local", storage=S3.storage)
+    key = _key(md, pool="cpu", target="local")
+    job = build_job(key, cpu, local, md.spec, serving_image=IMAGE)
+    pod = job["spec"]["template"]["spec"]
+    assert [c["name"] for c in pod["initContainers"]] == ["fetch", "build", "triton", "measure"]
+    _fetch, build, sidecar, measure = pod["initContainers"]
+    assert build["args"][build["args"].index("--target") + 1] == "local"
+    assert sidecar["image"] == IMAGE and sidecar["resources"] == {"limits": {"cpu": "1", "memory": "2Gi"}}
+    assert "resources" not in measure and "resources" not in build
+    # another CPU limit, another profile: another build; memory alone changes nothing
+    _body, faster = _md(serving={"resources": {"limits": {"cpu": "2", "memory": "2Gi"}}})
+    assert _key(faster, pool="cpu", target="local") != key
+    _body, bigger = _md(serving={"resources": {"limits": {"cpu": "1", "memory": "4Gi"}}})
+    assert _key(bigger, pool="cpu", target="local") == key
+    _body, none = _md()
+    assert [r["onExitCodes"]["containerName"] for r in job["spec"]["podFailurePolicy"]["rules"][:3]] == [
+        "fetch", "build", "measure"
+    ]  # fmt: skip
+    # the builder's content key sees the CPU limits too (the published repository holds the profiles)
+    fetch_args = pod["initContainers"][0]["args"]
+    assert '"cpu":{"limits":"1"}' in fetch_args[fetch_args.index("--platform") + 1]
+    assert "cpu" not in build_inputs(none.spec, cpu, "local", "x", serving_image=IMAGE)
 
 
 def test_a_tensorrt_tier_serves_with_its_builds_image_on_its_builds_gpu() -> None:

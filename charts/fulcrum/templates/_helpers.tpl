@@ -97,12 +97,12 @@ The operator lists and watches the kinds of fulcrum.handlers.WATCHES; the reconc
 Deployments, Services, PodDisruptionBudgets and each ModelDeployment's routing ConfigMap (PATCH, plus create when
 the apply creates the object), deletes Deployments of tiers or pools it left, merge-patches status and posts
 Events. The control loop scrapes the ready Triton pods it finds in the EndpointSlices of Fulcrum's Services
-(watched, never read directly); routing lists the pods of the Deployment that serves, to point each one's served
-model name at the routed tier (Triton's model-control API, on the pod).
-Build Jobs run in the build namespace or, for a spec that names a Secret or claim of its own namespace
+(watched, never read directly). Its pods are watched for what only the kubelet reports (an image that cannot be
+pulled, a Secret or claim that is missing, a repository download that fails), for build Jobs' results and by
+routing, which points each serving pod's served model name at the routed tier (Triton's model-control API, on the
+pod). Build Jobs run in the build namespace or, for a spec that names a Secret or claim of its own namespace
 (spec.repository, a pvc:// source), in that namespace (pods can only use their own namespace's Secrets and
-claims): there too they are watched, created, marked harvested (patch), deleted to build again, and their pods
-listed for the termination message. */}}
+claims): there too they are watched, created, marked harvested (patch) and deleted to build again. */}}
 {{- define "fulcrum.rules.models" -}}
 - apiGroups: [fulcrum.dev]
   resources: [modeldeployments]
@@ -124,6 +124,9 @@ listed for the termination message. */}}
 - apiGroups: [discovery.k8s.io]
   resources: [endpointslices]
   verbs: [list, watch]
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [list, watch]
 - apiGroups: [policy]
   resources: [poddisruptionbudgets]
   verbs: [list, watch, create, patch]
@@ -134,31 +137,31 @@ listed for the termination message. */}}
   resources: [configmaps]
   verbs: [list, watch, create, patch]
 - apiGroups: [""]
-  resources: [pods]
-  verbs: [list]
-- apiGroups: [""]
   resources: [events]
   verbs: [create]
 {{- end }}
 
 {{/* "fulcrum.rules.build": the build namespace only. Build Jobs and records are listed and watched there in
-namespaced mode (cluster-wide, the ClusterRole's watches of every namespace see them). Jobs are created; a
-finished build's pods are listed for its termination message; the record ConfigMap is created and the Job
+namespaced mode, and so are build pods (cluster-wide, the ClusterRole's watches of every namespace already see
+them, and an unused grant is refused by the e2e verb audit). Jobs are created; build pods are watched (what the
+kubelet reports) and a finished one's termination message read; the record ConfigMap is created and the Job
 marked harvested (patch); a Job is deleted to build again (a retry, or its record deleted). Garbage collection
 marks records that fell out of use (patch), deletes them after the retention and, for a claim or node
 directory, removes their repository with a Job. */}}
 {{- define "fulcrum.rules.build" -}}
-{{- $watched := include "fulcrum.watchNamespaces" . | fromJsonArray }}
-{{- $watch := ternary "list, watch, " "" (gt (len $watched) 0) }}
+{{- $namespaced := gt (len (include "fulcrum.watchNamespaces" . | fromJsonArray)) 0 }}
+{{- $watch := ternary "list, watch, " "" $namespaced }}
 - apiGroups: [batch]
   resources: [jobs]
   verbs: [{{ $watch }}create, patch, delete]
 - apiGroups: [""]
   resources: [configmaps]
   verbs: [{{ $watch }}create, patch, delete]
+{{- if $namespaced }}
 - apiGroups: [""]
   resources: [pods]
-  verbs: [list]
+  verbs: [list, watch]
+{{- end }}
 {{- end }}
 
 {{/* "fulcrum.rules.leader": the release namespace only. The leader election Lease: created once (create cannot

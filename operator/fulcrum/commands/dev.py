@@ -6,10 +6,14 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from fulcrum.dev.paths import DevHome, resolve_home
+
+if TYPE_CHECKING:
+    from fulcrum.dev.images import BuiltImage
 
 HOME_HELP = "Cluster directory (default $FULCRUM_DEV_HOME or ~/.cache/fulcrum/dev); two homes are two clusters."
 
@@ -71,10 +75,68 @@ def _run_build(force: bool) -> Path:
 
 @dev.command()
 @click.option("--force", is_flag=True, help="Rebuild even if the binaries for this pin exist.")
-def build(force: bool) -> None:
-    """Build (or reuse) the pinned binaries: control plane, kubelet, kube-proxy, kubectl, kwok, helm, prometheus."""
+@click.option("--no-images", is_flag=True, help="Only the binaries, not the container images.")
+def build(force: bool, no_images: bool) -> None:
+    """Build (or reuse) the pinned binaries (control plane, kubelet, kube-proxy, kubectl, kwok, helm, prometheus)
+    and the images (fulcrum, fulcrum-builder, tritonserver-cpu, pause)."""
+    import threading  # noqa: PLC0415
+
+    from fulcrum.dev import images  # noqa: PLC0415
+
+    # The images but pause need no Go binary: they build beside the Go build (pip downloads and image layers
+    # overlap with compiling; a cold CI machine saves most of the shorter of the two).
+    failures: list[BaseException] = []
+
+    def recipes() -> None:
+        try:
+            _ensure_images(None, tuple(n for n in images.NAMES if n != images.PAUSE))
+        except BaseException as exc:  # reported after the Go build
+            failures.append(exc)
+
+    worker = threading.Thread(target=recipes, name="images", daemon=True)
+    if not no_images:
+        worker.start()
     bin_dir = _run_build(force)
+    if not no_images:
+        worker.join()
+        if failures:
+            raise failures[0]
+        _ensure_images(bin_dir, (images.PAUSE,))
     click.echo(str(bin_dir))
+
+
+def _ensure_images(bin_dir: Path | None, names: tuple[str, ...] = ()) -> dict[str, BuiltImage]:
+    from fulcrum.dev import images  # noqa: PLC0415
+
+    started = time.monotonic()
+    try:
+        built = images.ensure(
+            names or images.NAMES,
+            say=lambda m: click.echo(f"images: {m.strip()}", err=True),
+            pause_binary=bin_dir / "pause" if bin_dir is not None else None,
+        )
+    except images.ImageError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"images ready in {time.monotonic() - started:.0f}s", err=True)
+    return built
+
+
+@dev.command("images")
+@click.argument("names", nargs=-1)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable: name -> ref, sizes, build time.")
+def images_command(names: tuple[str, ...], as_json: bool) -> None:
+    """Build (or reuse) Fulcrum's images and print their references (as the dev node pulls them)."""
+    from dataclasses import asdict  # noqa: PLC0415
+
+    bin_dir = _run_build(False)
+    built = _ensure_images(bin_dir, names)
+    if as_json:
+        click.echo(json.dumps({name: asdict(image) for name, image in built.items()}, indent=2))
+        return
+    for image in built.values():
+        click.echo(
+            f"{image.ref}  {image.size_bytes / 1e6:.0f} MB unpacked, {image.compressed_bytes / 1e6:.0f} MB compressed"
+        )
 
 
 @dev.command("bin-dir")
@@ -99,33 +161,23 @@ def bin_dir() -> None:
 )
 @click.option("--no-pools", is_flag=True, help="No kwok pools, only local-0.")
 @click.option(
-    "--local-gpus",
-    type=click.IntRange(0, 64),
-    default=0,
-    show_default=True,
-    help="Fake nvidia.com/gpu capacity of local-0 (>0 also taints it nvidia.com/gpu:NoSchedule).",
-)
-@click.option(
     "--port-base",
     type=click.IntRange(1024, 65000),
     default=None,
     help="First of 8 consecutive loopback ports (default 25600).",
 )
-@click.option("--no-netns", is_flag=True, help="Pods share the host network on 127.x.y.z instead of own namespaces.")
 @click.option("--timeout", type=float, default=180.0, show_default=True, help="Seconds to wait for readiness.")
 def up(
     *,
     home_dir: str | None,
     pools: tuple[str, ...],
     no_pools: bool,
-    local_gpus: int,
     port_base: int | None,
-    no_netns: bool,
     timeout: float,
 ) -> None:
     """Start the cluster (building the binaries first if needed); a no-op if it already runs."""
     from fulcrum.dev import build as build_mod  # noqa: PLC0415
-    from fulcrum.dev import cluster, network  # noqa: PLC0415
+    from fulcrum.dev import cluster  # noqa: PLC0415
     from fulcrum.dev.config import DEFAULT_POOLS, DEFAULT_PORT_BASE, ClusterConfig, parse_pools  # noqa: PLC0415
 
     home = _home(home_dir)
@@ -136,19 +188,14 @@ def up(
     if build_mod.find_bin_dir() is None:
         _run_build(False)
     previous = cluster.load_config(home)
-    netns = not no_netns and network.netns_supported()
-    if not no_netns and not netns:
-        click.echo("network namespaces need root and iproute2: pods get 127.x.y.z addresses instead", err=True)
-    index = previous.subnet_index if previous else cluster.choose_subnet_index(home) if netns else 1
-    cfg = ClusterConfig(
-        port_base=port_base or (previous.port_base if previous else DEFAULT_PORT_BASE),
-        pools=chosen,
-        local_gpus=local_gpus,
-        subnet_index=index,
-        netns=netns,
-    )
     started = time.monotonic()
     try:
+        index = previous.subnet_index if previous else cluster.choose_subnet_index(home)
+        cfg = ClusterConfig(
+            port_base=port_base or (previous.port_base if previous else DEFAULT_PORT_BASE),
+            pools=chosen,
+            subnet_index=index,
+        )
         cfg = cluster.up(home, cfg, say=lambda m: click.echo(m, err=True), timeout=timeout)
     except cluster.ClusterError as exc:
         raise click.ClickException(
@@ -183,16 +230,25 @@ def s3_env(home_dir: str | None, who: str, env_file: bool) -> None:
 
 @dev.command(name="chart-values")
 @click.option("--home", "home_dir", type=click.Path(file_okay=False), help=HOME_HELP)
-def chart_values(home_dir: str | None) -> None:
-    """Print Helm values for installing charts/fulcrum on this cluster (its object store, local builds)."""
+def chart_values_command(home_dir: str | None) -> None:
+    """Print Helm values that install charts/fulcrum on this cluster: its images, local builds, its object store.
+
+    helm install fulcrum charts/fulcrum -n fulcrum-system --create-namespace -f <(fulcrum dev chart-values)
+    """
     import yaml  # noqa: PLC0415
 
-    from fulcrum.dev import objectstore  # noqa: PLC0415
+    from fulcrum.dev import chart_values, images, objectstore  # noqa: PLC0415
 
-    store = objectstore.load(_home(home_dir))
+    home = _home(home_dir)
+    store = objectstore.load(home)
     if store is None:
         raise click.ClickException("this cluster has no object store yet: run `fulcrum dev up`")
-    click.echo(yaml.safe_dump(objectstore.chart_values(store), sort_keys=False), nl=False)
+    bin_dir = _run_build(False)
+    built = _ensure_images(bin_dir, tuple(n for n in images.NAMES if n != images.PAUSE))
+    values = chart_values.merged(
+        chart_values.image_values(built), objectstore.chart_values(store), chart_values.node_values()
+    )
+    click.echo(yaml.safe_dump(values, sort_keys=False), nl=False)
 
 
 @dev.command()

@@ -18,13 +18,11 @@ The tick schedule runs on the monotonic clock; the policy's times (which status 
 
 from __future__ import annotations
 
-import inspect
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
 
 from fulcrum.api import ModelDeploymentSpec, ModelDeploymentStatus, TierProfiles
 from fulcrum.metrics.sources import Reading
@@ -53,14 +51,6 @@ def significant(value: float, digits: int = 3) -> str:
         return "0"
     quantum = Decimal(1).scaleb(Decimal(repr(abs(value))).adjusted() - digits + 1)
     return format(Decimal(repr(value)).quantize(quantum).normalize(), "f")
-
-
-_DECIDE_TAKES_HOT_TIERS = "hot_tiers" in inspect.signature(decide).parameters
-
-
-def _hot_tiers_argument(hot_tiers: Mapping[str, frozenset[str]]) -> dict[str, Any]:
-    """``decide``'s ``hot_tiers`` keyword, where this version of the policy takes it (it plans hot switches)."""
-    return {"hot_tiers": hot_tiers} if _DECIDE_TAKES_HOT_TIERS else {}
 
 
 @dataclass
@@ -170,7 +160,7 @@ class ControlLoop:
         observation = observation_of(reading)
         state = memory.state.with_fleet(self.fleet(memory, servers, now))
         profiles = ProfileTable.from_tiers(ready)
-        decision = decide(spec, profiles, observation, state, now, **_hot_tiers_argument(hot_tiers or {}))
+        decision = decide(spec, profiles, observation, state, now, hot_tiers=hot_tiers or {})
         memory.state = decision.state
         memory.last_tick = self.monotonic()
         capacities = replica_capacities(spec, profiles, decision.state)

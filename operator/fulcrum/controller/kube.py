@@ -70,6 +70,13 @@ def object_path(kind: str, namespace: str | None, name: str | None = None, subre
     return path
 
 
+def bearer(token: str) -> str:
+    """The Authorization header of a token as the kubernetes client's loaders give it: the in-cluster loader
+    "bearer <token>" (lower case), a kubeconfig the bare token or "Bearer <token>"."""
+    scheme, _, value = token.partition(" ")
+    return f"Bearer {value if value and scheme.lower() == 'bearer' else token}"
+
+
 @dataclass
 class TokenFile:
     """A bearer token read from a file and re-read when it may have rotated."""
@@ -127,7 +134,7 @@ class KubeClient:
         headers = _base_headers()
         token = configuration.api_key.get("authorization") or configuration.api_key.get("BearerToken")
         if token:
-            headers["Authorization"] = token if token.startswith("Bearer ") else f"Bearer {token}"
+            headers["Authorization"] = bearer(token)
         return cls(host=configuration.host.rstrip("/"), ssl_context=context, headers=headers)
 
     async def _http(self) -> aiohttp.ClientSession:

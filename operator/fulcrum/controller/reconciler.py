@@ -220,6 +220,7 @@ class Reconciler:
             return await self._write_invalid(body, format_validation_error(exc))
         status = ModelDeploymentStatus.model_validate(body.get("status") or {})
         builds, retry_in = await self._build_states(md.spec, key, rebuild_token(body))
+        builds = [self._with_pod_problem(b) for b in builds]
         servers = self._servers(namespace, name)
         previous_build = self._previous_build(md.spec, status, builds)
         serving_tiers = serving_tiers_of(md.spec, builds, previous_build)  # what serves now, rebuilds included
@@ -258,7 +259,6 @@ class Reconciler:
             rollout=rollout,
             live_routes=routes,
             routing_key=routes.get(KEY_KEY) or secrets.token_urlsafe(24),
-            pod_problem=await self._pod_problem(namespace, name, servers),
         )
         if tick is not None:
             result.status, events = fold_tick(
@@ -345,17 +345,6 @@ class Reconciler:
         model = served if status.serving is not None and status.serving.model_name == served else None
         return await self.metrics.observe(key, self._metrics_targets(*key), model, float(spec.slo.percentile))
 
-    async def _pod_problem(self, namespace: str, name: str, servers: list[LiveServer]) -> str | None:
-        """While a Triton Deployment waits for replicas, why (read from its pods' statuses)."""
-        if all(s.ready_replicas >= s.replicas for s in servers):
-            return None
-        try:
-            pods = await self.kube.list("Pod", namespace, f"{labels.MODEL_DEPLOYMENT}={name}")
-        except KubeError as error:
-            log.debug("cannot list the pods of %s/%s: %s", namespace, name, error)
-            return None
-        return pod_problem(pods)
-
     def _slices(self, namespace: str, name: str) -> list[Body]:
         return [
             s
@@ -387,7 +376,6 @@ class Reconciler:
         results: dict[str, BuildResult] = {}
         phases: dict[str, BuildPhase] = {}
         details: dict[str, str] = {}
-        problems: dict[str, str] = {}
         retry_in: float | None = None
         keys = pool_builds(spec, self.settings, {}, {}, md_key[0], rebuild=rebuild)
         self._wait_on(md_key, {b.key for b in keys})
@@ -403,9 +391,6 @@ class Reconciler:
                 phase = job_phase(job)
                 if phase == "Running":
                     phases[build.key] = "Running"
-                    problem = await self._build_problem(job, build)
-                    if problem:
-                        problems[build.key] = problem
                     continue
                 uid = job["metadata"].get("uid")
                 if record is None and HARVESTED in (job["metadata"].get("annotations") or {}):
@@ -436,19 +421,22 @@ class Reconciler:
                 details[build.key] = f"{record.message} (attempt {record.attempts}); retrying at {record.retry_at}"
                 retry_in = due if retry_in is None else min(retry_in, due)
             # else: due and the Job is gone: no phase, so the planner starts the next attempt
-        builds = pool_builds(
-            spec, self.settings, results, phases, md_key[0], details=details, rebuild=rebuild, problems=problems
-        )
-        return builds, retry_in
+        return pool_builds(spec, self.settings, results, phases, md_key[0], details=details, rebuild=rebuild), retry_in
 
-    async def _build_problem(self, job: Body, build: PoolBuild) -> str | None:
-        """What keeps a running build's pod waiting (a missing Secret or claim), read from its pods' statuses."""
-        try:
-            pods = await self.kube.list("Pod", build.namespace, f"job-name={job['metadata']['name']}")
-        except KubeError as error:
-            log.debug("cannot list the pods of build %s: %s", build.key[:12], error)
-            return None
-        return pod_problem(pods, exits=False)
+    def _with_pod_problem(self, build: PoolBuild) -> PoolBuild:
+        """A running build whose pod cannot go on (an image that cannot be pulled, a missing Secret or claim) says
+        so, instead of a silent wait. Failed pods are the Job's to retry: their result says why."""
+        if build.result is not None or build.job_phase != "Running":
+            return build
+        namespace = build.namespace or self.settings.build_namespace
+        pods = [
+            p
+            for p in self.cache.all("Pod")
+            if p["metadata"].get("namespace") == namespace
+            and p["metadata"].get("labels", {}).get(labels.BUILD_KEY) == build.key
+        ]
+        problem = pod_problem(pods, exits=False)
+        return replace(build, problem=problem) if problem is not None else build
 
     async def _harvest(
         self, job: Body, build: PoolBuild, spec: ModelDeploymentSpec, succeeded: bool, stored: Body | None
@@ -527,6 +515,11 @@ class Reconciler:
                 continue
             loaded = (dep["metadata"].get("annotations") or {}).get(labels.LOADED_TIERS, "")
             selector = (dep.get("spec", {}).get("selector") or {}).get("matchLabels") or {}
+            pods = [
+                p
+                for p in self.cache.owned_by("Pod", namespace, name)
+                if selector and selector.items() <= p["metadata"].get("labels", {}).items()
+            ]
             servers.append(
                 LiveServer(
                     name=dep["metadata"]["name"],
@@ -536,6 +529,7 @@ class Reconciler:
                     ready_replicas=int(dep.get("status", {}).get("readyReplicas", 0) or 0),
                     loaded=tuple(t for t in loaded.split(",") if t),
                     hot=selector.get(labels.ROUTING) == labels.ROUTING_HOT,
+                    problem=pod_problem(pods),
                 )
             )
         return sorted(servers, key=lambda s: s.name)

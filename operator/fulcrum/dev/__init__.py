@@ -1,8 +1,9 @@
-"""``fulcrum dev``: a real local Kubernetes control plane for tests and the quickstart.
+"""``fulcrum dev``: a real local Kubernetes for tests and the quickstart.
 
-etcd, kube-apiserver, kube-controller-manager and kube-scheduler are built from the pinned Go
-modules in ``hack/devcluster`` (:mod:`fulcrum.dev.build`), started on loopback with real TLS
-(:mod:`fulcrum.dev.cluster`), kwok registers fake GPU node pools (:mod:`fulcrum.dev.pools`), and
-a Python node agent (:mod:`fulcrum.dev.agent`) acts as the kubelet of node ``local-0``: it runs the
-pods bound to it as local processes, each pod in its own network namespace.
+etcd, kube-apiserver, kube-controller-manager, kube-scheduler, the kubelet, kube-proxy and kubectl are built
+from the pinned Go modules in ``hack/devcluster`` (:mod:`fulcrum.dev.build`); the control plane runs on the
+host (:mod:`fulcrum.dev.cluster`), kwok registers fake GPU node pools (:mod:`fulcrum.dev.nodes`), and the node
+``local-0`` is a real kubelet on containerd + runc with CNI networking and kube-proxy in namespaces of its own
+(:mod:`fulcrum.dev.node`, :mod:`fulcrum.dev.nodehost`, :mod:`fulcrum.dev.network`), pulling Fulcrum's images
+(:mod:`fulcrum.dev.images`) from a registry on its loopback.
 """

@@ -23,7 +23,7 @@ from pathlib import Path
 from fulcrum.dev.paths import bin_root, go_root
 
 SOURCE_ENV = "FULCRUM_DEVCLUSTER_SRC"
-RECIPE_VERSION = "1"  # bump when the build flags below change
+RECIPE_VERSION = "2"  # bump when the build flags below change
 COMPLETE = ".complete"
 
 
@@ -58,7 +58,21 @@ def module_versions(go_mod: str) -> dict[str, str]:
     return versions
 
 
-def binaries(versions: dict[str, str]) -> list[Binary]:
+def helm_kube_flags(helm_client_go: str | None) -> tuple[str, ...]:
+    """The Kubernetes version helm assumes without a cluster (``helm template``), stamped in as Helm's own release
+    build does (its Makefile: the client-go minor it compiles against, major 1). Without them helm assumes
+    v1.20.0, and any chart requiring a newer Kubernetes fails to render offline."""
+    if not helm_client_go:
+        return ()
+    minor = helm_client_go.lstrip("v").split(".")[1]
+    return tuple(
+        f"-X helm.sh/helm/v3/pkg/{package}.k8sVersion{part}={value}"
+        for package in ("chartutil", "lint/rules")
+        for part, value in (("Major", "1"), ("Minor", minor))
+    )
+
+
+def binaries(versions: dict[str, str], helm_client_go: str | None = None) -> list[Binary]:
     k8s = versions.get("k8s.io/kubernetes")
     if k8s is None:
         raise BuildError("hack/devcluster/go.mod does not require k8s.io/kubernetes")
@@ -84,7 +98,7 @@ def binaries(versions: dict[str, str]) -> list[Binary]:
         Binary(
             "helm",
             "helm.sh/helm/v3/cmd/helm",
-            (f"-X helm.sh/helm/v3/internal/version.version={helm}",),
+            (f"-X helm.sh/helm/v3/internal/version.version={helm}", *helm_kube_flags(helm_client_go)),
             module_dir="helm",
         ),
         Binary("promtool", "github.com/prometheus/prometheus/cmd/promtool", prometheus, "prometheus", PROMETHEUS_TAGS),
@@ -158,7 +172,8 @@ def plan(source: Path | None = None) -> Plan:
         if name.endswith("go.mod"):
             versions.update(module_versions(text))
     key = version_key(files)
-    return Plan(source, key, bin_root() / key, binaries(versions))
+    helm_client_go = module_versions(files.get("helm/go.mod", "")).get("k8s.io/client-go")
+    return Plan(source, key, bin_root() / key, binaries(versions, helm_client_go))
 
 
 def find_bin_dir(source: Path | None = None) -> Path | None:

@@ -152,6 +152,7 @@ CLIENTS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("scheduler", "system:kube-scheduler", ()),
     ("apiserver-kubelet-client", "kube-apiserver-kubelet-client", ("system:masters",)),
     ("node-local-0", "system:node:local-0", ("system:nodes",)),
+    ("kube-proxy", "system:kube-proxy", ()),  # bound to system:node-proxier by the bootstrap RBAC
     ("front-proxy-client", "front-proxy-client", ()),
 )
 

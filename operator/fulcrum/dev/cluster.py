@@ -8,6 +8,7 @@ import fcntl
 import json
 import os
 import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fulcrum.dev import build as build_mod
-from fulcrum.dev import components, health, network, nodes, objectstore, procs, prometheus
+from fulcrum.dev import components, health, images, network, node, nodehost, nodes, objectstore, procs, prometheus
 from fulcrum.dev.certs import write_pki
 from fulcrum.dev.config import LOCAL_NODE, ClusterConfig
 from fulcrum.dev.kubeconfig import render_from_pki
@@ -23,6 +24,10 @@ from fulcrum.dev.paths import DevHome
 
 Say = Callable[[str], None]
 WATCHDOG = "watchdog"
+CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+HOST_SERVICES = ("prometheus", objectstore.NAME)  # on the host, listening on the cluster's host address
+NODE_COMPONENTS = (nodehost.HOLDER, "registry", "containerd", "kubelet", "kube-proxy")
+COMPONENTS = (*CONTROL_PLANE, *HOST_SERVICES, *NODE_COMPONENTS)
 
 
 class ClusterError(RuntimeError):
@@ -49,7 +54,9 @@ def load_config(home: DevHome) -> ClusterConfig | None:
 
 
 def server_url(cfg: ClusterConfig) -> str:
-    return f"https://127.0.0.1:{cfg.ports.apiserver}"
+    """The API server, on the cluster's host address (reachable from host processes and, as the ``kubernetes``
+    Service, from pods)."""
+    return f"https://{cfg.host_address}:{cfg.ports.apiserver}"
 
 
 def _write_kubeconfigs(home: DevHome, cfg: ClusterConfig) -> None:
@@ -63,14 +70,11 @@ def _write_kubeconfigs(home: DevHome, cfg: ClusterConfig) -> None:
 
 
 def component_env(home: DevHome) -> dict[str, str]:
-    """The environment of every started process: tagged with the home, ``fulcrum`` importable."""
-    env = dict(os.environ)
+    """The environment of every started process: tagged with the home; sbin on PATH (runc, iptables, mount)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "PYTHONPATH")}
     env[procs.CLUSTER_ENV] = str(home.root)
-    env.pop("KUBECONFIG", None)
-    package_root = str(Path(__file__).resolve().parents[2])  # operator/ (or site-packages)
-    repo_root = str(Path(__file__).resolve().parents[3])  # model_repo_builder lives here in a checkout
-    paths = [package_root, repo_root, *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
-    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    path = env.get("PATH", "").split(os.pathsep)
+    env["PATH"] = os.pathsep.join(dict.fromkeys([*path, "/usr/local/sbin", "/usr/sbin", "/sbin"]))
     return env
 
 
@@ -104,30 +108,39 @@ def _check_ports_free(cfg: ClusterConfig, home: DevHome) -> None:
 
 
 def choose_subnet_index(home: DevHome, first: int = 1) -> int:
-    """Reserve the first free pod subnet index (10.244.<index>.0/24) by creating its bridge for ``home``.
+    """Reserve the first free cluster index N on this machine by creating the node's link ``fdev<N>``.
 
-    Creating the link is atomic, so two clusters starting at once never share a subnet. Without network
-    namespaces nothing is reserved: the index only picks the loopback range 127.<index>.0.0/16.
+    Creating the link is atomic, so two clusters starting at once never share an index (and so never share
+    addresses, a network namespace or a cgroup).
     """
-    if not network.netns_supported():
-        return first
+    problem = network.supported()
+    if problem is not None:
+        raise ClusterError(problem)
     for index in range(first, 255):
-        if network.reserve_bridge(f"fdev{index}", str(home.root)):
+        if network.reserve_link(f"fdev{index}", str(home.root)):
             return index
-    raise ClusterError(f"no free pod subnet index from {first} (10.244.{first}-254.0/24 all taken by fdev bridges)")
+    raise ClusterError(f"no free cluster index from {first}: links fdev{first}..fdev254 all exist")
 
 
 def _own_subnet(home: DevHome, cfg: ClusterConfig) -> ClusterConfig:
-    """Keep the configured subnet if its bridge is free or ours, else reserve another one."""
-    if not cfg.netns:
-        return cfg
-    owner = network.bridge_owner(cfg.bridge)
+    """Keep the configured index if its link is free or ours, else reserve another one."""
+    owner = network.link_owner(cfg.link)
     if owner == str(home.root):
         return cfg
-    if owner is None and network.reserve_bridge(cfg.bridge, str(home.root)):
+    if owner is None and network.reserve_link(cfg.link, str(home.root)):
         return cfg
     first = 200 if cfg.subnet_index >= 200 else 1
     return dataclasses.replace(cfg, subnet_index=choose_subnet_index(home, first))
+
+
+def _started(home: DevHome, name: str, argv: list[str], env: dict[str, str], say: Say) -> procs.ProcRecord:
+    say(f"starting {name}")
+    return procs.start(home.run, name, argv, log=home.logs / f"{name}.log", env=env, cwd=home.root)
+
+
+def _running_record(home: DevHome, name: str) -> procs.ProcRecord | None:
+    record = procs.load(home.run, name)
+    return record if procs.running(record) else None
 
 
 def up(
@@ -137,6 +150,9 @@ def up(
 
     With ``owner_pid`` a watchdog takes the cluster down when that process dies (test sessions).
     """
+    problem = network.supported()
+    if problem is not None:
+        raise ClusterError(problem)
     with locked(home):
         home.ensure()
         existing = load_config(home)
@@ -144,7 +160,7 @@ def up(
         if existing is not None and running_now and existing != cfg:
             say(
                 f"cluster at {home.root} already runs ({', '.join(running_now)}); keeping its configuration "
-                "(run `fulcrum dev down` first to change pools, ports or the local node)"
+                "(run `fulcrum dev down` first to change pools or ports)"
             )
             cfg = existing
         bin_dir = build_mod.find_bin_dir()
@@ -154,53 +170,65 @@ def up(
             _check_ports_free(cfg, home)
             cfg = _own_subnet(home, cfg)
         home.config_file.write_text(cfg.to_json())
-        extra_ips = (str(cfg.gateway),) if cfg.netns else ()
-        write_pki(home.pki, apiserver_ips=("127.0.0.1", "10.96.0.1", *extra_ips), kubelet_ips=("127.0.0.1", *extra_ips))
+        # the link first: the API server listens on its host end
+        network.setup(cfg, owner=str(home.root))
+        sandbox = images.ensure([images.PAUSE], say=say, pause_binary=bin_dir / "pause")[images.PAUSE]
+        write_pki(
+            home.pki,
+            apiserver_ips=(cfg.host_address, "10.96.0.1", "127.0.0.1"),
+            kubelet_ips=(cfg.node_address,),
+        )
         _write_kubeconfigs(home, cfg)
+        paths = nodehost.write_files(cfg, home, server_url(cfg), sandbox.ref)
         env = component_env(home)
         ctx = health.tls_context(home.pki)
         prometheus.prepare(home, cfg)
         started: list[str] = []
         for comp in [*components.all_components(bin_dir, home, cfg), prometheus.component(bin_dir, home, cfg)]:
-            record = procs.load(home.run, comp.name)
-            if procs.running(record):
+            if _running_record(home, comp.name) is not None:
                 continue
             if comp.name == "kwok":
                 _register_kwok_nodes(home, cfg)
-            say(f"starting {comp.name}")
-            log = home.logs / f"{comp.name}.log"
-            rec = procs.start(home.run, comp.name, comp.argv, log=log, env=env, cwd=home.root)
+            rec = _started(home, comp.name, comp.argv, env, say)
             started.append(comp.name)
+            log = str(home.logs / f"{comp.name}.log")
 
             def alive(rec: procs.ProcRecord = rec) -> bool:
                 return procs.running(rec)
 
             if comp.name == "etcd":
-                _wait("etcd", lambda: health.port_open(cfg.ports.etcd_client), timeout, alive, str(log))
+                _wait("etcd", lambda: health.port_open(cfg.ports.etcd_client), timeout, alive, log)
             elif comp.name == "kube-apiserver":
                 try:
                     health.wait_https_ok(
-                        cfg.ports.apiserver, "/readyz", ctx, timeout, alive=alive, what="kube-apiserver"
+                        cfg.host_address,
+                        cfg.ports.apiserver,
+                        "/readyz",
+                        ctx,
+                        timeout,
+                        alive=alive,
+                        what="kube-apiserver",
                     )
                 except (TimeoutError, RuntimeError) as exc:
-                    raise ClusterError(f"{exc}\n{_tail(str(log))}") from exc
+                    raise ClusterError(f"{exc}\n{_tail(log)}") from exc
             else:
                 time.sleep(0.2)
                 if not alive():
-                    raise ClusterError(f"{comp.name} exited at start; see {log}:\n{_tail(str(log))}")
-        health.wait_https_ok(cfg.ports.apiserver, "/readyz", ctx, timeout, what="kube-apiserver")
+                    raise ClusterError(f"{comp.name} exited at start; see {log}:\n{_tail(log)}")
+        health.wait_https_ok(cfg.host_address, cfg.ports.apiserver, "/readyz", ctx, timeout, what="kube-apiserver")
+        started += _start_node(home, cfg, bin_dir, paths, env, say=say, timeout=timeout)
         _wait_nodes_ready(home, cfg, timeout)
         try:
             prometheus.wait_ready(cfg, timeout)
         except prometheus.PrometheusError as exc:
-            log = home.logs / "prometheus.log"
-            raise ClusterError(f"{exc}; see {log}:\n{_tail(str(log))}") from exc
+            prometheus_log = str(home.logs / "prometheus.log")
+            raise ClusterError(f"{exc}; see {prometheus_log}:\n{_tail(prometheus_log)}") from exc
         try:
             store = objectstore.up(home, cfg, bin_dir, env=env, say=say, timeout=timeout)
         except objectstore.ObjectStoreError as exc:
             raise ClusterError(str(exc)) from exc
         _serving_secret(home, store)
-        if owner_pid is not None and not procs.running(procs.load(home.run, WATCHDOG)):
+        if owner_pid is not None and _running_record(home, WATCHDOG) is None:
             ticks = procs.start_ticks(owner_pid)
             argv = [
                 sys.executable,
@@ -213,9 +241,75 @@ def up(
                 "--ticks",
                 str(ticks),
             ]
-            procs.start(home.run, WATCHDOG, argv, log=home.logs / f"{WATCHDOG}.log", env=env, cwd=home.root)
+            watchdog_env = {**env, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+            procs.start(home.run, WATCHDOG, argv, log=home.logs / f"{WATCHDOG}.log", env=watchdog_env, cwd=home.root)
         say("cluster ready" + (f" (started {', '.join(started)})" if started else " (already running)"))
         return cfg
+
+
+def _start_node(
+    home: DevHome,
+    cfg: ClusterConfig,
+    bin_dir: Path,
+    paths: node.NodePaths,
+    env: dict[str, str],
+    *,
+    say: Say,
+    timeout: float,
+) -> list[str]:
+    """The node's processes, each in the node's namespaces (the holder's), in dependency order."""
+    started: list[str] = []
+    holder = _running_record(home, nodehost.HOLDER)
+    if holder is None:
+        for leftover in NODE_COMPONENTS[1:]:  # a node without its namespaces: its processes start over
+            record = procs.load(home.run, leftover)
+            if record is not None:
+                procs.stop(record, grace=5.0)
+                procs.forget(home.run, leftover)
+        nodehost.sweep(cfg, home)
+        nodehost.create_cgroups(cfg)
+        holder = _started(home, nodehost.HOLDER, nodehost.holder_argv(cfg, bin_dir, paths), env, say)
+        started.append(nodehost.HOLDER)
+        log = str(home.logs / f"{nodehost.HOLDER}.log")
+        _wait(
+            "the node's namespaces",
+            lambda: _holder_ready(holder.pid),
+            30,
+            lambda: procs.running(holder),
+            log,
+        )
+        nodehost.save_namespaces(home, holder.pid)
+    argvs = {
+        "registry": node.registry_argv(paths),
+        "containerd": node.containerd_argv(paths),
+        "kubelet": node.kubelet_argv(bin_dir, cfg, home, paths),
+        "kube-proxy": node.kube_proxy_argv(bin_dir, paths),
+    }
+    for name, argv in argvs.items():
+        if _running_record(home, name) is not None:
+            continue
+        rec = _started(home, name, nodehost.enter(holder.pid, argv), env, say)
+        started.append(name)
+        log = str(home.logs / f"{name}.log")
+        if name == "containerd":
+
+            def alive(rec: procs.ProcRecord = rec) -> bool:
+                return procs.running(rec)
+
+            _wait("containerd", paths.containerd_socket.exists, timeout, alive, log)
+        else:
+            time.sleep(0.2)
+            if not procs.running(rec):
+                raise ClusterError(f"{name} exited at start; see {log}:\n{_tail(log)}")
+    return started
+
+
+def _holder_ready(pid: int) -> bool:
+    """The holder has made its mounts and become ``pause`` (its mount namespace is the node's from then on)."""
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip() == "pause"
+    except OSError:
+        return False
 
 
 def _api(home: DevHome) -> object:
@@ -228,12 +322,13 @@ def _register_kwok_nodes(home: DevHome, cfg: ClusterConfig) -> None:
     from kubernetes.client import ApiException  # noqa: PLC0415
 
     api = _api(home)
-    for node in nodes.kwok_nodes(cfg):
+    for manifest in nodes.kwok_nodes(cfg):
         try:
-            api.create_node(node)  # type: ignore[attr-defined]
+            api.create_node(manifest)  # type: ignore[attr-defined]
         except ApiException as exc:
             if exc.status != 409:
-                raise ClusterError(f"creating node {node['metadata']['name']} failed: {exc.reason} {exc.body}") from exc
+                name = manifest["metadata"]["name"]
+                raise ClusterError(f"creating node {name} failed: {exc.reason} {exc.body}") from exc
 
 
 def _serving_secret(home: DevHome, store: objectstore.ObjectStoreConfig) -> None:
@@ -270,7 +365,7 @@ def _wait_nodes_ready(home: DevHome, cfg: ClusterConfig, timeout: float) -> None
         time.sleep(0.5)
     raise ClusterError(
         f"nodes not Ready after {timeout:.0f}s: {', '.join(sorted(missing))} "
-        f"(logs: {home.logs}/kwok.log, {home.logs}/node-agent.log)"
+        f"(logs: {home.logs}/kwok.log, {home.logs}/kubelet.log, {home.logs}/containerd.log)"
     )
 
 
@@ -280,23 +375,11 @@ def _has_not_ready_taint(node: object) -> bool:
 
 
 def down(home: DevHome, say: Say = print, keep_data: bool = False) -> list[str]:
-    """Stop every process of the cluster (reverse start order), then sweep stragglers and networks."""
+    """Stop every process of the cluster (node first), then remove what the node left: pods, cgroups, its
+    network namespace and link, mounts. Nothing of the cluster survives, whatever state it was in."""
     with locked(home):
         stopped = []
-        order = {
-            c: i
-            for i, c in enumerate(
-                [
-                    "etcd",
-                    "kube-apiserver",
-                    "kube-controller-manager",
-                    "kube-scheduler",
-                    "kwok",
-                    "node-agent",
-                    "prometheus",
-                ]
-            )
-        }
+        order = {c: i for i, c in enumerate(COMPONENTS)}
         recs = sorted(procs.records(home.run), key=lambda r: -order.get(r.name, 100))
         for rec in recs:
             if rec.pid == os.getpid():  # the watchdog taking its cluster down
@@ -305,25 +388,38 @@ def down(home: DevHome, say: Say = print, keep_data: bool = False) -> list[str]:
             if procs.running(rec):
                 say(f"stopping {rec.name}")
                 stopped.append(rec.name)
-            procs.stop(rec, grace=15.0 if rec.name == "node-agent" else 10.0)
+            procs.stop(rec, grace=5.0 if rec.name in NODE_COMPONENTS else 10.0)
             procs.forget(home.run, rec.name)
+        cfg = load_config(home) or _config_from_link(home)
+        if cfg is not None:
+            pods = nodehost.sweep(cfg, home)
+            if pods:
+                say(f"killed {len(pods)} process(es) of the node's pods and shims")
         leftovers = procs.sweep(home.root)
         if leftovers:
             say(f"killed {len(leftovers)} leftover process(es): {leftovers}")
-        cfg = load_config(home)
-        if (
-            cfg is not None
-            and cfg.netns
-            and network.netns_supported()
-            and network.bridge_owner(cfg.bridge) in (str(home.root), "")
-        ):
-            network.teardown_all(cfg.bridge)
+        if cfg is not None and network.link_owner(cfg.link) in (str(home.root), ""):
+            network.teardown(cfg)
+        mounted = nodehost.unmount_under(home.root)
+        if mounted:
+            say(f"unmounted {len(mounted)} leftover mount(s) under {home.root}")
         if not keep_data:
-            for path in (home.etcd_data, home.pods, home.volumes, home.run):
+            # the node's unpacked images are tens of thousands of files: rm(1) is quicker at it than Python
+            subprocess.run(["rm", "-rf", str(node.NodePaths.of(home).root)], check=False)
+            for path in (home.etcd_data, home.run):
                 shutil.rmtree(path, ignore_errors=True)
             prometheus.clean(home)
             objectstore.remove_state(home)
         return stopped
+
+
+def _config_from_link(home: DevHome) -> ClusterConfig | None:
+    """The cluster's index from the link it reserved, when its cluster.json is gone (a deleted home): enough to
+    find and remove its node."""
+    for link in network.links_of(str(home.root)):
+        if link.removeprefix("fdev").isdigit():
+            return ClusterConfig(pools=(), subnet_index=int(link.removeprefix("fdev")))
+    return None
 
 
 @dataclass(frozen=True)
@@ -338,17 +434,7 @@ class ComponentStatus:
 def status(home: DevHome) -> dict[str, object]:
     cfg = load_config(home)
     comps: list[ComponentStatus] = []
-    names = [
-        "etcd",
-        "kube-apiserver",
-        "kube-controller-manager",
-        "kube-scheduler",
-        "kwok",
-        "node-agent",
-        "prometheus",
-        objectstore.NAME,
-    ]
-    for name in names:
+    for name in COMPONENTS:
         rec = procs.load(home.run, name)
         log = str(home.logs / f"{name}.log")
         if rec is None:
@@ -360,7 +446,7 @@ def status(home: DevHome) -> dict[str, object]:
     ready = False
     if cfg is not None and any(c.state == "running" for c in comps if c.name == "kube-apiserver"):
         with contextlib.suppress(Exception):
-            code, _ = health.https_get(cfg.ports.apiserver, "/readyz", health.tls_context(home.pki))
+            code, _ = health.https_get(cfg.host_address, cfg.ports.apiserver, "/readyz", health.tls_context(home.pki))
             ready = code == 200
     store = objectstore.load(home)
     return {

@@ -1,8 +1,7 @@
-"""Command lines of the control-plane processes. Pure: paths in, argv out."""
+"""Command lines of the control-plane processes and kwok. Pure: paths in, argv out (the node: fulcrum.dev.node)."""
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,10 +58,9 @@ def apiserver(bin_dir: Path, home: DevHome, cfg: ClusterConfig) -> Component:
             f"--etcd-cafile={pki / 'ca.crt'}",
             f"--etcd-certfile={pki / 'etcd-client.crt'}",
             f"--etcd-keyfile={pki / 'etcd-client.key'}",
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
-            # the `kubernetes` Service's Endpoints may not hold a loopback address: do not reconcile them
-            "--endpoint-reconciler-type=none",
+            # the host's end of the node's link: host processes and (through the `kubernetes` Service) pods
+            f"--bind-address={cfg.host_address}",
+            f"--advertise-address={cfg.host_address}",
             f"--secure-port={ports.apiserver}",
             f"--cert-dir={home.component_config / 'apiserver-certs'}",
             f"--tls-cert-file={pki / 'apiserver.crt'}",
@@ -156,20 +154,6 @@ def kwok(bin_dir: Path, home: DevHome, cfg: ClusterConfig) -> Component:
     )
 
 
-def agent(home: DevHome, cfg: ClusterConfig) -> Component:
-    return Component(
-        "node-agent",
-        [
-            sys.executable,
-            "-m",
-            "fulcrum.dev.agent",
-            "--home",
-            str(home.root),
-        ],
-        60,
-    )
-
-
 def all_components(bin_dir: Path, home: DevHome, cfg: ClusterConfig) -> list[Component]:
     return [
         etcd(bin_dir, home, cfg),
@@ -177,5 +161,4 @@ def all_components(bin_dir: Path, home: DevHome, cfg: ClusterConfig) -> list[Com
         controller_manager(bin_dir, home, cfg),
         scheduler(bin_dir, home, cfg),
         kwok(bin_dir, home, cfg),
-        agent(home, cfg),
     ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 DEFAULT_PORT_BASE = 25600
@@ -13,8 +13,9 @@ POOL_LABEL = "fulcrum.dev/pool"
 GPU_RESOURCE = "nvidia.com/gpu"
 LOCAL_NODE = "local-0"
 LOCAL_POOL = "local"
-SERVICE_CIDR = "10.96.0.0/16"
-POD_NETWORK = "10.244.0.0/16"  # only inside network namespaces this tool creates
+SERVICE_CIDR = "10.96.0.0/16"  # routed only inside each node's own network namespace (kube-proxy)
+LINK_NETWORK_PREFIX = "10.243"  # host <-> node links: 10.243.<index>.0/30
+POD_NETWORK_PREFIX = "10.244"  # pods of a cluster: 10.244.<index>.0/24, inside its node's namespace
 
 _POOL_RE = re.compile(r"^(?P<name>[a-z0-9]([-a-z0-9]*[a-z0-9])?)=(?P<nodes>\d+)(x(?P<gpus>\d+))?$")
 
@@ -80,46 +81,57 @@ class Ports:
 
 @dataclass(frozen=True)
 class ClusterConfig:
-    """Everything ``up`` needs; saved as ``cluster.json`` so later commands see the same cluster."""
+    """Everything ``up`` needs; saved as ``cluster.json`` so later commands see the same cluster.
+
+    ``subnet_index`` N (1..254, reserved on the machine by creating the host link ``fdev<N>``) gives the cluster
+    its addresses: the host end of the node's link ``10.243.<N>.1`` (the host address), the node
+    ``10.243.<N>.2`` and the pods ``10.244.<N>.0/24``.
+    """
 
     port_base: int = DEFAULT_PORT_BASE
     pools: tuple[Pool, ...] = DEFAULT_POOLS
-    local_gpus: int = 0
-    local_cpu: str = "8"
-    local_memory: str = "16Gi"
-    subnet_index: int = 1  # pods of local-0 get 10.244.<index>.0/24
-    netns: bool = True  # one network namespace per pod; False: unique loopback IPs 127.<index>.x.y
+    subnet_index: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.subnet_index <= 254:
+            raise ValueError(f"subnet index {self.subnet_index} out of range 1..254")
 
     @property
     def ports(self) -> Ports:
         return Ports.from_base(self.port_base)
 
     @property
-    def pod_subnet(self) -> ipaddress.IPv4Network:
-        if not 1 <= self.subnet_index <= 254:
-            raise ValueError(f"subnet index {self.subnet_index} out of range 1..254")
-        if self.netns:
-            return ipaddress.IPv4Network(f"10.244.{self.subnet_index}.0/24")
-        return ipaddress.IPv4Network(f"127.{self.subnet_index}.0.0/16")
-
-    @property
-    def bridge(self) -> str:
+    def link(self) -> str:
+        """The host's end of the node's link (a veth); also the name of the node's network namespace."""
         return f"fdev{self.subnet_index}"
 
     @property
-    def gateway(self) -> ipaddress.IPv4Address:
-        """The bridge's address on the host: pods' default route."""
-        return self.pod_subnet.network_address + 1
+    def link_network(self) -> ipaddress.IPv4Network:
+        return ipaddress.IPv4Network(f"{LINK_NETWORK_PREFIX}.{self.subnet_index}.0/30")
 
     @property
     def host_address(self) -> str:
-        """Where host-side services of this cluster listen (object store, Prometheus, ...).
+        """Where this cluster's host-side services listen: the API server, an object store, Prometheus, ...
 
-        An address on an interface this cluster created, reachable from the pods of ``local-0`` and from host
-        processes alike; never a shared or external address. Loopback only when pods share the host network.
+        The host's end of the link to ``local-0``: an address this cluster created, which pods on ``local-0`` (routed
+        by the node) and host processes (a local address) both reach. Never a shared or an external address.
         """
-        return str(self.gateway) if self.netns else "127.0.0.1"
+        return str(self.link_network.network_address + 1)
+
+    @property
+    def node_address(self) -> str:
+        """``local-0``'s InternalIP: the node's end of the link, inside its network namespace."""
+        return str(self.link_network.network_address + 2)
+
+    @property
+    def pod_subnet(self) -> ipaddress.IPv4Network:
+        return ipaddress.IPv4Network(f"{POD_NETWORK_PREFIX}.{self.subnet_index}.0/24")
+
+    @property
+    def gateway(self) -> ipaddress.IPv4Address:
+        """The pods' bridge on the node: their default route."""
+        return self.pod_subnet.network_address + 1
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -129,4 +141,5 @@ class ClusterConfig:
     def from_json(cls, text: str) -> ClusterConfig:
         data = json.loads(text)
         data["pools"] = tuple(Pool(**p) for p in data.get("pools", []))
-        return cls(**data)
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})

@@ -16,8 +16,8 @@ def tls_context(pki: Path, client_stem: str = "admin") -> ssl.SSLContext:
     return ctx
 
 
-def https_get(port: int, path: str, ctx: ssl.SSLContext, timeout: float = 3.0) -> tuple[int, str]:
-    conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=timeout)
+def https_get(host: str, port: int, path: str, ctx: ssl.SSLContext, timeout: float = 3.0) -> tuple[int, str]:
+    conn = http.client.HTTPSConnection(host, port, context=ctx, timeout=timeout)
     try:
         conn.request("GET", path)
         resp = conn.getresponse()
@@ -35,6 +35,7 @@ def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
 
 
 def wait_https_ok(
+    host: str,
     port: int,
     path: str,
     ctx: ssl.SSLContext,
@@ -50,7 +51,7 @@ def wait_https_ok(
         if alive is not None and not alive():
             raise RuntimeError(f"{what or port} exited while starting (see its log)")
         try:
-            status, body = https_get(port, path, ctx)
+            status, body = https_get(host, port, path, ctx)
             if status == 200:
                 return
             last = f"HTTP {status}: {body[-500:]}"

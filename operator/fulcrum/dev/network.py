@@ -1,61 +1,38 @@
-"""Pod networking of ``local-0``: one network namespace per pod on a host bridge.
+"""The link between the host and a cluster's node: a veth pair and the node's network namespace.
 
-The bridge ``fdev<N>`` holds ``10.244.<N>.1/24`` on the host; each pod gets a namespace
-``fdev<N>-<uid8>`` with a veth whose peer is on the bridge, an address from the /24, loopback up
-and a default route via the bridge. Containers bind 0.0.0.0 inside their namespace and the host
-(operator, probes, tests) reaches them at the pod IP. When namespaces cannot be created (no root,
-no ``ip``), pods fall back to unique loopback addresses ``127.<N>.x.y`` sharing the host network.
+For cluster index N the host end ``fdev<N>`` holds ``10.243.<N>.1/30`` (the cluster's host address) and routes
+the pods' ``10.244.<N>.0/24`` to the node end, ``eth0`` = ``10.243.<N>.2/30`` in the network namespace
+``fdev<N>``. Creating the veth pair is atomic, so it also reserves N on the machine: two clusters never get the
+same index. The link's alias names the home of the cluster that owns it. The namespace has no default route and
+the host does not forward, so pods reach only their node, the host's addresses and one another.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import ipaddress
 import os
 import shutil
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
+
+from fulcrum.dev.config import ClusterConfig
+from fulcrum.dev.node import NODE_INTERFACE, netns_name
 
 
 class NetworkError(RuntimeError):
     pass
 
 
-@dataclass(frozen=True)
-class PodNet:
-    ip: str
-    netns: str | None  # None: host network (loopback fallback or hostNetwork pods)
-
-    def wrap(self, argv: list[str]) -> list[str]:
-        """``argv`` run inside the pod's namespace."""
-        if self.netns is None:
-            return argv
-        return ["nsenter", f"--net=/run/netns/{self.netns}", "--", *argv]
+REQUIRED_COMMANDS = ("ip", "nsenter", "unshare")
 
 
-def netns_name(bridge: str, pod_uid: str) -> str:
-    return f"{bridge}-{pod_uid.replace('-', '')[:8]}"
-
-
-def veth_name(bridge: str, pod_uid: str) -> str:
-    # interface names are at most 15 characters
-    return f"v{bridge[4:]}{pod_uid.replace('-', '')[:8]}"[:15]
-
-
-def allocate_ip(subnet: ipaddress.IPv4Network, used: set[str]) -> str:
-    """The lowest free host address after the gateway (.1)."""
-    hosts = subnet.hosts()
-    next(hosts)  # the gateway / bridge address
-    for host in hosts:
-        if str(host) not in used:
-            return str(host)
-    raise NetworkError(f"no free pod IP left in {subnet}")
-
-
-def netns_supported() -> bool:
-    return os.geteuid() == 0 and shutil.which("ip") is not None and shutil.which("nsenter") is not None
+def supported() -> str | None:
+    """None when this machine can run a node; otherwise what is missing, in words."""
+    if os.geteuid() != 0:
+        return "the dev cluster's node (network namespaces, containerd, the kubelet) needs root"
+    missing = [c for c in REQUIRED_COMMANDS if shutil.which(c) is None]
+    if missing:
+        return f"{', '.join(missing)} not found (iproute2, util-linux)"
+    return None
 
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -66,92 +43,91 @@ def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 
 def link_exists(name: str) -> bool:
-    return _ip("link", "show", name, check=False).returncode == 0
+    return Path(f"/sys/class/net/{name}").exists()
 
 
-def bridge_owner(bridge: str) -> str | None:
-    """The home that reserved ``bridge`` (kept in the link's alias), "" if unknown, None if no such link."""
+def link_owner(link: str) -> str | None:
+    """The home that reserved ``link`` (kept in the link's alias), "" if unknown, None if no such link."""
     try:
-        return Path(f"/sys/class/net/{bridge}/ifalias").read_text().strip()
+        return Path(f"/sys/class/net/{link}/ifalias").read_text().strip()
     except FileNotFoundError:
         return None
 
 
-def bridge_mac(bridge: str) -> str:
-    """A fixed, locally administered MAC for ``bridge`` (pure).
+def links_of(owner: str) -> list[str]:
+    """The node links this owner (a cluster's home) reserved, found by their alias."""
+    found = []
+    for path in sorted(Path("/sys/class/net").glob("fdev*")):
+        try:
+            if (path / "ifalias").read_text().strip() == owner:
+                found.append(path.name)
+        except OSError:
+            continue
+    return found
 
-    A Linux bridge without one takes the lowest MAC among its ports, so it changes whenever a pod's veth comes or
-    goes. Pods still address the gateway by the old MAC until their ARP entry expires: their replies are lost and
-    TCP resends them after its 200 ms minimum timeout. The closed-loop e2e saw 1 % of requests take ~215 ms that
-    way while Triton measured 12 ms.
-    """
-    digest = hashlib.sha256(bridge.encode()).digest()
-    return ":".join(f"{b:02x}" for b in (0x02, *digest[:5]))
+
+def peer_name(link: str) -> str:
+    return f"{link}n"[:15]
 
 
-def reserve_bridge(bridge: str, owner: str) -> bool:
-    """Create ``bridge`` marked as ``owner``'s; False if it already exists (another cluster's, or a race)."""
-    if _ip("link", "add", bridge, "address", bridge_mac(bridge), "type", "bridge", check=False).returncode != 0:
+def reserve_link(link: str, owner: str) -> bool:
+    """Create the veth pair ``link`` marked as ``owner``'s; False if it exists (another cluster's, or a race)."""
+    if _ip("link", "add", link, "type", "veth", "peer", "name", peer_name(link), check=False).returncode != 0:
         return False
-    _ip("link", "set", "dev", bridge, "alias", owner)
+    _ip("link", "set", "dev", link, "alias", owner)
     return True
 
 
-def ensure_bridge(bridge: str, gateway: str, prefix: int, owner: str) -> None:
-    if not link_exists(bridge):
-        reserve_bridge(bridge, owner)
-    _ip("link", "set", "dev", bridge, "address", bridge_mac(bridge))  # also for a bridge made before this rule
-    addrs = _ip("-o", "addr", "show", "dev", bridge).stdout
-    if f" {gateway}/" not in addrs:
-        _ip("addr", "add", f"{gateway}/{prefix}", "dev", bridge)
-    _ip("link", "set", bridge, "up")
+def netns_exists(name: str) -> bool:
+    return Path(f"/run/netns/{name}").exists()
 
 
-def delete_bridge(bridge: str) -> None:
-    if link_exists(bridge):
-        _ip("link", "del", bridge, check=False)
+def in_netns(netns: str, *argv: str) -> list[str]:
+    return ["nsenter", f"--net=/run/netns/{netns}", "--", *argv]
 
 
-def setup_pod(bridge: str, pod_uid: str, ip: str, gateway: str, prefix: int) -> PodNet:
-    ns = netns_name(bridge, pod_uid)
-    veth = veth_name(bridge, pod_uid)
-    teardown_pod(bridge, pod_uid)
-    _ip("netns", "add", ns)
-    try:
-        _ip("link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns)
-        _ip("link", "set", veth, "master", bridge)
-        _ip("link", "set", veth, "up")
-        _ip("-n", ns, "link", "set", "lo", "up")
-        _ip("-n", ns, "addr", "add", f"{ip}/{prefix}", "dev", "eth0")
-        _ip("-n", ns, "link", "set", "eth0", "up")
-        _ip("-n", ns, "route", "add", "default", "via", gateway)
-        # the address may have been an earlier pod's: forget the host's ARP entry for it, or the host keeps
-        # sending to the old pod's MAC until the entry expires (lost packets, 200 ms TCP resends)
-        _ip("neigh", "flush", "to", ip, "dev", bridge, check=False)
-    except NetworkError:
-        teardown_pod(bridge, pod_uid)
-        raise
-    return PodNet(ip, ns)
+def _write_sysctl(netns: str, key: str, value: str) -> None:
+    """A per-namespace sysctl, written from inside the namespace (/proc/sys/net is the reader's namespace's)."""
+    path = f"/proc/sys/{key.replace('.', '/')}"
+    result = subprocess.run(
+        in_netns(netns, "sh", "-c", f"[ ! -e {path} ] || echo {value} > {path}"),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise NetworkError(f"setting {key}={value} in {netns} failed: {result.stderr.strip()}")
 
 
-def teardown_pod(bridge: str, pod_uid: str) -> None:
-    ns = netns_name(bridge, pod_uid)
-    veth = veth_name(bridge, pod_uid)
-    if link_exists(veth):
-        _ip("link", "del", veth, check=False)
-    if Path(f"/run/netns/{ns}").exists():
+def setup(cfg: ClusterConfig, owner: str) -> None:
+    """Create (or complete) the link and the node's namespace; idempotent."""
+    link, ns, peer = cfg.link, netns_name(cfg), peer_name(cfg.link)
+    if not link_exists(link) and not reserve_link(link, owner):
+        raise NetworkError(f"link {link} exists and belongs to {link_owner(link)!r}, not {owner}")
+    if not netns_exists(ns):
+        _ip("netns", "add", ns)
+    if link_exists(peer):  # still on the host: move it into the node and name it as nodes name it
+        _ip("link", "set", peer, "netns", ns)
+        _ip("-n", ns, "link", "set", peer, "name", NODE_INTERFACE)
+    prefix = cfg.link_network.prefixlen
+    if f" {cfg.host_address}/" not in _ip("-o", "addr", "show", "dev", link).stdout:
+        _ip("addr", "add", f"{cfg.host_address}/{prefix}", "dev", link)
+    _ip("link", "set", link, "up")
+    _ip("-n", ns, "link", "set", "lo", "up")
+    if f" {cfg.node_address}/" not in _ip("-n", ns, "-o", "addr", "show", "dev", NODE_INTERFACE).stdout:
+        _ip("-n", ns, "addr", "add", f"{cfg.node_address}/{prefix}", "dev", NODE_INTERFACE)
+    _ip("-n", ns, "link", "set", NODE_INTERFACE, "up")
+    _ip("route", "replace", str(cfg.pod_subnet), "via", cfg.node_address, "dev", link)
+    _write_sysctl(ns, "net.ipv4.ip_forward", "1")  # the node routes between its pods' bridge and the host
+    # bridged pod-to-pod packets pass kube-proxy's rules (a Service's reply from a pod on the same bridge)
+    _write_sysctl(ns, "net.bridge.bridge-nf-call-iptables", "1")
+
+
+def teardown(cfg: ClusterConfig) -> None:
+    """Delete the node's namespace (its interfaces, bridge, routes and iptables rules go with it) and the link."""
+    ns = netns_name(cfg)
+    if netns_exists(ns):
         _ip("netns", "del", ns, check=False)
-
-
-def teardown_pods(bridge: str) -> None:
-    """Remove every pod namespace of this bridge (their veths go with them)."""
-    with contextlib.suppress(FileNotFoundError):
-        for entry in Path("/run/netns").iterdir():
-            if entry.name.startswith(f"{bridge}-"):
-                _ip("netns", "del", entry.name, check=False)
-
-
-def teardown_all(bridge: str) -> None:
-    """Remove every pod namespace of this bridge and the bridge itself."""
-    teardown_pods(bridge)
-    delete_bridge(bridge)
+    for name in (cfg.link, peer_name(cfg.link)):
+        if link_exists(name):
+            _ip("link", "del", name, check=False)

@@ -1,9 +1,9 @@
 """The dev cluster's object store: SeaweedFS (``weed server`` with its S3 gateway), built from the Go module in
 ``hack/devcluster/seaweedfs`` like the control plane.
 
-``fulcrum dev up`` starts it after the control plane, listening on one address that both host processes
-(the operator, tests, ``fulcrum build``) and pods reach: the cluster's host address (the pod bridge's
-gateway), or loopback when pods share the host network. Three access keys are generated once per cluster
+``fulcrum dev up`` starts it after the control plane and the node, listening on one address that both host
+processes (the operator, tests, ``fulcrum build``) and pods on the node reach: the cluster's host address (the
+host's end of the node's link, an address the cluster itself created). Three access keys are generated once per cluster
 home and kept in ``objectstore.json`` (mode 0600):
 
 - ``admin``: everything (seeding, tests);
@@ -224,13 +224,7 @@ def up(
     home: DevHome, cfg: ClusterConfig, bin_dir: Path, *, env: dict[str, str], say: Say, timeout: float = 120.0
 ) -> ObjectStoreConfig:
     """Start the cluster's object store on its service address (see :func:`service_address`); idempotent."""
-    address = service_address(cfg)
-    if cfg.netns and address == str(cfg.gateway):
-        from fulcrum.dev import network  # noqa: PLC0415
-
-        # the node adds the gateway address with the first pod; the store must listen there before that
-        network.ensure_bridge(cfg.bridge, address, cfg.pod_subnet.prefixlen, str(home.root))
-    return start(home, address, bin_dir, env=env, say=say, timeout=timeout, reserved=cfg.ports.all())
+    return start(home, service_address(cfg), bin_dir, env=env, say=say, timeout=timeout, reserved=cfg.ports.all())
 
 
 def start(

@@ -70,20 +70,10 @@ class DevHome:
         return self.root / "logs"
 
     @property
-    def pods(self) -> Path:
-        """Per-pod directories of the node agent (volumes, termination logs)."""
-        return self.root / "pods"
-
-    @property
-    def volumes(self) -> Path:
-        """Directories backing PersistentVolumes of the local provisioner."""
-        return self.root / "volumes"
-
-    @property
     def component_config(self) -> Path:
         return self.root / "config"
 
     def ensure(self) -> None:
-        for path in (self.root, self.pki, self.run, self.logs, self.pods, self.volumes, self.component_config):
+        for path in (self.root, self.pki, self.run, self.logs, self.component_config):
             path.mkdir(parents=True, exist_ok=True)
         self.pki.chmod(0o700)

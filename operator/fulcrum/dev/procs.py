@@ -17,7 +17,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 CLUSTER_ENV = "FULCRUM_DEV_CLUSTER"
-POD_ENV = "FULCRUM_DEV_POD_OF"  # set on pod processes only: the node agent's leftovers after a crash
 
 
 @dataclass(frozen=True)

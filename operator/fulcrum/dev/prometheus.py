@@ -28,7 +28,6 @@ from typing import Any
 
 import yaml
 
-from fulcrum.dev import network
 from fulcrum.dev.components import Component
 from fulcrum.dev.config import ClusterConfig
 from fulcrum.dev.paths import DevHome
@@ -86,7 +85,7 @@ def data_dir(home: DevHome) -> Path:
 
 
 def listen_addresses(cfg: ClusterConfig) -> list[str]:
-    """Loopback for host processes, and the cluster's host address (the bridge pods reach) when it has one."""
+    """Loopback for host processes, and the cluster's host address (which pods on the node reach)."""
     port = cfg.ports.prometheus
     return [f"{address}:{port}" for address in dict.fromkeys(["127.0.0.1", cfg.host_address])]
 
@@ -97,7 +96,7 @@ def url(cfg: ClusterConfig) -> str:
 
 
 def in_cluster_url(cfg: ClusterConfig) -> str:
-    """Where pods reach it (the cluster's host address; loopback when pods share the host network)."""
+    """Where pods reach it: the cluster's host address."""
     return f"http://{cfg.host_address}:{cfg.ports.prometheus}"
 
 
@@ -159,12 +158,10 @@ def component(bin_dir: Path, home: DevHome, cfg: ClusterConfig) -> Component:
 
 
 def prepare(home: DevHome, cfg: ClusterConfig) -> None:
-    """Write the configuration; with pod networking make sure the bridge holds the address to listen on."""
+    """Write the configuration (``up`` has created the node's link, whose host end holds the host address)."""
     for path in (root(home), targets_dir(home), rules_dir(home), data_dir(home)):
         path.mkdir(parents=True, exist_ok=True)
     config_file(home).write_text(yaml.safe_dump(config(home, cfg), sort_keys=False))
-    if cfg.netns and network.netns_supported():
-        network.ensure_bridge(cfg.bridge, str(cfg.gateway), cfg.pod_subnet.prefixlen, str(home.root))
 
 
 def ready(cfg: ClusterConfig) -> bool:

@@ -1,7 +1,7 @@
-"""A tiny JSON client for the API server over mutual TLS (the node agent's only client).
+"""A tiny JSON client for the API server over mutual TLS, with a client certificate of the dev cluster's PKI.
 
-Dicts in, dicts out, one keep-alive connection per thread. Kept separate from the official client so
-the agent speaks exactly the API a kubelet uses, with the node's own credentials.
+Dicts in, dicts out, one keep-alive connection per thread: what tests use to talk to the API exactly as
+written, without the official client's models in between.
 """
 
 from __future__ import annotations

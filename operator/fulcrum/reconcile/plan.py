@@ -16,6 +16,8 @@ from fulcrum.policy.rollout import old_replicas_to_keep
 from fulcrum.reconcile.builds import BuildPhase, BuildResult, MergedTier, merge_tiers
 from fulcrum.reconcile.conditions import ordered, set_condition
 from fulcrum.reconcile.layout import placement, routes
+from fulcrum.reconcile.pods import REASONS as POD_REASONS
+from fulcrum.reconcile.pods import PodProblem
 from fulcrum.reconcile.routing import RoutingIntent, serving_status
 from fulcrum.resources import labels
 from fulcrum.resources.build_key import build_key, build_scope
@@ -39,8 +41,9 @@ class PoolBuild:
     detail: str = ""
     """Why a build without a result waits (a transient failure and when it is retried)."""
     namespace: str = ""  # where its Job runs ("" in tests that do not care); records live in the build namespace
-    problem: str = ""
-    """What keeps its running Job's pod from going on (a missing Secret or claim), if anything."""
+    problem: PodProblem | None = None
+    """Why its running Job's pod does not go on, when it is the user's to fix: an image that cannot be pulled (the
+    serving image, which the build's Triton sidecar runs), a missing Secret or claim."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,7 @@ class LiveServer:
     ready_replicas: int
     loaded: tuple[str, ...] = ()  # the tiers each replica loads (empty: only ``tier``)
     hot: bool = False  # a pool's hot Deployment: ``tier`` is where its served name routes now
+    problem: PodProblem | None = None  # why its pods do not start, when the kubelet says it is the user's to fix
 
 
 @dataclass(frozen=True)
@@ -106,10 +110,9 @@ def pool_builds(
     *,
     details: Mapping[str, str] | None = None,
     rebuild: str = "",
-    problems: Mapping[str, str] | None = None,
 ) -> list[PoolBuild]:
-    """Each pool's build key with what is known of it; ``results``/``job_phases``/``details``/``problems`` are
-    keyed by build key.
+    """Each pool's build key with what is known of it; ``results``/``job_phases``/``details`` are keyed by build
+    key.
 
     ``namespace``: the ModelDeployment's (the key is scoped to it unless every input is pinned); ``rebuild``:
     its ``fulcrum.dev/rebuild`` annotation (a new value, a new build)."""
@@ -131,7 +134,6 @@ def pool_builds(
                 image,
                 detail=(details or {}).get(key, ""),
                 namespace=where,
-                problem=(problems or {}).get(key, ""),
             )
         )
     return out
@@ -249,7 +251,6 @@ def plan(
     rollout: Rollout | None = None,
     live_routes: Mapping[str, str] | None = None,
     routing_key: str = "",
-    pod_problem: str | None = None,
 ) -> Plan:
     """One reconciliation.
 
@@ -291,7 +292,6 @@ def plan(
         previous=status.conditions,
         generation=generation,
         now=now,
-        pod_problem=pod_problem,
     )
     out.status = status_of(
         spec,
@@ -411,7 +411,6 @@ def conditions_of(
     previous: list[Condition],
     generation: int,
     now: str,
-    pod_problem: str | None = None,
 ) -> list[Condition]:
     """RepositoryReady, Stalled, Available, Reconciling and Ready (kstatus).
 
@@ -438,10 +437,11 @@ def conditions_of(
         cond("RepositoryReady", False, _failure_reason(builds, tiers), _failure_message(tiers, builds))
     elif retrying:
         cond("RepositoryReady", False, "BuildRetrying", "; ".join(f"pool {b.pool.name}: {b.detail}" for b in retrying))
-    elif blocked := [b for b in builds if b.result is None and b.problem]:
-        # not final: the kubelet retries, so the build goes on once the Secret or claim exists
-        why = "; ".join(f"pool {b.pool.name}: {b.problem}" for b in blocked)
-        cond("RepositoryReady", False, "BuildBlocked", f"the build cannot start its steps: {why}")
+    elif stuck := next((b for b in builds if b.result is None and b.problem is not None), None):
+        # not final: the kubelet and the scheduler retry, so the build goes on once the image, Secret or claim is there
+        assert stuck.problem is not None
+        text = f"the build on pool {stuck.pool.name} cannot start: {stuck.problem.message}"
+        cond("RepositoryReady", False, stuck.problem.reason, text)
     else:
         cond("RepositoryReady", False, "Building", f"building on pool(s) {', '.join(pending) or '-'}")
 
@@ -458,16 +458,20 @@ def conditions_of(
 
     ready_replicas = fleet.target_ready
     old_serving = sum(min(s.ready_replicas, fleet.kept.get(s.name, 0)) for s in servers if s.name in fleet.kept)
-    if choice is None:
+    repository = conditions[0]
+    if choice is None and repository.reason in POD_REASONS:
+        available = (False, repository.reason, repository.message)  # a build that cannot start, named
+    elif choice is None:
         available = (False, "NoServingTier", "nothing to serve yet")
     elif ready_replicas > 0 or old_serving > 0:
         message = f"{ready_replicas}/{choice.replicas} replicas of {choice.tier} on {choice.pool} ready"
         if old_serving:
             message += f"; {old_serving} of the placement being left still serve"
         available = (True, "ReplicasReady", message)
+    elif fleet.target is not None and fleet.target.problem is not None:
+        available = (False, fleet.target.problem.reason, fleet.target.problem.message)
     else:
-        why = f": {pod_problem}" if pod_problem else ""
-        available = (False, "ReplicasNotReady", f"waiting for replicas of {choice.tier} on {choice.pool}{why}")
+        available = (False, "ReplicasNotReady", f"waiting for replicas of {choice.tier} on {choice.pool}")
     cond("Available", *available)
 
     rolling = choice is not None and (ready_replicas < choice.replicas or bool(fleet.kept))
@@ -482,6 +486,8 @@ def conditions_of(
         cond("Ready", False, stalled_reason, stalled_message)
     elif available[0]:
         cond("Ready", True, "Serving", available[2])
+    elif available[1] in POD_REASONS:
+        cond("Ready", False, available[1], available[2])  # e.g. ImagePullBackOff, naming the pod and the image
     else:
         cond("Ready", False, "Reconciling", next(c.message for c in conditions if c.type == "Reconciling"))
     return conditions

@@ -8,13 +8,13 @@ A build runs for one (build key, node pool). Its pod runs its steps in turn, eac
 2. ``build`` (init): ``fulcrum build`` from the fetched files into an emptyDir, holding the pool's GPUs; it runs
    the model's code (export, conversion, TensorRT engines), so it gets no credential and no claim, and reads the
    fetched files (and the key) from a read-only mount;
-3. target ``triton`` (real pools) only: every tier is gated, searched and profiled through the Triton it will
-   serve with, on the pool's device. ``triton`` is a native sidecar (an init container with ``restartPolicy:
-   Always``) of the pool's *serving image*, holding the same GPUs (the kubelet hands the finished init
-   container's devices on), serving an emptyDir in explicit model-control mode; ``measure`` (init, the builder
-   image, no GPU, no credential) reuses the build and measures each tier through the sidecar over loopback.
-   With target ``local`` (the dev cluster's CPU node) the build step measures with the bundled tritonserver,
-   the same binary the local pool serves with;
+3. ``triton``, a native sidecar (an init container with ``restartPolicy: Always``) of the pool's *serving image*
+   with ``spec.serving.resources`` (a replica's CPU and memory limits), holds the same GPUs (the kubelet hands
+   the finished init container's devices on) and serves an emptyDir in explicit model-control mode; ``measure``
+   (init, the builder image, no GPU, no limit, no credential) reuses the build and gates, searches and profiles
+   each tier through the sidecar over loopback: every tier is measured through the Triton it will serve with, on
+   the pool's device and under a replica's resources. The ``local`` target (the dev cluster) works the same way,
+   its serving image the CPU tritonserver of images/tritonserver-cpu;
 4. ``publish``: publishes the built repository write-once under ``<storage>/<content key>/`` and writes the
    result (manifest and where it was published) as its termination message. The Job completes when it exits
    (the kubelet then stops the sidecar).
@@ -72,16 +72,21 @@ def _build_labels(key: str, pool: NodePool) -> dict[str, str]:
     }
 
 
-def pool_platform(pool: NodePool, serving_image: str) -> dict[str, Any]:
-    """What a build on ``pool`` runs on, as the builder's content key sees it: the pool's hardware and the Triton
-    image it is measured with (TensorRT engines and profiles belong to them)."""
-    return {
+def pool_platform(pool: NodePool, serving_image: str, serving_resources: Manifest | None = None) -> dict[str, Any]:
+    """What a build on ``pool`` runs on, as the builder's content key sees it: the pool's hardware, the Triton
+    image it is measured with and a replica's CPU request and limit, when set (TensorRT engines and profiles
+    belong to them)."""
+    platform: dict[str, Any] = {
         "nodePool": pool.name,
         "gpusPerReplica": pool.gpus_per_replica,
         "nodeSelector": dict(pool.node_selector),
         "gpuProduct": gpu_product(pool),
         "servingImage": serving_image,
     }
+    cpu = {kind: v["cpu"] for kind, v in (serving_resources or {}).items() if v and "cpu" in v}
+    if cpu:
+        platform["cpu"] = cpu
+    return platform
 
 
 def spec_document(md_name: str, spec: ModelDeploymentSpec) -> str:
@@ -109,8 +114,9 @@ def _container(name: str, image: str, command: list[str], args: list[str], mount
     }
 
 
-def triton_sidecar(pool: NodePool, serving_image: str) -> Manifest:
-    """The pool's own Triton, serving the measure step's copies of the tiers (explicit model control)."""
+def triton_sidecar(pool: NodePool, serving_image: str, serving_resources: Manifest | None = None) -> Manifest:
+    """The pool's own Triton, serving the measure container's copies of the tiers (explicit model control), with
+    a serving replica's resources (``spec.serving.resources``)."""
     container: Manifest = {
         "name": "triton",
         "image": serving_image,
@@ -134,7 +140,7 @@ def triton_sidecar(pool: NodePool, serving_image: str) -> Manifest:
         ],
         "securityContext": container_security_context(),
     }
-    resources = gpu_resources(pool)
+    resources = gpu_resources(pool, serving_resources)
     if resources:
         container["resources"] = resources
     return container
@@ -152,13 +158,15 @@ def build_job(
 ) -> Manifest:
     """The Job that builds one key on one pool (TensorRT engines must be built on the GPU they serve on).
 
-    ``serving_image``: the pool's Triton image, which the build measures with; ``namespace``: where it runs (the
-    build namespace, or the ModelDeployment's own when its spec names a Secret or claim there)."""
+    ``serving_image``: the pool's Triton image, which the build measures with (under a replica's
+    ``spec.serving.resources``); ``namespace``: where it runs (the build namespace, or the ModelDeployment's own
+    when its spec names a Secret or claim there)."""
     storage = storage_mod.storage_for(spec, settings)
-    platform = json.dumps(pool_platform(pool, serving_image), sort_keys=True, separators=(",", ":"))
+    serving_resources = spec.serving.resources.to_wire() if spec.serving.resources else None
+    platform = pool_platform(pool, serving_image, serving_resources)
+    platform_json = json.dumps(platform, sort_keys=True, separators=(",", ":"))
     claims = storage_mod.pvc_source_claims(spec)
-    native = settings.build_target == "triton"
-    steps = ["fetch", "build", *(["measure"] if native else []), "publish"]
+    steps = ["fetch", "build", "measure", "publish"]
     volumes: list[Manifest] = [
         {"name": "inputs", "emptyDir": {}},
         {"name": "out", "emptyDir": {}},
@@ -167,6 +175,8 @@ def build_job(
             {"name": f"source-{i}", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
             for i, claim in enumerate(claims)
         ),
+        {"name": "triton-models", "emptyDir": {}},
+        {"name": "triton-tmp", "emptyDir": {}},
     ]
     repository = storage_mod.volume(storage, read_only=False)
     read_repository = storage_mod.volume(storage, read_only=True)
@@ -189,7 +199,7 @@ def build_job(
             "--target",
             settings.build_target,
             "--platform",
-            platform,
+            platform_json,
             "--no-relative-files",
             "--termination-message",
             TERMINATION_LOG,
@@ -213,29 +223,25 @@ def build_job(
         "build",
         settings.builder_image,
         ["fulcrum", "build"],
-        # target triton measures through the sidecar afterwards; local measures here with the bundled server
-        [*builder_args, *(["--no-profile"] if native else [])],
+        [*builder_args, "--no-profile"],  # the measure step measures, through the sidecar
         [inputs_ro, {"name": "out", "mountPath": OUT_MOUNT}, {"name": "tmp-build", "mountPath": SCRATCH_DIR}],
     )
     resources = gpu_resources(pool)
     if resources:
         build["resources"] = resources
-    init = [fetch, build]
-    if native:
-        measure = _container(
-            "measure",
-            settings.builder_image,
-            ["fulcrum", "build"],
-            [*builder_args, "--triton-url", f"127.0.0.1:{TRITON_HTTP_PORT}", "--triton-repository", TRITON_MODELS],
-            [
-                inputs_ro,
-                {"name": "out", "mountPath": OUT_MOUNT},
-                {"name": "tmp-measure", "mountPath": SCRATCH_DIR},
-                {"name": "triton-models", "mountPath": TRITON_MODELS},
-            ],
-        )
-        init += [triton_sidecar(pool, serving_image), measure]
-        volumes += [{"name": "triton-models", "emptyDir": {}}, {"name": "triton-tmp", "emptyDir": {}}]
+    measure = _container(
+        "measure",
+        settings.builder_image,
+        ["fulcrum", "build"],
+        [*builder_args, "--triton-url", f"127.0.0.1:{TRITON_HTTP_PORT}", "--triton-repository", TRITON_MODELS],
+        [
+            inputs_ro,
+            {"name": "out", "mountPath": OUT_MOUNT},
+            {"name": "tmp-measure", "mountPath": SCRATCH_DIR},
+            {"name": "triton-models", "mountPath": TRITON_MODELS},
+        ],
+    )
+    init = [fetch, build, triton_sidecar(pool, serving_image, serving_resources), measure]
     publish = _container(
         "publish",
         settings.builder_image,

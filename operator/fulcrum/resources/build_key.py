@@ -19,7 +19,9 @@ Named inputs (kept apart so each reads on its own):
   shared by every namespace. Otherwise the key is scoped to the namespace: its build Job fetches the files, and
   the builder's content key (computed from their bytes) finds an identical build already published and reuses
   it;
-- ``rebuild``: the ``fulcrum.dev/rebuild`` annotation of the ModelDeployment, when set (a new value, a new build).
+- ``rebuild``: the ``fulcrum.dev/rebuild`` annotation of the ModelDeployment, when set (a new value, a new build);
+- ``cpu``: the CPU request and limit of ``serving.resources``, when set: the build's Triton sidecar profiles under
+  them (absent otherwise, so a key without them stays what it was).
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ def build_inputs(
     wire = spec.to_wire()
     search = spec.serving.config_search
     extra = {"rebuild": rebuild} if rebuild else {}
-    return {
+    inputs: dict[str, Any] = {
         **extra,
         "version": KEY_VERSION,
         "target": target,
@@ -86,6 +88,10 @@ def build_inputs(
         "gpuProduct": gpu_product(pool),
         "search": {"configSearch": search.to_wire(), "slo": wire["slo"]} if search.enabled else None,
     }
+    cpu = {kind: v["cpu"] for kind, v in (wire["serving"].get("resources") or {}).items() if v and "cpu" in v}
+    if cpu:
+        inputs["cpu"] = cpu
+    return inputs
 
 
 def build_key(

@@ -1,1 +1,0 @@
-"""The node agent of ``local-0``: a small kubelet that runs pods as local processes."""
