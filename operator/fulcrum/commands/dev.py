@@ -205,6 +205,15 @@ def up(
 
     click.echo(f"ready in {time.monotonic() - started:.1f}s; export KUBECONFIG={home.kubeconfig}", err=True)
     click.echo(f"Prometheus: {prometheus.url(cfg)} (from pods: {prometheus.in_cluster_url(cfg)})", err=True)
+    from fulcrum.dev import objectstore  # noqa: PLC0415
+
+    store = objectstore.load(home)
+    if store is not None:
+        click.echo(
+            f"object store: {store.endpoint} (hosts and pods; keys: `fulcrum dev s3-env`, Helm values: "
+            "`fulcrum dev chart-values`)",
+            err=True,
+        )
 
 
 @dev.command(name="s3-env")
