@@ -124,7 +124,7 @@ PLATFORM_HELP = (
     "--termination-message",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Write the compact JSON result here (<= 4096 bytes; e.g. /dev/termination-log).",
+    help="Write the compact result here (<= 2048 bytes, deflated when longer; e.g. /dev/termination-log).",
 )
 @click.option("--force", is_flag=True, help="Rebuild even when the same build is already in --out.")
 @click.option("--platform", "platform_json", default=None, help=PLATFORM_HELP)
@@ -205,7 +205,7 @@ def build(
             result = run_build(options, progress.report)
     except BuildError as error:
         if termination_message is not None:
-            termination_message.write_text(json.dumps({"error": str(error)[:3800]}))
+            termination_message.write_text(termination.error(None, str(error)))
         console.print(f"[bold red]error:[/] {error}")
         sys.exit(EXIT_UNUSABLE)
     wire = result.manifest.model_dump(by_alias=True, mode="json")
@@ -242,14 +242,14 @@ def _build_to_object_storage(
     """``fulcrum build --out s3://...``: fetch, reuse the published key or build and publish it."""
     import shutil
 
-    from model_repo_builder import publish
+    from model_repo_builder import publish, termination
     from model_repo_builder.inputs import fetch_inputs
     from model_repo_builder.pipeline import BuildError, BuildOptions, default_cache_dir, load_spec, search_inputs
     from model_repo_builder.pipeline import build as run_build
     from model_repo_builder.progress import StageProgress, summary_table
 
     def fail(message: str, code: int) -> None:
-        publish.write(termination_message, json.dumps({"error": message[:3800]}))
+        publish.write(termination_message, termination.error(None, message))
         console.print(f"[bold red]error:[/] {message}")
         sys.exit(code)
 
@@ -360,7 +360,7 @@ def fetch(
 
     from rich.console import Console
 
-    from model_repo_builder import publish
+    from model_repo_builder import publish, termination
     from model_repo_builder.inputs import PUBLISHED_MANIFEST, fetch_inputs
     from model_repo_builder.pipeline import BuildError, BuildOptions, load_spec, search_inputs
 
@@ -378,7 +378,7 @@ def fetch(
         md = load_spec(spec_path.resolve())
         store = publish.store_at(repository)
     except (BuildError, publish.PublishError) as error:
-        publish.write(termination_message, json.dumps({"error": str(error)[:3800]}))
+        publish.write(termination_message, termination.error(None, str(error)))
         console.print(f"[bold red]error:[/] {error}")
         sys.exit(EXIT_UNUSABLE)
     inputs = fetch_inputs(

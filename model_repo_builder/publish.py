@@ -65,7 +65,7 @@ def servable(manifest: BuildManifest) -> bool:
 
 def error_message(reason: str, message: str) -> str:
     """The termination message of a build that produced nothing to serve for a reason outside the model."""
-    return termination.encode({"error": {"reason": reason, "message": message[:3800]}})
+    return termination.error(reason, message)
 
 
 def result_message(manifest: BuildManifest, key: str, location: str, reused: bool) -> str:

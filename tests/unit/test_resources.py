@@ -414,3 +414,14 @@ def test_storage_parsing() -> None:
     for bad in ("http://x", "hostpath://relative", "s3://"):
         with pytest.raises(ValueError, match="repository storage"):
             RepositoryStorage.parse(bad)
+
+
+def test_every_step_of_a_build_pod_keeps_its_whole_termination_message() -> None:
+    """The kubelet keeps 12 KiB of termination messages per pod, split evenly over all its containers: the
+    builder's limit must fit each step's share, or the result arrives cut (invalid JSON)."""
+    from model_repo_builder.termination import LIMIT
+
+    _body, md = _md()
+    pod = build_job("k" * 32, md.spec.node_pool("cpu"), S3, md.spec, serving_image=IMAGE)["spec"]["template"]["spec"]
+    steps = len(pod["initContainers"]) + len(pod["containers"])
+    assert steps * LIMIT <= 12 * 1024, (steps, LIMIT)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+import zlib
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -130,6 +133,17 @@ def with_retry(result: BuildResult, transient: bool, previous: BuildResult | Non
     return replace(result, transient=True, attempts=attempts, retry_at=retry_at)
 
 
+DEFLATED = "z:"
+
+
+def _unpacked(text: str) -> str:
+    """A termination message's JSON: the builder deflates it (``z:`` + base64) when plain JSON is longer than the
+    share of the kubelet's 12 KiB per pod each of the build pod's containers gets (model_repo_builder.termination)."""
+    if text.startswith(DEFLATED):
+        return zlib.decompress(base64.b64decode(text[len(DEFLATED) :], validate=True)).decode()
+    return text
+
+
 def result_from_termination_message(text: str | None, *, succeeded: bool, storage: RepositoryStorage) -> BuildResult:
     """Interpret the build pod's termination message: the publish step's result (compact manifest and where
     the repository was published), or an error object from whichever step stopped the build."""
@@ -139,8 +153,8 @@ def result_from_termination_message(text: str | None, *, succeeded: bool, storag
             return BuildResult("Failed", "NoBuildResult", "the build pod exited 0 but wrote no termination message")
         return BuildResult("Failed", "BuildFailed", "the build pod failed without a message; see its logs")
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
+        data = json.loads(_unpacked(text))
+    except (json.JSONDecodeError, binascii.Error, zlib.error, UnicodeDecodeError):
         return BuildResult("Failed", "BuildFailed", text.strip()[-600:])
     error = data.get("error") if isinstance(data, dict) else None
     if isinstance(error, dict):
