@@ -32,6 +32,7 @@ from fulcrum.resources import labels
 from fulcrum.resources.settings import OperatorSettings, RepositoryStorage
 from fulcrum.storage import ObjectURI, S3Client, S3Config, S3Repository
 from fulcrum.storage.gc import UNUSED_SINCE
+from model_repo_builder.termination import unpacked
 from tests.e2e.conftest import Cluster
 from tests.support.kube import EXAMPLE, Kube, debug, wait_ready
 from tests.support.operator_process import ensure_secret
@@ -82,7 +83,7 @@ def kill_build_step(kube: Kube, pod: Any) -> None:
 
 def publish_result(pod: Any) -> dict[str, Any]:
     [publish] = pod.status.container_statuses
-    return json.loads(publish.state.terminated.message)  # type: ignore[no-any-return]
+    return json.loads(unpacked(publish.state.terminated.message))  # type: ignore[no-any-return]
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ import yaml
 from fulcrum.dev.objectstore import EXAMPLES_BUCKET, MODELS_BUCKET
 from fulcrum.storage import ObjectURI, S3Repository
 from model_repo_builder.sources import SourceError, fetch
+from model_repo_builder.termination import unpacked
 from tests.support.objectstore import ObjectStore
 from tests.support.tiny_model import tiny_manifest, write_tiny_onnx
 
@@ -116,7 +117,7 @@ def test_the_jobs_three_steps_publish_once_and_reuse(object_store: ObjectStore, 
             env=writer,
         )  # fmt: skip
         assert published.returncode == 0, published.stderr
-        return json.loads((workdir / "result").read_text())  # type: ignore[no-any-return]
+        return json.loads(unpacked((workdir / "result").read_text()))  # type: ignore[no-any-return]
 
     first = job(tmp_path / "first")
     key = str(first["key"])
