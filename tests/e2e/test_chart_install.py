@@ -90,9 +90,13 @@ def test_a_pod_gets_an_answer_from_triton_through_the_service(cluster: Any, serv
     # the build ran in the builder image, under the replicas' CPU limit
     job_pods = pods(cluster, BUILD_NAMESPACE, f"{labels.BUILD_KEY}={status['build']['key']}")
     if job_pods:  # absent when an earlier session's record was reused
-        build, sidecar = job_pods[0]["spec"]["initContainers"]
-        (measure,) = job_pods[0]["spec"]["containers"]
-        assert build["image"] == measure["image"] == cluster.images["fulcrum-builder"].ref
+        spec = job_pods[0]["spec"]
+        steps = {c["name"]: c for c in [*spec["initContainers"], *spec["containers"]]}
+        assert list(steps) == ["fetch", "build", "triton", "measure", "publish"]
+        assert {steps[n]["image"] for n in ("fetch", "build", "measure", "publish")} == {
+            cluster.images["fulcrum-builder"].ref
+        }
+        sidecar = steps["triton"]
         # the tiers were profiled through the serving image, under a replica's CPU limit
         assert sidecar["image"] == cluster.images["tritonserver-cpu"].ref
         assert sidecar["resources"]["limits"]["cpu"] == "1"
