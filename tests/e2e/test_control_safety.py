@@ -164,6 +164,7 @@ def two_operators(cluster: Any, crd_installed: None, namespace: str, model_stora
             process.stop()
 
 
+@pytest.mark.timeout(2400 if FULL else 900)  # the full run: a 300 s window to settle, then a 300 s hold
 def test_a_killed_leader_and_lost_metrics_change_nothing_under_steady_load(
     cluster: Any, kube: Kube, namespace: str, two_operators: Any, tmp_path: Path
 ) -> None:
@@ -195,7 +196,7 @@ def test_a_killed_leader_and_lost_metrics_change_nothing_under_steady_load(
             wait_for(
                 f"{name} to settle under {RATE:g} rps",
                 lambda name=name: settled(kube, namespace, name),
-                timeout=420,
+                timeout=300 + WINDOW_SECONDS,  # a cheaper move waits for a whole observed window
                 every=3,
                 on_timeout=lambda name=name: debug(kube, first, namespace, name),
             )

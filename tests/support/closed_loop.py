@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -12,6 +13,7 @@ from typing import Any, Protocol
 from kubernetes import client
 
 from fulcrum.api import parse_model_deployment
+from fulcrum.dev.procs import CLUSTER_ENV
 from fulcrum.reconcile.builds import BuildResult
 from fulcrum.resources.build import RECORD_KEY, build_record
 from fulcrum.resources.build_key import build_key
@@ -123,7 +125,9 @@ def start_load(
     ]
     if request_log is not None:
         argv += ["--request-log", str(request_log)]
-    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # tagged with the cluster's home, so the cluster's watchdog sweeps it if pytest dies before stopping it
+    env = {**os.environ, CLUSTER_ENV: str(Path(cluster.kubeconfig).parent)}
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
 def decision_events(kube: Kube, namespace: str, name: str, reasons: Sequence[str] = DECISIONS) -> list[Any]:

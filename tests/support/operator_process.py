@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fulcrum.dev.images import BuiltImage
+from fulcrum.dev.procs import CLUSTER_ENV
 
 
 def free_port() -> int:
@@ -43,7 +44,13 @@ class OperatorProcess:
         return self.images["tritonserver-cpu"].ref
 
     def start(self) -> OperatorProcess:
-        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "PYTHONUNBUFFERED": "1"}
+        # tagged with the cluster's home: if pytest dies before its teardown, the cluster's watchdog sweeps it
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "PYTHONUNBUFFERED": "1",
+            CLUSTER_ENV: str(self.kubeconfig.parent),
+        }
         argv = [
             sys.executable,
             "-m",
