@@ -615,10 +615,13 @@ class _Tick:
                 continue
             hot = self.hot_reachable(here.placement, candidate.placement)
             lasting = hot or self.sustainable(self.size(candidate, cooldown, commit=True))
+            # new pods cost an overlap and a start-up, and leave the pods that load the way back: a cold target
+            # comes before a hot one only where it saves what a move for cost alone must save
+            cost = option.cost if hot else option.cost / (1.0 - self.tuning.switch_saving)
             if objective == "Cost":
-                order: tuple[float, ...] = (option.cost, float(candidate.rank), -option.capacity)
+                order: tuple[float, ...] = (cost, float(candidate.rank), -option.capacity)
             else:
-                order = (float(candidate.rank), option.cost, -option.capacity)
+                order = (float(candidate.rank), cost, -option.capacity)
             if lasting:
                 ranked.append(((0.0, *order), option))
             else:
@@ -711,7 +714,9 @@ class _Tick:
         limit = max(self.planner.min_replicas, self.limit(candidate, other_cost))
         replicas = min(target.replicas, limit)
         need = self.trend(self.tick) * (1.0 + (0.0 if forced else self.tuning.upgrade_hysteresis))
-        ready_serves = self.serving_capacity(self.tick, candidate.placement.tier, candidate.placement.node_pool)
+        # the switch lands within seconds: only replicas ready by then serve the target tier this tick
+        within = self.tuning.hot_switch_seconds
+        ready_serves = self.serving_capacity(within, candidate.placement.tier, candidate.placement.node_pool)
         pool = candidate.placement.node_pool
         if ready_serves >= need or candidate.capacity >= here.capacity:
             floor = self._floor(current, candidate)
