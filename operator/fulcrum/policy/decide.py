@@ -129,7 +129,7 @@ def _record(
     peak = rate
     if state.peak is not None:
         peak = max(rate, state.peak[1] * math.exp(-max(0.0, now - state.peak[0]) / tuning.peak_memory_seconds))
-    window_seconds = spec.scaling.scale_down_stabilization_seconds
+    window_seconds = _memory_seconds(spec, tuning)
     window = [(t, r) for t, r in state.scale_down_window if now - t < window_seconds and t < now]
     while window and window[-1][1] <= rate:
         window.pop()
@@ -154,6 +154,12 @@ def _record(
         bursts=bursts,
         peak=(now, peak),
     )
+
+
+def _memory_seconds(spec: ModelDeploymentSpec, tuning: Tuning) -> float:
+    """How long the loads seen are kept for scale-in: the stabilization window, or longer start-ups."""
+    longest = max((float(p.replica_startup_seconds) for p in spec.node_pools), default=0.0)
+    return max(float(spec.scaling.scale_down_stabilization_seconds), tuning.scale_in_startups * longest)
 
 
 def _speed_sample(
@@ -898,6 +904,8 @@ class _Tick:
         demand = self.trend(here.startup + self.tick)
         other_cost = self._other_cost(current)
         window_seconds = self.spec.scaling.scale_down_stabilization_seconds
+        # a replica let go comes back only a start-up later: keep what the load of that long needed too
+        memory = max(float(window_seconds), self.tuning.scale_in_startups * here.startup)
         replicas = current.replicas
         waiting = False
         # up at once; down only once complete observations cover the whole window, and never below what the
@@ -908,7 +916,7 @@ class _Tick:
         elif growing:  # the replicas a recent forecast started are not undone before they serve
             pass
         elif self.covered:
-            seen = max((r for _, r in self.state.scale_down_window), default=0.0)
+            seen = max((r for t, r in self.state.scale_down_window if self.now - t < memory), default=0.0)
             held = max(
                 planner.needed(here, seen * (1.0 + self.tuning.headroom)),
                 self._return_floor(here, seen * (1.0 + self.tuning.headroom), other_cost),
@@ -950,7 +958,7 @@ class _Tick:
         elif replicas < current.replicas:
             code = "LoadFalling"
             reason = (
-                f"Load has needed at most {replicas} replicas for {window_seconds} s, so {current.placement} scales "
+                f"Load has needed at most {replicas} replicas for {memory:.0f} s, so {current.placement} scales "
                 f"from {current.replicas} to {replicas}."
             )
         elif waiting and self.evidence != "complete":
