@@ -129,7 +129,7 @@ def _record(
     peak = rate
     if state.peak is not None:
         peak = max(rate, state.peak[1] * math.exp(-max(0.0, now - state.peak[0]) / tuning.peak_memory_seconds))
-    window_seconds = spec.scaling.scale_down_stabilization_seconds
+    window_seconds = _memory_seconds(spec, tuning)
     window = [(t, r) for t, r in state.scale_down_window if now - t < window_seconds and t < now]
     while window and window[-1][1] <= rate:
         window.pop()
@@ -154,6 +154,12 @@ def _record(
         bursts=bursts,
         peak=(now, peak),
     )
+
+
+def _memory_seconds(spec: ModelDeploymentSpec, tuning: Tuning) -> float:
+    """How long the loads seen are kept for scale-in: the stabilization window, or longer start-ups."""
+    longest = max((float(p.replica_startup_seconds) for p in spec.node_pools), default=0.0)
+    return max(float(spec.scaling.scale_down_stabilization_seconds), tuning.scale_in_startups * longest)
 
 
 def _speed_sample(
@@ -615,10 +621,13 @@ class _Tick:
                 continue
             hot = self.hot_reachable(here.placement, candidate.placement)
             lasting = hot or self.sustainable(self.size(candidate, cooldown, commit=True))
+            # new pods cost an overlap and a start-up, and leave the pods that load the way back: a cold target
+            # comes before a hot one only where it saves what a move for cost alone must save
+            cost = option.cost if hot else option.cost / (1.0 - self.tuning.switch_saving)
             if objective == "Cost":
-                order: tuple[float, ...] = (option.cost, float(candidate.rank), -option.capacity)
+                order: tuple[float, ...] = (cost, float(candidate.rank), -option.capacity)
             else:
-                order = (float(candidate.rank), option.cost, -option.capacity)
+                order = (float(candidate.rank), cost, -option.capacity)
             if lasting:
                 ranked.append(((0.0, *order), option))
             else:
@@ -711,7 +720,9 @@ class _Tick:
         limit = max(self.planner.min_replicas, self.limit(candidate, other_cost))
         replicas = min(target.replicas, limit)
         need = self.trend(self.tick) * (1.0 + (0.0 if forced else self.tuning.upgrade_hysteresis))
-        ready_serves = self.serving_capacity(self.tick, candidate.placement.tier, candidate.placement.node_pool)
+        # the switch lands within seconds: only replicas ready by then serve the target tier this tick
+        within = self.tuning.hot_switch_seconds
+        ready_serves = self.serving_capacity(within, candidate.placement.tier, candidate.placement.node_pool)
         pool = candidate.placement.node_pool
         if ready_serves >= need or candidate.capacity >= here.capacity:
             floor = self._floor(current, candidate)
@@ -893,6 +904,8 @@ class _Tick:
         demand = self.trend(here.startup + self.tick)
         other_cost = self._other_cost(current)
         window_seconds = self.spec.scaling.scale_down_stabilization_seconds
+        # a replica let go comes back only a start-up later: keep what the load of that long needed too
+        memory = max(float(window_seconds), self.tuning.scale_in_startups * here.startup)
         replicas = current.replicas
         waiting = False
         # up at once; down only once complete observations cover the whole window, and never below what the
@@ -903,7 +916,7 @@ class _Tick:
         elif growing:  # the replicas a recent forecast started are not undone before they serve
             pass
         elif self.covered:
-            seen = max((r for _, r in self.state.scale_down_window), default=0.0)
+            seen = max((r for t, r in self.state.scale_down_window if self.now - t < memory), default=0.0)
             held = max(
                 planner.needed(here, seen * (1.0 + self.tuning.headroom)),
                 self._return_floor(here, seen * (1.0 + self.tuning.headroom), other_cost),
@@ -945,7 +958,7 @@ class _Tick:
         elif replicas < current.replicas:
             code = "LoadFalling"
             reason = (
-                f"Load has needed at most {replicas} replicas for {window_seconds} s, so {current.placement} scales "
+                f"Load has needed at most {replicas} replicas for {memory:.0f} s, so {current.placement} scales "
                 f"from {current.replicas} to {replicas}."
             )
         elif waiting and self.evidence != "complete":
