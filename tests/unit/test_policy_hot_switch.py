@@ -202,3 +202,21 @@ def test_back_to_the_accurate_tier_prefers_the_pods_that_load_it_over_a_slightly
     decision = decide(spec, table, Observation(rate), _on_int8(now, (), rate), now, hot_tiers=HOT)
     assert (decision.tier, decision.node_pool) == ("fp32", "l4"), decision.reason
     assert "no new pods" in decision.reason
+
+
+def test_no_speed_sample_while_the_metrics_window_still_holds_the_tier_switched_from() -> None:
+    # an emergency hot switch leaves an overloaded tier behind: the minute of latency the operator reports next is
+    # mostly that tier's, and must not mark the tier switched to as saturated (slower than profiled)
+    spec = make_spec(budget=None)
+    curve = TABLE.curve("int8", "l4")
+    assert curve is not None
+    overloaded = 2 * curve.latency_at(curve.saturation_rps, 99.0)
+    rate = 2 * 0.5 * capacity("int8", "l4")  # two replicas at half their capacity: a rate that is sampled
+    fleet = (ReplicaGroup("int8", "l4", ready=2),)
+    state = PolicyState(desired=Config("int8", "l4", 2), observed_since=0.0, last_tick_at=990.0).with_fleet(fleet)
+    seconds = DEFAULT_TUNING.hot_settle_seconds
+    just = decide(spec, TABLE, Observation(rate, overloaded), replace(state, last_hot_switch_at=995.0), 1000.0)
+    assert just.state.correction("int8", "l4") == 1.0
+    settled = replace(state, last_hot_switch_at=1000.0 - seconds)
+    later = decide(spec, TABLE, Observation(rate, overloaded), settled, 1000.0, hot_tiers=HOT)
+    assert later.state.correction("int8", "l4") < 1.0  # a minute on, the same reading is this tier's own

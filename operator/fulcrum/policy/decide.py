@@ -135,7 +135,7 @@ def _record(
         window.pop()
     window.append((now, rate))
     corrections = dict(state.corrections)
-    sample = _speed_sample(spec, profiles, observation, state, tuning)
+    sample = _speed_sample(spec, profiles, observation, state, tuning, now=now)
     if sample is not None and state.desired is not None:
         speed, saturated = sample
         key = f"{state.desired.tier}@{state.desired.node_pool}"
@@ -168,6 +168,8 @@ def _speed_sample(
     observation: Observation,
     state: PolicyState,
     tuning: Tuning,
+    *,
+    now: float,
 ) -> tuple[float, bool] | None:
     """Observed speed / profiled speed of the serving replicas, when this tick says something about it, and
     whether the fleet was saturated (hard evidence that it is slower than profiled: taken at once)."""
@@ -175,6 +177,9 @@ def _speed_sample(
     rate = observation.requests_per_second
     if desired is None or observation.latency_ms is None or rate is None:
         return None
+    switched = state.last_hot_switch_at
+    if switched is not None and 0.0 <= now - switched < tuning.hot_settle_seconds:
+        return None  # the latency is still (partly) the tier switched from: says nothing about this one
     groups = [g for g in state.fleet if g.total > 0]
     if len(groups) != 1 or groups[0].placement != desired.placement or groups[0].starting:
         return None  # only a settled fleet of one placement is comparable with its profile

@@ -271,6 +271,9 @@ class Tuning:
     """Time from a hot switch until the replicas serve the new tier (measured 1.6 s on the CPU Triton)."""
     hot_dwell_seconds: float = 60.0
     """A hot switch that is not forced by the load waits this long after the previous one (no flapping)."""
+    hot_settle_seconds: float = 60.0
+    """No speed sample is taken this long after a hot switch: the operator's metrics window (a minute) still holds
+    the latency of the tier switched from, which after an emergency switch is an overloaded tier's."""
     rolling_switch: bool = True
     """The operator rolls switches (old replicas removed as new ones become ready, both serving meanwhile), so a
     switch to a placement whose replicas serve at least as much for no more cost needs room for one new replica
