@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -13,6 +14,7 @@ from kubernetes import client
 
 from fulcrum.api import parse_model_deployment
 from fulcrum.dev.objectstore import ObjectStoreConfig
+from fulcrum.dev.procs import CLUSTER_ENV
 from fulcrum.reconcile.builds import BuildResult
 from fulcrum.reconcile.plan import pool_builds
 from fulcrum.resources.build import RECORD_KEY, build_record
@@ -125,7 +127,9 @@ def start_load(
     ]
     if request_log is not None:
         argv += ["--request-log", str(request_log)]
-    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # tagged with the cluster's home, so the cluster's watchdog sweeps it if pytest dies before stopping it
+    env = {**os.environ, CLUSTER_ENV: str(Path(cluster.kubeconfig).parent)}
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
 def decision_events(kube: Kube, namespace: str, name: str, reasons: Sequence[str] = DECISIONS) -> list[Any]:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from fulcrum.dev import objectstore
 from fulcrum.dev.images import BuiltImage
+from fulcrum.dev.procs import CLUSTER_ENV
 
 
 def ensure_secret(kubeconfig: Path, secret: dict[str, object]) -> None:
@@ -70,6 +71,13 @@ class OperatorProcess:
             self.kubeconfig, objectstore.secret(self.store, "writer", objectstore.BUILD_SECRET, self.build_namespace)
         )
         env.update(self.store.env("writer"))
+        # tagged with the cluster's home: if pytest dies before its teardown, the cluster's watchdog sweeps it
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "PYTHONUNBUFFERED": "1",
+            CLUSTER_ENV: str(self.kubeconfig.parent),
+        }
         argv = [
             sys.executable,
             "-m",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 from fulcrum.api import ModelDeploymentSpec
 from fulcrum.policy import (
@@ -14,6 +15,7 @@ from fulcrum.policy import (
     PolicyState,
     ProfileTable,
     ReplicaGroup,
+    Tuning,
     decide,
 )
 from tests.unit.test_policy_support import make_spec, make_table
@@ -200,3 +202,28 @@ def test_a_burst_that_recurs_is_held_on_the_accurate_tier_where_the_budget_allow
     assert "burst" in json.dumps(kept.state.to_dict())
     quiet = run(spec, calm + calm + calm)[-1]
     assert quiet.replicas * capacity(quiet.tier, quiet.node_pool) < 2000.0
+
+
+def test_scale_in_waits_a_start_up_when_that_is_longer_than_the_window() -> None:
+    """A replica let go comes back only a start-up later (60 s on l4): with a 30 s window, the fleet keeps what the
+    highest load of the last 60 s needed; without that memory (scale_in_startups=0) the window alone decides."""
+    spec = make_spec(budget=None, stabilization=30)
+    rates = [3000.0] * 3 + [500.0] * 20  # the last high load is observed at t = 20
+
+    def first_scale_in(tuning: Tuning) -> Decision:
+        state = PolicyState()
+        for i, rate in enumerate(rates):
+            if state.desired is not None:
+                state = state.with_fleet(settled(state.desired))
+            decision = decide(spec, TABLE, Observation(rate), state, i * 10.0, tuning=tuning)
+            if decision.action == "ScaleDown":
+                return decision
+            state = decision.state
+        raise AssertionError("never scaled in")
+
+    remembered = first_scale_in(DEFAULT_TUNING)
+    assert remembered.config.node_pool == "l4" and remembered.code == "LoadFalling"
+    assert remembered.state.last_tick_at is not None and remembered.state.last_tick_at >= 20.0 + 60.0
+    assert "for 60 s" in remembered.reason
+    window_only = first_scale_in(replace(DEFAULT_TUNING, scale_in_startups=0.0))
+    assert window_only.state.last_tick_at is not None and 20.0 + 30.0 <= window_only.state.last_tick_at < 80.0

@@ -135,12 +135,13 @@ def test_no_hot_switch_on_a_lower_bound_or_without_metrics() -> None:
 def test_on_the_faster_tier_the_pods_are_not_shrunk_below_what_the_way_back_needs() -> None:
     """After a burst met by a hot switch to int8, scaling in keeps what fp32 on the same pods needs for the load
     seen, so the way back is not undone (shrinking only to grow again before returning is churn)."""
-    spec = make_spec(budget="10.00", cooldown=600, stabilization=60)
-    tuning = replace(DEFAULT_TUNING, hot_dwell_seconds=10_000.0)  # no voluntary switch back in this test
+    spec = make_spec(budget="10.00", cooldown=10_000, stabilization=60)
+    tuning = replace(DEFAULT_TUNING, hot_dwell_seconds=10_000.0)  # no voluntary switch back in this test ...
     estimate = {Placement(*key): capacity(*key) for key in TABLE.curves}
     fleet = SimFleet(STARTUP, UNIT_COST, capacity=estimate, hot=HOT_BOTH)
-    state, observation = PolicyState(), None
     rates = [2500.0] * 40 + [6000.0] * 3 + [2500.0] * 20
+    # ... nor a cold one (the cooldown runs from the start); placed for the load from the first tick (fp32@l4)
+    state, observation = PolicyState(last_switch_at=0.0), Observation(rates[0])
     on_int8 = []
     for i, rate in enumerate(rates):
         now = i * STEP
@@ -156,3 +157,66 @@ def test_on_the_faster_tier_the_pods_are_not_shrunk_below_what_the_way_back_need
     fp32_needs = math.ceil(2500.0 / capacity("fp32", "l4"))
     assert fp32_needs > math.ceil(2500.0 / capacity("int8", "l4"))
     assert min(d.replicas for d in on_int8) >= fp32_needs  # ... but not below what fp32 needs on the same pods
+
+
+def _on_int8(now: float, starting: tuple[float, ...], rate: float) -> PolicyState:
+    """int8@l4 x2 after a burst, a long flat window of ``rate`` observed in full, the last hot switch long ago."""
+    history = tuple((now - STEP * k, rate) for k in range(60, 0, -1))
+    return PolicyState(
+        desired=Config("int8", "l4", 2),
+        last_tick_at=now - STEP,
+        rate_history=history,
+        scale_down_window=((now - STEP, rate),),
+        observed_since=now - 2000.0,
+        last_hot_switch_at=now - 2000.0,
+    ).with_fleet((ReplicaGroup("int8", "l4", ready=2 - len(starting), starting=starting),))
+
+
+def test_the_hot_switch_back_waits_for_replicas_ready_when_it_lands_not_a_tick_later() -> None:
+    """fp32 needs both pods for the load: with one of them ready only a few seconds after the switch would land,
+    the pods stay on int8 this tick (switching would leave one fp32 replica serving all of it until then)."""
+    spec = make_spec(budget="10.00", cooldown=600, stabilization=60)
+    rate = 1400.0
+    assert math.ceil(rate / capacity("fp32", "l4")) == 2
+    now = 5000.0
+    almost = now + 5.0 - STARTUP["l4"]  # ready 5 s from now: within the tick, after the 2 s hot switch
+    decision = decide(spec, TABLE, Observation(rate), _on_int8(now, (almost,), rate), now, hot_tiers=HOT)
+    assert decision.tier == "int8", decision.reason
+    decision = decide(spec, TABLE, Observation(rate), _on_int8(now + STEP, (), rate), now + STEP, hot_tiers=HOT)
+    assert (decision.tier, decision.node_pool, decision.code) == ("fp32", "l4", "LoadAllows"), decision.reason
+    assert "no new pods" in decision.reason
+
+
+def test_back_to_the_accurate_tier_prefers_the_pods_that_load_it_over_a_slightly_cheaper_cold_move() -> None:
+    """On int8@l4 after a burst, fp32 is a hot switch away on the same pods; fp32 on the CPU pool would cost a
+    little less per hour, but not the saving a move for cost alone needs (Tuning.switch_saving): no new pods."""
+    spec = make_spec(budget="10.00", cooldown=600, stabilization=60)
+    table = make_table()
+    l4, cpu = capacity("fp32", "l4"), capacity("fp32", "cpu")
+    rate = 900.0
+    hysteresis = 1.0 + DEFAULT_TUNING.upgrade_hysteresis
+    l4_cost = math.ceil(rate * hysteresis / l4) * UNIT_COST["l4"]
+    cpu_cost = math.ceil(rate * hysteresis / cpu) * UNIT_COST["cpu"]
+    assert (1.0 - DEFAULT_TUNING.switch_saving) * l4_cost < cpu_cost < l4_cost  # cheaper, but not by enough
+    now = 5000.0
+    decision = decide(spec, table, Observation(rate), _on_int8(now, (), rate), now, hot_tiers=HOT)
+    assert (decision.tier, decision.node_pool) == ("fp32", "l4"), decision.reason
+    assert "no new pods" in decision.reason
+
+
+def test_no_speed_sample_while_the_metrics_window_still_holds_the_tier_switched_from() -> None:
+    # an emergency hot switch leaves an overloaded tier behind: the minute of latency the operator reports next is
+    # mostly that tier's, and must not mark the tier switched to as saturated (slower than profiled)
+    spec = make_spec(budget=None)
+    curve = TABLE.curve("int8", "l4")
+    assert curve is not None
+    overloaded = 2 * curve.latency_at(curve.saturation_rps, 99.0)
+    rate = 2 * 0.5 * capacity("int8", "l4")  # two replicas at half their capacity: a rate that is sampled
+    fleet = (ReplicaGroup("int8", "l4", ready=2),)
+    state = PolicyState(desired=Config("int8", "l4", 2), observed_since=0.0, last_tick_at=990.0).with_fleet(fleet)
+    seconds = DEFAULT_TUNING.hot_settle_seconds
+    just = decide(spec, TABLE, Observation(rate, overloaded), replace(state, last_hot_switch_at=995.0), 1000.0)
+    assert just.state.correction("int8", "l4") == 1.0
+    settled = replace(state, last_hot_switch_at=1000.0 - seconds)
+    later = decide(spec, TABLE, Observation(rate, overloaded), settled, 1000.0, hot_tiers=HOT)
+    assert later.state.correction("int8", "l4") < 1.0  # a minute on, the same reading is this tier's own

@@ -548,3 +548,22 @@ def test_a_build_whose_pod_cannot_pull_its_images_names_them_in_the_conditions()
     repository = p.status.condition("RepositoryReady")
     assert repository is not None and "pool cpu" in repository.message
     assert _cond(p, "Stalled") == ("False", "Progressing")  # the kubelet keeps trying: fixable, not stalled
+
+
+def test_a_pool_that_leaves_the_spec_hands_its_tier_to_the_cheapest_other_pool_until_the_policy_speaks() -> None:
+    # int8 served on a pool the user just removed: until the next control tick, int8 on the cheapest pool left
+    # (not the first Ready tier, which the load had outgrown), with the replicas that served
+    def ok(pool):  # type: ignore[no-untyped-def]
+        return BuildResult(
+            "Succeeded",
+            manifest=_manifest_model(pool, {"fp32": "Ready", "fp16": "Ready", "int8": "Ready"}),
+            repository=f"/models/{pool}",
+        )
+
+    status = ModelDeploymentStatus(active_tier="int8", active_node_pool="gone", replicas=2)
+    p = _run(results={"l4": ok("l4"), "cpu": ok("cpu")}, status=status)
+    assert p.choice is not None and (p.choice.tier, p.choice.pool, p.choice.replicas) == ("int8", "cpu", 2)
+    # a pool still in the spec that stopped serving the tier is the policy's to replace: the first rule applies
+    status = ModelDeploymentStatus(active_tier="int8", active_node_pool="l4", replicas=2)
+    p = _run(results={"cpu": ok("cpu")}, status=status)
+    assert p.choice is not None and p.choice.tier == "fp32"

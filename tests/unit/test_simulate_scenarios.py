@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 import pytest
 
 from fulcrum.policy.hot import LOAD_FACTOR, hot_tiers
-from fulcrum.simulate.evaluate import Figures, Outcome, spread, verdict
+from fulcrum.simulate.evaluate import Figures, Outcome, evaluate, evaluate_modes, spread, verdict
 from fulcrum.simulate.scenarios import (
     FAMILIES,
     HELD_OUT_SEEDS,
@@ -18,6 +19,7 @@ from fulcrum.simulate.scenarios import (
     generated,
     named,
 )
+from fulcrum.simulate.trace import Trace
 
 SEEDS = range(3000, 3040)  # neither the tuning nor the held-out seeds
 
@@ -163,3 +165,20 @@ def test_the_verdict_counts_only_feasible_scenarios_and_baselines_within_budget(
 def test_the_bad_tail_of_cost_is_its_high_end() -> None:
     assert spread([1.0, 2.0, 3.0], higher_is_better=False).worst == 3.0
     assert spread([1.0, 2.0, 3.0]).worst == 1.0
+
+
+def test_both_hot_modes_share_the_runs_that_do_not_depend_on_hot_tiers() -> None:
+    """evaluate_modes runs the oracle, the baselines and the bound once: the same figures as one mode at a time."""
+    scenario = next(s for s in (generated(seed) for seed in SEEDS) if s.hot)
+    hour = int(np.searchsorted(scenario.trace.times, 3600.0))
+    trace = Trace.from_points(scenario.trace.times[:hour].tolist(), scenario.trace.rates[:hour].tolist())
+    short = dataclasses.replace(scenario, trace=trace)
+    together = evaluate_modes(short, step=15.0, modes=(True, False))
+    for hot in (True, False):
+        alone = evaluate(short, step=15.0, hot=hot)
+        assert together[hot].figures == alone.figures
+        assert together[hot].bound == alone.bound
+    # the modes differ only in fulcrum's run
+    assert {k: v for k, v in together[True].figures.items() if k != "fulcrum"} == {
+        k: v for k, v in together[False].figures.items() if k != "fulcrum"
+    }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -118,7 +119,40 @@ def _ensure_images(bin_dir: Path | None, names: tuple[str, ...] = ()) -> dict[st
     except images.ImageError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"images ready in {time.monotonic() - started:.0f}s", err=True)
+    _prune_images(bin_dir)
     return built
+
+
+def _prune_images(
+    bin_dir: Path | None,
+    *,
+    dry_run: bool = False,
+    keep_newest: int | None = None,
+    keep_seconds: float | None = None,
+) -> None:
+    """Keys nobody has wanted for a while leave the cache (see :mod:`fulcrum.dev.image_cache`)."""
+    from fulcrum.dev import image_cache, images  # noqa: PLC0415
+
+    pause = bin_dir / "pause" if bin_dir is not None else None
+    current = images.keys(pause_binary=pause if pause is not None and pause.exists() else None)
+    try:
+        result = image_cache.prune(
+            current,
+            say=lambda m: click.echo(m, err=True),
+            dry_run=dry_run,
+            keep_newest=image_cache.KEEP_NEWEST if keep_newest is None else keep_newest,
+            keep_seconds=image_cache.KEEP_SECONDS if keep_seconds is None else keep_seconds,
+        )
+    except (OSError, subprocess.CalledProcessError) as exc:
+        click.echo(f"image cache: pruning failed ({exc}); the cache is left as it is", err=True)
+        return
+    if dry_run:
+        for entry in result.removed:
+            click.echo(f"would remove {entry.name}:{entry.key}")
+    elif result.removed:
+        click.echo(
+            f"image cache: removed {len(result.removed)} stale keys, {result.freed_bytes / 1e9:.1f} GB freed", err=True
+        )
 
 
 @dev.command("images")
@@ -137,6 +171,21 @@ def images_command(names: tuple[str, ...], as_json: bool) -> None:
         click.echo(
             f"{image.ref}  {image.size_bytes / 1e6:.0f} MB unpacked, {image.compressed_bytes / 1e6:.0f} MB compressed"
         )
+
+
+@dev.command("prune-images")
+@click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
+@click.option(
+    "--keep-newest", type=int, default=2, show_default=True, help="Keys kept per image, most recently wanted first."
+)
+@click.option(
+    "--keep-hours", type=float, default=6.0, show_default=True, help="Keep every key wanted within this many hours."
+)
+def prune_images(dry_run: bool, keep_newest: int, keep_hours: float) -> None:
+    """Remove image keys no checkout has wanted lately from the build storage and the registry store.
+
+    Runs by itself after every image build with the defaults; the keys this checkout wants always stay."""
+    _prune_images(None, dry_run=dry_run, keep_newest=keep_newest, keep_seconds=keep_hours * 3600)
 
 
 @dev.command("bin-dir")

@@ -107,7 +107,7 @@ def repo_root() -> Path:
     return Path(__file__).resolve().parents[3]
 
 
-def _storage_args() -> list[str]:
+def storage_args() -> list[str]:
     root = images_root()
     return ["--root", str(root / "storage"), "--runroot", str(root / "runroot"), "--storage-driver", "overlay"]
 
@@ -175,7 +175,7 @@ def keys(root: Path | None = None, pause_binary: Path | None = None) -> dict[str
 # --- what is built ---------------------------------------------------------------------------------------
 
 
-def _marker(name: str, key: str) -> Path:
+def record_path(name: str, key: str) -> Path:
     return images_root() / "built" / f"{name}-{key}.json"
 
 
@@ -186,11 +186,16 @@ def in_store(name: str, key: str) -> bool:
 
 def built(name: str, key: str) -> BuiltImage | None:
     """The record of an image in the registry store, or None when it must be built."""
+    record = record_path(name, key)
     try:
-        data = json.loads(_marker(name, key).read_text())
+        data = json.loads(record.read_text())
     except (FileNotFoundError, ValueError):
         return None
-    return BuiltImage(**data) if in_store(name, key) else None
+    if not in_store(name, key):
+        return None
+    with contextlib.suppress(OSError):
+        os.utime(record)  # when a checkout last wanted this key: what pruning the cache goes by
+    return BuiltImage(**data)
 
 
 # --- building --------------------------------------------------------------------------------------------
@@ -253,7 +258,7 @@ def _run(argv: list[str], log: Path, what: str, say: Say) -> None:
 
 def _image_exists(reference: str) -> bool:
     result = subprocess.run(
-        ["buildah", *_storage_args(), "inspect", "--type", "image", reference],
+        ["buildah", *storage_args(), "inspect", "--type", "image", reference],
         capture_output=True,
         check=False,
     )
@@ -262,7 +267,7 @@ def _image_exists(reference: str) -> bool:
 
 def _image_size(reference: str) -> int:
     out = subprocess.run(
-        ["buildah", *_storage_args(), "images", "--json", reference], capture_output=True, text=True, check=True
+        ["buildah", *storage_args(), "images", "--json", reference], capture_output=True, text=True, check=True
     ).stdout
     images = json.loads(out or "[]")
     return parse_size(str(images[0].get("size", "0"))) if images else 0
@@ -308,7 +313,7 @@ def build_base(say: Say) -> str:
             say,
         )
         container = subprocess.run(
-            ["buildah", *_storage_args(), "from", "scratch"], capture_output=True, text=True, check=True
+            ["buildah", *storage_args(), "from", "scratch"], capture_output=True, text=True, check=True
         ).stdout.strip()
         try:
             for step in (
@@ -316,9 +321,9 @@ def build_base(say: Say) -> str:
                 ["config", "--env", f"PATH={PYTHON_PATH}", "--cmd", '["python3"]', container],
                 ["commit", "--quiet", container, reference],
             ):
-                subprocess.run(["buildah", *_storage_args(), *step], capture_output=True, check=True)
+                subprocess.run(["buildah", *storage_args(), *step], capture_output=True, check=True)
         finally:
-            subprocess.run(["buildah", *_storage_args(), "rm", container], capture_output=True, check=False)
+            subprocess.run(["buildah", *storage_args(), "rm", container], capture_output=True, check=False)
     return reference
 
 
@@ -331,7 +336,7 @@ def _build_recipe(recipe: Recipe, key: str, base: str, root: Path, say: Say) -> 
     _run(
         [
             "buildah",
-            *_storage_args(),
+            *storage_args(),
             "bud",
             "--layers",
             "--pull=never",
@@ -378,7 +383,7 @@ def _build_pause(pause_binary: Path, key: str) -> str:
     if _image_exists(local):
         return local
     container = subprocess.run(
-        ["buildah", *_storage_args(), "from", "scratch"], capture_output=True, text=True, check=True
+        ["buildah", *storage_args(), "from", "scratch"], capture_output=True, text=True, check=True
     ).stdout.strip()
     try:
         for step in (
@@ -386,9 +391,9 @@ def _build_pause(pause_binary: Path, key: str) -> str:
             ["config", "--entrypoint", '["/pause"]', "--user", "65535:65535", container],
             ["commit", "--quiet", container, local],
         ):
-            subprocess.run(["buildah", *_storage_args(), *step], capture_output=True, check=True)
+            subprocess.run(["buildah", *storage_args(), *step], capture_output=True, check=True)
     finally:
-        subprocess.run(["buildah", *_storage_args(), "rm", container], capture_output=True, check=False)
+        subprocess.run(["buildah", *storage_args(), "rm", container], capture_output=True, check=False)
     return local
 
 
@@ -445,7 +450,7 @@ def _push(local: str, name: str, key: str, registry: str) -> int:
     subprocess.run(
         [
             "buildah",
-            *_storage_args(),
+            *storage_args(),
             "push",
             "--quiet",
             "--tls-verify=false",
@@ -505,7 +510,7 @@ def ensure(
                 compressed_bytes=compressed,
                 build_seconds=round(time.monotonic() - started, 1),
             )
-            marker = _marker(name, key)
+            marker = record_path(name, key)
             marker.parent.mkdir(parents=True, exist_ok=True)
             marker.write_text(json.dumps(asdict(image), indent=1))
             say(

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 CLUSTER_ENV = "FULCRUM_DEV_CLUSTER"
+KILL_WAIT_SECONDS = 10.0  # how long a SIGKILLed process may take to be gone
 
 
 @dataclass(frozen=True)
@@ -174,6 +175,10 @@ def sweep(home: Path, grace: float = 5.0, key: str = CLUSTER_ENV) -> list[int]:
         if is_alive(pid):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
+    # SIGKILL is not instant on a loaded machine: return only once they are gone (reaped when they are ours)
+    deadline = time.monotonic() + KILL_WAIT_SECONDS
+    while any(is_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
     for pid in pids:
         _reap(pid)
     return pids

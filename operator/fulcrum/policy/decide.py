@@ -129,13 +129,13 @@ def _record(
     peak = rate
     if state.peak is not None:
         peak = max(rate, state.peak[1] * math.exp(-max(0.0, now - state.peak[0]) / tuning.peak_memory_seconds))
-    window_seconds = spec.scaling.scale_down_stabilization_seconds
+    window_seconds = _memory_seconds(spec, tuning)
     window = [(t, r) for t, r in state.scale_down_window if now - t < window_seconds and t < now]
     while window and window[-1][1] <= rate:
         window.pop()
     window.append((now, rate))
     corrections = dict(state.corrections)
-    sample = _speed_sample(spec, profiles, observation, state, tuning)
+    sample = _speed_sample(spec, profiles, observation, state, tuning, now=now)
     if sample is not None and state.desired is not None:
         speed, saturated = sample
         key = f"{state.desired.tier}@{state.desired.node_pool}"
@@ -156,12 +156,20 @@ def _record(
     )
 
 
+def _memory_seconds(spec: ModelDeploymentSpec, tuning: Tuning) -> float:
+    """How long the loads seen are kept for scale-in: the stabilization window, or longer start-ups."""
+    longest = max((float(p.replica_startup_seconds) for p in spec.node_pools), default=0.0)
+    return max(float(spec.scaling.scale_down_stabilization_seconds), tuning.scale_in_startups * longest)
+
+
 def _speed_sample(
     spec: ModelDeploymentSpec,
     profiles: ProfileTable,
     observation: Observation,
     state: PolicyState,
     tuning: Tuning,
+    *,
+    now: float,
 ) -> tuple[float, bool] | None:
     """Observed speed / profiled speed of the serving replicas, when this tick says something about it, and
     whether the fleet was saturated (hard evidence that it is slower than profiled: taken at once)."""
@@ -169,6 +177,9 @@ def _speed_sample(
     rate = observation.requests_per_second
     if desired is None or observation.latency_ms is None or rate is None:
         return None
+    switched = state.last_hot_switch_at
+    if switched is not None and 0.0 <= now - switched < tuning.hot_settle_seconds:
+        return None  # the latency is still (partly) the tier switched from: says nothing about this one
     groups = [g for g in state.fleet if g.total > 0]
     if len(groups) != 1 or groups[0].placement != desired.placement or groups[0].starting:
         return None  # only a settled fleet of one placement is comparable with its profile
@@ -615,10 +626,13 @@ class _Tick:
                 continue
             hot = self.hot_reachable(here.placement, candidate.placement)
             lasting = hot or self.sustainable(self.size(candidate, cooldown, commit=True))
+            # new pods cost an overlap and a start-up, and leave the pods that load the way back: a cold target
+            # comes before a hot one only where it saves what a move for cost alone must save
+            cost = option.cost if hot else option.cost / (1.0 - self.tuning.switch_saving)
             if objective == "Cost":
-                order: tuple[float, ...] = (option.cost, float(candidate.rank), -option.capacity)
+                order: tuple[float, ...] = (cost, float(candidate.rank), -option.capacity)
             else:
-                order = (float(candidate.rank), option.cost, -option.capacity)
+                order = (float(candidate.rank), cost, -option.capacity)
             if lasting:
                 ranked.append(((0.0, *order), option))
             else:
@@ -711,7 +725,9 @@ class _Tick:
         limit = max(self.planner.min_replicas, self.limit(candidate, other_cost))
         replicas = min(target.replicas, limit)
         need = self.trend(self.tick) * (1.0 + (0.0 if forced else self.tuning.upgrade_hysteresis))
-        ready_serves = self.serving_capacity(self.tick, candidate.placement.tier, candidate.placement.node_pool)
+        # the switch lands within seconds: only replicas ready by then serve the target tier this tick
+        within = self.tuning.hot_switch_seconds
+        ready_serves = self.serving_capacity(within, candidate.placement.tier, candidate.placement.node_pool)
         pool = candidate.placement.node_pool
         if ready_serves >= need or candidate.capacity >= here.capacity:
             floor = self._floor(current, candidate)
@@ -893,6 +909,8 @@ class _Tick:
         demand = self.trend(here.startup + self.tick)
         other_cost = self._other_cost(current)
         window_seconds = self.spec.scaling.scale_down_stabilization_seconds
+        # a replica let go comes back only a start-up later: keep what the load of that long needed too
+        memory = max(float(window_seconds), self.tuning.scale_in_startups * here.startup)
         replicas = current.replicas
         waiting = False
         # up at once; down only once complete observations cover the whole window, and never below what the
@@ -903,7 +921,7 @@ class _Tick:
         elif growing:  # the replicas a recent forecast started are not undone before they serve
             pass
         elif self.covered:
-            seen = max((r for _, r in self.state.scale_down_window), default=0.0)
+            seen = max((r for t, r in self.state.scale_down_window if self.now - t < memory), default=0.0)
             held = max(
                 planner.needed(here, seen * (1.0 + self.tuning.headroom)),
                 self._return_floor(here, seen * (1.0 + self.tuning.headroom), other_cost),
@@ -945,7 +963,7 @@ class _Tick:
         elif replicas < current.replicas:
             code = "LoadFalling"
             reason = (
-                f"Load has needed at most {replicas} replicas for {window_seconds} s, so {current.placement} scales "
+                f"Load has needed at most {replicas} replicas for {memory:.0f} s, so {current.placement} scales "
                 f"from {current.replicas} to {replicas}."
             )
         elif waiting and self.evidence != "complete":

@@ -247,6 +247,11 @@ class Tuning:
     burst_on_accurate_tier: float = 2.0
     """Recurring bursts this high (x the baseline) are held on the accurate tier itself where the budget allows:
     a hot switch to a faster tier comes a tick after the burst shows. Lower ones are left to the hot switch."""
+    scale_in_startups: float = 1.0
+    """Scale-in keeps what the highest load seen over the scale-down window needed, or over this many start-ups
+    of the pool when that is longer: a replica let go comes back only a start-up later, so letting it go to
+    start it again within that time costs a start-up's worth of it and a tick or more short (0: the window only).
+    Scale-in still waits for a fully observed ``scaleDownStabilizationSeconds`` window."""
     max_observation_gap_seconds: float = 120.0
     """Two complete observations further apart than this do not make an unbroken run (``observed_since``)."""
     default_tick_seconds: float = 15.0
@@ -266,6 +271,9 @@ class Tuning:
     """Time from a hot switch until the replicas serve the new tier (measured 1.6 s on the CPU Triton)."""
     hot_dwell_seconds: float = 60.0
     """A hot switch that is not forced by the load waits this long after the previous one (no flapping)."""
+    hot_settle_seconds: float = 60.0
+    """No speed sample is taken this long after a hot switch: the operator's metrics window (a minute) still holds
+    the latency of the tier switched from, which after an emergency switch is an overloaded tier's."""
     rolling_switch: bool = True
     """The operator rolls switches (old replicas removed as new ones become ready, both serving meanwhile), so a
     switch to a placement whose replicas serve at least as much for no more cost needs room for one new replica

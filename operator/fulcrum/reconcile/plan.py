@@ -169,15 +169,21 @@ def serving_tiers_of(
 
 
 def initial_choice(spec: ModelDeploymentSpec, tiers: list[MergedTier], status: ModelDeploymentStatus) -> Choice | None:
-    """Until the policy speaks: keep what serves if it still can, else the first Ready tier on its cheapest pool."""
+    """Until the policy speaks: keep what serves if it still can; the tier that serves on its cheapest other pool
+    when its pool left the spec (a pool switch the user asked for: the policy chose that tier for the load, which
+    has not changed); else the first Ready tier on its cheapest pool."""
     pairs = servable(spec, tiers)
     if not pairs:
         return None
     replicas = max(1, spec.scaling.min_replicas)
+    kept = min(max(status.replicas or replicas, spec.scaling.min_replicas, 1), _max(spec))
     for tier_name, pool in pairs:
         if tier_name == status.active_tier and pool.name == status.active_node_pool:
-            kept = status.replicas if status.replicas else replicas
-            return Choice(tier_name, pool.name, min(max(kept, spec.scaling.min_replicas, 1), _max(spec)))
+            return Choice(tier_name, pool.name, kept)
+    elsewhere = [pool for name, pool in pairs if name == status.active_tier]
+    if elsewhere and status.active_node_pool not in {p.name for p in spec.node_pools}:
+        cheapest = min(elsewhere, key=lambda p: (p.cost_per_hour, p.name))
+        return Choice(status.active_tier or "", cheapest.name, kept)
     first = pairs[0][0]
     cheapest = min((pool for name, pool in pairs if name == first), key=lambda p: (p.cost_per_hour, p.name))
     return Choice(first, cheapest.name, min(replicas, _max(spec)))
