@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from fulcrum.policy import DEFAULT_TUNING, Config, Decision, Observation, Placement, PolicyState, decide
@@ -66,6 +66,14 @@ def min_cost(spec: object) -> float:
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(specs, loads, st.booleans())
+# found by hypothesis: a switch back to fp32 under a tight budget started below minReplicas
+@example(
+    make_spec(
+        budget="2.00", min_replicas=3, max_replicas=6, objective="Quality", cooldown=0, stabilization=0, percentile=90
+    ),
+    [1026.0, 0.0, 3880.0, 0.0, 0.0, 0.0, 0.0],
+    True,
+)
 def test_invariants(spec: object, rates: list[float], rolling: bool) -> None:
     decisions = replay(spec, rates, rolling)
     scaling = spec.scaling  # type: ignore[attr-defined]

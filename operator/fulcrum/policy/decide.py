@@ -852,6 +852,10 @@ class _Tick:
             return None  # the roll could not finish within the budget
         if not planner.affordable(replicas * candidate.unit_cost, fleet_cost):
             replicas = planner.budget_replicas(candidate, fleet_cost)  # start smaller, grow as the old ones go
+            if replicas < planner.min_replicas:
+                if not forced:
+                    return None  # a move for accuracy or cost waits until the overlap buys minReplicas
+                replicas = planner.min_replicas  # minReplicas wins over the budget
         to = Config(candidate.placement.tier, candidate.placement.node_pool, replicas)
         budget = planner.budget
         ceiling = "" if budget is None else f" within the {budget:.2f}/h budget"
