@@ -49,10 +49,10 @@ from fulcrum.dev import network  # noqa: E402
 from fulcrum.dev.config import ClusterConfig, Pool, Ports  # noqa: E402
 from fulcrum.dev.paths import DevHome  # noqa: E402
 from fulcrum.reconcile.builds import BuildResult  # noqa: E402
+from fulcrum.reconcile.plan import pool_builds  # noqa: E402
 from fulcrum.resources.build import build_record  # noqa: E402
-from fulcrum.resources.build_key import build_key  # noqa: E402
-from fulcrum.resources.serving import ServingTarget, server_deployment, triton_image  # noqa: E402
-from fulcrum.resources.settings import OperatorSettings, RepositoryStorage  # noqa: E402
+from fulcrum.resources.serving import ServingTarget, server_deployment  # noqa: E402
+from fulcrum.resources.settings import MODELS_MOUNT, OperatorSettings, RepositoryStorage  # noqa: E402
 
 POOL = "bench"
 PODS_PER_NODE = 110
@@ -80,13 +80,12 @@ def manifest(name: str) -> dict[str, Any]:
     }
 
 
-def prebuilt_record() -> tuple[dict[str, Any], BuildResult]:
-    """The build record every object shares: the example's profiles, as a finished build would report them."""
+def prebuilt_record(namespace: str) -> tuple[dict[str, Any], BuildResult]:
+    """The build record every object of ``namespace`` shares: the example's profiles, as a finished build would
+    report them (the source is not pinned by a digest, so the key is the namespace's own)."""
     spec = parse_model_deployment(manifest("x")).spec
-    pool = spec.node_pools[0]
-    key = build_key(
-        spec, pool, SETTINGS.build_target, SETTINGS.storage.identity, serving_image=triton_image(spec, SETTINGS)
-    )
+    [build, *_] = pool_builds(spec, SETTINGS, {}, {}, namespace)
+    pool, key = build.pool, build.key
     profiles = json.loads((ROOT / "examples" / "profiles" / "ctr-ranker.json").read_text())
     by_tier = {t["name"]: [dict(p, nodePool=POOL) for p in t["profiles"]] for t in profiles["tiers"]}
     tiers = [
@@ -110,7 +109,7 @@ def prebuilt_record() -> tuple[dict[str, Any], BuildResult]:
         BuildManifest.model_validate(
             {"model": "ctr-ranker", "source": {"uri": spec.model.source.uri, "sha256": "0" * 64}, "tiers": tiers}
         ),
-        SETTINGS.storage.repository_path(key),
+        f"{MODELS_MOUNT}/{'0' * 64}",
     )
     return build_record(key, pool, result.to_record(), SETTINGS), result
 
@@ -327,8 +326,9 @@ def main() -> None:
         time.sleep(3)
         core = client.CoreV1Api(api)
         core.create_namespace({"metadata": {"name": SETTINGS.build_namespace}})
-        record, result = prebuilt_record()
-        core.create_namespaced_config_map(SETTINGS.build_namespace, record)
+        for count in counts:
+            record, result = prebuilt_record(f"models-{count}")  # the namespace phase() puts them in
+            core.create_namespaced_config_map(SETTINGS.build_namespace, record)
         reports = []
         for count in counts:
             print(f"== {count} objects", file=sys.stderr)

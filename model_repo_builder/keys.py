@@ -7,7 +7,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-BUILDER_FORMAT = 2
+BUILDER_FORMAT = 3
 """Bumped when the builder's output for the same inputs changes (so old results are not reused)."""
 
 
@@ -23,10 +23,13 @@ def content_key(
     serving: Mapping[str, Any],
     opset: int,
     search: Mapping[str, Any] | None = None,
+    platform: Mapping[str, Any] | None = None,
 ) -> str:
-    """SHA-256 of the canonical JSON of every input of a build. Profiles are not part of it: they are
-    per node pool and added to a reused build when missing. ``search``: the config search's settings and the SLO
-    it optimises for (None when it is off): the config a tier serves with depends on them."""
+    """SHA-256 of the canonical JSON of every input of a build. ``search``: the config search's settings and the
+    SLO it optimises for (None when it is off): the config a tier serves with depends on them. ``platform`` is
+    what the build runs on (the operator passes the node pool and the serving image: TensorRT engines and
+    profiles belong to them); without it (``fulcrum build`` on a workstation) profiles are per node pool and
+    added to a reused build when missing."""
     document = {
         "builderFormat": BUILDER_FORMAT,
         "model": {"sha256": model_sha256, "format": source_format, **model_io},
@@ -37,6 +40,7 @@ def content_key(
         "serving": serving,
         "opset": opset,
         "search": search,
+        "platform": dict(platform) if platform else None,
     }
     canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()

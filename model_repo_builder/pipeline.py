@@ -34,7 +34,7 @@ from fulcrum.api import (
 )
 from model_repo_builder import accuracy as acc
 from model_repo_builder.dtypes import Array, TensorInfo
-from model_repo_builder.keys import content_key
+from model_repo_builder.inputs import Inputs
 from model_repo_builder.triton_config import ServingOptions, Target
 
 ProfileServer = Literal["auto", "onnxruntime", "tritonserver"]
@@ -71,6 +71,10 @@ class BuildOptions:
     cache_dir: Path | None = None
     pvc_root: str | None = None
     force: bool = False
+    platform: dict[str, Any] | None = None
+    """What the build runs on, part of the content key (the operator passes the node pool)."""
+    inputs: Inputs | None = None
+    """Inputs fetched beforehand (``python -m model_repo_builder fetch``); fetched here when None."""
 
     def measure_server(self) -> Literal["sidecar", "bundled", "onnxruntime"]:
         if self.triton_url:
@@ -87,6 +91,8 @@ class BuildResult:
     repository: Path
     reused: bool
     timings: dict[str, float] = field(default_factory=dict)
+    failure: tuple[str, str] | None = None
+    """(reason, message) when the sources could not be used (every tier is then Failed with that reason)."""
 
 
 Reporter = Callable[[str, str, float | None], None]
@@ -175,8 +181,7 @@ class _Stages:
 
 
 def build(options: BuildOptions, report: Reporter = _noop) -> BuildResult:
-    from model_repo_builder import sources
-    from model_repo_builder.onnx_graph import OPSET
+    from model_repo_builder.inputs import fetch_inputs
 
     stages = _Stages(report)
     if options.profile and options.measure_server() == "bundled" and options.target != "local":
@@ -187,7 +192,6 @@ def build(options: BuildOptions, report: Reporter = _noop) -> BuildResult:
     md = load_spec(spec_path)
     spec = md.spec
     name = str(md.metadata.get("name") or spec_path.stem)
-    base_dir = spec_path.parent
     cache = options.cache_dir or default_cache_dir()
     out = options.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -200,52 +204,25 @@ def build(options: BuildOptions, report: Reporter = _noop) -> BuildResult:
             tiers=[_tier(t, "Failed", reason, message) for t in spec.tiers],
         )
         _write_manifest(out, manifest)
-        return BuildResult(manifest, "", out, False, stages.timings)
+        return BuildResult(manifest, "", out, False, stages.timings, failure=(reason, message))
 
     with stages.stage("source", f"fetching {spec.model.source.uri}"):
-        try:
-            model_path, digest = sources.fetch(
-                spec.model.source.uri,
-                base_dir=base_dir,
-                cache_dir=cache,
-                expected_sha256=spec.model.source.sha256,
-                field="model.source.uri",
-                pvc_root=options.pvc_root,
-            )
-            validation_path: Path | None = None
-            validation_digest: str | None = None
-            if spec.accuracy.validation_data is not None:
-                validation_path, validation_digest = sources.fetch(
-                    spec.accuracy.validation_data.uri,
-                    base_dir=base_dir,
-                    cache_dir=cache,
-                    field="accuracy.validationData.uri",
-                    pvc_root=options.pvc_root,
-                )
-        except sources.SourceError as error:
-            return all_failed("SourceFailed", str(error))
-
+        fetched = options.inputs or fetch_inputs(
+            md,
+            base_dir=spec_path.parent,
+            cache_dir=cache,
+            target=options.target,
+            platform=options.platform or {},
+            search=search_inputs(md, options),
+            pvc_root=options.pvc_root,
+        )
+    if fetched.failure is not None or fetched.model is None:
+        reason, message = fetched.failure or ("SourceFailed", "no model file was fetched")
+        return all_failed(reason, message)
+    model_path, digest = fetched.model.path, fetched.model.sha256
+    validation_path = fetched.validation.path if fetched.validation is not None else None
     inputs, outputs = declared_io(md)
-    key = content_key(
-        model_sha256=digest,
-        source_format=spec.model.source.format,
-        target=options.target,
-        model_io={
-            "inputs": [t.to_dict() for t in inputs],
-            "outputs": [t.to_dict() for t in outputs],
-            "maxBatchSize": spec.model.max_batch_size,
-        },
-        tiers=[t.model_dump(by_alias=True, exclude_none=True, mode="json") for t in spec.tiers],
-        accuracy={
-            "checks": [c.model_dump(by_alias=True, exclude_none=True, mode="json") for c in spec.accuracy.checks]
-        },
-        validation_sha256=validation_digest,
-        serving=spec.serving.model_dump(
-            by_alias=True, exclude_none=True, mode="json", include={"dynamic_batching", "instances_per_replica"}
-        ),
-        opset=OPSET,
-        search=_search_inputs(md) if search_requested(md, options) else None,
-    )
+    key = fetched.key
 
     reused = _reusable(out, key) and not options.force
     if reused:
@@ -313,6 +290,11 @@ def _search_inputs(md: ModelDeployment) -> dict[str, Any]:
         "configSearch": md.spec.serving.config_search.to_wire(),
         "slo": md.spec.slo.to_wire(),
     }
+
+
+def search_inputs(md: ModelDeployment, options: BuildOptions) -> dict[str, Any] | None:
+    """The search's part of the content key (None when it is off)."""
+    return _search_inputs(md) if search_requested(md, options) else None
 
 
 def _clear(out: Path) -> None:

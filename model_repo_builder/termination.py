@@ -1,12 +1,18 @@
-"""The build Job's result in the pod's termination message (Kubernetes keeps at most 4096 bytes).
+"""The build Job's result in the pod's termination message.
 
-Format (compact JSON, one line)::
+The kubelet keeps at most 4 KiB of one container's message and 12 KiB for a whole pod, split evenly over all its
+containers (``normalizeStatus``: 12 KiB / (containers + init containers), whatever the others wrote). A build
+pod has five (fetch, build, the Triton sidecar, measure, publish): 2457 bytes each. ``LIMIT`` leaves room for
+six.
+
+Format: compact JSON on one line, or, when that is longer than the limit, the same JSON deflated and
+base64-encoded behind the prefix ``z:`` (profiles compress about fourfold)::
 
     {"key": "<content key, 64 hex>", "repository": "<repository path as built>", "reused": bool,
      "truncated": bool, "manifest": <manifest.json, camelCase>}
 
-When it is too long it is made shorter in this order until it fits, and ``truncated`` is set once anything
-was dropped (``manifest.json`` in the repository always has everything):
+When even the deflated form is too long it is made shorter in this order until it fits, and ``truncated`` is set
+once anything was dropped (``manifest.json`` in the repository always has everything):
 
 1. floats rounded (latency to 0.01 ms, rate to 0.1 rps, accuracy to 4 significant digits; never dropped);
 2. profile points thinned while a profile has more than 5: every other interior point removed (the first
@@ -21,12 +27,15 @@ was dropped (``manifest.json`` in the repository always has everything):
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import math
+import zlib
 from typing import Any
 
-LIMIT = 4096
+LIMIT = 2048
+DEFLATED = "z:"
 
 
 def _round_sig(value: float, digits: int = 4) -> float:
@@ -82,6 +91,32 @@ def encode(document: dict[str, Any]) -> str:
     return json.dumps(document, separators=(",", ":"), sort_keys=False)
 
 
+def packed(document: dict[str, Any], limit: int = LIMIT) -> str:
+    """``document`` as plain JSON when that fits in ``limit`` bytes, else deflated (``z:`` + base64)."""
+    text = encode(document)
+    if len(text.encode()) <= limit:
+        return text
+    return DEFLATED + base64.b64encode(zlib.compress(text.encode(), 9)).decode()
+
+
+def unpacked(text: str) -> str:
+    """The JSON text of a termination message written by :func:`packed`."""
+    if text.startswith(DEFLATED):
+        return zlib.decompress(base64.b64decode(text[len(DEFLATED) :])).decode()
+    return text
+
+
+def error(reason: str | None, message: str, limit: int = LIMIT) -> str:
+    """``{"error": {"reason": ..., "message": ...}}`` (or ``{"error": message}`` without a reason), the message
+    cut until it fits in ``limit`` bytes."""
+    while True:
+        document: dict[str, Any] = {"error": message if reason is None else {"reason": reason, "message": message}}
+        text = encode(document)
+        if len(text.encode()) <= limit or not message:
+            return text
+        message = message[: len(message) * 3 // 4]
+
+
 def compact(manifest: dict[str, Any], key: str, repository: str, reused: bool, limit: int = LIMIT) -> str:
     """The termination message: ``manifest`` (wire form) plus key and repository, at most ``limit`` bytes."""
     document: dict[str, Any] = {
@@ -95,10 +130,10 @@ def compact(manifest: dict[str, Any], key: str, repository: str, reused: bool, l
     _round(m)
 
     def fits() -> bool:
-        return len(encode(document).encode()) <= limit
+        return len(packed(document, limit).encode()) <= limit
 
     if fits():
-        return encode(document)
+        return packed(document, limit)
     document["truncated"] = True
     while not fits() and _thin_once(m, keep=5):
         pass
@@ -113,4 +148,4 @@ def compact(manifest: dict[str, Any], key: str, repository: str, reused: bool, l
             _shrink(tier, step)
     if not fits():
         raise ValueError(f"the build result does not fit in {limit} bytes even without profiles and messages")
-    return encode(document)
+    return packed(document, limit)

@@ -3,11 +3,13 @@
 Run through `scripts/quickstart` (which installs everything first and puts the project's kubectl and helm first
 on PATH). Leaves the cluster and the release running; `fulcrum dev down` stops everything.
 
-1. `fulcrum dev up`: the control plane, kwok GPU pools, and local-0 (a real kubelet on containerd);
-2. `helm install` charts/fulcrum with the images built by `fulcrum dev build` (`fulcrum dev chart-values`): the
-   operator runs in its pod as the chart's ServiceAccount;
-3. the ctr-ranker example: a build Job in the builder image (tiers, accuracy, a profile measured under each
-   replica's CPU limit), then tritonserver-cpu pods, one CPU each;
+1. `fulcrum dev up`: the control plane, kwok GPU pools, local-0 (a real kubelet on containerd) and the object
+   store (SeaweedFS, holding the example's model and validation files);
+2. `helm install` charts/fulcrum with the images built by `fulcrum dev build` and the cluster's object store
+   (`fulcrum dev chart-values`): the operator runs in its pod as the chart's ServiceAccount;
+3. the ctr-ranker example: a build Job in the builder image (fetched from the store, tiers, accuracy, a profile
+   measured under each replica's CPU limit, published to the store), then tritonserver-cpu pods, one CPU each,
+   that download it read-only;
 4. a step load sized from the profile the build measured: beyond what one replica serves, so the operator must
    scale up (and, where a faster tier fits the budget better, switch), then low again;
 5. what happened (events, load per interval), and 6. `fulcrum report`: the decision history as a table and a PNG
@@ -31,8 +33,8 @@ from rich.console import Console
 from rich.table import Table
 
 from fulcrum.api import TierProfiles
+from fulcrum.dev import objectstore
 from fulcrum.dev import prometheus as dev_prometheus
-from fulcrum.dev.chart_values import example_source
 from fulcrum.dev.cluster import load_config
 from fulcrum.dev.paths import DevHome, resolve_home
 from fulcrum.policy import ProfileTable
@@ -61,14 +63,12 @@ def say(message: str, started: float) -> None:
 
 
 def example(path: Path) -> dict[str, Any]:
-    """The example with its files where build Jobs read them, the local pool only, one CPU per replica."""
+    """The example (its files in the cluster's object store, as it says), the local pool only, one CPU per
+    replica."""
     manifest: dict[str, Any] = yaml.safe_load(path.read_text())
     spec = manifest["spec"]
-    spec["model"]["source"]["uri"] = example_source("ctr-ranker", "model.pt2")
-    spec["accuracy"]["validationData"]["uri"] = example_source("ctr-ranker", "validation.npz")
     spec["tiers"] = [t for t in spec["tiers"] if t.get("backend") != "tensorrt"]  # no GPU on this machine
     spec["nodePools"] = [p for p in spec["nodePools"] if p["name"] == "local"]
-    spec["nodePools"][0]["nodeSelector"] = {"fulcrum.dev/pool": "local"}
     spec["serving"] = {**spec.get("serving", {}), "resources": REPLICA_RESOURCES}
     # the demo is minutes long: load must stay low 30 s (not 5 min) before replicas go
     spec["scaling"] = {
@@ -189,6 +189,12 @@ def main() -> None:
 
     console.rule("3. the ctr-ranker example")
     kubectl("create", "namespace", NAMESPACE, check=False)
+    store = objectstore.load(DevHome(home))
+    if store is None:
+        raise SystemExit(f"`fulcrum dev up` left no object store in {home}")
+    # the serving pods' read-only keys, as a platform's secret sync would put them in a namespace that serves
+    reader = objectstore.secret(store, "reader", objectstore.SERVING_SECRET, NAMESPACE)
+    sh("kubectl", "apply", "-f", "-", input=json.dumps(reader))
     manifest = example(ROOT / "examples" / "ctr-ranker" / "modeldeployment.yaml")
     sh("kubectl", "apply", "-n", NAMESPACE, "-f", "-", input=yaml.safe_dump(manifest))
     name = manifest["metadata"]["name"]

@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "crd": ("fulcrum.commands.crd", "crd", "Print the ModelDeployment CustomResourceDefinition."),
     "build": ("fulcrum.commands.build", "build", "Build a model's precision tiers into a Triton repository."),
     "serve": ("fulcrum.commands.serve", "serve", "Serve a local model repository with the bundled tritonserver."),
+    "storage": ("fulcrum.commands.storage", "storage", "Read published model repositories (s3://...)."),
     "simulate": ("fulcrum.commands.simulate", "simulate", "Replay a traffic trace against Fulcrum and baselines."),
     "load": ("fulcrum.commands.load", "load", "Drive open-loop load at a Triton Service from a trace."),
     "report": (

@@ -37,7 +37,9 @@ WATCHES = (
     Watch("Service", "", "services", MANAGED),
     Watch("PodDisruptionBudget", "policy", "poddisruptionbudgets", MANAGED),
     Watch("EndpointSlice", "discovery.k8s.io", "endpointslices", MANAGED),
-    Watch("Job", "batch", "jobs", MANAGED, in_models=False, in_builds=True),
+    # build Jobs run in the build namespace, or beside the ModelDeployment when its build mounts the team's own
+    # Secret or claim (spec.repository, a pvc:// source)
+    Watch("Job", "batch", "jobs", MANAGED, in_builds=True),
     # build records in the build namespace; each ModelDeployment's routing ConfigMap beside it
     Watch("ConfigMap", "", "configmaps", MANAGED, in_builds=True),
     # what only the kubelet reports (an image that cannot be pulled), on Triton pods and on build pods

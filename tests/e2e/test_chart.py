@@ -9,12 +9,17 @@ taken through every path that needs a permission:
 - pool ``l4`` (kwok GPU nodes) has a prebuilt build record: the operator serves it (routing ConfigMap,
   Deployment, Service and PDB by server-side apply, which creates them), the kwok pods get ready, the operator
   lists them to route their served model name, status goes Ready (status patch), Events;
-- pool ``local`` (the real node ``local-0``) has no record: the operator creates the build spec ConfigMap and
-  the Job, the build ends fast (the model file does not exist), the operator lists the Job's pods for the
-  termination message, creates the record, marks the Job harvested and deletes the spec ConfigMap; deleting the
-  record asks for the build again: the operator deletes the old Job and builds once more;
+- pool ``local`` (the real node ``local-0``) has no record: the operator creates the Job (its spec travels in
+  it), the build ends fast (the model file does not exist), the operator reads the Job's pods (watched) for the
+  termination message, creates the record and marks the Job harvested; deleting the record asks for the build
+  again: the operator deletes the old Job and builds once more;
 - the operator leads through its Lease (created, read, renewed);
-- a stale server Deployment of the ModelDeployment (an old tier) is deleted.
+- a stale server Deployment of the ModelDeployment (an old tier) is deleted;
+- two build records nobody uses: garbage collection marks one (patch) and deletes the one unused for longer
+  than the retention.
+
+The repository storage is the local cluster's object store, with the build credentials in a Secret the chart
+renders (``repository.s3.createSecret``).
 
 Then: every request was allowed except the three the operator is built to tolerate; every verb of every rule was
 used; and, asking the real authorizer (SubjectAccessReview) for each verb of each rule removed in turn, the removal
@@ -45,12 +50,15 @@ import pytest
 import yaml
 
 from fulcrum.api import parse_model_deployment
+from fulcrum.dev import objectstore
 from fulcrum.dev.rest import ApiError, Rest
 from fulcrum.reconcile.builds import BuildResult
 from fulcrum.reconcile.plan import pool_builds
 from fulcrum.resources import labels
 from fulcrum.resources.build import build_record
+from fulcrum.resources.labels import build_record_name
 from fulcrum.resources.settings import OperatorSettings, RepositoryStorage
+from fulcrum.storage.gc import UNUSED_SINCE
 from tests.e2e.conftest import Cluster
 from tests.support.chart import CHART, argocd_health, flag_values, helm_binary
 from tests.support.chart_audit import Attributes, RecordingProxy, all_attributes, token_kubeconfig
@@ -67,8 +75,9 @@ SECOND = "argocd-controller"  # a second GitOps controller (Argo CD and Flux app
 TOLERATED = {("create", "", "namespaces")}
 # Object storage: no hostPath, so the namespace can enforce the `restricted` Pod Security Standard on the operator
 # and on everything it creates. Nothing is ever written there: the only real build fails before it writes.
-REPOSITORY = "s3://fulcrum-chart-e2e/models"
+REPOSITORY = f"s3://{objectstore.MODELS_BUCKET}/chart-e2e"
 RBAC = "rbac.authorization.k8s.io/v1"
+UNUSED_NEW, UNUSED_OLD = "d" * 32, "e" * 32  # build records of an old spec that no ModelDeployment uses
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 
 
@@ -192,6 +201,18 @@ class Stack:
             self.proxy.stop()
 
 
+def store(cluster: Cluster) -> objectstore.ObjectStoreConfig:
+    config = objectstore.load(cluster.home)
+    assert config is not None, "`fulcrum dev up` starts the object store"
+    return config
+
+
+def store_values(cluster: Cluster) -> Obj:
+    """The chart's values for the cluster's object store (what `fulcrum dev chart-values` prints)."""
+    values: Obj = objectstore.chart_values(store(cluster))["repository"]["s3"]  # type: ignore[index]
+    return values
+
+
 def _install(cluster: Cluster, namespace: str, helm: str, workdir: Path, mode: str) -> Stack:
     existing = cluster.rest.get_or_none(
         "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/modeldeployments.fulcrum.dev"
@@ -204,7 +225,7 @@ def _install(cluster: Cluster, namespace: str, helm: str, workdir: Path, mode: s
         "build": {"image": cluster.images["fulcrum-builder"].ref, "target": "local"},
         # the local pool's build measures through this image (its Triton sidecar); it is a build input too
         "triton": {"image": cluster.images["tritonserver-cpu"].ref},
-        "repository": {"kind": "uri", "uri": REPOSITORY},
+        "repository": {"kind": "s3", "s3": {**store_values(cluster), "uri": REPOSITORY}},
         "operator": {"tickSeconds": 5, "workers": 2},
         # the in-cluster copy stays Pending: this test runs the same command line as a local process instead
         "nodeSelector": {"fulcrum.dev/e2e-no-such-node": "true"},
@@ -217,7 +238,7 @@ def _install(cluster: Cluster, namespace: str, helm: str, workdir: Path, mode: s
     stack.manifest = [d for d in yaml.safe_load_all(manifest) if d]
     stack.settings = OperatorSettings(
         build_namespace=namespace,
-        storage=RepositoryStorage.parse(REPOSITORY),
+        storage=RepositoryStorage.parse(REPOSITORY, endpoint=store(cluster).endpoint),
         builder_image=cluster.images["fulcrum-builder"].ref,
         triton_image=cluster.images["tritonserver-cpu"].ref,
         build_target="local",
@@ -241,6 +262,9 @@ def _start_operator(stack: Stack) -> None:
     ]
     env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}
     env["KUBECONFIG"] = str(kubeconfig)
+    # in the cluster the chart gives the operator the build credentials (envFrom) for garbage collection
+    env.update(store(cluster).env("writer"))
+    env["FULCRUM_GC_INTERVAL_SECONDS"] = "2"
     stack.operator_log = stack.workdir / "operator.log"
     fulcrum = str(Path(sys.executable).with_name("fulcrum"))
     with stack.operator_log.open("wb") as log:
@@ -258,11 +282,12 @@ def _start_operator(stack: Stack) -> None:
 
 
 def _seed(stack: Stack) -> None:
-    """What the operator finds: a prebuilt record for pool l4, a stale server Deployment; then the ModelDeployment."""
+    """What the operator finds: a prebuilt record for pool l4, two unused records, a stale server Deployment; then
+    the ModelDeployment."""
     ns, rest = stack.namespace, stack.rest
     manifest = model_deployment(ns)
     spec = parse_model_deployment(manifest).spec
-    builds = {b.pool.name: b for b in pool_builds(spec, stack.settings, {}, {})}
+    builds = {b.pool.name: b for b in pool_builds(spec, stack.settings, {}, {}, ns)}
     l4 = builds["l4"]
     points = [
         {
@@ -277,13 +302,18 @@ def _seed(stack: Stack) -> None:
         {
             "phase": "Succeeded",
             "reason": "BuildSucceeded",
-            "repository": stack.settings.storage.repository_path(l4.key),
+            "repository": f"{REPOSITORY}/{'0' * 64}",
             "manifest": {"model": MD, "source": {"uri": "file:///prebuilt.onnx", "sha256": "0" * 64}, "tiers": [tier]},
         }
     )
     rest.create(
         f"/api/v1/namespaces/{ns}/configmaps", build_record(l4.key, l4.pool, result.to_record(), stack.settings)
     )
+    for key, since in ((UNUSED_NEW, None), (UNUSED_OLD, "2020-01-01T00:00:00Z")):
+        record = build_record(key, l4.pool, {"phase": "Failed", "reason": "BuildFailed"}, stack.settings)
+        if since:
+            record["metadata"]["annotations"] = {UNUSED_SINCE: since}
+        rest.create(f"/api/v1/namespaces/{ns}/configmaps", record)
     stale_labels = {
         **labels.owned_labels(MD, labels.COMPONENT_SERVER),
         labels.TIER: "fp16",
@@ -338,6 +368,11 @@ def stack(
             lambda: cluster.rest.get_or_none(f"/api/v1/namespaces/{namespace}") is None,
             180,
         )
+
+
+def builds_l4_key(stack: Stack) -> str:
+    spec = parse_model_deployment(model_deployment(stack.namespace)).spec
+    return next(b.key for b in pool_builds(spec, stack.settings, {}, {}, stack.namespace) if b.pool.name == "l4")
 
 
 def ready(stack: Stack) -> Obj:
@@ -412,10 +447,10 @@ def test_model_deployment_gets_ready_as_the_charts_service_account(stack: Stack)
         lambda: rest.get_or_none(f"/apis/apps/v1/namespaces/{ns}/deployments/{MD}-fp16-l4") is None,
         60,
     )
-    # the local pool's build ran and was harvested into a record (its spec ConfigMap deleted)
+    # the local pool's build ran and was harvested into a record
     local = next(
         b
-        for b in pool_builds(parse_model_deployment(model_deployment(ns)).spec, stack.settings, {}, {})
+        for b in pool_builds(parse_model_deployment(model_deployment(ns)).spec, stack.settings, {}, {}, ns)
         if b.pool.name == "local"
     )
     record = rest.get(f"/api/v1/namespaces/{ns}/configmaps/{labels.build_record_name(local.key)}")
@@ -423,10 +458,22 @@ def test_model_deployment_gets_ready_as_the_charts_service_account(stack: Stack)
     assert harvested["phase"] in ("Succeeded", "Failed"), harvested
     # no model file: whatever the builder reported, no tier of it can serve
     assert status["activeNodePool"] == "l4"
-    assert rest.get_or_none(f"/api/v1/namespaces/{ns}/configmaps/{labels.build_spec_name(local.key)}") is None
+    assert "fulcrum-chart-e2e/model.onnx" in harvested["message"], harvested  # the fetch step's reason
     assert rest.get_or_none(f"/apis/batch/v1/namespaces/{ns}/jobs/{labels.build_job_name(local.key)}") is not None
     events = rest.get(f"/api/v1/namespaces/{ns}/events")["items"]
     assert any(e.get("source", {}).get("component") == "fulcrum" for e in events)
+    # garbage collection: the record unused for longer than the retention is gone, the other one marked
+    configmaps = f"/api/v1/namespaces/{ns}/configmaps/"
+    wait_for(
+        "the old unused record to be deleted",
+        lambda: rest.get_or_none(configmaps + build_record_name(UNUSED_OLD)) is None,
+        60,
+    )
+    marked = rest.get(configmaps + build_record_name(UNUSED_NEW))
+    assert UNUSED_SINCE in (marked["metadata"].get("annotations") or {})
+    assert UNUSED_SINCE not in (
+        rest.get(configmaps + build_record_name(builds_l4_key(stack)))["metadata"].get("annotations") or {}
+    )
 
 
 def test_deleting_a_build_record_builds_again(stack: Stack) -> None:
@@ -436,7 +483,7 @@ def test_deleting_a_build_record_builds_again(stack: Stack) -> None:
     ns, rest = stack.namespace, stack.rest
     local = next(
         b
-        for b in pool_builds(parse_model_deployment(model_deployment(ns)).spec, stack.settings, {}, {})
+        for b in pool_builds(parse_model_deployment(model_deployment(ns)).spec, stack.settings, {}, {}, ns)
         if b.pool.name == "local"
     )
     record_path = f"/api/v1/namespaces/{ns}/configmaps/{labels.build_record_name(local.key)}"

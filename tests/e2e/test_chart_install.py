@@ -10,22 +10,22 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client
 
 from fulcrum.api import parse_model_deployment
+from fulcrum.dev.objectstore import ObjectStoreConfig
+from fulcrum.reconcile.plan import pool_builds
 from fulcrum.resources import labels
 from fulcrum.resources.build import RECORD_KEY, build_record
-from fulcrum.resources.build_key import build_key
 from fulcrum.resources.labels import build_record_name
 from fulcrum.resources.serving import triton_image
-from fulcrum.resources.settings import OperatorSettings, RepositoryStorage
+from fulcrum.resources.settings import OperatorSettings
 from tests.support.kube import Kube, debug, example_manifest, wait_ready
 from tests.support.polling import wait_for
-from tests.support.release import Release, dev_values
+from tests.support.release import Release, dev_values, repository_storage
 
 pytestmark = pytest.mark.e2e
 
@@ -42,7 +42,7 @@ def watched(cluster: Any) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def release(cluster: Any, crd_installed: None, model_storage: Path, watched: str) -> Iterator[Release]:
+def release(cluster: Any, crd_installed: None, model_storage: ObjectStoreConfig, watched: str) -> Iterator[Release]:
     installed = Release(
         cluster, BUILD_NAMESPACE, model_storage, dev_values(cluster.images, model_storage, watch=[watched])
     )
@@ -90,9 +90,13 @@ def test_a_pod_gets_an_answer_from_triton_through_the_service(cluster: Any, serv
     # the build ran in the builder image, under the replicas' CPU limit
     job_pods = pods(cluster, BUILD_NAMESPACE, f"{labels.BUILD_KEY}={status['build']['key']}")
     if job_pods:  # absent when an earlier session's record was reused
-        build, sidecar = job_pods[0]["spec"]["initContainers"]
-        (measure,) = job_pods[0]["spec"]["containers"]
-        assert build["image"] == measure["image"] == cluster.images["fulcrum-builder"].ref
+        spec = job_pods[0]["spec"]
+        steps = {c["name"]: c for c in [*spec["initContainers"], *spec["containers"]]}
+        assert list(steps) == ["fetch", "build", "triton", "measure", "publish"]
+        assert {steps[n]["image"] for n in ("fetch", "build", "measure", "publish")} == {
+            cluster.images["fulcrum-builder"].ref
+        }
+        sidecar = steps["triton"]
         # the tiers were profiled through the serving image, under a replica's CPU limit
         assert sidecar["image"] == cluster.images["tritonserver-cpu"].ref
         assert sidecar["resources"]["limits"]["cpu"] == "1"
@@ -168,14 +172,15 @@ def seed_record(kube: Kube, release: Release, served: Obj, manifest: Obj) -> Non
     """ctr-ranker's build record, under the key the operator computes for ``manifest``."""
     settings = OperatorSettings(
         build_namespace=release.build_namespace,
-        storage=RepositoryStorage("hostPath", str(release.repository)),
+        storage=repository_storage(release.store),
         build_target="local",
         triton_image=release.triton_image,
     )
     real = kube.core.read_namespaced_config_map(build_record_name(served["status"]["build"]["key"]), BUILD_NAMESPACE)
     spec = parse_model_deployment(manifest).spec
     pool = spec.node_pool("local")
-    key = build_key(spec, pool, "local", settings.storage.identity, serving_image=triton_image(spec, settings))
+    # keyed as the operator keys it (scoped to the namespace unless every file is pinned)
+    key = next(b.key for b in pool_builds(spec, settings, {}, {}, served["metadata"]["namespace"]) if b.pool == pool)
     # as the real build of that key would record it: measured with (and so served with) the manifest's image
     result = {**json.loads(real.data[RECORD_KEY]), "servingImage": triton_image(spec, settings)}
     record = build_record(key, pool, result, settings)

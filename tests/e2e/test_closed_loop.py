@@ -35,20 +35,20 @@ import pytest
 from kubernetes import client
 
 from fulcrum.api import parse_model_deployment
+from fulcrum.dev.objectstore import ObjectStoreConfig
 from fulcrum.metrics.sources import PrometheusSource, ScrapeSource, Target
 from fulcrum.metrics.window import FleetMetrics
 from fulcrum.reconcile.builds import BuildResult
+from fulcrum.reconcile.plan import pool_builds
 from fulcrum.resources.build import RECORD_KEY, build_record
-from fulcrum.resources.build_key import build_key
 from fulcrum.resources.endpoints import ready_endpoints
 from fulcrum.resources.labels import build_record_name
-from fulcrum.resources.serving import triton_image
-from fulcrum.resources.settings import OperatorSettings, RepositoryStorage
+from fulcrum.resources.settings import OperatorSettings
 from tests.support import prometheus as prom
 from tests.support.closed_loop import profile
 from tests.support.kube import Kube, debug, example_manifest, wait_ready
 from tests.support.polling import wait_for
-from tests.support.release import Release, dev_values
+from tests.support.release import Release, dev_values, repository_storage
 
 pytestmark = pytest.mark.e2e
 
@@ -63,7 +63,7 @@ LATENCY_AGREEMENT = 0.30  # median |Prometheus / direct scrape - 1| (measured 0.
 
 
 @pytest.fixture(scope="module")
-def operator(cluster: Any, crd_installed: None, model_storage: Path) -> Iterator[Release]:
+def operator(cluster: Any, crd_installed: None, model_storage: ObjectStoreConfig) -> Iterator[Release]:
     """The chart's operator on the Prometheus source (scraped by that Prometheus too), or on the direct scrape."""
     if SOURCE == "scrape":
         release = Release(cluster, "fulcrum-e2e-builds", model_storage, dev_values(cluster.images, model_storage))
@@ -182,7 +182,7 @@ def seed_edge_record(kube: Kube, operator: Release, base: dict[str, Any], manife
     """The edge pool's build record: the real build's manifest and repository, with the profiles above."""
     settings = OperatorSettings(
         build_namespace=operator.build_namespace,
-        storage=RepositoryStorage("hostPath", str(operator.repository)),
+        storage=repository_storage(operator.store),
         build_target="local",
         triton_image=operator.triton_image,
     )
@@ -197,9 +197,8 @@ def seed_edge_record(kube: Kube, operator: Release, base: dict[str, Any], manife
         tiers.append(data)
     manifest_data = {**result.manifest.model_dump(mode="json", by_alias=True), "tiers": tiers}
     spec = parse_model_deployment(manifest).spec
-    key = build_key(
-        spec, spec.node_pools[0], "local", settings.storage.identity, serving_image=triton_image(spec, settings)
-    )
+    [edge] = pool_builds(spec, settings, {}, {}, base["metadata"]["namespace"])
+    key = edge.key
     seeded = BuildResult.from_record({**result.to_record(), "manifest": manifest_data})
     record = build_record(key, spec.node_pools[0], seeded.to_record(), settings)
     try:

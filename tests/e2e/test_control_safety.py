@@ -33,6 +33,7 @@ import pytest
 from kubernetes import client
 
 from fulcrum.controller.control import parse_time
+from fulcrum.dev.objectstore import ObjectStoreConfig
 from fulcrum.resources.serving import METRICS_PORT
 from tests.support.closed_loop import decision_events, seed_profiled_record, start_load
 from tests.support.kube import Kube, debug, example_manifest, wait_ready
@@ -139,7 +140,9 @@ def metrics_addresses(kube: Kube, namespace: str, name: str) -> list[str]:
 
 
 @pytest.fixture
-def two_operators(cluster: Any, crd_installed: None, namespace: str, model_storage: Path, tmp_path: Path) -> Any:
+def two_operators(
+    cluster: Any, crd_installed: None, namespace: str, model_storage: ObjectStoreConfig, tmp_path: Path
+) -> Any:
     lease_name = f"safety-{namespace[-6:]}"
     args = ["--namespace", namespace, "--leader-elect-resource-name", lease_name, *LEASE]
     made: list[OperatorProcess] = []

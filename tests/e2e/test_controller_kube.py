@@ -7,6 +7,7 @@ import copy
 import json
 import ssl
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -365,8 +366,9 @@ def test_the_control_loop_keeps_ticking_while_a_rebuild_runs(
     old["spec"]["tiers"] = [{"name": "fp32", "precision": "fp32"}]
     new = copy.deepcopy(old)
     new["spec"]["tiers"] = [{"name": "fp32", "precision": "fp32"}, {"name": "fp16", "precision": "fp16"}]
-    old_build = pool_builds(parse_model_deployment(old).spec, settings, {}, {})[0]
-    new_build = pool_builds(parse_model_deployment(new).spec, settings, {}, {})[0]
+    old_build = pool_builds(parse_model_deployment(old).spec, settings, {}, {}, namespace)[0]
+    new_spec = parse_model_deployment(new).spec
+    new_build = pool_builds(new_spec, settings, {}, {}, namespace)[0]
     assert old_build.key != new_build.key
     points = [{"requestsPerSecond": 100.0, "latencyMs": {"p50": 1, "p90": 2, "p95": 3, "p99": 4}}]
     tier = {"name": "fp32", "precision": "fp32", "backend": "onnxruntime", "state": "Ready", "path": "fp32"}
@@ -382,7 +384,7 @@ def test_the_control_loop_keeps_ticking_while_a_rebuild_runs(
     async def scenario() -> dict[str, Any]:
         kube = _client(cluster)
         await kube.create(build_record(old_build.key, old_build.pool, served.to_record(), settings))
-        job = build_job(new_build.key, new_build.pool, settings, serving_image=new_build.serving_image)
+        job = build_job(new_build.key, new_build.pool, settings, new_spec, serving_image=new_build.serving_image)
         await kube.create(job)  # pending forever: no such node
         created = await kube.request("POST", kube_module.object_path("ModelDeployment", namespace), body=new)
         # the status an operator wrote while the old build served
@@ -443,25 +445,26 @@ def test_build_records_unused_for_the_retention_period_are_collected(cluster: An
     settings = OperatorSettings(build_namespace=namespace, storage=RepositoryStorage.parse("s3://bucket/fulcrum"))
     md = copy.deepcopy(BASE)
     md["metadata"] = {"name": "user", "namespace": namespace}
-    used = pool_builds(parse_model_deployment(md).spec, settings, {}, {})
+    used = pool_builds(parse_model_deployment(md).spec, settings, {}, {}, namespace)
     unused = copy.deepcopy(md)
     unused["spec"]["tiers"] = [{"name": "fp32", "precision": "fp32"}]
-    stale = pool_builds(parse_model_deployment(unused).spec, settings, {}, {})
-    now = [0.0]
+    stale = pool_builds(parse_model_deployment(unused).spec, settings, {}, {}, namespace)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    now = [start]
 
     async def scenario() -> list[list[str]]:
         kube = _client(cluster)
         for build in (*used, *stale):
             await kube.create(build_record(build.key, build.pool, {"phase": "Succeeded"}, settings))
         cache = ObjectCache()
-        items, _ = await kube.list_with_version("ConfigMap", namespace)
-        cache.replace("ConfigMap", namespace, items)
         cache.put("ModelDeployment", md)
         collector = BuildCollector(kube, cache, settings, retention_seconds=3600, clock=lambda: now[0])
         left = []
-        for at in (0.0, 3599.0, 3600.0):
-            now[0] = at
-            await collector.collect()
+        for at in (0, 3599, 3600):
+            now[0] = start + timedelta(seconds=at)
+            items, _ = await kube.list_with_version("ConfigMap", namespace)  # what the watch would bring
+            cache.replace("ConfigMap", namespace, items)
+            await collector.collect()  # the first pass marks the unused records (the annotation is the clock)
             remaining, _ = await kube.list_with_version("ConfigMap", namespace, LABEL)
             left.append(sorted(c["metadata"]["name"] for c in remaining))
         await kube.close()

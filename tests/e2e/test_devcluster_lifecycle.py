@@ -96,7 +96,7 @@ def test_up_is_idempotent_and_down_leaves_nothing(tmp_path: Path) -> None:
         namespaces = nodehost.load_namespaces(DevHome(home))
         assert namespaces is not None
         pids = procs.tagged_pids(home) + nodehost.processes_in(namespaces)
-        assert len(pids) >= 12  # eleven components, shims and the pod's processes
+        assert len(pids) >= 13  # twelve components (the object store too), shims and the pod's processes
         assert network.netns_exists(node.netns_name(cfg))
     finally:
         down = fulcrum_dev("down", home=home, check=False)

@@ -6,11 +6,11 @@ failure), and the Deployment's next pod takes over from what the cluster holds.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from fulcrum.dev.objectstore import ObjectStoreConfig
 from tests.support.kube import BUILD_TIMEOUT, Kube, example_manifest, wait_ready
 from tests.support.polling import wait_for
 from tests.support.release import Release, dev_values
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.e2e
 
 
 def test_operator_killed_during_a_build_ends_with_one_job_and_a_ready_object(
-    cluster: Any, kube: Kube, crd_installed: None, model_storage: Path, namespace: str
+    cluster: Any, kube: Kube, crd_installed: None, model_storage: ObjectStoreConfig, namespace: str
 ) -> None:
     build_namespace = "fulcrum-e2e-restart"
     # only this test's objects: other tests' leftovers must not build here

@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from fulcrum.dev.objectstore import ObjectStoreConfig
 from fulcrum.metrics.sources import PrometheusSource, Target
 from tests.support import prometheus as prom
 from tests.support.kube import Kube, debug, example_manifest, wait_ready
@@ -38,7 +39,7 @@ LOAD_SECONDS = 40  # enough for two scrapes and a control tick under load; the r
 
 
 @pytest.fixture(scope="module")
-def operator(cluster: Any, crd_installed: None, model_storage: Path) -> Iterator[Release]:
+def operator(cluster: Any, crd_installed: None, model_storage: ObjectStoreConfig) -> Iterator[Release]:
     """This module's operator reads Prometheus (the chart with ``metrics.source=prometheus``)."""
     release = prom.prometheus_operator(cluster, "fulcrum-e2e-builds", model_storage)
     try:

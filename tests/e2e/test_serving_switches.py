@@ -40,15 +40,14 @@ from kubernetes import client
 
 from fulcrum.api import parse_model_deployment
 from fulcrum.reconcile.builds import BuildResult
+from fulcrum.reconcile.plan import pool_builds
 from fulcrum.resources.build import RECORD_KEY, build_record
-from fulcrum.resources.build_key import build_key
 from fulcrum.resources.labels import build_record_name
-from fulcrum.resources.serving import triton_image
-from fulcrum.resources.settings import OperatorSettings, RepositoryStorage
+from fulcrum.resources.settings import OperatorSettings
 from tests.support.closed_loop import profile
 from tests.support.kube import Kube, debug, example_manifest, wait_ready
 from tests.support.polling import wait_for
-from tests.support.release import Release
+from tests.support.release import Release, repository_storage
 
 pytestmark = pytest.mark.e2e
 
@@ -99,7 +98,7 @@ def seed_record(kube: Kube, operator: Release, result: BuildResult, body: dict[s
     assert result.manifest is not None
     settings = OperatorSettings(
         build_namespace=operator.build_namespace,
-        storage=RepositoryStorage("hostPath", str(operator.repository)),
+        storage=repository_storage(operator.store),
         build_target="local",
         triton_image=operator.triton_image,
     )
@@ -110,9 +109,7 @@ def seed_record(kube: Kube, operator: Release, result: BuildResult, body: dict[s
         data["profiles"] = [profile(pool, capacity)] if capacity else []
         tiers.append(data)
     spec = parse_model_deployment(body).spec
-    key = build_key(
-        spec, spec.node_pool(pool), "local", settings.storage.identity, serving_image=triton_image(spec, settings)
-    )
+    key = next(b.key for b in pool_builds(spec, settings, {}, {}) if b.pool.name == pool)  # pinned: any namespace
     seeded = {
         **result.to_record(),
         "manifest": {**result.manifest.model_dump(mode="json", by_alias=True), "tiers": tiers},

@@ -232,16 +232,18 @@ def test_cli_json_termination_message_and_reuse(
     assert done.returncode == 0, done.stderr[-3000:]
     printed = json.loads(done.stdout)
     assert printed == json.loads((out / "manifest.json").read_text())
-    raw = message.read_bytes()
-    assert len(raw) <= 4096
-    result = json.loads(raw)
+    from model_repo_builder.termination import LIMIT, unpacked
+
+    raw = message.read_text()
+    assert len(raw.encode()) <= LIMIT
+    result = json.loads(unpacked(raw))
     assert set(result) == {"key", "repository", "reused", "truncated", "manifest"}
     assert result["repository"] == str(out.resolve())
     assert not result["reused"]
     assert [t["name"] for t in result["manifest"]["tiers"]] == [t["name"] for t in printed["tiers"]]
     again = subprocess.run(args, capture_output=True, text=True, env=env, check=False, timeout=300)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert json.loads(message.read_bytes())["reused"] is True
+    assert json.loads(unpacked(message.read_text()))["reused"] is True
 
 
 def test_pickled_module_is_refused_with_export_failed(tmp_path: Path, builder_cache: Path) -> None:

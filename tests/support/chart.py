@@ -52,6 +52,21 @@ def helm(*args: str, check: bool = True, env: dict[str, str] | None = None) -> s
     return result
 
 
+REQUIRED: dict[str, Any] = {"repository": {"s3": {"uri": "s3://models/fulcrum"}}}
+"""The one value every install sets: where repositories go (the chart has no default storage)."""
+
+
+def with_required(values: dict[str, Any] | None) -> dict[str, Any]:
+    """``values`` over :data:`REQUIRED` (deep merge)."""
+
+    def merge(base: Any, over: Any) -> Any:
+        if isinstance(base, dict) and isinstance(over, dict):
+            return {**base, **{k: merge(base.get(k), v) for k, v in over.items()}}
+        return over
+
+    return merge(REQUIRED, values or {})  # type: ignore[no-any-return]
+
+
 def set_args(values: dict[str, Any] | None) -> list[str]:
     """Values as ``--set-json`` arguments (one per top-level key: types survive, nothing is stringified)."""
     import json
@@ -60,17 +75,23 @@ def set_args(values: dict[str, Any] | None) -> list[str]:
 
 
 def render(
-    values: dict[str, Any] | None = None, *, namespace: str = "fulcrum-system", release: str = "fulcrum"
+    values: dict[str, Any] | None = None,
+    *,
+    namespace: str = "fulcrum-system",
+    release: str = "fulcrum",
+    required: bool = True,
 ) -> list[Obj]:
-    """``helm template`` the chart; the rendered objects."""
+    """``helm template`` the chart (with :data:`REQUIRED` under ``values`` unless ``required`` is False)."""
+    values = with_required(values) if required else values
     out = helm(
         "template", release, str(CHART), "--namespace", namespace, "--kube-version", KUBE_VERSION, *set_args(values)
     ).stdout
     return [doc for doc in yaml.safe_load_all(out) if doc]
 
 
-def render_error(values: dict[str, Any]) -> str:
+def render_error(values: dict[str, Any], *, required: bool = True) -> str:
     """The error of a rendering that must fail (schema or a `required`/`fail` in a template)."""
+    values = with_required(values) if required else values
     result = helm("template", "fulcrum", str(CHART), "--kube-version", KUBE_VERSION, *set_args(values), check=False)
     assert result.returncode != 0, f"rendering with {values} should fail but gave:\n{result.stdout[:2000]}"
     return result.stderr

@@ -13,14 +13,15 @@ from typing import Any, Protocol
 from kubernetes import client
 
 from fulcrum.api import parse_model_deployment
+from fulcrum.dev.objectstore import ObjectStoreConfig
 from fulcrum.dev.procs import CLUSTER_ENV
 from fulcrum.reconcile.builds import BuildResult
+from fulcrum.reconcile.plan import pool_builds
 from fulcrum.resources.build import RECORD_KEY, build_record
-from fulcrum.resources.build_key import build_key
 from fulcrum.resources.labels import build_record_name
-from fulcrum.resources.serving import triton_image
-from fulcrum.resources.settings import OperatorSettings, RepositoryStorage
+from fulcrum.resources.settings import OperatorSettings
 from tests.support.kube import Kube
+from tests.support.release import repository_storage
 
 DECISIONS = ("ScaleUp", "ScaleDown", "SwitchTier", "SwitchPool")
 
@@ -31,7 +32,7 @@ class Operator(Protocol):
     @property
     def build_namespace(self) -> str: ...
     @property
-    def repository(self) -> Path: ...
+    def store(self) -> ObjectStoreConfig: ...
     @property
     def triton_image(self) -> str: ...
 
@@ -65,7 +66,7 @@ def seed_profiled_record(
     the record's build key."""
     settings = OperatorSettings(
         build_namespace=operator.build_namespace,
-        storage=RepositoryStorage("hostPath", str(operator.repository)),
+        storage=repository_storage(operator.store),
         build_target="local",
         triton_image=operator.triton_image,
     )
@@ -81,7 +82,8 @@ def seed_profiled_record(
         data["profiles"] = [profile(pool.name, capacities[tier.name])] if tier.name in capacities else []
         tiers.append(data)
     manifest_data = {**result.manifest.model_dump(mode="json", by_alias=True), "tiers": tiers}
-    key = build_key(spec, pool, "local", settings.storage.identity, serving_image=triton_image(spec, settings))
+    # keyed as the operator keys it: in the ModelDeployment's namespace (the base's) unless every input is pinned
+    key = pool_builds(spec, settings, {}, {}, base["metadata"]["namespace"])[pool_index].key
     seeded = BuildResult.from_record({**result.to_record(), "manifest": manifest_data})
     record = build_record(key, pool, seeded.to_record(), settings)
     try:

@@ -12,8 +12,11 @@ import pytest
 import yaml
 from kubernetes import client, config
 
+from fulcrum.dev import objectstore
+from fulcrum.dev.objectstore import ObjectStoreConfig
+from tests.support.operator_process import ensure_secret
 from tests.support.polling import wait_for
-from tests.support.release import Release, dev_values, example_source, prepare_repository
+from tests.support.release import Release, dev_values
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "ctr-ranker"
@@ -25,14 +28,27 @@ GROUP, VERSION, PLURAL = "fulcrum.dev", "v1alpha1", "modeldeployments"
 
 
 class Kube:
-    def __init__(self, kubeconfig: Path) -> None:
+    def __init__(self, kubeconfig: Path, store: objectstore.ObjectStoreConfig | None = None) -> None:
         api = config.new_client_from_config(config_file=str(kubeconfig))
+        self.kubeconfig = kubeconfig
+        self.store = store
         self.custom = client.CustomObjectsApi(api)
         self.apps = client.AppsV1Api(api)
         self.core = client.CoreV1Api(api)
         self.batch = client.BatchV1Api(api)
+        self._serving_secrets: set[str] = set()
+
+    def create_serving_secret(self, namespace: str) -> None:
+        """What a platform's secret sync does: the object store's read-only keys, which serving pods download
+        with, in a namespace that serves models."""
+        if self.store is not None and namespace not in self._serving_secrets:
+            secret = objectstore.secret(self.store, "reader", objectstore.SERVING_SECRET, namespace)
+            ensure_secret(self.kubeconfig, secret)
+            self._serving_secrets.add(namespace)
 
     def create(self, namespace: str, manifest: dict[str, Any]) -> None:
+        """Create a ModelDeployment (its namespace gets the serving pods' read-only keys first)."""
+        self.create_serving_secret(namespace)
         self.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, manifest)
 
     def get(self, namespace: str, name: str) -> dict[str, Any]:
@@ -57,12 +73,15 @@ class Kube:
         return self.apps.list_namespaced_deployment(namespace, label_selector=selector).items
 
     def build_jobs(self, build_namespace: str) -> list[str]:
-        return sorted(j.metadata.name for j in self.batch.list_namespaced_job(build_namespace).items)
+        """Build Jobs of pool ``local``, the real node (the simulated pools' build pods end at once, without a
+        result, so they build nothing)."""
+        jobs = self.batch.list_namespaced_job(build_namespace, label_selector="fulcrum.dev/node-pool=local").items
+        return sorted(j.metadata.name for j in jobs)
 
 
 @pytest.fixture(scope="module")
 def kube(cluster: Any) -> Kube:
-    return Kube(Path(cluster.kubeconfig))
+    return Kube(Path(cluster.kubeconfig), objectstore.load(cluster.home))
 
 
 @pytest.fixture(scope="module")
@@ -86,14 +105,17 @@ def crd_installed(kube: Kube, cluster: Any) -> None:
 
 
 @pytest.fixture(scope="session")
-def model_storage(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One repository directory (the node's hostPath) for the session's operators, so their builds and build
-    records are shared; it also holds the example's model files, where build Jobs read them."""
-    return prepare_repository(tmp_path_factory.mktemp("models"))
+def model_storage(cluster: Any) -> ObjectStoreConfig:
+    """The session cluster's object store: every operator of the session keeps its repositories there (the
+    chart's default storage, s3), so their builds and build records are shared; the example's model files are
+    there too (``fulcrum dev up`` uploads them), where build Jobs fetch them."""
+    store = objectstore.load(cluster.home)
+    assert store is not None, "`fulcrum dev up` started no object store"
+    return store
 
 
 @pytest.fixture(scope="module")
-def operator(cluster: Any, crd_installed: None, model_storage: Path) -> Iterator[Release]:
+def operator(cluster: Any, crd_installed: None, model_storage: ObjectStoreConfig) -> Iterator[Release]:
     """The operator as a user installs it: the chart, its pod on local-0, the dev cluster's images."""
     release = Release(cluster, "fulcrum-e2e-builds", model_storage, dev_values(cluster.images, model_storage))
     try:
@@ -103,12 +125,11 @@ def operator(cluster: Any, crd_installed: None, model_storage: Path) -> Iterator
 
 
 def example_manifest(name: str = "ctr-ranker", **spec_patch: Any) -> dict[str, Any]:
-    """The ctr-ranker example, served on the local node only, with absolute file URIs."""
+    """The ctr-ranker example (its files in the cluster's object store), served on the local node only, with the
+    config search off."""
     manifest = yaml.safe_load((EXAMPLE / "modeldeployment.yaml").read_text())
     manifest["metadata"] = {"name": name}
     spec = manifest["spec"]
-    spec["model"]["source"]["uri"] = example_source("model.pt2")
-    spec["accuracy"]["validationData"]["uri"] = example_source("validation.npz")
     spec["tiers"] = [t for t in spec["tiers"] if t["backend"] != "tensorrt"]
     # the config search off: the e2e tests (the closed loop with its synthetic profiles above all) are about the
     # spec's serving config; the search itself runs against the real tritonserver in tests/integration

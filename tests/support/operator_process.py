@@ -17,8 +17,28 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fulcrum.dev import objectstore
 from fulcrum.dev.images import BuiltImage
 from fulcrum.dev.procs import CLUSTER_ENV
+
+
+def ensure_secret(kubeconfig: Path, secret: dict[str, object]) -> None:
+    """Create (or update) a Secret, and its namespace if needed."""
+    from kubernetes import client, config
+
+    api = client.CoreV1Api(config.new_client_from_config(config_file=str(kubeconfig)))
+    meta: dict[str, str] = secret["metadata"]  # type: ignore[assignment]
+    try:
+        api.create_namespace({"metadata": {"name": meta["namespace"]}})
+    except client.ApiException as exc:
+        if exc.status != 409:
+            raise
+    try:
+        api.create_namespaced_secret(meta["namespace"], secret)
+    except client.ApiException as exc:
+        if exc.status != 409:
+            raise
+        api.replace_namespaced_secret(meta["name"], meta["namespace"], secret)
 
 
 def free_port() -> int:
@@ -31,7 +51,8 @@ def free_port() -> int:
 class OperatorProcess:
     kubeconfig: Path
     build_namespace: str
-    repository: Path
+    store: objectstore.ObjectStoreConfig
+    """The cluster's object store: repositories go there, as with the chart's default storage."""
     log_path: Path
     images: dict[str, BuiltImage]
     tick_seconds: float = 5.0
@@ -44,6 +65,12 @@ class OperatorProcess:
         return self.images["tritonserver-cpu"].ref
 
     def start(self) -> OperatorProcess:
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "PYTHONUNBUFFERED": "1"}
+        # the build credentials in the build namespace; the operator's own (for garbage collection)
+        ensure_secret(
+            self.kubeconfig, objectstore.secret(self.store, "writer", objectstore.BUILD_SECRET, self.build_namespace)
+        )
+        env.update(self.store.env("writer"))
         # tagged with the cluster's home: if pytest dies before its teardown, the cluster's watchdog sweeps it
         env = {
             **os.environ,
@@ -58,14 +85,15 @@ class OperatorProcess:
             "run",
             "--build-namespace",
             self.build_namespace,
-            "--repository",
-            f"hostpath://{self.repository}",
+            *objectstore.operator_flags(self.store),
             "--build-target",
             "local",
             "--builder-image",
             self.images["fulcrum-builder"].ref,
             "--triton-image",
             self.triton_image,
+            "--storage-image",  # the serving pods' repository download
+            self.images["fulcrum"].ref,
             "--tick-seconds",
             str(self.tick_seconds),
             "--metrics-port",

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import urllib.parse
 import urllib.request
-from pathlib import Path
 from typing import Any
 
 from fulcrum.dev import prometheus as dev_prometheus
 from fulcrum.dev.chart_values import merged
+from fulcrum.dev.objectstore import ObjectStoreConfig
 from tests.support.polling import wait_for
 from tests.support.release import Release, dev_values
 
@@ -40,11 +40,11 @@ def value(cluster: Any, promql: str) -> float | None:
     return float(result[0]["value"][1]) if result else None
 
 
-def prometheus_operator(cluster: Any, build_namespace: str, repository: Path) -> Release:
+def prometheus_operator(cluster: Any, build_namespace: str, store: ObjectStoreConfig) -> Release:
     """The chart's operator reading Triton metrics from the dev Prometheus (``metrics.source=prometheus`` at the
     address pods reach), which scrapes the operator's own /metrics through the chart's metrics Service."""
     values = merged(
-        dev_values(cluster.images, repository),
+        dev_values(cluster.images, store),
         {
             "metrics": {
                 "source": "prometheus",
@@ -53,7 +53,7 @@ def prometheus_operator(cluster: Any, build_namespace: str, repository: Path) ->
             }
         },
     )
-    release = Release(cluster, build_namespace, repository, values).install()
+    release = Release(cluster, build_namespace, store, values).install()
     wait_for(
         "Prometheus to scrape the operator",
         lambda: value(cluster, f'up{{job="{dev_prometheus.OPERATOR_JOB}",namespace="{build_namespace}"}}') == 1.0,

@@ -3,7 +3,7 @@
 The operator runs in its pod on ``local-0`` with in-cluster configuration and the chart's ServiceAccount, build
 Jobs run the ``fulcrum-builder`` image and Triton pods the ``tritonserver-cpu`` image. The values a dev cluster
 needs beyond the chart's defaults are the images, ``build.target=local`` (python-backend models: what the CPU
-tritonserver serves) and the repository storage (a host directory, the node's hostPath).
+tritonserver serves) and where the cluster's object store is (the chart's default storage, ``s3``).
 """
 
 from __future__ import annotations
@@ -15,23 +15,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fulcrum.dev import chart_values
-from fulcrum.dev.chart_values import hostpath_values, image_values, merged, node_values, prepare_hostpath_repository
+from fulcrum.dev import objectstore
+from fulcrum.dev.chart_values import image_values, merged, node_values
 from fulcrum.dev.images import BuiltImage
+from fulcrum.dev.objectstore import ObjectStoreConfig
+from fulcrum.resources.settings import RepositoryStorage
 from tests.support.chart import CHART, helm_binary
 from tests.support.polling import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE = "ctr-ranker"
 
 
 def dev_values(
-    images: dict[str, BuiltImage], repository: Path, *, watch: list[str] | None = None, crds: bool = False
+    images: dict[str, BuiltImage], store: ObjectStoreConfig, *, watch: list[str] | None = None, crds: bool = False
 ) -> dict[str, Any]:
-    """The chart's values on the dev cluster: its images, the local build target, the host's repository."""
+    """The chart's values on the dev cluster: its images, the local build target, its object store."""
     return merged(
         image_values(images),
-        hostpath_values(repository),
+        objectstore.chart_values(store),
         node_values(),
         # one operator pod (it still elects itself leader): the dev node has two cores, and the chart's second
         # replica only waits; tests/e2e/test_chart.py and the control tests cover the chart's default
@@ -39,13 +40,9 @@ def dev_values(
     )
 
 
-def prepare_repository(repository: Path) -> Path:
-    return prepare_hostpath_repository(repository, ROOT / "examples")
-
-
-def example_source(name: str) -> str:
-    """The URI of an example file as build Jobs see it."""
-    return chart_values.example_source(EXAMPLE, name)
+def repository_storage(store: ObjectStoreConfig) -> RepositoryStorage:
+    """The storage an operator with :func:`dev_values` (or ``objectstore.operator_flags``) keys its builds by."""
+    return RepositoryStorage.parse(objectstore.REPOSITORY, endpoint=store.endpoint)
 
 
 @dataclass
@@ -54,7 +51,7 @@ class Release:
 
     cluster: Any
     namespace: str
-    repository: Path
+    store: ObjectStoreConfig
     values: dict[str, Any]
     name: str = field(default_factory=lambda: f"fulcrum-{uuid.uuid4().hex[:6]}")
 

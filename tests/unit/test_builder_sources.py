@@ -104,11 +104,42 @@ def test_example_inputs_keep_indices_in_range() -> None:
     assert arrays[1].shape == (5, 4, 2) and arrays[1].dtype.name == "float16"
 
 
-def test_s3_without_s3fs_says_what_to_install(tmp_path: Path) -> None:
-    import importlib.util
-
-    if importlib.util.find_spec("s3fs") is not None:
-        pytest.skip("s3fs is installed")
-    with pytest.raises(SourceError, match="s3fs") as error:
+def test_incomplete_s3_credentials_name_the_field_and_the_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AK")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY", raising=False)
+    with pytest.raises(SourceError, match="AWS_SECRET_ACCESS_KEY") as error:
         fetch("s3://bucket/models/m.onnx", base_dir=tmp_path, cache_dir=tmp_path / "cache", field="model.source.uri")
-    assert str(error.value).startswith("model.source.uri:")
+    assert str(error.value).startswith("model.source.uri:") and "s3://bucket/models/m.onnx" in str(error.value)
+    assert not error.value.transient
+
+
+def test_a_relative_file_uri_is_refused_in_a_cluster() -> None:
+    assert resolve_uri("file:model.pt2", base_dir=BASE).path == BASE / "model.pt2"
+    with pytest.raises(SourceError, match="only `fulcrum build --spec` on a workstation"):
+        resolve_uri("file:model.pt2", base_dir=BASE, field="model.source.uri", relative_files=False)
+    assert resolve_uri("file:///abs/m.onnx", base_dir=BASE, relative_files=False).path == Path("/abs/m.onnx")
+
+
+def test_pvc_claims_of_uris() -> None:
+    from model_repo_builder.sources import pvc_claims
+
+    assert pvc_claims(["pvc://a/x.pt2", "s3://b/y", "pvc://a/z.npz", "pvc://c/w"]) == ["a", "c"]
+
+
+def test_a_pinned_remote_file_beside_the_spec_is_the_same_input(tmp_path: Path) -> None:
+    """`fulcrum build` on a checkout of the examples: their s3:// files are pinned and lie beside the spec."""
+    (tmp_path / "model.onnx").write_bytes(b"the model")
+    digest = hashlib.sha256(b"the model").hexdigest()
+    path, got = fetch(
+        "s3://examples/team/model.onnx", base_dir=tmp_path, cache_dir=tmp_path / "cache", expected_sha256=digest
+    )
+    assert (path, got) == (tmp_path / "model.onnx", digest)
+    # in a cluster, or for other bytes, the URI itself is fetched (tests/integration/test_storage_sources.py)
+    from model_repo_builder.sources import _pinned_copy
+    from model_repo_builder.sources import resolve_uri as resolve
+
+    location = resolve("s3://examples/team/model.onnx", base_dir=tmp_path)
+    assert _pinned_copy(location, tmp_path, hashlib.sha256(b"other").hexdigest()) is None
+    assert _pinned_copy(location, tmp_path, None) is None

@@ -29,6 +29,7 @@ from tests.support.chart import (
     rbac_permissions,
     render,
     render_error,
+    with_required,
 )
 
 # What the operator sends (handlers.py watches; controller/reconciler.py writes). tests/e2e/test_chart_rbac.py
@@ -59,22 +60,27 @@ MODELS = {
     ("", "configmaps", "create"),
     ("", "configmaps", "patch"),
     ("", "events", "create"),
-}
-BUILD = {
+    # build Jobs run in the build namespace, or in a ModelDeployment's own when its spec names a Secret or claim
     ("batch", "jobs", "list"),
     ("batch", "jobs", "watch"),
     ("batch", "jobs", "create"),
     ("batch", "jobs", "patch"),
     ("batch", "jobs", "delete"),
-    ("", "configmaps", "list"),
-    ("", "configmaps", "watch"),
-    ("", "configmaps", "create"),
-    ("", "configmaps", "delete"),
-    ("", "pods", "list"),
-    ("", "pods", "watch"),
 }
-# cluster-wide, the ClusterRole's watches of every namespace see the build namespace's records and pods too
-BUILD_CLUSTER_WIDE = BUILD - {
+# cluster-wide, the ClusterRole's watches of every namespace see the build namespace's Jobs, records and pods
+BUILD_WRITES = {
+    ("batch", "jobs", "create"),
+    ("batch", "jobs", "patch"),
+    ("batch", "jobs", "delete"),
+    ("", "configmaps", "create"),
+    ("", "configmaps", "patch"),  # garbage collection marks records that fell out of use
+    ("", "configmaps", "delete"),
+}
+# namespaced mode: the build namespace's Jobs, records and build pods are watched by the build Role (cluster-wide:
+# the ClusterRole's watches of every namespace cover them, and a grant the operator never uses is refused)
+BUILD = BUILD_WRITES | {
+    ("batch", "jobs", "list"),
+    ("batch", "jobs", "watch"),
     ("", "configmaps", "list"),
     ("", "configmaps", "watch"),
     ("", "pods", "list"),
@@ -92,10 +98,22 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     "namespaced": NAMESPACED,
     "service-monitor": {"metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "kps"}}}},
     "no-crds": {"crds": {"install": False}},
-    "pvc": {"repository": {"kind": "pvc", "pvc": {"claimName": "models"}}},
+    "pvc": {"repository": {"kind": "pvc", "pvc": {"claimName": "models", "create": True}}},
     "s3": {
-        "repository": {"kind": "uri", "uri": "s3://models/fulcrum"},
+        "repository": {
+            "kind": "s3",
+            "s3": {
+                "uri": "s3://ml-models/fulcrum",
+                "endpoint": "https://s3.internal:9000",
+                "secretName": "fulcrum-s3",
+                "servingSecretName": "fulcrum-s3-read",
+            },
+        },
         "metrics": {"source": "prometheus", "prometheusUrl": "http://prometheus.monitoring:9090"},
+    },
+    "s3-dev-secret": {
+        "repository": {"s3": {"createSecret": True, "accessKeyId": "AK", "secretAccessKey": "SK"}},
+        "build": {"namespace": "fulcrum-builds", "createNamespace": True},
     },
     "separate-build-namespace": {"build": {"namespace": "fulcrum-builds", "createNamespace": True}, **NAMESPACED},
     "observability": {
@@ -138,7 +156,7 @@ def operator_args(objects: list[dict[str, Any]]) -> list[str]:
 def test_helm_lint_strict(name: str) -> None:
     import json
 
-    sets = [a for k, v in VALUE_SETS[name].items() for a in ("--set-json", f"{k}={json.dumps(v)}")]
+    sets = [a for k, v in with_required(VALUE_SETS[name]).items() for a in ("--set-json", f"{k}={json.dumps(v)}")]
     result = helm("lint", "--strict", str(CHART), *sets)
     assert "0 chart(s) failed" in result.stdout
 
@@ -149,8 +167,9 @@ def test_helm_lint_strict(name: str) -> None:
 def test_renders_offline_without_a_kube_version() -> None:
     """`helm template fulcrum charts/fulcrum` as reviewers and GitOps renderers run it: no cluster, no
     --kube-version. helm then assumes the Kubernetes its client libraries are (1.32 for the pinned helm, stamped
-    in at build time as Helm's releases are), which meets the chart's kubeVersion."""
-    out = helm("template", "fulcrum", str(CHART)).stdout
+    in at build time as Helm's releases are), which meets the chart's kubeVersion. The one value a platform
+    must give is where repositories go (the default storage is object storage: its bucket and prefix)."""
+    out = helm("template", "fulcrum", str(CHART), "--set", "repository.s3.uri=s3://ml-models/fulcrum").stdout
     kinds = {doc["kind"] for doc in yaml.safe_load_all(out) if doc}
     assert {"Deployment", "CustomResourceDefinition", "ServiceAccount"} <= kinds
 
@@ -291,10 +310,12 @@ def test_defaults_are_the_operators_defaults(rendered: dict[str, list[dict[str, 
     assert flag_values(args, "--builder-image") == [DEFAULT_BUILDER_IMAGE]
     assert flag_values(args, "--build-target") == [defaults.build_target]
     assert flag_values(args, "--build-namespace") == ["fulcrum-system"]  # the release namespace
-    assert RepositoryStorage.parse(flag_values(args, "--repository")[0]) == defaults.storage
+    assert flag_values(args, "--repository") == ["s3://models/fulcrum"]  # the one value without a default
+    assert flag_values(args, "--storage-image") == [operator_container(rendered["defaults"])["image"]]
     assert flag_values(args, "--workers") == ["8"]
     assert flag_values(args, "--metrics-source") == ["scrape"]
     params = {p.name: p.default for p in run_command.params}
+    assert flag_values(args, "--build-retention-days") == [f"{params['build_retention_days']:g}"]
     assert flag_values(args, "--tick-seconds") == [f"{params['tick_seconds']:g}"]
     assert flag_values(args, "--metrics-port") == [str(params["metrics_port"])]
     assert flag_values(args, "--metrics-source") == [params["metrics_source"]]
@@ -316,8 +337,8 @@ def test_every_rendered_flag_is_one_that_fulcrum_run_accepts(rendered: dict[str,
     [
         ({"kind": "hostPath", "hostPath": "/srv/models"}, "hostpath:///srv/models"),
         ({"kind": "pvc", "pvc": {"claimName": "model-repo"}}, "pvc://model-repo"),
-        ({"kind": "uri", "uri": "s3://bucket/fulcrum"}, "s3://bucket/fulcrum"),
-        ({"kind": "uri", "uri": "gs://bucket/fulcrum"}, "gs://bucket/fulcrum"),
+        ({"kind": "s3", "s3": {"uri": "s3://bucket/fulcrum"}}, "s3://bucket/fulcrum"),
+        ({"kind": "s3", "s3": {"uri": "gs://bucket/fulcrum"}}, "gs://bucket/fulcrum"),
     ],
 )
 def test_repository_storage_kinds(repository: dict[str, Any], flag: str) -> None:
@@ -325,6 +346,46 @@ def test_repository_storage_kinds(repository: dict[str, Any], flag: str) -> None
     assert flag_values(args, "--repository") == [flag]
     storage = RepositoryStorage.parse(flag)
     assert storage.kind == repository["kind"]
+    assert bool(flag_values(args, "--s3-region")) == (storage.kind == "s3")
+
+
+def test_there_is_no_default_storage_and_the_error_says_what_to_set() -> None:
+    error = render_error({}, required=False)
+    assert "repository.s3.uri is required" in error and "s3://" in error
+
+
+def test_s3_values_reach_the_operator_and_the_secret_never_its_command_line(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    args = operator_args(rendered["s3"])
+    assert flag_values(args, "--repository") == ["s3://ml-models/fulcrum"]
+    assert flag_values(args, "--s3-endpoint") == ["https://s3.internal:9000"]
+    assert flag_values(args, "--repository-secret") == ["fulcrum-s3"]
+    assert flag_values(args, "--serving-secret") == ["fulcrum-s3-read"]
+    # the operator reads the build credentials for garbage collection; optional, so it starts without them
+    assert operator_container(rendered["s3"])["envFrom"] == [{"secretRef": {"name": "fulcrum-s3", "optional": True}}]
+    assert not of_kind(rendered["s3"], "Secret")
+
+
+def test_a_dev_secret_is_rendered_where_builds_and_the_operator_run(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    objects = rendered["s3-dev-secret"]
+    secrets = of_kind(objects, "Secret")
+    assert {s["metadata"]["namespace"] for s in secrets} == {"fulcrum-system", "fulcrum-builds"}
+    assert {s["metadata"]["name"] for s in secrets} == {"fulcrum-repository"}
+    assert secrets[0]["stringData"] == {"AWS_ACCESS_KEY_ID": "AK", "AWS_SECRET_ACCESS_KEY": "SK"}
+    args = operator_args(objects)
+    assert flag_values(args, "--repository-secret") == ["fulcrum-repository"]
+    assert all("SK" not in a for a in args)
+
+
+def test_the_chart_can_create_the_claim(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    claim = one(rendered["pvc"], "PersistentVolumeClaim")
+    assert claim["metadata"]["name"] == "models" and claim["metadata"]["namespace"] == "fulcrum-system"
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+    assert claim["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert not of_kind(render({"repository": {"kind": "pvc", "pvc": {"claimName": "models"}}}), "PersistentVolumeClaim")
 
 
 def test_metrics_source_prometheus_carries_its_url() -> None:
@@ -336,8 +397,12 @@ def test_metrics_source_prometheus_carries_its_url() -> None:
     ("values", "error"),
     [
         ({"repository": {"kind": "nfs"}}, "kind"),
-        ({"repository": {"kind": "uri"}}, "uri"),
-        ({"repository": {"kind": "uri", "uri": "http://bucket"}}, "uri"),
+        ({"repository": {"kind": "uri"}}, "kind"),
+        ({"repository": {"s3": {"uri": "http://bucket"}}}, "uri"),
+        ({"repository": {"s3": {"uri": ""}}}, "repository.s3.uri is required"),
+        ({"repository": {"s3": {"createSecret": True}}}, "accessKeyId"),
+        ({"repository": {"s3": {"endpoint": "s3.internal"}}}, "endpoint"),
+        ({"build": {"retentionDays": -1}}, "retentionDays"),
         ({"metrics": {"source": "prometheus"}}, "prometheusUrl"),
         ({"operator": {"workers": 0}}, "workers"),
         ({"watchNamespaces": ["Not_A_Namespace"]}, "watchNamespaces"),
@@ -376,7 +441,7 @@ def test_cluster_wide_rbac_is_exactly_what_the_operator_uses(rendered: dict[str,
     build_role = one(objects, "Role", "fulcrum-build")
     assert build_role["metadata"]["namespace"] == "fulcrum-system"
     _no_wildcards(build_role["rules"])
-    assert rbac_permissions(build_role["rules"]) == BUILD_CLUSTER_WIDE
+    assert rbac_permissions(build_role["rules"]) == BUILD_WRITES
     build_binding = one(objects, "RoleBinding", "fulcrum-build")
     assert build_binding["roleRef"]["name"] == build_role["metadata"]["name"]
     assert build_binding["metadata"]["namespace"] == "fulcrum-system"
@@ -423,7 +488,8 @@ def test_every_watched_kind_can_be_listed_and_watched(rendered: dict[str, list[d
     """Ties the RBAC to the code: a new watch without a rule fails here, before a cluster says 403."""
     assert ("fulcrum.dev", "modeldeployments") in {(w.group, w.resource) for w in WATCHES}
     everywhere = rbac_permissions(one(rendered["defaults"], "ClusterRole")["rules"])
-    build = rbac_permissions(one(rendered["defaults"], "Role", "fulcrum-build")["rules"])
+    # the build namespace is watched apart from the served ones in namespaced mode (cluster-wide, "everywhere")
+    build = rbac_permissions(one(rendered["namespaced"], "Role", "fulcrum-build")["rules"])
     for watch in WATCHES:
         verbs = {(watch.group, watch.resource, "list"), (watch.group, watch.resource, "watch")}
         if watch.in_models:

@@ -104,6 +104,7 @@ def test_binaries_carry_the_release_version() -> None:
         "helm",
         "prometheus",
         "promtool",
+        "weed",
     }
     for name in ("kube-apiserver", "kubelet", "kube-proxy", "kubectl"):
         assert "-X k8s.io/component-base/version.gitVersion=v1.32.13" in bins[name].ldflags
@@ -112,6 +113,7 @@ def test_binaries_carry_the_release_version() -> None:
     assert "-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=32" in helm.ldflags
     assert "-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1" in helm.ldflags
     assert bins["kwok"].module_dir == "kwok"
+    assert bins["weed"].module_dir == "seaweedfs"
     assert bins["prometheus"].module_dir == bins["promtool"].module_dir == "prometheus"
     assert bins["prometheus"].tags == ("remove_all_sd", "enable_kubernetes_sd")  # only Kubernetes discovery
 

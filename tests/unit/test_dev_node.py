@@ -126,25 +126,27 @@ def test_requirements_come_from_pyproject() -> None:
     assert not any(r.startswith("torch") for r in _requirements())  # the operator image has no torch
 
 
-def test_chart_values_for_the_dev_cluster(tmp_path: Path) -> None:
-    from fulcrum.dev import chart_values
+def test_chart_values_for_the_dev_cluster() -> None:
+    from fulcrum.dev import chart_values, objectstore
 
     built = {
         name: images.BuiltImage(name, "k" + name[:3], images.image_ref(name, "k" + name[:3]), 1, 1, 1.0)
         for name in ("fulcrum", "fulcrum-builder", "tritonserver-cpu")
     }
+    keys = {who: objectstore.AccessKey(f"{who.upper()}KEY", f"{who}-secret") for who in ("admin", "writer", "reader")}
+    store = objectstore.ObjectStoreConfig("10.243.7.1", {"s3": 20008}, **keys)
     values = chart_values.merged(
         chart_values.image_values(built),
-        chart_values.hostpath_values(tmp_path / "models"),
+        objectstore.chart_values(store),
         chart_values.node_values(),
         {"build": {"namespace": "b"}},
     )
     assert values["image"] == {"repository": "localhost:5000/fulcrum", "tag": "kful"}
     assert values["build"] == {"image": "localhost:5000/fulcrum-builder:kful", "target": "local", "namespace": "b"}
     assert values["triton"]["image"] == "localhost:5000/tritonserver-cpu:ktri"
-    assert values["repository"] == {"kind": "hostPath", "hostPath": str(tmp_path / "models")}
+    # the chart's default storage (s3), in the cluster's object store at the address pods and host processes reach
+    s3 = values["repository"]["s3"]
+    assert values["repository"]["kind"] == "s3" and s3["endpoint"] == "http://10.243.7.1:20008"
+    assert (s3["accessKeyId"], s3["secretAccessKey"]) == ("WRITERKEY", "writer-secret")  # never the admin's
+    assert s3["servingSecretName"] == objectstore.SERVING_SECRET
     assert values["nodeSelector"] == {"fulcrum.dev/pool": "local"}
-    repository = chart_values.prepare_hostpath_repository(tmp_path / "models", ROOT / "examples")
-    assert (repository / "sources" / "ctr-ranker" / "model.pt2").is_file()
-    assert repository.stat().st_mode & 0o777 == 0o777  # build Jobs write as uid 1000
-    assert chart_values.example_source("ctr-ranker", "model.pt2") == "file:///models/sources/ctr-ranker/model.pt2"

@@ -79,3 +79,25 @@ def test_the_operator_image_leaves_out_only_what_fulcrum_run_never_imports() -> 
     )
     result = _run(code)
     assert result.returncode == 0 and "ok" in result.stdout, result.stderr
+
+
+def test_storage_stands_alone_on_the_standard_library() -> None:
+    """fulcrum.storage runs in the builder's fetch and publish steps and in the serving pods' download step (the
+    operator's image, `fulcrum storage pull`): it imports nothing beyond the standard library and itself, so no
+    third-party package and no other part of Fulcrum can reach those steps through it."""
+    code = (
+        "import sys\n"
+        "before = set(sys.modules)\n"
+        "import importlib, pkgutil\n"
+        "import fulcrum.storage\n"
+        "for info in pkgutil.walk_packages(fulcrum.storage.__path__, 'fulcrum.storage.'):\n"
+        "    importlib.import_module(info.name)\n"
+        "added = {n.split('.')[0] for n in set(sys.modules) - before}\n"
+        "others = sorted(n for n in set(sys.modules) - before if n.startswith('fulcrum.')\n"
+        "                and not n.startswith('fulcrum.storage'))\n"
+        "third = sorted(n for n in added - {'fulcrum'} if n not in sys.stdlib_module_names and not n.startswith('_'))\n"
+        "assert not others and not third, (others, third)\n"
+        "print('ok')\n"
+    )
+    result = _run(code)
+    assert result.returncode == 0 and "ok" in result.stdout, result.stderr

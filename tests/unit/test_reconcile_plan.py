@@ -9,10 +9,11 @@ from typing import Any
 from fulcrum.api import ModelDeploymentStatus, parse_model_deployment
 from fulcrum.reconcile.builds import BuildResult, result_from_termination_message
 from fulcrum.reconcile.plan import Choice, LiveServer, Plan, PoolBuild, Rollout, plan, pool_builds
-from fulcrum.resources.settings import OperatorSettings
+from fulcrum.resources.settings import OperatorSettings, RepositoryStorage
 from tests.support.manifest_cases import BASE
 
 SETTINGS = OperatorSettings()
+STORAGE = RepositoryStorage.parse("s3://models/fulcrum")
 NOW = "2026-11-29T12:00:00Z"
 
 
@@ -158,7 +159,7 @@ def test_failed_build_stalls_with_builder_reason_and_no_retry() -> None:
     failed = result_from_termination_message(
         '{"error": {"reason": "SourceNotFound", "message": "model.source.uri file:///nope.onnx: no such file"}}',
         succeeded=False,
-        repository="/m",
+        storage=STORAGE,
     )
     p = _run(results={"cpu": failed, "l4": failed})
     assert p.start_builds == []
@@ -185,19 +186,43 @@ def test_switch_keeps_old_deployment_until_new_is_ready() -> None:
 def test_termination_message_parsing() -> None:
     import json
 
+    key = "a" * 64
+    published = f"s3://models/fulcrum/{key}"
     good = result_from_termination_message(
-        json.dumps({**_manifest("cpu", {"fp32": "Ready"}), "repository": "/host/path/the/builder/saw"}),
+        json.dumps({"manifest": _manifest("cpu", {"fp32": "Ready"}), "repository": published, "key": key}),
         succeeded=True,
-        repository="/m/k",
+        storage=STORAGE,
     )
-    assert good.phase == "Succeeded" and good.repository == "/m/k" and good.manifest is not None
-    assert result_from_termination_message("", succeeded=True, repository="/m").reason == "NoBuildResult"
+    assert good.phase == "Succeeded" and good.repository == published and good.manifest is not None
+    assert result_from_termination_message("", succeeded=True, storage=STORAGE).reason == "NoBuildResult"
     assert (
-        result_from_termination_message("Traceback: boom", succeeded=False, repository="/m").message
+        result_from_termination_message("Traceback: boom", succeeded=False, storage=STORAGE).message
         == "Traceback: boom"
     )
     assert BuildResult.from_record(good.to_record()) == good
-    spec_error = result_from_termination_message('{"error": "spec.tiers: bad"}', succeeded=False, repository="/m")
+    # a result that points serving elsewhere than the storage is refused, whatever a build pod wrote
+    elsewhere = result_from_termination_message(
+        json.dumps({"manifest": _manifest("cpu", {"fp32": "Ready"}), "repository": f"s3://other/x/{key}"}),
+        succeeded=True,
+        storage=STORAGE,
+    )
+    assert (elsewhere.phase, elsewhere.reason) == ("Failed", "BadBuildResult")
+    nowhere = result_from_termination_message(
+        json.dumps({"manifest": _manifest("cpu", {"fp32": "Ready"}), "repository": ""}), succeeded=True, storage=STORAGE
+    )
+    assert (nowhere.phase, nowhere.reason) == ("Failed", "BadBuildResult")
+    # an error from the step that stopped the build (fetch: wrong credentials) keeps its reason and message
+    denied = result_from_termination_message(
+        json.dumps({"error": {"reason": "SourceFailed", "message": "cannot read s3://b/m.pt2: AccessDenied"}}),
+        succeeded=True,
+        storage=STORAGE,
+    )
+    assert (denied.phase, denied.reason, denied.message) == (
+        "Failed",
+        "SourceFailed",
+        "cannot read s3://b/m.pt2: AccessDenied",
+    )
+    spec_error = result_from_termination_message('{"error": "spec.tiers: bad"}', succeeded=False, storage=STORAGE)
     assert (spec_error.phase, spec_error.reason, spec_error.message) == (
         "Failed",
         "InvalidBuildSpec",
@@ -289,7 +314,7 @@ def test_previous_build_serves_while_the_new_one_runs() -> None:
     )
     assert p.choice == Choice("fp32", "cpu", 2)
     args = _deployment(p)["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert "--model-repository=/m/old" in args
+    assert "--model-repository=/models/old" in args
     assert p.delete_deployments == [] and p.start_builds == []
     assert p.status.build is not None and p.status.build.key == "oldkey"
     assert _cond(p, "RepositoryReady") == ("False", "Building")
@@ -350,7 +375,7 @@ def test_a_build_waiting_for_its_retry_says_why_with_a_warning_and_is_not_stalle
         SETTINGS,
         {},
         {k: "Retrying" for k in keys},
-        {k: "pod evicted (attempt 1); retrying at 2026-11-29T12:01:00Z" for k in keys},
+        details={k: "pod evicted (attempt 1); retrying at 2026-11-29T12:01:00Z" for k in keys},
     )
     p = plan(
         md=body, spec=md.spec, status=ModelDeploymentStatus(), settings=SETTINGS, builds=builds, servers=[], now=NOW
@@ -360,6 +385,95 @@ def test_a_build_waiting_for_its_retry_says_why_with_a_warning_and_is_not_stalle
     assert "retrying at 2026-11-29T12:01:00Z" in p.status.condition("RepositoryReady").message  # type: ignore[union-attr]
     assert _cond(p, "Stalled")[0] == "False"
     assert any(e.type == "Warning" and e.reason == "BuildRetrying" for e in p.events)
+
+
+def test_a_build_pod_waiting_on_a_missing_secret_says_so_until_it_goes_on() -> None:
+    from fulcrum.reconcile.pods import PodProblem, pod_problem
+
+    def pod(name: str, phase: str, *steps: tuple[str, dict[str, Any]]) -> dict[str, Any]:
+        statuses = [{"name": step, "state": state} for step, state in steps]
+        return {"metadata": {"name": name}, "status": {"phase": phase, "initContainerStatuses": statuses}}
+
+    missing = {"waiting": {"reason": "CreateContainerConfigError", "message": 'secret "team-s3" not found'}}
+    waiting = pod("b-1", "Pending", ("fetch", missing))
+    killed = pod("b-0", "Failed", ("build", {"terminated": {"exitCode": 137, "reason": "Error"}}))
+    running = pod("b-2", "Pending", ("fetch", {"terminated": {"exitCode": 0}}), ("build", {"running": {}}))
+    # a failed pod is the Job's to retry (its result says why), not a reason to block
+    assert pod_problem([killed, running], exits=False) is None
+    unbound = '0/9 nodes are available: persistentvolumeclaim "models" not found. preemption: not helpful'
+    claim = {"metadata": {"name": "c"}, "status": {"phase": "Pending", "conditions": [
+        {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": unbound}]}}  # fmt: skip
+    assert pod_problem([claim], exits=False) == PodProblem("Unschedulable", f"pod c: not scheduled: {unbound}")
+    busy = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/3: Insufficient cpu"}
+    assert pod_problem([{"metadata": {"name": "d"}, "status": {"conditions": [busy]}}], exits=False) is None
+    problem = pod_problem([killed, waiting], exits=False)
+    assert problem == PodProblem(
+        "CreateContainerConfigError",
+        'pod b-1: init container fetch (?) cannot run (CreateContainerConfigError): secret "team-s3" not found',
+    )
+
+    body = _body()
+    md = parse_model_deployment(body)
+    keys = {b.pool.name: b.key for b in pool_builds(md.spec, SETTINGS, {}, {})}
+    builds = [
+        dataclasses.replace(b, problem=problem if b.key == keys["cpu"] else None)
+        for b in pool_builds(md.spec, SETTINGS, {}, {k: "Running" for k in keys.values()})
+    ]
+    p = plan(
+        md=body, spec=md.spec, status=ModelDeploymentStatus(), settings=SETTINGS, builds=builds, servers=[], now=NOW
+    )
+    repository = p.status.condition("RepositoryReady")
+    assert repository is not None and (repository.status, repository.reason) == ("False", "CreateContainerConfigError")
+    assert repository.message == f"the build on pool cpu cannot start: {problem.message}"
+    assert _cond(p, "Stalled")[0] == "False"  # the kubelet retries: creating the Secret lets it go on
+    assert p.start_builds == []
+    assert "CreateContainerConfigError" in [e.reason for e in p.events if e.type == "Warning"]
+    # the Secret exists now: building again
+    builds = pool_builds(md.spec, SETTINGS, {}, {k: "Running" for k in keys.values()})
+    again = plan(md=body, spec=md.spec, status=p.status, settings=SETTINGS, builds=builds, servers=[], now=NOW)
+    assert _cond(again, "RepositoryReady") == ("False", "Building")
+
+
+def test_a_stuck_serving_pod_says_why_in_available() -> None:
+    from fulcrum.reconcile.pods import PodProblem, pod_problem
+
+    denied = "pulling s3://models/repositories/abc: AccessDenied (HTTP 403): Access Denied"
+    pods: list[dict[str, Any]] = [
+        {"metadata": {"name": "ok"}, "status": {"containerStatuses": [{"name": "triton", "state": {"running": {}}}]}},
+        {
+            "metadata": {"name": "stuck"},
+            "status": {
+                "initContainerStatuses": [
+                    {
+                        "name": "repository",
+                        "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                        "lastState": {"terminated": {"exitCode": 1, "message": denied}},
+                    }
+                ]
+            },
+        },
+    ]
+    problem = pod_problem(pods)
+    assert problem == PodProblem("CrashLoopBackOff", f"pod stuck: init container repository exited 1: {denied}")
+    missing = {"waiting": {"reason": "CreateContainerConfigError", "message": 'secret "repo-read" not found'}}
+    assert pod_problem(
+        [{"metadata": {"name": "p"}, "status": {"containerStatuses": [{"name": "t", "image": "i", "state": missing}]}}]
+    ) == PodProblem(
+        "CreateContainerConfigError",
+        'pod p: container t (i) cannot run (CreateContainerConfigError): secret "repo-read" not found',
+    )
+    assert pod_problem(pods[:1]) is None
+
+    ok = BuildResult("Succeeded", manifest=_manifest_model("cpu", {"fp32": "Ready"}), repository="/m")
+    body = _body()
+    md = parse_model_deployment(body)
+    builds = pool_builds(md.spec, SETTINGS, {b.key: ok for b in pool_builds(md.spec, SETTINGS, {}, {})}, {})
+    p = plan(
+        md=body, spec=md.spec, status=ModelDeploymentStatus(), settings=SETTINGS, builds=builds,
+        servers=[LiveServer("ctr-ranker-fp32-cpu", "fp32", "cpu", 1, 0, problem=problem)], now=NOW,
+    )  # fmt: skip
+    available = p.status.condition("Available")
+    assert available is not None and available.reason == "CrashLoopBackOff" and denied in available.message
 
 
 # --- pods that cannot start ------------------------------------------------------------------------------------

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import copy
 
+import pytest
+import yaml
+
 from fulcrum.api import ModelDeployment, parse_model_deployment
 from fulcrum.resources import labels
-from fulcrum.resources.build import build_job, build_record, build_spec_configmap, repository_cleanup_job
+from fulcrum.resources.build import SPEC_ENV, build_job, build_record, repository_cleanup_job
 from fulcrum.resources.build_key import build_inputs, build_key
 from fulcrum.resources.serving import ServingTarget, server_deployment, server_pdb, server_service
 from fulcrum.resources.settings import OperatorSettings, RepositoryStorage
@@ -83,8 +86,8 @@ IMAGE = "nvcr.io/nvidia/tritonserver:24.10-py3"
 
 
 def _key(md: ModelDeployment, pool: str = "l4", target: str = "triton", storage: str = "hostPath:/srv/models",
-         image: str = IMAGE) -> str:  # fmt: skip
-    return build_key(md.spec, md.spec.node_pool(pool), target, storage, serving_image=image)
+         image: str = IMAGE, scope: str = "") -> str:  # fmt: skip
+    return build_key(md.spec, md.spec.node_pool(pool), target, storage, serving_image=image, scope=scope)
 
 
 def test_build_key_ignores_budget_and_scaling_but_not_tiers() -> None:
@@ -96,7 +99,8 @@ def test_build_key_ignores_budget_and_scaling_but_not_tiers() -> None:
     assert _key(tiers_changed) != key
     assert _key(md, pool="cpu") != key
     assert _key(md, target="local") != key
-    assert _key(md, storage="uri:s3://other/prefix") != key
+    assert _key(md, storage="s3:s3://other/prefix") != key
+    assert _key(md, scope="team-a") != key
     # a queue timeout changes every tier's config.pbtxt: a new build; none set keeps the keys as they were
     _, timeout = _md(serving={"dynamicBatching": {"queueTimeoutMicroseconds": 15000}})
     assert _key(timeout) != key
@@ -138,74 +142,143 @@ def test_the_slo_is_a_build_input_only_while_the_config_search_is_on() -> None:
     assert _key(slower_off) == _key(md_off) != _key(md)
 
 
-def test_build_job_on_a_pool_builds_then_measures_through_the_pools_triton() -> None:
+S3 = OperatorSettings(
+    build_namespace="fulcrum-system",
+    storage=RepositoryStorage.parse(
+        "s3://models/fulcrum", endpoint="http://10.0.0.1:8333", secret="repo-writer", serving_secret="repo-reader"
+    ),
+)
+
+
+def containers(job: dict) -> dict[str, dict]:
+    pod = job["spec"]["template"]["spec"]
+    return {c["name"]: c for c in [*pod.get("initContainers", []), *pod["containers"]]}
+
+
+def mounts(container: dict) -> dict[str, dict]:
+    return {m["name"]: m for m in container["volumeMounts"]}
+
+
+def test_build_job_on_a_pool_fetches_builds_measures_through_the_pools_triton_and_publishes() -> None:
     _body, md = _md()
     pool = md.spec.node_pool("l4")
-    key = _key(md)
-    job = build_job(key, pool, SETTINGS, serving_image=IMAGE)
+    key = _key(md, storage=S3.storage.identity)
+    job = build_job(key, pool, S3, md.spec, serving_image=IMAGE)
     assert job["metadata"]["name"] == labels.build_job_name(key)
     assert job["metadata"]["namespace"] == "fulcrum-system"
     assert job["metadata"]["annotations"]["fulcrum.dev/serving-image"] == IMAGE
-    # the infrastructure taking the pod away is no failure; the builder's exit code 2 (unusable spec or model)
-    # fails the Job at once, in either builder container; any other pod failure is tried again, twice
+    # retried when the pod fails for a reason outside the model; a bad spec (exit 2) fails the Job at once
     assert job["spec"]["backoffLimit"] == 2
     rules = job["spec"]["podFailurePolicy"]["rules"]
-    for name in ("build", "measure"):
-        assert {"action": "FailJob", "onExitCodes": {"containerName": name, "operator": "In", "values": [2]}} in rules
-    assert not any(r.get("onExitCodes", {}).get("containerName") == "triton" for r in rules)
-    assert {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]} in rules
+    assert {(r["onExitCodes"]["containerName"], tuple(r["onExitCodes"]["values"])) for r in rules[:3]} == {
+        ("fetch", (2,)),
+        ("build", (2,)),
+        ("measure", (2,)),
+    }
+    assert rules[3] == {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}
     pod = job["spec"]["template"]["spec"]
-    assert pod["restartPolicy"] == "Never"
+    assert pod["restartPolicy"] == "Never" and pod["automountServiceAccountToken"] is False
     assert pod["nodeSelector"] == {"fulcrum.dev/pool": "l4"}
-    build, sidecar = pod["initContainers"]
-    (measure,) = pod["containers"]
-    # 1. the build holds the GPU (TensorRT engines), and stops before measuring
+    assert [c["name"] for c in pod["initContainers"]] == ["fetch", "build", "triton", "measure"]
+    assert [c["name"] for c in pod["containers"]] == ["publish"]
+    steps = containers(job)
+    build, sidecar, measure = steps["build"], steps["triton"], steps["measure"]
+    # the build holds the GPU (TensorRT engines), and stops before measuring
     assert build["command"] == ["fulcrum", "build"] and "--no-profile" in build["args"]
     assert build["args"][build["args"].index("--node-pool") + 1] == "l4"
-    assert build["args"][build["args"].index("--out") + 1] == f"/models/{key}"
     assert build["resources"]["limits"]["nvidia.com/gpu"] == "1"
-    # 2. the pool's own Triton image, a native sidecar on the same GPU, explicit model control on a shared folder
+    # the pool's own Triton image, a native sidecar on the same GPU, explicit model control on a shared folder
     assert sidecar["image"] == IMAGE and sidecar["restartPolicy"] == "Always"
     assert sidecar["command"] == ["tritonserver"]
     assert "--model-control-mode=explicit" in sidecar["args"] and "--http-address=127.0.0.1" in sidecar["args"]
     assert sidecar["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert sidecar["securityContext"]["readOnlyRootFilesystem"] is True
-    # 3. the measure container reuses the build and talks to the sidecar; it needs no GPU and writes the result
+    # the measure step reuses the build and talks to the sidecar; it needs no GPU
     assert (
         measure["args"][: measure["args"].index("--termination-message")]
         == build["args"][: build["args"].index("--termination-message")]
     )
     assert "--no-profile" not in measure["args"] and "resources" not in measure
-    url = measure["args"][measure["args"].index("--triton-url") + 1]
-    assert url == "127.0.0.1:8000"
+    assert measure["args"][measure["args"].index("--triton-url") + 1] == "127.0.0.1:8000"
     shared = measure["args"][measure["args"].index("--triton-repository") + 1]
     assert f"--model-repository={shared}" in sidecar["args"]
     assert {m["mountPath"] for m in measure["volumeMounts"]} >= {shared}
     assert {m["mountPath"] for m in sidecar["volumeMounts"]} >= {shared}
-    assert measure["terminationMessagePath"] == "/dev/termination-log"
-    # GPUs the pod asks for: the most of (any init container) and (sidecars + main containers) = one
-    spec_cm = build_spec_configmap("ctr-ranker", md.spec, key, pool, SETTINGS)
-    assert any(v.get("configMap", {}).get("name") == spec_cm["metadata"]["name"] for v in pod["volumes"])
-    assert "modeldeployment.yaml" in spec_cm["data"]
-    record = build_record(key, pool, {"phase": "Succeeded"}, SETTINGS)
-    # the record and the spec are both ConfigMaps in the build namespace: their names must differ
-    assert record["kind"] == spec_cm["kind"] == "ConfigMap"
-    assert record["metadata"]["namespace"] == spec_cm["metadata"]["namespace"]
-    assert record["metadata"]["name"] == labels.build_record_name(key)
-    assert record["metadata"]["name"] != spec_cm["metadata"]["name"]
-    assert record["metadata"]["labels"][labels.COMPONENT] == labels.COMPONENT_BUILD_RECORD
+    fetch = steps["fetch"]
+    platform = fetch["args"][fetch["args"].index("--platform") + 1]
+    assert '"nodePool":"l4"' in platform and '"gpusPerReplica":1' in platform and IMAGE in platform
+    assert "--no-relative-files" in fetch["args"]
+    for step in steps.values():
+        assert step["securityContext"]["readOnlyRootFilesystem"] is True
+        if step is not sidecar:
+            assert step["terminationMessagePath"] == "/dev/termination-log"
+    # the spec travels in the fetch step's environment and reaches the build through the read-only inputs
+    spec_env = next(e["value"] for e in fetch["env"] if e["name"] == SPEC_ENV)
+    assert parse_model_deployment(yaml.safe_load(spec_env)).spec == md.spec
+    assert build["args"][build["args"].index("--spec") + 1] == "/work/inputs/modeldeployment.yaml"
+    assert not any("configMap" in v for v in pod["volumes"])
+    record = build_record(key, pool, {"phase": "Succeeded"}, S3)
+    assert record["metadata"]["name"] != job["metadata"]["name"] or record["kind"] != job["kind"]
 
 
 def test_a_repository_is_removed_by_a_job_mounting_its_storage_but_never_for_object_storage() -> None:
-    key = "ab" * 32
-    job = repository_cleanup_job(key, SETTINGS)
+    content_key = "ab" * 32
+    job = repository_cleanup_job(content_key, SETTINGS)
     assert job is not None and job["metadata"]["namespace"] == "fulcrum-system"
     container = job["spec"]["template"]["spec"]["containers"][0]
-    assert container["command"][-1] == f"/models/{key}"
+    assert container["command"][-1] == f"/models/{content_key}"
     assert container["volumeMounts"][0]["mountPath"] == "/models"
     assert job["spec"]["template"]["spec"]["volumes"][0]["hostPath"]["path"] == "/srv/models"
-    s3 = OperatorSettings(storage=RepositoryStorage.parse("s3://bucket/prefix"))
-    assert repository_cleanup_job(key, s3) is None
+    assert repository_cleanup_job(content_key, S3) is None
+
+
+def test_only_fetch_and_publish_hold_credentials_and_no_step_running_model_code_can_change_its_inputs() -> None:
+    """The containers that run the model's code (build) or talk to Triton (measure) get no Secret and no
+    storage, and read their inputs (and so the key the output is published under) from a read-only mount;
+    nothing they write reaches the others' HOME."""
+    _body, md = _md()
+    pool = md.spec.node_pool("cpu")
+    steps = containers(build_job("k" * 32, pool, S3, md.spec, serving_image=IMAGE))
+    for name in ("fetch", "publish"):
+        assert steps[name]["envFrom"] == [{"secretRef": {"name": "repo-writer"}}]
+        env = {e["name"]: e["value"] for e in steps[name]["env"]}
+        assert env["AWS_ENDPOINT_URL"] == "http://10.0.0.1:8333" and env["PYTHONNOUSERSITE"] == "1"
+        assert steps[name]["args"][steps[name]["args"].index("--repository") + 1] == "s3://models/fulcrum"
+    for name in ("build", "measure", "triton"):
+        step = steps[name]
+        assert "envFrom" not in step and not any(e["name"].startswith("AWS_") for e in step["env"])
+    assert mounts(steps["build"])["inputs"]["readOnly"] is True
+    assert mounts(steps["measure"])["inputs"]["readOnly"] is True
+    assert mounts(steps["publish"])["inputs"]["readOnly"] is True
+    assert mounts(steps["publish"])["out"]["readOnly"] is True
+    homes = {n: m["name"] for n, step in steps.items() for m in step["volumeMounts"] if m["mountPath"] == "/tmp"}
+    assert len(set(homes.values())) == len(homes) == 5  # one HOME volume each
+
+
+def test_filesystem_storage_is_mounted_only_where_it_is_read_or_published() -> None:
+    _body, md = _md()
+    job = build_job("k" * 32, md.spec.node_pool("cpu"), SETTINGS, md.spec, serving_image=IMAGE)
+    steps = containers(job)
+    assert mounts(steps["fetch"])["models"] == {"name": "models", "mountPath": "/models", "readOnly": True}
+    assert mounts(steps["publish"])["models"] == {"name": "models", "mountPath": "/models", "readOnly": False}
+    assert "models" not in mounts(steps["build"]) and "models" not in mounts(steps["measure"])
+    volume = next(v for v in job["spec"]["template"]["spec"]["volumes"] if v["name"] == "models")
+    assert volume["hostPath"]["path"] == "/srv/models"
+
+
+def test_pvc_sources_are_mounted_read_only_in_the_fetch_step_only() -> None:
+    _body, md = _md(
+        model={**BASE["spec"]["model"], "source": {"uri": "pvc://team-models/ctr/model.onnx", "format": "onnx"}}
+    )
+    job = build_job("k" * 32, md.spec.node_pool("cpu"), S3, md.spec, serving_image=IMAGE, namespace="shop")
+    assert job["metadata"]["namespace"] == "shop"
+    volumes = {v["name"]: v for v in job["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["source-0"]["persistentVolumeClaim"] == {"claimName": "team-models", "readOnly": True}
+    steps = containers(job)
+    assert mounts(steps["fetch"])["source-0"] == {
+        "name": "source-0", "mountPath": "/mnt/pvc/team-models", "readOnly": True,
+    }  # fmt: skip
+    assert all("source-0" not in mounts(steps[n]) for n in ("build", "measure", "publish"))
 
 
 def test_local_build_job_measures_through_the_cpu_tritonserver_under_the_replicas_limits() -> None:
@@ -215,12 +288,12 @@ def test_local_build_job_measures_through_the_cpu_tritonserver_under_the_replica
     limits = {"limits": {"cpu": "1", "memory": "2Gi"}}
     _body, md = _md(serving={"resources": limits})
     cpu = md.spec.node_pool("cpu")
-    local = OperatorSettings(build_target="local", storage=SETTINGS.storage)
+    local = OperatorSettings(build_target="local", storage=S3.storage)
     key = _key(md, pool="cpu", target="local")
-    job = build_job(key, cpu, local, serving_image=IMAGE, serving_resources=md.spec.serving.resources.to_wire())
+    job = build_job(key, cpu, local, md.spec, serving_image=IMAGE)
     pod = job["spec"]["template"]["spec"]
-    build, sidecar = pod["initContainers"]
-    (measure,) = pod["containers"]
+    assert [c["name"] for c in pod["initContainers"]] == ["fetch", "build", "triton", "measure"]
+    _fetch, build, sidecar, measure = pod["initContainers"]
     assert build["args"][build["args"].index("--target") + 1] == "local"
     assert sidecar["image"] == IMAGE and sidecar["resources"] == {"limits": {"cpu": "1", "memory": "2Gi"}}
     assert "resources" not in measure and "resources" not in build
@@ -230,7 +303,12 @@ def test_local_build_job_measures_through_the_cpu_tritonserver_under_the_replica
     _body, bigger = _md(serving={"resources": {"limits": {"cpu": "1", "memory": "4Gi"}}})
     assert _key(bigger, pool="cpu", target="local") == key
     _body, none = _md()
-    assert job["spec"]["podFailurePolicy"]["rules"][0]["onExitCodes"]["containerName"] == "build"
+    assert [r["onExitCodes"]["containerName"] for r in job["spec"]["podFailurePolicy"]["rules"][:3]] == [
+        "fetch", "build", "measure"
+    ]  # fmt: skip
+    # the builder's content key sees the CPU limits too (the published repository holds the profiles)
+    fetch_args = pod["initContainers"][0]["args"]
+    assert '"cpu":{"limits":"1"}' in fetch_args[fetch_args.index("--platform") + 1]
     assert "cpu" not in build_inputs(none.spec, cpu, "local", "x", serving_image=IMAGE)
 
 
@@ -245,6 +323,81 @@ def test_a_tensorrt_tier_serves_with_its_builds_image_on_its_builds_gpu() -> Non
     assert plain["spec"]["template"]["spec"]["containers"][0]["image"] == SETTINGS.triton_image
 
 
+def test_serving_pods_download_object_storage_before_triton_starts() -> None:
+    body, md = _md()
+    target = ServingTarget("fp32", md.spec.node_pool("cpu"), "s3://models/fulcrum/" + "a" * 64, "fp32", 1)
+    pod = server_deployment(body, md.spec, target, S3)["spec"]["template"]["spec"]
+    [pull] = pod["initContainers"]
+    assert pull["command"] == ["fulcrum", "storage", "pull"]
+    assert pull["args"] == ["--from", "s3://models/fulcrum/" + "a" * 64, "--into", "/models/" + "a" * 64]
+    assert pull["envFrom"] == [{"secretRef": {"name": "repo-reader"}}]  # read-only keys
+    assert pull["image"] == S3.storage_image and pull["securityContext"]["readOnlyRootFilesystem"] is True
+    assert pull["terminationMessagePolicy"] == "FallbackToLogsOnError"  # why it failed shows in the pod status
+    triton = pod["containers"][0]
+    assert "envFrom" not in triton  # Triton never holds a credential
+    assert f"--model-repository=/models/{'a' * 64}" in triton["args"]
+    assert mounts(triton)["models"] == {"name": "models", "mountPath": "/models", "readOnly": True}
+    assert {"name": "models", "emptyDir": {}} in pod["volumes"]
+
+
+def test_serving_pods_mount_only_their_key_of_a_claim_read_only() -> None:
+    body, md = _md()
+    pvc = OperatorSettings(storage=RepositoryStorage.parse("pvc://model-repo"))
+    key = "b" * 64
+    pod = server_deployment(
+        body, md.spec, ServingTarget("fp32", md.spec.node_pool("cpu"), f"/models/{key}", "fp32", 1), pvc
+    )
+    spec = pod["spec"]["template"]["spec"]
+    assert "initContainers" not in spec
+    triton = spec["containers"][0]
+    assert mounts(triton)["models"] == {
+        "name": "models",
+        "mountPath": f"/models/{key}",
+        "subPath": key,
+        "readOnly": True,
+    }
+    assert {"name": "models", "persistentVolumeClaim": {"claimName": "model-repo", "readOnly": True}} in spec["volumes"]
+
+
+def test_spec_repository_overrides_the_storage_and_builds_in_its_namespace() -> None:
+    from fulcrum.resources.storage import build_namespace, storage_for
+
+    _body, md = _md(repository={"uri": "s3://team-bucket/models", "secretRef": {"name": "team-s3"}})
+    storage = storage_for(md.spec, S3)
+    assert (storage.kind, storage.location, storage.secret, storage.serving_secret, storage.endpoint) == (
+        "s3", "s3://team-bucket/models", "team-s3", "team-s3", None,
+    )  # fmt: skip
+    assert build_namespace(md.spec, "shop", S3) == "shop"
+    steps = containers(
+        build_job("k" * 32, md.spec.node_pool("cpu"), S3, md.spec, serving_image=IMAGE, namespace="shop")
+    )
+    assert steps["fetch"]["envFrom"] == [{"secretRef": {"name": "team-s3"}}]
+    assert not any(e["name"] == "AWS_ENDPOINT_URL" for e in steps["fetch"]["env"])  # from the team's Secret
+    _body, plain = _md()
+    assert build_namespace(plain.spec, "shop", S3) == "fulcrum-system"
+
+
+def test_build_keys_are_shared_across_namespaces_only_for_pinned_bytes() -> None:
+    from fulcrum.reconcile.plan import pool_builds
+
+    _body, unpinned = _md()
+    a = {b.pool.name: b.key for b in pool_builds(unpinned.spec, S3, {}, {}, "team-a")}
+    b = {b.pool.name: b.key for b in pool_builds(unpinned.spec, S3, {}, {}, "team-b")}
+    assert a["l4"] != b["l4"]  # same URI, maybe not the same bytes: each namespace fetches and hashes
+    model = {**BASE["spec"]["model"], "source": {**BASE["spec"]["model"]["source"], "sha256": "c" * 64}}
+    _body, pinned = _md(model=model)
+    a = {b.pool.name: b.key for b in pool_builds(pinned.spec, S3, {}, {}, "team-a")}
+    b = {b.pool.name: b.key for b in pool_builds(pinned.spec, S3, {}, {}, "team-b")}
+    assert a == b
+    _body, own = _md(model=model, repository={"uri": "s3://team/models"})
+    assert pool_builds(own.spec, S3, {}, {}, "team-a")[0].key != pool_builds(own.spec, S3, {}, {}, "team-b")[0].key
+    # the rebuild annotation: a build of this namespace's own; no annotation keeps the key
+    again = pool_builds(pinned.spec, S3, {}, {}, "team-a", rebuild="keys-fixed")[0].key
+    assert again not in set(a.values()) | set(b.values())
+    assert again != pool_builds(pinned.spec, S3, {}, {}, "team-b", rebuild="keys-fixed")[0].key
+    assert pool_builds(pinned.spec, S3, {}, {}, "team-a", rebuild="")[0].key == a["l4"]
+
+
 def test_dns_name_truncates_with_a_hash() -> None:
     long = labels.dns_name("a" * 40, "b" * 40, "c" * 40)
     assert len(long) == 63
@@ -253,5 +406,22 @@ def test_dns_name_truncates_with_a_hash() -> None:
 
 def test_storage_parsing() -> None:
     assert RepositoryStorage.parse("pvc://model-repo").kind == "pvc"
-    assert RepositoryStorage.parse("s3://b/p").repository_path("k") == "s3://b/p/k"
-    assert RepositoryStorage.parse("hostpath:///srv").repository_path("k") == "/models/k"
+    s3 = RepositoryStorage.parse("s3://b/p/")
+    assert (s3.kind, s3.location, s3.pod_location) == ("s3", "s3://b/p", "s3://b/p")
+    assert s3.owns("s3://b/p/" + "a" * 64) and not s3.owns("s3://b/other/" + "a" * 64) and not s3.owns("s3://b/p")
+    assert RepositoryStorage.parse("gs://b/p").kind == "s3"
+    assert RepositoryStorage.parse("hostpath:///srv").owns("/models/k")
+    for bad in ("http://x", "hostpath://relative", "s3://"):
+        with pytest.raises(ValueError, match="repository storage"):
+            RepositoryStorage.parse(bad)
+
+
+def test_every_step_of_a_build_pod_keeps_its_whole_termination_message() -> None:
+    """The kubelet keeps 12 KiB of termination messages per pod, split evenly over all its containers: the
+    builder's limit must fit each step's share, or the result arrives cut (invalid JSON)."""
+    from model_repo_builder.termination import LIMIT
+
+    _body, md = _md()
+    pod = build_job("k" * 32, md.spec.node_pool("cpu"), S3, md.spec, serving_image=IMAGE)["spec"]["template"]["spec"]
+    steps = len(pod["initContainers"]) + len(pod["containers"])
+    assert steps * LIMIT <= 12 * 1024, (steps, LIMIT)

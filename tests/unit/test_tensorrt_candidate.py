@@ -65,7 +65,7 @@ def test_a_profiled_tensorrt_tier_is_chosen_when_fp32_does_not_fit_the_budget() 
         "tiers": [_tier("fp32", "onnxruntime", 1000.0), _tier("fp16-trt", "tensorrt", 4000.0)],
     }
     message = compact(manifest, build.key, f"/models/{build.key}", reused=False)
-    result = result_from_termination_message(message, succeeded=True, repository=f"/models/{build.key}")
+    result = result_from_termination_message(message, succeeded=True, storage=SETTINGS.storage)
     result = dataclasses.replace(result, serving_image=IMAGE)  # as the operator harvests it from the Job
     (build,) = pool_builds(spec, SETTINGS, {build.key: result}, {})
 
@@ -107,9 +107,9 @@ def test_a_tensorrt_plan_whose_image_or_gpu_was_not_recorded_does_not_serve() ->
         "source": {"uri": "s3://b/m.onnx", "sha256": "0" * 64},
         "tiers": [_tier("fp32", "onnxruntime", 1000.0), _tier("fp16-trt", "tensorrt", 4000.0)],
     }  # no gpuProduct: the builder could not name the GPU
-    message = compact(manifest, build.key, "/m", reused=False)
+    message = compact(manifest, build.key, f"/models/{build.key}", reused=False)
     result = dataclasses.replace(
-        result_from_termination_message(message, succeeded=True, repository="/m"), serving_image=IMAGE
+        result_from_termination_message(message, succeeded=True, storage=SETTINGS.storage), serving_image=IMAGE
     )
     (build,) = pool_builds(md.spec, SETTINGS, {build.key: result}, {})
     p = plan(

@@ -62,7 +62,7 @@ list (build Jobs and records are watched in the build namespace whatever this sa
 {{- end }}
 {{- end }}
 
-{{/* `--repository`: hostpath:///dir, pvc://claim or s3://bucket/prefix. */}}
+{{/* `--repository`: s3://bucket/prefix, pvc://claim or hostpath:///dir. */}}
 {{- define "fulcrum.repository" -}}
 {{- $r := .Values.repository }}
 {{- if eq $r.kind "hostPath" }}
@@ -70,7 +70,15 @@ list (build Jobs and records are watched in the build namespace whatever this sa
 {{- else if eq $r.kind "pvc" }}
 {{- printf "pvc://%s" (required "repository.pvc.claimName is required when repository.kind is pvc" $r.pvc.claimName) }}
 {{- else }}
-{{- required "repository.uri (s3://bucket/prefix or gs://bucket/prefix) is required when repository.kind is uri" $r.uri }}
+{{- required "repository.s3.uri is required: the bucket and prefix builds publish to, e.g. --set repository.s3.uri=s3://ml-models/fulcrum (or set repository.kind to pvc)" $r.s3.uri }}
+{{- end }}
+{{- end }}
+
+{{/* The Secret with the build credentials of kind s3 ("" when none). */}}
+{{- define "fulcrum.repositorySecret" -}}
+{{- $s3 := .Values.repository.s3 }}
+{{- if eq .Values.repository.kind "s3" }}
+{{- if $s3.secretName }}{{ $s3.secretName }}{{ else if $s3.createSecret }}{{ include "fulcrum.fullname" . }}-repository{{ end }}
 {{- end }}
 {{- end }}
 
@@ -90,8 +98,11 @@ Deployments, Services, PodDisruptionBudgets and each ModelDeployment's routing C
 the apply creates the object), deletes Deployments of tiers or pools it left, merge-patches status and posts
 Events. The control loop scrapes the ready Triton pods it finds in the EndpointSlices of Fulcrum's Services
 (watched, never read directly). Its pods are watched for what only the kubelet reports (an image that cannot be
-pulled), for build Jobs' results and by routing, which points each serving pod's served model name at the routed
-tier (Triton's model-control API, on the pod). */}}
+pulled, a Secret or claim that is missing, a repository download that fails), for build Jobs' results and by
+routing, which points each serving pod's served model name at the routed tier (Triton's model-control API, on the
+pod). Build Jobs run in the build namespace or, for a spec that names a Secret or claim of its own namespace
+(spec.repository, a pvc:// source), in that namespace (pods can only use their own namespace's Secrets and
+claims): there too they are watched, created, marked harvested (patch) and deleted to build again. */}}
 {{- define "fulcrum.rules.models" -}}
 - apiGroups: [fulcrum.dev]
   resources: [modeldeployments]
@@ -119,6 +130,9 @@ tier (Triton's model-control API, on the pod). */}}
 - apiGroups: [policy]
   resources: [poddisruptionbudgets]
   verbs: [list, watch, create, patch]
+- apiGroups: [batch]
+  resources: [jobs]
+  verbs: [list, watch, create, patch, delete]
 - apiGroups: [""]
   resources: [configmaps]
   verbs: [list, watch, create, patch]
@@ -127,21 +141,22 @@ tier (Triton's model-control API, on the pod). */}}
   verbs: [create]
 {{- end }}
 
-{{/* "fulcrum.rules.build": the build namespace only, where build Jobs are listed and watched, and so are
-records and build pods in namespaced mode (cluster-wide, the ClusterRole's watches of every namespace already
-see them, and an unused grant is refused by the e2e verb audit). Build spec ConfigMaps and Jobs are created;
-build pods are watched (what the kubelet reports) and a finished one's termination message read; the record
-ConfigMap is created, the Job marked harvested (patch) and the spec deleted; a Job is deleted to build again (a
-retry, or its record deleted); records unused for the retention period are deleted (their repository removed by
-a Job). */}}
+{{/* "fulcrum.rules.build": the build namespace only. Build Jobs and records are listed and watched there in
+namespaced mode, and so are build pods (cluster-wide, the ClusterRole's watches of every namespace already see
+them, and an unused grant is refused by the e2e verb audit). Jobs are created; build pods are watched (what the
+kubelet reports) and a finished one's termination message read; the record ConfigMap is created and the Job
+marked harvested (patch); a Job is deleted to build again (a retry, or its record deleted). Garbage collection
+marks records that fell out of use (patch), deletes them after the retention and, for a claim or node
+directory, removes their repository with a Job. */}}
 {{- define "fulcrum.rules.build" -}}
 {{- $namespaced := gt (len (include "fulcrum.watchNamespaces" . | fromJsonArray)) 0 }}
+{{- $watch := ternary "list, watch, " "" $namespaced }}
 - apiGroups: [batch]
   resources: [jobs]
-  verbs: [list, watch, create, patch, delete]
+  verbs: [{{ $watch }}create, patch, delete]
 - apiGroups: [""]
   resources: [configmaps]
-  verbs: [{{ if $namespaced }}list, watch, {{ end }}create, delete]
+  verbs: [{{ $watch }}create, patch, delete]
 {{- if $namespaced }}
 - apiGroups: [""]
   resources: [pods]

@@ -349,6 +349,14 @@ class ValidationData(SpecModel):
         max_length=2048,
         description="Location of the .npz file (same schemes as model.source.uri).",
     )
+    sha256: str | None = Field(
+        default=None,
+        pattern=SHA256_PATTERN,
+        description=(
+            "Expected SHA-256 of the file; the build fails on mismatch. With model.source.sha256 it lets "
+            "ModelDeployments in other namespaces reuse the build without fetching the files again."
+        ),
+    )
 
 
 class AccuracySpec(SpecModel):

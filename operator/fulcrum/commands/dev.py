@@ -188,28 +188,6 @@ def prune_images(dry_run: bool, keep_newest: int, keep_hours: float) -> None:
     _prune_images(None, dry_run=dry_run, keep_newest=keep_newest, keep_seconds=keep_hours * 3600)
 
 
-@dev.command("chart-values")
-@click.option("--home", "home_dir", type=click.Path(file_okay=False), help=HOME_HELP)
-def chart_values_command(home_dir: str | None) -> None:
-    """Print Helm values that install charts/fulcrum on this cluster: its images, local builds, its repository.
-
-    helm install fulcrum charts/fulcrum -n fulcrum-system --create-namespace -f <(fulcrum dev chart-values)
-    """
-    import yaml  # noqa: PLC0415
-
-    from fulcrum.dev import chart_values, images  # noqa: PLC0415
-
-    home = _home(home_dir)
-    bin_dir = _run_build(False)
-    built = _ensure_images(bin_dir, tuple(n for n in images.NAMES if n != images.PAUSE))
-    examples = images.repo_root() / "examples"
-    repository = chart_values.prepare_hostpath_repository(home.root / "models", examples)
-    values = chart_values.merged(
-        chart_values.image_values(built), chart_values.hostpath_values(repository), chart_values.node_values()
-    )
-    click.echo(yaml.safe_dump(values, sort_keys=False), nl=False)
-
-
 @dev.command("bin-dir")
 def bin_dir() -> None:
     """Print the directory of the current pin's binaries (built or not), for PATH: kubectl, helm, kubelet..."""
@@ -276,6 +254,59 @@ def up(
 
     click.echo(f"ready in {time.monotonic() - started:.1f}s; export KUBECONFIG={home.kubeconfig}", err=True)
     click.echo(f"Prometheus: {prometheus.url(cfg)} (from pods: {prometheus.in_cluster_url(cfg)})", err=True)
+    from fulcrum.dev import objectstore  # noqa: PLC0415
+
+    store = objectstore.load(home)
+    if store is not None:
+        click.echo(
+            f"object store: {store.endpoint} (hosts and pods; keys: `fulcrum dev s3-env`, Helm values: "
+            "`fulcrum dev chart-values`)",
+            err=True,
+        )
+
+
+@dev.command(name="s3-env")
+@click.option("--home", "home_dir", type=click.Path(file_okay=False), help=HOME_HELP)
+@click.option(
+    "--as",
+    "who",
+    type=click.Choice(["admin", "writer", "reader"]),
+    default="admin",
+    show_default=True,
+    help="admin: everything; writer: what build Jobs may do; reader: what serving pods may do.",
+)
+@click.option("--env-file", is_flag=True, help="NAME=value lines (kubectl create secret --from-env-file).")
+def s3_env(home_dir: str | None, who: str, env_file: bool) -> None:
+    """Print `export AWS_...` lines for the cluster's object store: eval "$(fulcrum dev s3-env)"."""
+    from fulcrum.dev import objectstore  # noqa: PLC0415
+
+    store = objectstore.load(_home(home_dir))
+    if store is None:
+        raise click.ClickException("this cluster has no object store yet: run `fulcrum dev up`")
+    click.echo("\n".join(objectstore.environment_lines(store, who, shell=not env_file)))
+
+
+@dev.command(name="chart-values")
+@click.option("--home", "home_dir", type=click.Path(file_okay=False), help=HOME_HELP)
+def chart_values_command(home_dir: str | None) -> None:
+    """Print Helm values that install charts/fulcrum on this cluster: its images, local builds, its object store.
+
+    helm install fulcrum charts/fulcrum -n fulcrum-system --create-namespace -f <(fulcrum dev chart-values)
+    """
+    import yaml  # noqa: PLC0415
+
+    from fulcrum.dev import chart_values, images, objectstore  # noqa: PLC0415
+
+    home = _home(home_dir)
+    store = objectstore.load(home)
+    if store is None:
+        raise click.ClickException("this cluster has no object store yet: run `fulcrum dev up`")
+    bin_dir = _run_build(False)
+    built = _ensure_images(bin_dir, tuple(n for n in images.NAMES if n != images.PAUSE))
+    values = chart_values.merged(
+        chart_values.image_values(built), objectstore.chart_values(store), chart_values.node_values()
+    )
+    click.echo(yaml.safe_dump(values, sort_keys=False), nl=False)
 
 
 @dev.command()

@@ -8,6 +8,7 @@ import os
 import socket
 import sys
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -40,7 +41,30 @@ def _identity() -> str:
     "--repository",
     envvar="FULCRUM_REPOSITORY",
     default=None,
-    help="Default repository storage: hostpath:///dir, pvc://<claim> or s3://bucket/prefix.",
+    help="Default repository storage: s3://bucket/prefix (gs://...), pvc://<claim>, or hostpath:///dir "
+    "(single-node clusters only).",
+)
+@click.option(
+    "--s3-endpoint", envvar="FULCRUM_S3_ENDPOINT", default=None, help="URL of an S3-compatible store (empty: AWS S3)."
+)
+@click.option("--s3-region", envvar="FULCRUM_S3_REGION", default=None, help="Region of the store (default us-east-1).")
+@click.option(
+    "--repository-secret",
+    envvar="FULCRUM_REPOSITORY_SECRET",
+    default=None,
+    help="Secret (in the build namespace) with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY for builds.",
+)
+@click.option(
+    "--serving-secret",
+    envvar="FULCRUM_SERVING_SECRET",
+    default=None,
+    help="Secret of that name in each serving namespace with read-only keys for Triton pods' download.",
+)
+@click.option(
+    "--storage-image",
+    envvar="FULCRUM_STORAGE_IMAGE",
+    default=None,
+    help="Image of the serving pods' download step (the operator's).",
 )
 @click.option("--triton-image", envvar="FULCRUM_TRITON_IMAGE", default=None, help="Default tritonserver image.")
 @click.option(
@@ -61,6 +85,14 @@ def _identity() -> str:
     default=7.0,
     show_default=True,
     help="Delete a build record and its repository once no ModelDeployment has used it for this long (0: never).",
+)
+@click.option(
+    "--gc-interval-seconds",
+    envvar="FULCRUM_GC_INTERVAL_SECONDS",
+    type=click.FloatRange(min=1),
+    default=600.0,
+    show_default=True,
+    help="How often the leader looks for unused build records and repositories.",
 )
 @click.option(
     "--liveness",
@@ -152,10 +184,16 @@ def run(
     namespaces: tuple[str, ...],
     build_namespace: str,
     repository: str | None,
+    s3_endpoint: str | None,
+    s3_region: str | None,
+    repository_secret: str | None,
+    serving_secret: str | None,
+    storage_image: str | None,
     triton_image: str | None,
     builder_image: str | None,
     build_target: str,
     build_retention_days: float,
+    gc_interval_seconds: float,
     liveness: str,
     workers: int,
     tick_seconds: float,
@@ -172,18 +210,29 @@ def run(
     leader_elect_retry_period: float,
     verbose: bool,
 ) -> None:
-
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     defaults = OperatorSettings()
     settings = OperatorSettings(
         build_namespace=build_namespace,
-        storage=RepositoryStorage.parse(repository) if repository else defaults.storage,
+        storage=defaults.storage,
         triton_image=triton_image or defaults.triton_image,
         builder_image=builder_image or defaults.builder_image,
+        storage_image=storage_image or defaults.storage_image,
         build_target="local" if build_target == "local" else "triton",
     )
     try:
+        if repository:
+            settings = replace(
+                settings,
+                storage=RepositoryStorage.parse(
+                    repository,
+                    endpoint=s3_endpoint or None,
+                    region=s3_region or None,
+                    secret=repository_secret or None,
+                    serving_secret=serving_secret or None,
+                ),
+            )
         election = (
             LeaderElectionConfig(
                 namespace=leader_elect_resource_namespace or build_namespace,
@@ -208,6 +257,7 @@ def run(
         metrics_secure=metrics_secure,
         metrics_cert_dir=Path(metrics_cert_dir) if metrics_cert_dir else None,
         build_retention_seconds=build_retention_days * 86400.0,
+        gc_seconds=gc_interval_seconds,
         leader_election=election,
     )
 
@@ -219,6 +269,12 @@ def run(
         logging.getLogger("fulcrum").info(
             "fulcrum operator starting: %s; leader election %s", settings, election or "off"
         )
+        if settings.storage.kind == "hostPath":
+            logging.getLogger("fulcrum").warning(
+                "repository storage is hostPath %s: builds and Triton pods must run on the same node, so this works "
+                "on single-node clusters only; use s3://bucket/prefix or a ReadWriteMany claim (pvc://) elsewhere",
+                settings.storage.location,
+            )
         return await Manager(reconciler, options).run()
 
     sys.exit(asyncio.run(main()))

@@ -28,7 +28,7 @@ from prometheus_client import start_http_server
 
 from fulcrum.controller import telemetry
 from fulcrum.controller.cache import Body, Key
-from fulcrum.controller.collector import BuildCollector
+from fulcrum.controller.collector import BuildCollector, collector_store
 from fulcrum.controller.informer import Informer
 from fulcrum.controller.kube import KubeError
 from fulcrum.controller.leader import LeaderElectionConfig, LeaderElector
@@ -67,7 +67,10 @@ class Manager:
         self.queue: WorkQueue[Key] = WorkQueue()
         self.informers = self._informers()
         self.elector = None if options.leader_election is None else LeaderElector(self.kube, options.leader_election)
-        self.collector = BuildCollector(self.kube, self.cache, reconciler.settings, options.build_retention_seconds)
+        settings = reconciler.settings
+        self.collector = BuildCollector(
+            self.kube, self.cache, settings, options.build_retention_seconds, collector_store(settings)
+        )
         self.leading = False
         self.stopping = asyncio.Event()
         self.errors = 0
@@ -182,7 +185,7 @@ class Manager:
         ]
         self._leader_tasks += [
             asyncio.create_task(self._every(self.options.resync_seconds, self._resync), name="resync"),
-            asyncio.create_task(self._every(self.options.gc_seconds, self.collector.collect), name="gc"),
+            asyncio.create_task(self._every(self.options.gc_seconds, self._collect), name="gc"),
         ]
 
     async def _every(self, seconds: float, job: Callable[[], Awaitable[None]]) -> None:
@@ -194,6 +197,9 @@ class Manager:
                 raise
             except Exception as exc:
                 log.warning("%s failed: %s", job.__name__, exc)
+
+    async def _collect(self) -> None:
+        await self.collector.collect()
 
     async def _resync(self) -> None:
         """A safety net for a missed event: every object without a look already scheduled (a tick, a retry)."""

@@ -25,7 +25,6 @@ from pydantic import ValidationError
 from fulcrum.api import (
     ModelDeploymentSpec,
     ModelDeploymentStatus,
-    NodePool,
     format_validation_error,
     parse_model_deployment,
 )
@@ -58,16 +57,12 @@ from fulcrum.reconcile.plan import (
 from fulcrum.reconcile.pods import pod_problem
 from fulcrum.reconcile.routing import fold_report, hot_switch_message
 from fulcrum.resources import labels
-from fulcrum.resources.build import (
-    RECORD_KEY,
-    SERVING_IMAGE_ANNOTATION,
-    build_job,
-    build_record,
-    build_spec_configmap,
-)
+from fulcrum.resources.build import RECORD_KEY, SERVING_IMAGE_ANNOTATION, build_job, build_record
+from fulcrum.resources.build_key import REBUILD_ANNOTATION
 from fulcrum.resources.endpoints import ready_addresses, ready_endpoints
 from fulcrum.resources.routing import KEY_KEY, routing_configmap_name
 from fulcrum.resources.settings import OperatorSettings
+from fulcrum.resources.storage import storage_for
 
 log = logging.getLogger("fulcrum.reconciler")
 
@@ -120,6 +115,23 @@ def job_phase(job: dict[str, Any]) -> BuildPhase:
         if condition.get("status") == "True" and condition.get("type") == "Failed":
             return "Failed"
     return "Running"
+
+
+def rebuild_token(body: dict[str, Any]) -> str:
+    return str((body["metadata"].get("annotations") or {}).get(REBUILD_ANNOTATION, ""))
+
+
+def termination_message(pods: list[dict[str, Any]]) -> str | None:
+    """The build's result: the last container (publish) of the newest pod, else the message of the step that
+    stopped it (an init container: fetch or build)."""
+    for pod in sorted(pods, key=lambda p: p["metadata"].get("creationTimestamp") or "", reverse=True):
+        status = pod.get("status", {})
+        statuses = [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]
+        messages = [((c.get("state") or {}).get("terminated") or {}).get("message") for c in statuses]
+        found = [m for m in messages if m]
+        if found:
+            return str(found[-1])
+    return None
 
 
 def status_patch(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
@@ -207,7 +219,7 @@ class Reconciler:
             self._wait_on(key, set())
             return await self._write_invalid(body, format_validation_error(exc))
         status = ModelDeploymentStatus.model_validate(body.get("status") or {})
-        builds, retry_in = await self._build_states(md.spec, key)
+        builds, retry_in = await self._build_states(md.spec, key, rebuild_token(body))
         builds = [self._with_pod_problem(b) for b in builds]
         servers = self._servers(namespace, name)
         previous_build = self._previous_build(md.spec, status, builds)
@@ -353,19 +365,25 @@ class Reconciler:
 
     # --- builds ------------------------------------------------------------------------------------------------
 
-    async def _build_states(self, spec: ModelDeploymentSpec, md_key: Key) -> tuple[list[PoolBuild], float | None]:
-        """Each pool's build as the cluster says it is; harvests finished Jobs. Also: seconds until a retry."""
+    async def _build_states(
+        self, spec: ModelDeploymentSpec, md_key: Key, rebuild: str = ""
+    ) -> tuple[list[PoolBuild], float | None]:
+        """Each pool's build as the cluster says it is; harvests finished Jobs. Also: seconds until a retry.
+
+        Records live in the build namespace; a Job runs there or, when the spec names a Secret or claim of its own
+        namespace, beside the ModelDeployment (``PoolBuild.namespace``)."""
         ns = self.settings.build_namespace
         results: dict[str, BuildResult] = {}
         phases: dict[str, BuildPhase] = {}
         details: dict[str, str] = {}
         retry_in: float | None = None
-        keys = pool_builds(spec, self.settings, {}, {})
+        keys = pool_builds(spec, self.settings, {}, {}, md_key[0], rebuild=rebuild)
         self._wait_on(md_key, {b.key for b in keys})
         for build in keys:
+            job_ns = build.namespace or ns
             record_body = self.cache.get("ConfigMap", ns, labels.build_record_name(build.key))
             record = _record_of(record_body)
-            job = self.cache.get("Job", ns, labels.build_job_name(build.key))
+            job = self.cache.get("Job", job_ns, labels.build_job_name(build.key))
             if job is not None and job["metadata"].get("deletionTimestamp"):
                 phases[build.key] = "Running"  # a Job on its way out (a retry or a rebuild): wait for it to go
                 continue
@@ -378,11 +396,11 @@ class Reconciler:
                 if record is None and HARVESTED in (job["metadata"].get("annotations") or {}):
                     # the record was deleted: a request to build again. The Job must go first (same name).
                     log.info("build %s: record deleted, rebuilding", build.key[:12])
-                    await self.kube.delete("Job", ns, job["metadata"]["name"], uid=uid)
+                    await self.kube.delete("Job", job_ns, job["metadata"]["name"], uid=uid)
                     phases[build.key] = "Running"
                     continue
                 if record is None or record.job_uid != uid:
-                    record = await self._harvest(job, build.key, build.pool, phase == "Succeeded", record_body)
+                    record = await self._harvest(job, build, spec, phase == "Succeeded", record_body)
                     if record is None:
                         phases[build.key] = "Running"
                         retry_in = CONFLICT_RETRY_SECONDS
@@ -395,7 +413,7 @@ class Reconciler:
                 continue
             due = (parse_time(record.retry_at) or 0.0) - self.wall()
             if job is not None:
-                await self.kube.delete("Job", ns, job["metadata"]["name"], uid=job["metadata"].get("uid"))
+                await self.kube.delete("Job", job_ns, job["metadata"]["name"], uid=job["metadata"].get("uid"))
                 phases[build.key] = "Retrying"
                 details[build.key] = f"{record.message} (attempt {record.attempts}); retrying"
             elif due > 0:
@@ -403,47 +421,49 @@ class Reconciler:
                 details[build.key] = f"{record.message} (attempt {record.attempts}); retrying at {record.retry_at}"
                 retry_in = due if retry_in is None else min(retry_in, due)
             # else: due and the Job is gone: no phase, so the planner starts the next attempt
-        return pool_builds(spec, self.settings, results, phases, details), retry_in
+        return pool_builds(spec, self.settings, results, phases, md_key[0], details=details, rebuild=rebuild), retry_in
 
     def _with_pod_problem(self, build: PoolBuild) -> PoolBuild:
-        """A running build whose pod the kubelet cannot start (its images) says so, instead of a silent wait."""
+        """A running build whose pod cannot go on (an image that cannot be pulled, a missing Secret or claim) says
+        so, instead of a silent wait. Failed pods are the Job's to retry: their result says why."""
         if build.result is not None or build.job_phase != "Running":
             return build
+        namespace = build.namespace or self.settings.build_namespace
         pods = [
             p
             for p in self.cache.all("Pod")
-            if p["metadata"].get("namespace") == self.settings.build_namespace
+            if p["metadata"].get("namespace") == namespace
             and p["metadata"].get("labels", {}).get(labels.BUILD_KEY) == build.key
         ]
-        problem = pod_problem(pods)
+        problem = pod_problem(pods, exits=False)
         return replace(build, problem=problem) if problem is not None else build
 
     async def _harvest(
-        self, job: Body, key: str, pool: NodePool, succeeded: bool, stored: Body | None
+        self, job: Body, build: PoolBuild, spec: ModelDeploymentSpec, succeeded: bool, stored: Body | None
     ) -> BuildResult | None:
         """Read a finished build into its record (once per Job: the record is the cache of the result).
 
-        None when another writer recorded it first: the stored record wins, read from the cache next time."""
-        ns = self.settings.build_namespace
+        The result is the publish step's termination message, or the message of the step that stopped the build;
+        whether a failure is retried comes from the Job (``job_failure``): exit 2 (the spec, a source or the
+        model is unusable) is final, anything else (the store unreachable, the pod evicted or killed) is retried
+        with backoff. None when another writer recorded it first: the stored record wins, read from the cache
+        next time."""
+        key, pool = build.key, build.pool
         meta = job["metadata"]
-        pods = await self.kube.list("Pod", ns, f"job-name={meta['name']}")
+        job_ns = build.namespace or self.settings.build_namespace
+        pods = await self.kube.list("Pod", job_ns, f"job-name={meta['name']}")
         pods.sort(key=lambda p: p["metadata"].get("creationTimestamp", ""))
-        message = None
-        for pod in pods:
-            status = pod.get("status", {})
-            # the main container's result; else an init container's (a build that failed before measuring)
-            for field in ("initContainerStatuses", "containerStatuses"):
-                for container in status.get(field, []) or []:
-                    terminated = (container.get("state") or {}).get("terminated") or {}
-                    message = terminated.get("message") or message
+        message = termination_message(pods)
+        storage = storage_for(spec, self.settings)
         transient = False
-        if succeeded or message:  # the builder said what came of it (a result, or why the model is unusable)
-            result = result_from_termination_message(
-                message, succeeded=succeeded, repository=self.settings.storage.repository_path(key)
-            )
-        else:  # the pod went without a word: the infrastructure's doing, or a crash
+        if succeeded:
+            result = result_from_termination_message(message, succeeded=True, storage=storage)
+        else:
             transient, reason, detail = job_failure(job, pods)
-            result = BuildResult("Failed", reason, detail)
+            if message:  # the step that stopped the build said why (a source, the store, the model)
+                result = result_from_termination_message(message, succeeded=False, storage=storage)
+            else:  # the pod went without a word: the infrastructure's doing, or a crash
+                result = BuildResult("Failed", reason, detail)
         image = (meta.get("annotations") or {}).get(SERVING_IMAGE_ANNOTATION)
         result = replace(
             with_retry(result, transient, _record_of(stored), self.wall()), job_uid=meta.get("uid"), serving_image=image
@@ -453,8 +473,7 @@ class Reconciler:
             log.info("build %s: its record was written meanwhile; reading that one", key[:12])
             return None
         if result.final:
-            await self.kube.annotate("Job", ns, meta["name"], {HARVESTED: "true"})
-            await self.kube.delete("ConfigMap", ns, labels.build_spec_name(key))
+            await self.kube.annotate("Job", job_ns, meta["name"], {HARVESTED: "true"})
         retry = "" if result.final else f" (attempt {result.attempts}; the next at {result.retry_at})"
         log.info("build %s on %s: %s %s%s", key[:12], pool.name, result.phase, result.reason, retry)
         return result
@@ -520,11 +539,11 @@ class Reconciler:
     async def _apply(self, body: Body, spec: ModelDeploymentSpec, result: Plan) -> None:
         name = body["metadata"]["name"]
         for build in result.start_builds:
-            await self.kube.create(build_spec_configmap(name, spec, build.key, build.pool, self.settings))
-            resources = spec.serving.resources.to_wire() if spec.serving.resources else None
             job = build_job(
-                build.key, build.pool, self.settings, serving_image=build.serving_image, serving_resources=resources
-            )
+                build.key, build.pool, self.settings, spec,
+                serving_image=build.serving_image, namespace=build.namespace or self.settings.build_namespace,
+                md_name=name,
+            )  # fmt: skip
             created = await self.kube.create(job)
             if created is not None:
                 self.cache.record("Job", created)

@@ -87,6 +87,7 @@ def binaries(versions: dict[str, str], helm_client_go: str | None = None) -> lis
     kwok = versions.get("sigs.k8s.io/kwok", "unknown")
     helm = versions.get("helm.sh/helm/v3", "unknown")
     prometheus = prometheus_flags(versions.get("github.com/prometheus/prometheus", "unknown"))
+    weed = versions.get("github.com/seaweedfs/seaweedfs", "unknown")
     # small ones first: a broken pin fails in seconds, not after the API server
     return [
         Binary("pause", "fulcrum.dev/hack/devcluster/pause"),
@@ -103,6 +104,12 @@ def binaries(versions: dict[str, str], helm_client_go: str | None = None) -> lis
         Binary("promtool", "github.com/prometheus/prometheus/cmd/promtool", prometheus, "prometheus", PROMETHEUS_TAGS),
         Binary(
             "prometheus", "github.com/prometheus/prometheus/cmd/prometheus", prometheus, "prometheus", PROMETHEUS_TAGS
+        ),
+        Binary(
+            "weed",
+            "github.com/seaweedfs/seaweedfs/weed",
+            (f"-X github.com/seaweedfs/seaweedfs/weed/util/version.COMMIT={weed}",),
+            module_dir="seaweedfs",
         ),
         Binary("kube-apiserver", "k8s.io/kubernetes/cmd/kube-apiserver", kube_flags),
         Binary("kube-controller-manager", "k8s.io/kubernetes/cmd/kube-controller-manager", kube_flags),

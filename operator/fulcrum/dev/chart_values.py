@@ -1,25 +1,18 @@
 """Helm values that install ``charts/fulcrum`` on a dev cluster (``fulcrum dev chart-values``).
 
 Beyond the chart's defaults a dev cluster needs its images (built here, pulled by ``local-0`` from its registry),
-the ``local`` build target (python-backend models: what the CPU tritonserver serves), a repository storage, and
-the operator placed on ``local-0`` (kwok's fake nodes accept any pod and run none).
-The storage here is a directory of the host that the single node mounts (hostPath), writable by the build
-Jobs (uid 1000); it also holds the examples' model files under ``sources/``, where build Jobs read them as
-``file:///models/sources/<example>/<file>`` (a pod does not see the host's checkout).
+the ``local`` build target (python-backend models: what the CPU tritonserver serves), where its object store is
+(the chart's default storage is ``s3``; ``fulcrum dev up`` starts SeaweedFS on the cluster's host address, which
+pods on ``local-0`` and host processes both reach, and uploads the examples' files to it), and the operator placed
+on ``local-0`` (kwok's fake nodes accept any pod and run none).
 """
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
 from typing import Any
 
 from fulcrum.dev.config import LOCAL_POOL, POOL_LABEL
 from fulcrum.dev.images import BuiltImage
-from fulcrum.resources.settings import MODELS_MOUNT
-
-SOURCES = "sources"
-EXAMPLE_FILES = {"ctr-ranker": ("model.pt2", "validation.npz")}
 
 
 def image_values(images: dict[str, BuiltImage]) -> dict[str, Any]:
@@ -29,10 +22,6 @@ def image_values(images: dict[str, BuiltImage]) -> dict[str, Any]:
         "build": {"image": images["fulcrum-builder"].ref},
         "triton": {"image": images["tritonserver-cpu"].ref},
     }
-
-
-def hostpath_values(repository: Path) -> dict[str, Any]:
-    return {"repository": {"kind": "hostPath", "hostPath": str(repository)}, "build": {"target": "local"}}
 
 
 def node_values() -> dict[str, Any]:
@@ -50,24 +39,3 @@ def merged(*documents: dict[str, Any]) -> dict[str, Any]:
             else:
                 out[key] = value
     return out
-
-
-def example_source(example: str, name: str) -> str:
-    """The URI of an example's file as build Jobs see it in a hostPath repository."""
-    return f"file://{MODELS_MOUNT}/{SOURCES}/{example}/{name}"
-
-
-def prepare_hostpath_repository(repository: Path, examples: Path) -> Path:
-    """Create the repository directory (world-writable: build Jobs run as uid 1000, Triton reads) and copy the
-    examples' model files into ``sources/``."""
-    repository.mkdir(parents=True, exist_ok=True)
-    repository.chmod(0o777)
-    for example, files in EXAMPLE_FILES.items():
-        target = repository / SOURCES / example
-        target.mkdir(parents=True, exist_ok=True)
-        for name in files:
-            if not (target / name).exists():
-                shutil.copy2(examples / example / name, target / name)
-        for path in (repository / SOURCES, target):
-            path.chmod(0o755)
-    return repository

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fulcrum.dev import build as build_mod
-from fulcrum.dev import components, health, images, network, node, nodehost, nodes, procs, prometheus
+from fulcrum.dev import components, health, images, network, node, nodehost, nodes, objectstore, procs, prometheus
 from fulcrum.dev.certs import write_pki
 from fulcrum.dev.config import LOCAL_NODE, ClusterConfig
 from fulcrum.dev.kubeconfig import render_from_pki
@@ -25,7 +25,7 @@ from fulcrum.dev.paths import DevHome
 Say = Callable[[str], None]
 WATCHDOG = "watchdog"
 CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
-HOST_SERVICES = ("prometheus",)  # on the host, listening on the cluster's host address
+HOST_SERVICES = ("prometheus", objectstore.NAME)  # on the host, listening on the cluster's host address
 NODE_COMPONENTS = (nodehost.HOLDER, "registry", "containerd", "kubelet", "kube-proxy")
 COMPONENTS = (*CONTROL_PLANE, *HOST_SERVICES, *NODE_COMPONENTS)
 
@@ -223,6 +223,11 @@ def up(
         except prometheus.PrometheusError as exc:
             prometheus_log = str(home.logs / "prometheus.log")
             raise ClusterError(f"{exc}; see {prometheus_log}:\n{_tail(prometheus_log)}") from exc
+        try:
+            store = objectstore.up(home, cfg, bin_dir, env=env, say=say, timeout=timeout)
+        except objectstore.ObjectStoreError as exc:
+            raise ClusterError(str(exc)) from exc
+        _serving_secret(home, store)
         if owner_pid is not None and _running_record(home, WATCHDOG) is None:
             ticks = procs.start_ticks(owner_pid)
             argv = [
@@ -326,6 +331,21 @@ def _register_kwok_nodes(home: DevHome, cfg: ClusterConfig) -> None:
                 raise ClusterError(f"creating node {name} failed: {exc.reason} {exc.body}") from exc
 
 
+def _serving_secret(home: DevHome, store: objectstore.ObjectStoreConfig) -> None:
+    """The object store's read-only keys in namespace ``default``, where a newcomer applies the examples: the
+    chart's dev values (`fulcrum dev chart-values`) name this Secret as the serving pods' credentials."""
+    from kubernetes.client import ApiException  # noqa: PLC0415
+
+    api = _api(home)
+    body = objectstore.secret(store, "reader", objectstore.SERVING_SECRET, objectstore.DEFAULT_NAMESPACE)
+    try:
+        api.create_namespaced_secret(objectstore.DEFAULT_NAMESPACE, body)  # type: ignore[attr-defined]
+    except ApiException as exc:
+        if exc.status != 409:
+            raise ClusterError(f"creating the object store's read-only Secret failed: {exc.reason}") from exc
+        api.replace_namespaced_secret(objectstore.SERVING_SECRET, objectstore.DEFAULT_NAMESPACE, body)  # type: ignore[attr-defined]
+
+
 def _node_ready(node: object) -> bool:
     conditions = getattr(getattr(node, "status", None), "conditions", None) or []
     return any(c.type == "Ready" and c.status == "True" for c in conditions)
@@ -389,6 +409,7 @@ def down(home: DevHome, say: Say = print, keep_data: bool = False) -> list[str]:
             for path in (home.etcd_data, home.run):
                 shutil.rmtree(path, ignore_errors=True)
             prometheus.clean(home)
+            objectstore.remove_state(home)
         return stopped
 
 
@@ -427,11 +448,15 @@ def status(home: DevHome) -> dict[str, object]:
         with contextlib.suppress(Exception):
             code, _ = health.https_get(cfg.host_address, cfg.ports.apiserver, "/readyz", health.tls_context(home.pki))
             ready = code == 200
+    store = objectstore.load(home)
     return {
         "home": str(home.root),
         "kubeconfig": str(home.kubeconfig),
         "server": server_url(cfg) if cfg else None,
         "prometheus": prometheus.url(cfg) if cfg else None,
+        "objectStore": {"endpoint": store.endpoint, "buckets": [objectstore.MODELS_BUCKET, objectstore.EXAMPLES_BUCKET]}
+        if store
+        else None,
         "apiserverReady": ready,
         "components": [c.__dict__ for c in comps],
         "rssMiB": round(sum(c.rss_mib for c in comps), 1),

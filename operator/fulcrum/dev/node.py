@@ -214,7 +214,11 @@ def cni_conflist(cfg: ClusterConfig, paths: NodePaths) -> str:
 
 def kubelet_config(cfg: ClusterConfig, home: DevHome, paths: NodePaths) -> str:
     """The KubeletConfiguration (JSON is YAML). cgroupfs (no systemd here), swap tolerated, eviction only on
-    nearly full disks (the machine is shared), images never garbage-collected below 90 % disk use."""
+    nearly full disks (the machine is shared), images never garbage-collected below 90 % disk use.
+
+    The disk thresholds are absolute: a percentage of a big disk that several sessions share (2 % of 250 GB is
+    5 GB) is crossed whenever another session unpacks an image, and the node would then evict every pod (a build
+    Job's, the operator's) and refuse new ones for minutes."""
     document = {
         "apiVersion": "kubelet.config.k8s.io/v1beta1",
         "kind": "KubeletConfiguration",
@@ -243,8 +247,8 @@ def kubelet_config(cfg: ClusterConfig, home: DevHome, paths: NodePaths) -> str:
         "registerNode": True,
         "evictionHard": {
             "memory.available": "100Mi",
-            "nodefs.available": "2%",
-            "imagefs.available": "2%",
+            "nodefs.available": "1Gi",
+            "imagefs.available": "1Gi",
             "nodefs.inodesFree": "2%",
         },
         "imageGCHighThresholdPercent": 95,

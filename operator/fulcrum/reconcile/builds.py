@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+import zlib
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -12,6 +15,7 @@ from pydantic import ValidationError
 from fulcrum.api import BuildManifest, ManifestTier, Profile, TierStatus, ValidationSplit
 from fulcrum.api.status import TierState
 from fulcrum.resources.routing import ServedIO
+from fulcrum.resources.settings import RepositoryStorage
 
 BuildPhase = Literal["Pending", "Running", "Retrying", "Succeeded", "Failed"]
 
@@ -129,16 +133,28 @@ def with_retry(result: BuildResult, transient: bool, previous: BuildResult | Non
     return replace(result, transient=True, attempts=attempts, retry_at=retry_at)
 
 
-def result_from_termination_message(text: str | None, *, succeeded: bool, repository: str) -> BuildResult:
-    """Interpret the builder's termination message (compact JSON manifest, or an error object)."""
+DEFLATED = "z:"
+
+
+def _unpacked(text: str) -> str:
+    """A termination message's JSON: the builder deflates it (``z:`` + base64) when plain JSON is longer than the
+    share of the kubelet's 12 KiB per pod each of the build pod's containers gets (model_repo_builder.termination)."""
+    if text.startswith(DEFLATED):
+        return zlib.decompress(base64.b64decode(text[len(DEFLATED) :], validate=True)).decode()
+    return text
+
+
+def result_from_termination_message(text: str | None, *, succeeded: bool, storage: RepositoryStorage) -> BuildResult:
+    """Interpret the build pod's termination message: the publish step's result (compact manifest and where
+    the repository was published), or an error object from whichever step stopped the build."""
 
     if not text:
         if succeeded:
             return BuildResult("Failed", "NoBuildResult", "the build pod exited 0 but wrote no termination message")
         return BuildResult("Failed", "BuildFailed", "the build pod failed without a message; see its logs")
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
+        data = json.loads(_unpacked(text))
+    except (json.JSONDecodeError, binascii.Error, zlib.error, UnicodeDecodeError):
         return BuildResult("Failed", "BuildFailed", text.strip()[-600:])
     error = data.get("error") if isinstance(data, dict) else None
     if isinstance(error, dict):
@@ -149,10 +165,17 @@ def result_from_termination_message(text: str | None, *, succeeded: bool, reposi
         manifest = BuildManifest.model_validate(data.get("manifest", data))
     except ValidationError as exc:
         return BuildResult("Failed", "BadBuildResult", f"the builder's result does not parse: {exc.errors()[0]['msg']}")
-    # The repository is where *serving* pods find it (the operator's storage setting), not the path the
-    # builder saw inside its own container.
+    repository = str(data.get("repository") or "") or None
+    if repository is not None and not storage.owns(repository):
+        return BuildResult(
+            "Failed",
+            "BadBuildResult",
+            f"the build reported repository {repository}, which is not a key of {storage.pod_location}",
+        )
     if not succeeded:
         return BuildResult("Failed", "BuildFailed", "the build pod failed", manifest, repository)
+    if repository is None and any(t.state == "Ready" for t in manifest.tiers):
+        return BuildResult("Failed", "BadBuildResult", "the build has Ready tiers but published no repository")
     return BuildResult("Succeeded", "BuildSucceeded", "", manifest, repository)
 
 

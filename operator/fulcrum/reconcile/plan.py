@@ -16,14 +16,16 @@ from fulcrum.policy.rollout import old_replicas_to_keep
 from fulcrum.reconcile.builds import BuildPhase, BuildResult, MergedTier, merge_tiers
 from fulcrum.reconcile.conditions import ordered, set_condition
 from fulcrum.reconcile.layout import placement, routes
-from fulcrum.reconcile.pods import CONFIG_REASONS, IMAGE_REASONS, PodProblem
+from fulcrum.reconcile.pods import REASONS as POD_REASONS
+from fulcrum.reconcile.pods import PodProblem
 from fulcrum.reconcile.routing import RoutingIntent, serving_status
 from fulcrum.resources import labels
-from fulcrum.resources.build_key import build_key
+from fulcrum.resources.build_key import build_key, build_scope
 from fulcrum.resources.common import Manifest
 from fulcrum.resources.routing import routing_configmap
 from fulcrum.resources.serving import server_deployment, server_pdb, server_service, triton_image
 from fulcrum.resources.settings import OperatorSettings
+from fulcrum.resources.storage import build_namespace, builds_in_own_namespace, storage_for
 
 
 @dataclass(frozen=True)
@@ -38,9 +40,10 @@ class PoolBuild:
     """The Triton image this build measures its tiers with (the pool serves with it)."""
     detail: str = ""
     """Why a build without a result waits (a transient failure and when it is retried)."""
+    namespace: str = ""  # where its Job runs ("" in tests that do not care); records live in the build namespace
     problem: PodProblem | None = None
-    """Why its running Job's pod does not start, when the kubelet says it is the user's to fix (e.g. the serving
-    image, which the build's Triton sidecar runs, cannot be pulled)."""
+    """Why its running Job's pod does not go on, when it is the user's to fix: an image that cannot be pulled (the
+    serving image, which the build's Triton sidecar runs), a missing Secret or claim."""
 
 
 @dataclass(frozen=True)
@@ -103,15 +106,35 @@ def pool_builds(
     settings: OperatorSettings,
     results: Mapping[str, BuildResult],
     job_phases: Mapping[str, BuildPhase],
+    namespace: str = "",
+    *,
     details: Mapping[str, str] | None = None,
+    rebuild: str = "",
 ) -> list[PoolBuild]:
-    """Each pool's build key with what is known of it; ``results``/``job_phases``/``details`` are keyed by build key."""
+    """Each pool's build key with what is known of it; ``results``/``job_phases``/``details`` are keyed by build
+    key.
+
+    ``namespace``: the ModelDeployment's (the key is scoped to it unless every input is pinned); ``rebuild``:
+    its ``fulcrum.dev/rebuild`` annotation (a new value, a new build)."""
+    storage = storage_for(spec, settings).identity
+    scope = build_scope(spec, namespace, own_namespace=builds_in_own_namespace(spec))
+    if rebuild and not scope:
+        scope = namespace  # a build asked for by one ModelDeployment is its namespace's own
+    where = build_namespace(spec, namespace, settings)
     out = []
     image = triton_image(spec, settings)
     for pool in spec.node_pools:
-        key = build_key(spec, pool, settings.build_target, settings.storage.identity, serving_image=image)
+        key = build_key(spec, pool, settings.build_target, storage, serving_image=image, scope=scope, rebuild=rebuild)
         out.append(
-            PoolBuild(pool, key, results.get(key), job_phases.get(key), image, detail=(details or {}).get(key, ""))
+            PoolBuild(
+                pool,
+                key,
+                results.get(key),
+                job_phases.get(key),
+                image,
+                detail=(details or {}).get(key, ""),
+                namespace=where,
+            )
         )
     return out
 
@@ -266,6 +289,7 @@ def plan(
     generation = int(md["metadata"].get("generation", 0))
     conditions = conditions_of(
         spec,
+        settings=settings,
         builds=builds,
         tiers=out.tiers,
         choice=out.choice,
@@ -384,6 +408,7 @@ def roll_out(
 def conditions_of(
     spec: ModelDeploymentSpec,
     *,
+    settings: OperatorSettings,
     builds: list[PoolBuild],
     tiers: list[MergedTier],
     choice: Choice | None,
@@ -411,12 +436,15 @@ def conditions_of(
     failed_all = bool(builds) and not pending and not ready_tiers
     if ready_tiers and any(b.result and b.result.phase == "Succeeded" for b in builds):
         extra = f"; still building on {', '.join(pending)}" if pending else ""
+        if storage_for(spec, settings).kind == "hostPath":
+            extra += "; hostPath storage serves single-node clusters only (use s3:// or a ReadWriteMany claim)"
         cond("RepositoryReady", True, "BuildSucceeded", f"{len(ready_tiers)} of {len(spec.tiers)} tiers Ready{extra}")
     elif failed_all:
         cond("RepositoryReady", False, _failure_reason(builds, tiers), _failure_message(tiers, builds))
     elif retrying:
         cond("RepositoryReady", False, "BuildRetrying", "; ".join(f"pool {b.pool.name}: {b.detail}" for b in retrying))
     elif stuck := next((b for b in builds if b.result is None and b.problem is not None), None):
+        # not final: the kubelet and the scheduler retry, so the build goes on once the image, Secret or claim is there
         assert stuck.problem is not None
         text = f"the build on pool {stuck.pool.name} cannot start: {stuck.problem.message}"
         cond("RepositoryReady", False, stuck.problem.reason, text)
@@ -437,7 +465,7 @@ def conditions_of(
     ready_replicas = fleet.target_ready
     old_serving = sum(min(s.ready_replicas, fleet.kept.get(s.name, 0)) for s in servers if s.name in fleet.kept)
     repository = conditions[0]
-    if choice is None and repository.reason in IMAGE_REASONS + CONFIG_REASONS:
+    if choice is None and repository.reason in POD_REASONS:
         available = (False, repository.reason, repository.message)  # a build that cannot start, named
     elif choice is None:
         available = (False, "NoServingTier", "nothing to serve yet")
@@ -464,7 +492,7 @@ def conditions_of(
         cond("Ready", False, stalled_reason, stalled_message)
     elif available[0]:
         cond("Ready", True, "Serving", available[2])
-    elif available[1] in IMAGE_REASONS + CONFIG_REASONS:
+    elif available[1] in POD_REASONS:
         cond("Ready", False, available[1], available[2])  # e.g. ImagePullBackOff, naming the pod and the image
     else:
         cond("Ready", False, "Reconciling", next(c.message for c in conditions if c.type == "Reconciling"))

@@ -1,9 +1,9 @@
-"""Content addresses of builds: the same model and tier spec on the same kind of pool build once.
+"""Keys of builds: the same model and tier spec on the same kind of pool build once.
 
 The key covers everything that changes what the builder produces (model source and digest, IO, batching,
 tiers, accuracy checks and validation data, the pool's hardware) and nothing that does not (budget, scaling,
-prices, names of the ModelDeployment or namespace), so a tier change always rebuilds. The storage the
-repository is written to is part of the key: a build record is only reused where its files are.
+prices, the ModelDeployment's name), so a tier change always rebuilds. The storage the repository is written to
+is part of the key: a build record is only reused where its files are.
 
 Named inputs (kept apart so each reads on its own):
 
@@ -14,6 +14,12 @@ Named inputs (kept apart so each reads on its own):
   only runs on the GPU model it was built on;
 - ``search``: with ``serving.configSearch.enabled`` the SLO is a build input too (the config each tier serves
   with is the one with the most capacity within it), so an SLO change rebuilds; with the search off it does not;
+- ``scope``: namespaces share a build only for the same bytes. A spec whose every file is pinned by ``sha256``
+  (the model, and the validation data if any) and that names nothing of its own namespace has an unscoped key,
+  shared by every namespace. Otherwise the key is scoped to the namespace: its build Job fetches the files, and
+  the builder's content key (computed from their bytes) finds an identical build already published and reuses
+  it;
+- ``rebuild``: the ``fulcrum.dev/rebuild`` annotation of the ModelDeployment, when set (a new value, a new build);
 - ``cpu``: the CPU request and limit of ``serving.resources``, when set: the build's Triton sidecar profiles under
   them (absent otherwise, so a key without them stays what it was).
 """
@@ -26,8 +32,11 @@ from typing import Any
 
 from fulcrum.api import ModelDeploymentSpec, NodePool
 
-KEY_VERSION = "2"
+KEY_VERSION = "3"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
+REBUILD_ANNOTATION = "fulcrum.dev/rebuild"
+"""On a ModelDeployment, any value starts a build of its own (e.g. after fixing the credentials that made one
+fail: a failed build is otherwise final for its key)."""
 
 
 def gpu_product(pool: NodePool) -> str | None:
@@ -35,16 +44,41 @@ def gpu_product(pool: NodePool) -> str | None:
     return pool.node_selector.get(GPU_PRODUCT_LABEL) if pool.gpus_per_replica > 0 else None
 
 
+def pinned(spec: ModelDeploymentSpec) -> bool:
+    """Whether every file the build reads is pinned by its sha256."""
+    validation = spec.accuracy.validation_data
+    return spec.model.source.sha256 is not None and (validation is None or validation.sha256 is not None)
+
+
+def build_scope(spec: ModelDeploymentSpec, namespace: str, *, own_namespace: bool) -> str:
+    """ "" when the build may be shared by every namespace, else ``namespace``.
+
+    ``own_namespace``: the build runs in the ModelDeployment's namespace (its spec names a Secret or claim
+    there), so it is that namespace's alone."""
+    return "" if pinned(spec) and not own_namespace else namespace
+
+
 def build_inputs(
-    spec: ModelDeploymentSpec, pool: NodePool, target: str, storage: str, *, serving_image: str
+    spec: ModelDeploymentSpec,
+    pool: NodePool,
+    target: str,
+    storage: str,
+    *,
+    serving_image: str,
+    scope: str = "",
+    rebuild: str = "",
 ) -> dict[str, Any]:
-    """The canonical document a build key hashes (``storage``: where the repository is written)."""
+    """The canonical document a build key hashes (``storage``: where the repository is written; ``scope``: the
+    namespace the build belongs to, empty when shared; ``rebuild``: the REBUILD_ANNOTATION's value)."""
     wire = spec.to_wire()
     search = spec.serving.config_search
+    extra = {"rebuild": rebuild} if rebuild else {}
     inputs: dict[str, Any] = {
+        **extra,
         "version": KEY_VERSION,
         "target": target,
         "storage": storage,
+        "scope": scope,
         "model": wire["model"],
         "tiers": wire["tiers"],
         "accuracy": wire["accuracy"],
@@ -60,7 +94,16 @@ def build_inputs(
     return inputs
 
 
-def build_key(spec: ModelDeploymentSpec, pool: NodePool, target: str, storage: str, *, serving_image: str) -> str:
-    inputs = build_inputs(spec, pool, target, storage, serving_image=serving_image)
+def build_key(
+    spec: ModelDeploymentSpec,
+    pool: NodePool,
+    target: str,
+    storage: str,
+    *,
+    serving_image: str,
+    scope: str = "",
+    rebuild: str = "",
+) -> str:
+    inputs = build_inputs(spec, pool, target, storage, serving_image=serving_image, scope=scope, rebuild=rebuild)
     canonical = json.dumps(inputs, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:32]

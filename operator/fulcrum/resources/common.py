@@ -1,11 +1,11 @@
-"""Pieces shared by the manifest builders: owner references, pod security, scheduling, storage volumes."""
+"""Pieces shared by the manifest builders: owner references, pod security, scheduling, GPU resources."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from fulcrum.api import NodePool
-from fulcrum.resources.settings import MODELS_MOUNT, OperatorSettings, RepositoryStorage
+from fulcrum.resources.settings import OperatorSettings
 
 Manifest = dict[str, Any]
 
@@ -61,18 +61,3 @@ def gpu_resources(pool: NodePool, base: Manifest | None = None) -> Manifest:
         resources.setdefault("limits", {})["nvidia.com/gpu"] = gpus
         resources.setdefault("requests", {})["nvidia.com/gpu"] = gpus
     return {k: {name: str(q) for name, q in v.items()} for k, v in resources.items()}
-
-
-def storage_volume(storage: RepositoryStorage, *, read_only: bool) -> tuple[list[Manifest], list[Manifest]]:
-    """(volumes, volumeMounts) that expose the repository storage at MODELS_MOUNT; none for object storage."""
-    if storage.kind == "uri":
-        return [], []
-    if storage.kind == "hostPath":
-        source: Manifest = {"hostPath": {"path": storage.location, "type": "DirectoryOrCreate"}}
-    else:
-        source = {"persistentVolumeClaim": {"claimName": storage.location, "readOnly": read_only}}
-    return [{"name": "models", **source}], [{"name": "models", "mountPath": MODELS_MOUNT, "readOnly": read_only}]
-
-
-def storage_env_from(storage: RepositoryStorage) -> list[Manifest]:
-    return [] if storage.secret is None else [{"secretRef": {"name": storage.secret}}]

@@ -66,7 +66,3 @@ def build_job_name(key: str) -> str:
 
 def build_record_name(key: str) -> str:
     return dns_name("fulcrum-build", key[:20], "record")
-
-
-def build_spec_name(key: str) -> str:
-    return dns_name("fulcrum-build", key[:20], "spec")

@@ -21,11 +21,10 @@ from fulcrum.resources.common import (
     owner_reference,
     pod_security_context,
     scheduling,
-    storage_env_from,
-    storage_volume,
 )
 from fulcrum.resources.routing import ROUTING_REPOSITORY, key_env, restricted_api_args, routing_volume
-from fulcrum.resources.settings import OperatorSettings
+from fulcrum.resources.settings import OperatorSettings, RepositoryStorage
+from fulcrum.resources.storage import serving_repository, storage_for
 
 HTTP_PORT = 8000
 GRPC_PORT = 8001
@@ -44,7 +43,7 @@ class ServingTarget:
 
     tier: str  # the tier the served name routes to
     pool: NodePool
-    repository: str  # path or URI of the build's repository, as pods see it
+    repository: str  # where the build published the repository (s3://.../<key> or /models/<key>)
     model_name: str  # the routed tier's model directory inside the repository
     replicas: int
     served_name: str = ""  # the model name clients call; empty: the tier's own name only (no routing model)
@@ -71,8 +70,9 @@ def triton_image(spec: ModelDeploymentSpec, settings: OperatorSettings) -> str:
     return spec.serving.image or settings.triton_image
 
 
-def triton_args(target: ServingTarget) -> list[str]:
-    repositories = [f"--model-repository={target.repository}"]
+def triton_args(target: ServingTarget, model_repository: str | None = None) -> list[str]:
+    """Triton's command line; ``model_repository``: the build's repository as the Triton container sees it."""
+    repositories = [f"--model-repository={model_repository or target.repository}"]
     loads = [f"--load-model={model}" for _, model in target.models]
     if target.served_name:
         repositories.append(f"--model-repository={ROUTING_REPOSITORY}")
@@ -107,7 +107,8 @@ def server_deployment(
     name = target.deployment_name(md_name)
     selector = pod_selector(md_name, target)
     pod_labels = {**labels.owned_labels(md_name, labels.COMPONENT_SERVER), **selector}
-    volumes, mounts = storage_volume(settings.storage, read_only=True)
+    storage = storage_of(target.repository, spec, settings)
+    local_repository, volumes, mounts, init_containers = serving_repository(storage, target.repository, settings)
     volumes = [*volumes, {"name": "tmp", "emptyDir": {}}]
     mounts = [*mounts, {"name": "tmp", "mountPath": SCRATCH_DIR}]
     if target.served_name:
@@ -118,7 +119,7 @@ def server_deployment(
         "name": "triton",
         "image": target.image or triton_image(spec, settings),
         "command": ["tritonserver"],
-        "args": triton_args(target),
+        "args": triton_args(target, local_repository),
         "ports": [
             {"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"},
             {"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"},
@@ -144,9 +145,6 @@ def server_deployment(
         "securityContext": container_security_context(),
         "lifecycle": {"preStop": {"sleep": {"seconds": DRAIN_SECONDS}}},
     }
-    env_from = storage_env_from(settings.storage)
-    if env_from:
-        container["envFrom"] = env_from
     base = spec.serving.resources.to_wire() if spec.serving.resources else None
     resources = gpu_resources(target.pool, base)
     if resources:
@@ -176,6 +174,7 @@ def server_deployment(
                     "terminationGracePeriodSeconds": DRAIN_SECONDS + EXIT_TIMEOUT_SECONDS + 5,
                     "securityContext": pod_security_context(settings),
                     **_scheduling(target),
+                    **({"initContainers": init_containers} if init_containers else {}),
                     "containers": [container],
                     "volumes": volumes,
                 },
@@ -192,6 +191,16 @@ def _scheduling(target: ServingTarget) -> Manifest:
             sorted({**out.get("nodeSelector", {}), GPU_PRODUCT_LABEL: target.gpu_product}.items())
         )
     return out
+
+
+def storage_of(repository: str, spec: ModelDeploymentSpec, settings: OperatorSettings) -> RepositoryStorage:
+    """The storage a published repository belongs to: the ModelDeployment's, else the operator's default (a
+    build made before ``spec.repository`` changed keeps serving from where it was published)."""
+    own = storage_for(spec, settings)
+    for storage in (own, settings.storage):
+        if storage.owns(repository):
+            return storage
+    return own
 
 
 def _fleet_metadata(md: Manifest) -> Manifest:
