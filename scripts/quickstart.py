@@ -88,6 +88,31 @@ def replica_capacity(md: dict[str, Any]) -> float:
     return table.capacity(status["activeTier"], status["activeNodePool"], slo["latencyMs"] * 0.95, slo["percentile"])
 
 
+def remeasure(md: dict[str, Any], started: float, timeout: float) -> dict[str, Any]:
+    """Build (and so measure) once more when the profile shows no rate at which one replica meets the SLO.
+
+    On a machine this size that means it was busy while the build measured (every latency, even at the lowest
+    rate, is above the SLO), and a step load sized from such a profile would be a load of 0. The rebuild
+    annotation is how a user asks for the same (see docs/operator.md); without a capacity after it, we stop."""
+    name, status = md["metadata"]["name"], md["status"]
+    slo = md["spec"]["slo"]
+    console.print(
+        f"[yellow]the build measured no rate at which one {status['activeTier']} replica keeps p{slo['percentile']} "
+        f"within {slo['latencyMs']} ms (load average while it ran: {os.getloadavg()[0]:.1f} on {os.cpu_count()} "
+        "cores): the machine was busy. Building and measuring once more.[/yellow]"
+    )
+    kubectl(
+        "annotate", "md", name, "-n", NAMESPACE, "--overwrite", f"fulcrum.dev/rebuild=quickstart-{int(time.time())}"
+    )
+    md = wait_serving(name, started, timeout, not_build=status["build"]["key"])
+    if replica_capacity(md) <= 0:
+        raise SystemExit(
+            "the second measurement shows no capacity within the SLO either: run the quickstart on a quieter machine, "
+            "or pass --trace with a load of your own"
+        )
+    return md
+
+
 def step_trace(capacity: float, path: Path) -> Path:
     """Low, then well beyond one replica (so the operator must scale up), then low again (so it scales down)."""
     low, high = round(0.3 * min(capacity, MAX_LOAD_RPS)), round(min(2.0 * capacity, MAX_LOAD_RPS))
@@ -151,12 +176,15 @@ def install(home: Path, started: float) -> None:
     say("the operator runs in its pod: kubectl logs -n fulcrum-system deploy/fulcrum", started)
 
 
-def wait_serving(name: str, started: float, timeout: float) -> dict[str, Any]:
+def wait_serving(name: str, started: float, timeout: float, not_build: str | None = None) -> dict[str, Any]:
+    """The ModelDeployment once Ready (with a build other than ``not_build``, when given)."""
     last = ""
     while True:
-        md = json.loads(kubectl("get", "md", name, "-n", NAMESPACE, "-o", "json").stdout)
-        conditions = {c["type"]: c for c in (md.get("status") or {}).get("conditions", [])}
-        if conditions.get("Ready", {}).get("status") == "True":
+        md: dict[str, Any] = json.loads(kubectl("get", "md", name, "-n", NAMESPACE, "-o", "json").stdout)
+        status = md.get("status") or {}
+        conditions = {c["type"]: c for c in status.get("conditions", [])}
+        built = (status.get("build") or {}).get("key")
+        if conditions.get("Ready", {}).get("status") == "True" and (not_build is None or built != not_build):
             return md
         if conditions.get("Stalled", {}).get("status") == "True":
             raise SystemExit(f"{name} is Stalled: {conditions['Stalled'].get('message')}")
@@ -211,6 +239,9 @@ def main() -> None:
     trace = args.trace
     if trace is None:
         capacity = replica_capacity(md)
+        if capacity <= 0:
+            md = remeasure(md, started, args.timeout)
+            capacity = replica_capacity(md)
         trace = step_trace(capacity, Path(tempfile.mkdtemp()) / "step.csv")
         console.print(
             f"one {md['status']['activeTier']} replica serves {capacity:.0f} rps within the SLO (measured by "

@@ -58,6 +58,12 @@ class KubeError(Exception):
         """409: the object changed since it was read (or already exists, for a create)."""
         return self.status == 409
 
+    @property
+    def namespace_terminating(self) -> bool:
+        """403 from the API server's NamespaceLifecycle admission: nothing new can be created in a namespace that
+        is being deleted (its ModelDeployments go with it)."""
+        return self.status == 403 and "because it is being terminated" in self.message
+
 
 def object_path(kind: str, namespace: str | None, name: str | None = None, subresource: str | None = None) -> str:
     """The REST path of a kind, in a namespace (None: across all namespaces), of one object and a subresource."""

@@ -39,6 +39,10 @@ from fulcrum.handlers import WATCHES, keys_for
 
 log = logging.getLogger("fulcrum")
 
+NAMESPACE_GONE_RETRY = 60.0
+"""Seconds before a ModelDeployment whose namespace is being deleted is reconciled again (unless an event comes
+first, or its deletion drops it)."""
+
 
 @dataclass(frozen=True)
 class ManagerOptions:
@@ -116,6 +120,13 @@ class Manager:
         if isinstance(exc, KubeError) and exc.conflict:
             log.info("reconciling %s/%s: %s; again shortly", key[0], key[1], exc)
             return 1.0
+        if isinstance(exc, KubeError) and exc.namespace_terminating:
+            # every child deleted with the namespace is an event that reconciles the key again: without this, one
+            # warning per event while the namespace goes away, for an object that goes with it
+            log.info(
+                "reconciling %s/%s: its namespace is being deleted; looking again in %.0f s", *key, NAMESPACE_GONE_RETRY
+            )
+            return NAMESPACE_GONE_RETRY
         log.warning("reconciling %s/%s failed (will retry with backoff): %s", key[0], key[1], exc)
         return None
 
