@@ -23,6 +23,7 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -50,12 +51,14 @@ from tests.support.kube import Kube, debug, example_manifest, wait_ready
 from tests.support.polling import wait_for
 from tests.support.release import Release, dev_values, repository_storage
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.held_load]
 
 CAPACITY = {"fp32": 30.0, "fp16": 70.0, "int8": 150.0}  # rps per replica within the SLO, by tier
 SLO_MS = 25.0
 STEP = [(0, 15.0), (45, 110.0), (165, 15.0)]  # (from second, rps)
-RUN_SECONDS = 300
+RUN_SECONDS = 300  # at most: the load stops once the operator is back on fp32 (usually 60-80 s earlier)
+LOAD_INTERVAL = 15  # seconds per row of the trace and per interval of `fulcrum load`'s report
+AGREEMENT_SAMPLES = 25  # samples taken with a whole window of load behind before the load may stop (20 are held)
 WINDOW_SECONDS = 60.0  # the operator's metrics window (ScrapeSource); the client's p99 is taken over the same
 SOURCE = os.environ.get("FULCRUM_E2E_METRICS_SOURCE", "prometheus")
 RATE_AGREEMENT = 0.10  # median |Prometheus / served - 1| over the run (measured 0.03)
@@ -211,7 +214,7 @@ def seed_edge_record(kube: Kube, operator: Release, base: dict[str, Any], manife
 def start_load(cluster: Any, namespace: str, workdir: Path) -> subprocess.Popen[str]:
     """``fulcrum load`` in its own process, as a user would run it, one step per 15 s row of the trace."""
     trace = workdir / "step.csv"
-    rows = [(t, next(r for start, r in reversed(STEP) if t >= start)) for t in range(0, RUN_SECONDS, 15)]
+    rows = [(t, next(r for start, r in reversed(STEP) if t >= start)) for t in range(0, RUN_SECONDS, LOAD_INTERVAL)]
     trace.write_text("t_seconds,requests_per_second\n" + "".join(f"{t},{r}\n" for t, r in rows))
 
     return subprocess.Popen(
@@ -227,7 +230,7 @@ def start_load(cluster: Any, namespace: str, workdir: Path) -> subprocess.Popen[
             "--trace",
             str(trace),
             "--interval",
-            "15",
+            str(LOAD_INTERVAL),
             "--slo-ms",
             str(SLO_MS),
             "--json",
@@ -238,6 +241,28 @@ def start_load(cluster: Any, namespace: str, workdir: Path) -> subprocess.Popen[
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def back_on_fp32(samples: list[tuple[float, str | None, float | None]], began: float) -> bool:
+    """After the step down, the operator is back on fp32 from a faster tier, and the run holds enough samples
+    with a whole metrics window of load behind them for the agreement checks: the rest of the trace would only
+    hold the low load longer."""
+    tiers = [tier for _, tier, _ in samples]
+    windows = sum(1 for at, _, _ in samples if at - began >= WINDOW_SECONDS + 5)
+    return (
+        samples[-1][0] - began >= STEP[-1][0]
+        and tiers[-1] == "fp32"
+        and any(tier in ("fp16", "int8") for tier in tiers)
+        and windows >= AGREEMENT_SAMPLES
+    )
+
+
+def stop_mid_interval(load: subprocess.Popen[str], began: float) -> None:
+    """SIGINT (`fulcrum load` then reports what it measured) halfway through one of its intervals, so the last
+    interval it reports is never one cut right at its start (no request sent in it yet)."""
+    into = (time.time() - began) % LOAD_INTERVAL
+    time.sleep((LOAD_INTERVAL / 2 - into) % LOAD_INTERVAL)
+    load.send_signal(signal.SIGINT)
 
 
 def read_request_log(path: Path) -> list[tuple[float, float | None]]:
@@ -280,12 +305,16 @@ def test_step_load_scales_up_switches_tier_under_budget_and_back(
     pairs: list[tuple[float, FleetMetrics | None, FleetMetrics | None]] = []  # (time, direct, Prometheus)
     load = start_load(cluster, namespace, tmp_path)
     began = time.time()
+    stopping = False
     try:
         while load.poll() is None:
             status = kube.get(namespace, "loop").get("status") or {}
             latency = (status.get("observed") or {}).get("latencyMs")
             samples.append((time.time(), status.get("activeTier"), float(latency) if latency else None))
             pairs.append((time.time(), *side_by_side.sample((status.get("serving") or {}).get("modelName"))))
+            if not stopping and back_on_fp32(samples, began):
+                stop_mid_interval(load, began)
+                stopping = True
             time.sleep(5)
     finally:
         side_by_side.close()

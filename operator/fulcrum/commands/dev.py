@@ -38,7 +38,9 @@ def _run_build(force: bool) -> Path:
     console = Console(stderr=True)
     p = build_mod.plan()
     if p.complete and not force:
+        build_mod.mark_wanted(p.bin_dir)
         console.print(f"binaries up to date: {p.bin_dir}")
+        _prune_binaries(p.key)
         return p.bin_dir
     console.print(f"building {len(p.binaries)} binaries for pin {p.key} (one at a time; a cold build takes a while)")
     started = time.monotonic()
@@ -71,7 +73,34 @@ def _run_build(force: bool) -> Path:
         except build_mod.BuildError as exc:
             raise click.ClickException(str(exc)) from exc
     console.print(f"built {p.bin_dir} in {time.monotonic() - started:.0f}s")
+    _prune_binaries(p.key)
     return bin_dir
+
+
+def _prune_binaries(
+    current: str, *, dry_run: bool = False, keep_newest: int | None = None, keep_seconds: float | None = None
+) -> None:
+    """Pins nobody has wanted for a while leave the binary cache (see :mod:`fulcrum.dev.bin_cache`)."""
+    from fulcrum.dev import bin_cache  # noqa: PLC0415
+
+    try:
+        result = bin_cache.prune(
+            current,
+            say=lambda m: click.echo(m, err=True),
+            dry_run=dry_run,
+            keep_newest=bin_cache.KEEP_NEWEST if keep_newest is None else keep_newest,
+            keep_seconds=bin_cache.KEEP_SECONDS if keep_seconds is None else keep_seconds,
+        )
+    except OSError as exc:
+        click.echo(f"binary cache: pruning failed ({exc}); the cache is left as it is", err=True)
+        return
+    if dry_run:
+        for pin in result.removed:
+            click.echo(f"would remove {pin.path}")
+    elif result.removed:
+        click.echo(
+            f"binary cache: removed {len(result.removed)} stale pins, {result.freed_bytes / 1e9:.1f} GB freed", err=True
+        )
 
 
 @dev.command()
@@ -188,15 +217,38 @@ def prune_images(dry_run: bool, keep_newest: int, keep_hours: float) -> None:
     _prune_images(None, dry_run=dry_run, keep_newest=keep_newest, keep_seconds=keep_hours * 3600)
 
 
+@dev.command("prune-binaries")
+@click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
+@click.option("--keep-newest", type=int, default=2, show_default=True, help="Pins kept, most recently wanted first.")
+@click.option(
+    "--keep-hours", type=float, default=6.0, show_default=True, help="Keep every pin wanted within this many hours."
+)
+def prune_binaries(dry_run: bool, keep_newest: int, keep_hours: float) -> None:
+    """Remove the binary directories of pins no checkout has wanted lately (~/.cache/fulcrum/bin/k8s-*).
+
+    Runs by itself after every `fulcrum dev build` with the defaults; this checkout's pin and any directory a
+    running process was started from always stay."""
+    from fulcrum.dev import build as build_mod  # noqa: PLC0415
+
+    try:
+        current = build_mod.plan().key
+    except build_mod.BuildError as exc:
+        raise click.ClickException(str(exc)) from exc
+    _prune_binaries(current, dry_run=dry_run, keep_newest=keep_newest, keep_seconds=keep_hours * 3600)
+
+
 @dev.command("bin-dir")
 def bin_dir() -> None:
     """Print the directory of the current pin's binaries (built or not), for PATH: kubectl, helm, kubelet..."""
     from fulcrum.dev import build as build_mod  # noqa: PLC0415
 
     try:
-        click.echo(str(build_mod.plan().bin_dir))
+        p = build_mod.plan()
     except build_mod.BuildError as exc:
         raise click.ClickException(str(exc)) from exc
+    if p.complete:
+        build_mod.mark_wanted(p.bin_dir)
+    click.echo(str(p.bin_dir))
 
 
 @dev.command()

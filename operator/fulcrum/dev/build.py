@@ -10,6 +10,7 @@ recompiles only what changed. Builds run one binary at a time (2-core CI machine
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -25,6 +26,7 @@ from fulcrum.dev.paths import bin_root, go_root
 SOURCE_ENV = "FULCRUM_DEVCLUSTER_SRC"
 RECIPE_VERSION = "2"  # bump when the build flags below change
 COMPLETE = ".complete"
+WANTED = ".wanted"  # touched whenever a checkout asks for the pin's binaries (fulcrum.dev.bin_cache prunes by it)
 
 
 class BuildError(RuntimeError):
@@ -182,7 +184,16 @@ def find_bin_dir(source: Path | None = None) -> Path | None:
         p = plan(source)
     except BuildError:
         return None
-    return p.bin_dir if p.complete else None
+    if not p.complete:
+        return None
+    mark_wanted(p.bin_dir)
+    return p.bin_dir
+
+
+def mark_wanted(bin_dir: Path) -> None:
+    """Say that a checkout wants this pin now (its ``.wanted`` file's mtime), so pruning keeps it a while."""
+    with contextlib.suppress(OSError):  # a read-only cache is used as it is
+        (bin_dir / WANTED).touch()
 
 
 def go_env() -> dict[str, str]:
@@ -206,6 +217,7 @@ Reporter = Callable[[str, str, float], None]  # (binary, event: start|package|do
 def build(p: Plan, report: Reporter | None = None, force: bool = False) -> Path:
     """Build every binary of the plan serially; returns the bin dir. A no-op when already complete."""
     if p.complete and not force:
+        mark_wanted(p.bin_dir)
         return p.bin_dir
     go = shutil.which("go")
     if go is None:
@@ -238,6 +250,7 @@ def build(p: Plan, report: Reporter | None = None, force: bool = False) -> Path:
         if report:
             report(binary.name, "done", time.monotonic() - started)
     (staging / COMPLETE).write_text(p.key + "\n")
+    (staging / WANTED).touch()
     if p.bin_dir.exists():
         shutil.rmtree(p.bin_dir)
     os.replace(staging, p.bin_dir)
