@@ -8,5 +8,6 @@ def pytest_configure(config: object) -> None:
     # pyproject.toml, so a marker added there would rebuild it
     config.addinivalue_line(  # type: ignore[attr-defined]
         "markers",
-        "held_load: an e2e test that holds a load for minutes; the whole suite runs these on a cluster of their own",
+        "held_lane: an e2e test for the suite's second e2e lane, on a cluster of its own: the tests that hold a "
+        "load for minutes, and short ones that even the two lanes' times",
     )
