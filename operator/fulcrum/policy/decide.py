@@ -265,13 +265,14 @@ class _Tick:
         A slope is extrapolated at most ``trend_horizon_seconds``, about as long as it was measured, so a burst's
         onset is not projected minutes ahead: the steeper of the long and short windows' slopes for scaling, the
         long window's alone (``steady``) for switches. A move that commits to its target for the cooldown
-        (``commit``) extrapolates the long window's slope over the whole horizon: a ramp that goes on must not
-        trap it.
+        (``commit``) extrapolates the slope over the whole horizon: a ramp that goes on must not trap it; the long
+        window's for a move by choice, the steeper one for a forced move (``steady=False``): the load that forces
+        it is rising now, and a target it outgrows within the cooldown means a second start-up.
         """
+        rate_slope = self.trend_slope if steady else self.rate_slope
         if commit:
-            extrapolated = forecast(self.rate, self.trend_slope, horizon)
+            extrapolated = forecast(self.rate, rate_slope, horizon)
         else:
-            rate_slope = self.trend_slope if steady else self.rate_slope
             extrapolated = forecast(self.rate, rate_slope, min(horizon, self.tuning.trend_horizon_seconds))
         return extrapolated * (1.0 + self.tuning.headroom)
 
@@ -625,7 +626,8 @@ class _Tick:
             if not self.sustainable(option):
                 continue
             hot = self.hot_reachable(here.placement, candidate.placement)
-            lasting = hot or self.sustainable(self.size(candidate, cooldown, commit=True))
+            # a forced move holds the steeper slope for the cooldown (:meth:`trend`), a move by choice the trend's
+            lasting = hot or self.sustainable(self.size(candidate, cooldown, steady=lead <= 0.0, commit=True))
             # new pods cost an overlap and a start-up, and leave the pods that load the way back: a cold target
             # comes before a hot one only where it saves what a move for cost alone must save
             cost = option.cost if hot else option.cost / (1.0 - self.tuning.switch_saving)
