@@ -613,8 +613,9 @@ class _Tick:
         first. A forced move (``lead`` > 0: the current placement does not hold that long) only goes where more
         can be served within the budget.
 
-        A move to new pods commits to the target for the cooldown: targets that hold the envelope that long
-        come first (a hot switch commits to nothing); if none does, those the budget buys the most of.
+        A move to new pods commits to the target for the cooldown: targets that hold the trend that long come
+        first (a hot switch commits to nothing), for a forced move those that hold the steeper slope that long
+        before those that hold only the long window's; if none does, those the budget buys the most of.
         """
         cooldown = float(self.spec.scaling.tier_switch_cooldown_seconds)
         ranked: list[tuple[tuple[float, ...], Option]] = []
@@ -626,8 +627,9 @@ class _Tick:
             if not self.sustainable(option):
                 continue
             hot = self.hot_reachable(here.placement, candidate.placement)
-            # a forced move holds the steeper slope for the cooldown (:meth:`trend`), a move by choice the trend's
-            lasting = hot or self.sustainable(self.size(candidate, cooldown, steady=lead <= 0.0, commit=True))
+            # holding the long window's trend for the cooldown; for a forced move, first the steeper slope's too
+            lasting = hot or self.sustainable(self.size(candidate, cooldown, commit=True))
+            steep = hot or (lasting and self.sustainable(self.size(candidate, cooldown, steady=False, commit=True)))
             # new pods cost an overlap and a start-up, and leave the pods that load the way back: a cold target
             # comes before a hot one only where it saves what a move for cost alone must save
             cost = option.cost if hot else option.cost / (1.0 - self.tuning.switch_saving)
@@ -635,10 +637,12 @@ class _Tick:
                 order: tuple[float, ...] = (cost, float(candidate.rank), -option.capacity)
             else:
                 order = (float(candidate.rank), cost, -option.capacity)
-            if lasting:
+            if lasting and (steep or lead <= 0.0):
                 ranked.append(((0.0, *order), option))
+            elif lasting:
+                ranked.append(((1.0, *order), option))
             else:
-                ranked.append(((1.0, -self.ceiling(candidate), *order), option))
+                ranked.append(((2.0, -self.ceiling(candidate), *order), option))
         ranked.sort(key=lambda item: item[0])
         return [option for _, option in ranked]
 
