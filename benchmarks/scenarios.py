@@ -98,6 +98,9 @@ def report(outcomes: list[Outcome], label: str) -> bool:
     result = verdict(outcomes)
     for check, ok in result.checks.items():
         print(f"  [{'met' if ok else 'MISSED'}] {check}")
+    if result.beaten:
+        scenarios = len({name for name, _, _ in result.beaten})
+        print(f"      {scenarios} scenario(s) where a baseline within budget is > 1 point better; the first ten pairs:")
     for name, baseline, points in result.beaten[:10]:
         print(f"      {name}: {baseline} +{points:.2f} points")
     if result.over_budget:

@@ -265,13 +265,14 @@ class _Tick:
         A slope is extrapolated at most ``trend_horizon_seconds``, about as long as it was measured, so a burst's
         onset is not projected minutes ahead: the steeper of the long and short windows' slopes for scaling, the
         long window's alone (``steady``) for switches. A move that commits to its target for the cooldown
-        (``commit``) extrapolates the long window's slope over the whole horizon: a ramp that goes on must not
-        trap it.
+        (``commit``) extrapolates the slope over the whole horizon: a ramp that goes on must not trap it; the long
+        window's for a move by choice, the steeper one for a forced move (``steady=False``): the load that forces
+        it is rising now, and a target it outgrows within the cooldown means a second start-up.
         """
+        rate_slope = self.trend_slope if steady else self.rate_slope
         if commit:
-            extrapolated = forecast(self.rate, self.trend_slope, horizon)
+            extrapolated = forecast(self.rate, rate_slope, horizon)
         else:
-            rate_slope = self.trend_slope if steady else self.rate_slope
             extrapolated = forecast(self.rate, rate_slope, min(horizon, self.tuning.trend_horizon_seconds))
         return extrapolated * (1.0 + self.tuning.headroom)
 
@@ -612,8 +613,9 @@ class _Tick:
         first. A forced move (``lead`` > 0: the current placement does not hold that long) only goes where more
         can be served within the budget.
 
-        A move to new pods commits to the target for the cooldown: targets that hold the envelope that long
-        come first (a hot switch commits to nothing); if none does, those the budget buys the most of.
+        A move to new pods commits to the target for the cooldown: targets that hold the trend that long come
+        first (a hot switch commits to nothing), for a forced move those that hold the steeper slope that long
+        before those that hold only the long window's; if none does, those the budget buys the most of.
         """
         cooldown = float(self.spec.scaling.tier_switch_cooldown_seconds)
         ranked: list[tuple[tuple[float, ...], Option]] = []
@@ -625,7 +627,9 @@ class _Tick:
             if not self.sustainable(option):
                 continue
             hot = self.hot_reachable(here.placement, candidate.placement)
+            # holding the long window's trend for the cooldown; for a forced move, first the steeper slope's too
             lasting = hot or self.sustainable(self.size(candidate, cooldown, commit=True))
+            steep = hot or (lasting and self.sustainable(self.size(candidate, cooldown, steady=False, commit=True)))
             # new pods cost an overlap and a start-up, and leave the pods that load the way back: a cold target
             # comes before a hot one only where it saves what a move for cost alone must save
             cost = option.cost if hot else option.cost / (1.0 - self.tuning.switch_saving)
@@ -633,10 +637,12 @@ class _Tick:
                 order: tuple[float, ...] = (cost, float(candidate.rank), -option.capacity)
             else:
                 order = (float(candidate.rank), cost, -option.capacity)
-            if lasting:
+            if lasting and (steep or lead <= 0.0):
                 ranked.append(((0.0, *order), option))
+            elif lasting:
+                ranked.append(((1.0, *order), option))
             else:
-                ranked.append(((1.0, -self.ceiling(candidate), *order), option))
+                ranked.append(((2.0, -self.ceiling(candidate), *order), option))
         ranked.sort(key=lambda item: item[0])
         return [option for _, option in ranked]
 
