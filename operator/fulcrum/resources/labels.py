@@ -64,5 +64,10 @@ def build_job_name(key: str) -> str:
     return dns_name("fulcrum-build", key[:20])
 
 
+def upload_form_name(key: str) -> str:
+    """The Secret holding a build Job's upload form (owned by the Job)."""
+    return dns_name("fulcrum-build", key[:20], "upload")
+
+
 def build_record_name(key: str) -> str:
     return dns_name("fulcrum-build", key[:20], "record")

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from fulcrum.storage import sigv4
 from fulcrum.storage.config import ObjectURI, StorageConfigError
@@ -89,3 +90,45 @@ def sign(
         max_bytes=max_bytes,
     )
     return UploadForm(root.bucket, prefix, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expires_at)), fields)
+
+
+CONTENT_KEY_FIELD = "contentKey"
+"""The fetch step's termination message when a build will publish: the content key it needs a form for."""
+
+
+def content_key_message(key: str) -> str:
+    return json.dumps({CONTENT_KEY_FIELD: key})
+
+
+def content_key_of(message: str | None) -> str | None:
+    """The content key a fetch step's termination message asks a form for; None for any other message."""
+    if not message or CONTENT_KEY_FIELD not in message:
+        return None
+    try:
+        document = json.loads(message)
+    except ValueError:
+        return None
+    key = document.get(CONTENT_KEY_FIELD) if isinstance(document, dict) and len(document) == 1 else None
+    return key if isinstance(key, str) and key and "/" not in key and key not in (".", "..") else None
+
+
+def load(
+    path: Path, *, wait: float, say: Callable[[str], None], sleep: Callable[[float], None] = time.sleep
+) -> UploadForm:
+    """The form in ``path`` (a Secret volume), waiting up to ``wait`` seconds for it to appear: the operator
+    signs it once the fetch step has reported the content key, and the kubelet projects it a little later."""
+    deadline = time.monotonic() + wait
+    said = False
+    while True:
+        try:
+            return UploadForm.from_json(path.read_text())
+        except (FileNotFoundError, StorageConfigError) as error:
+            if time.monotonic() >= deadline:
+                raise StorageConfigError(
+                    f"no usable upload form at {path} after {wait:.0f}s ({type(error).__name__}): the operator "
+                    "signs one for each build that publishes; is it running with the repository's write keys?"
+                ) from None
+            if not said:
+                say(f"waiting for the upload form at {path}")
+                said = True
+            sleep(2.0)
