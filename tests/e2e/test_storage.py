@@ -152,18 +152,20 @@ def test_a_killed_build_is_redone_and_another_namespace_reuses_the_bytes(
     kube.create(namespace, manifest)
 
     def building_pod() -> Any:
+        """This model's build pod past its fetch step and before its publish step: building or measuring.
+
+        Either step will do (both come before anything is written to the store). The build step alone of a
+        model this small can start and end between two status updates of a busy kubelet, so a test waiting
+        for it alone may never see it running."""
         for job in kube.batch.list_namespaced_job(operator.build_namespace).items:
             for pod in build_pods(kube, operator.build_namespace, job.metadata.labels[labels.BUILD_KEY]):
                 statuses = {c.name: c.state for c in pod.status.init_container_statuses or []}
-                if (
-                    statuses.get("build")
-                    and statuses["build"].running
-                    and "tiny" in str(pod.spec.init_containers[0].env)
-                ):
+                mid_build = any(statuses.get(step) and statuses[step].running for step in ("build", "measure"))
+                if mid_build and source in str(pod.spec.init_containers[0].env):
                     return pod
         return None
 
-    killed = wait_for("the build step running", building_pod, 300, every=0.5, on_timeout=operator.log)
+    killed = wait_for("the build or measure step running", building_pod, 300, every=0.5, on_timeout=operator.log)
     key = killed.metadata.labels[labels.BUILD_KEY]
     kill_build_step(kube, killed)
     wait_ready(kube, operator, namespace, "tiny")

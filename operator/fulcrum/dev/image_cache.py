@@ -12,14 +12,12 @@ local image from buildah's storage (shared layers stay while a kept image uses t
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,7 +114,7 @@ def prune(
 ) -> PruneResult:
     """Remove the stale keys (see :func:`stale_keys`) from the registry store and buildah's storage."""
     root = images.images_root()
-    with _try_lock(root) as held:
+    with images.try_locked() as held:
         if not held:
             say("image cache: another image build holds the lock; pruning is left for the next run")
             return PruneResult([], 0)
@@ -129,36 +127,19 @@ def prune(
         before = _disk_bytes(store) + _disk_bytes(root / "storage")
         for entry in stale:
             say(f"image cache: removing {entry.name}:{entry.key} (last wanted {_age(entry.last_wanted)} ago)")
-            tag = store / "docker/registry/v2/repositories" / entry.name / "_manifests/tags" / entry.key
-            shutil.rmtree(tag, ignore_errors=True)
+            shutil.rmtree(images.tag_dir(entry.name, entry.key), ignore_errors=True)
             subprocess.run(
                 ["buildah", *images.storage_args(), "rmi", f"localhost/{entry.name}:{entry.key}"],
                 capture_output=True,
                 check=False,  # gone already, or never built here (a record copied with the store)
             )
             images.record_path(entry.name, entry.key).unlink(missing_ok=True)
-        if images.registry_store().exists():
+        if store.exists():
             _collect_registry_garbage(store)
         # layers of removed images that no other image uses (buildah --layers keeps intermediate images)
         subprocess.run(["buildah", *images.storage_args(), "rmi", "--prune"], capture_output=True, check=False)
         after = _disk_bytes(store) + _disk_bytes(root / "storage")
     return PruneResult(stale, max(0, before - after))
-
-
-@contextlib.contextmanager
-def _try_lock(root: Path) -> Iterator[bool]:
-    """The image build lock if it is free now (a prune never waits for, nor runs beside, a build)."""
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / ".lock", "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _age(then: float) -> str:

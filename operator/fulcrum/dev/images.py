@@ -29,6 +29,7 @@ import urllib.request
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import IO
 
 from fulcrum.dev import health
 from fulcrum.dev.paths import cache_root
@@ -179,9 +180,13 @@ def record_path(name: str, key: str) -> Path:
     return images_root() / "built" / f"{name}-{key}.json"
 
 
+def tag_dir(name: str, key: str) -> Path:
+    """Where the registry store keeps the tag ``name:key`` (removing it untags the image)."""
+    return registry_store() / "docker/registry/v2/repositories" / name / "_manifests/tags" / key
+
+
 def in_store(name: str, key: str) -> bool:
-    tag = registry_store() / "docker/registry/v2/repositories" / name / "_manifests/tags" / key / "current/link"
-    return tag.exists()
+    return (tag_dir(name, key) / "current/link").exists()
 
 
 def built(name: str, key: str) -> BuiltImage | None:
@@ -204,9 +209,7 @@ def built(name: str, key: str) -> BuiltImage | None:
 @contextlib.contextmanager
 def _locked(say: Say) -> Iterator[None]:
     """One image build at a time on this machine (all clusters share the store)."""
-    root = images_root()
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / ".lock", "w") as lock:
+    with _lock_file() as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -216,6 +219,27 @@ def _locked(say: Say) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def try_locked() -> Iterator[bool]:
+    """The image build lock if it is free now, else False at once (for work that must never run beside a build)."""
+    with _lock_file() as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _lock_file() -> IO[str]:
+    root = images_root()
+    root.mkdir(parents=True, exist_ok=True)
+    return open(root / ".lock", "w")
 
 
 def _require(*commands: str) -> None:
