@@ -35,10 +35,13 @@ def store_at(
     (``fulcrum.storage.form``), waiting up to ``wait`` seconds for it to appear."""
     try:
         store = open_repository(location)
-        if upload_form is not None and isinstance(store, S3Repository):
-            store.form = form.load(upload_form, wait=wait, say=say)
     except StorageConfigError as error:
         raise PublishError(f"repository {location}: {error}") from error
+    if upload_form is not None and isinstance(store, S3Repository):
+        try:
+            store.form = form.load(upload_form, wait=wait, say=say)
+        except StorageConfigError as error:  # the operator may be restarting: the Job's next pod asks again
+            raise PublishError(f"repository {location}: {error}", transient=True) from error
     return store
 
 

@@ -5,22 +5,26 @@ from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
+
+import pytest
 
 from fulcrum.controller.reconciler import termination_message
-from fulcrum.controller.uploads import UploadSigner, reported_content_key, uses_upload_form
+from fulcrum.controller.uploads import UploadSigner, reported_content_key
 from fulcrum.resources import labels
-from fulcrum.resources.build import UPLOAD_FORM_FILE, build_job, upload_form_secret
+from fulcrum.resources.build import UPLOAD_FORM_FILE, build_job, upload_form_secret, upload_form_secret_name
 from fulcrum.resources.storage import signs_uploads
 from fulcrum.storage.form import UploadForm, content_key_message, content_key_of
 from tests.unit.test_resources import IMAGE, S3, SETTINGS, _md, containers, mounts
 
 KEY = "ab" * 32
+FORM_SECRET = labels.upload_form_name("k" * 32, "a1b2c3")
 WRITER = {"AWS_ACCESS_KEY_ID": "WRITER", "AWS_SECRET_ACCESS_KEY": "writer-secret"}
 
 
 def job_with_form() -> dict:
     _body, md = _md()
-    job = build_job("k" * 32, md.spec.node_pool("cpu"), S3, md.spec, serving_image=IMAGE, upload_form=True)
+    job = build_job("k" * 32, md.spec.node_pool("cpu"), S3, md.spec, serving_image=IMAGE, upload_form=FORM_SECRET)
     job["metadata"]["uid"] = "job-uid"
     return job
 
@@ -40,13 +44,11 @@ def test_no_step_of_a_build_with_a_form_holds_a_write_key() -> None:
     assert args[args.index("--upload-form") + 1] == f"/var/run/fulcrum/upload-form/{UPLOAD_FORM_FILE}"
     assert not any("upload-form" in mounts(steps[n]) for n in ("fetch", "build", "measure", "triton"))
     volumes = {v["name"]: v for v in job["spec"]["template"]["spec"]["volumes"]}
-    assert volumes["upload-form"]["secret"] == {
-        "secretName": labels.upload_form_name("k" * 32), "optional": True, "defaultMode": 0o400,
-    }  # fmt: skip
-    assert uses_upload_form(job)
+    assert volumes["upload-form"]["secret"] == {"secretName": FORM_SECRET, "optional": True, "defaultMode": 0o400}
+    assert upload_form_secret_name(job) == FORM_SECRET == "fulcrum-build-kkkkkkkkkkkkkkkkkkkk-upload-a1b2c3"
     _body, md = _md()
     plain = build_job("k" * 32, md.spec.node_pool("cpu"), S3, md.spec, serving_image=IMAGE)
-    assert not uses_upload_form(plain)
+    assert upload_form_secret_name(plain) is None
     assert containers(plain)["publish"]["envFrom"] == [{"secretRef": {"name": "repo-writer"}}]
 
 
@@ -66,7 +68,7 @@ def test_the_form_secret_is_owned_by_its_job_and_holds_only_the_form() -> None:
     assert form.prefix == f"fulcrum/{KEY}/" and form.bucket == "models"
     secret = upload_form_secret("k" * 32, job_with_form(), form)
     meta = secret["metadata"]
-    assert (meta["name"], meta["namespace"]) == (labels.upload_form_name("k" * 32), "fulcrum-system")
+    assert (meta["name"], meta["namespace"]) == (FORM_SECRET, "fulcrum-system")
     assert meta["ownerReferences"] == [
         {"apiVersion": "batch/v1", "kind": "Job", "name": labels.build_job_name("k" * 32), "uid": "job-uid",
          "controller": False, "blockOwnerDeletion": False},
@@ -77,6 +79,29 @@ def test_the_form_secret_is_owned_by_its_job_and_holds_only_the_form() -> None:
     assert stored == form
     text = base64.b64decode(secret["data"][UPLOAD_FORM_FILE]).decode() + json.dumps(secret)
     assert "writer-secret" not in text and "WRITER/" in text  # the access key's id is in the credential scope
+
+
+def test_a_form_outlives_the_longest_build() -> None:
+    from dataclasses import replace
+
+    from fulcrum.storage.form import DEFAULT_LIFETIME
+
+    signer = UploadSigner.from_environment(S3, WRITER)
+    assert signer is not None and signer.lifetime == DEFAULT_LIFETIME  # 6 h > the default 1 h build timeout
+    slow = UploadSigner.from_environment(replace(S3, build_timeout_seconds=10 * 3600), WRITER)
+    assert slow is not None and slow.lifetime == 11 * 3600
+
+
+def test_a_form_that_never_comes_is_a_transient_failure(tmp_path: Path) -> None:
+    from model_repo_builder import publish
+
+    with pytest.raises(publish.PublishError) as error:
+        publish.store_at("s3://models/fulcrum", upload_form=tmp_path / "form.json", wait=0, say=lambda _m: None)
+    assert error.value.transient and "no usable upload form" in str(error.value)
+    (tmp_path / "form.json").write_text('{"bucket": "models"}')  # half-projected or tampered: never echoed
+    with pytest.raises(publish.PublishError) as error:
+        publish.store_at("s3://models/fulcrum", upload_form=tmp_path / "form.json", wait=0, say=lambda _m: None)
+    assert error.value.transient and '"bucket"' not in str(error.value)
 
 
 def test_without_write_keys_the_operator_signs_nothing() -> None:

@@ -34,7 +34,7 @@ from fulcrum.controller.control import ControlLoop, parse_time
 from fulcrum.controller.kube import KubeClient, KubeError
 from fulcrum.controller.outcome import fold_tick
 from fulcrum.controller.routing import Router
-from fulcrum.controller.uploads import UploadSigner, reported_content_key, uses_upload_form
+from fulcrum.controller.uploads import UploadSigner, reported_content_key
 from fulcrum.metrics.sources import MetricsSource, Reading, Target
 from fulcrum.reconcile.builds import (
     BuildPhase,
@@ -64,6 +64,7 @@ from fulcrum.resources.build import (
     build_job,
     build_record,
     upload_form_secret,
+    upload_form_secret_name,
 )
 from fulcrum.resources.build_key import REBUILD_ANNOTATION
 from fulcrum.resources.endpoints import ready_addresses, ready_endpoints
@@ -455,7 +456,7 @@ class Reconciler:
         reported the content key. The Secret is created once (a 409 means it is there) and goes with the Job."""
         meta = job["metadata"]
         uid = meta.get("uid")
-        if self.signer is None or not uid or uid in self._forms_signed or not uses_upload_form(job):
+        if self.signer is None or not uid or uid in self._forms_signed or upload_form_secret_name(job) is None:
             return
         pods = [
             p
@@ -577,8 +578,10 @@ class Reconciler:
                 build.key, build.pool, self.settings, spec,
                 serving_image=build.serving_image, namespace=build.namespace or self.settings.build_namespace,
                 md_name=name,
-                upload_form=self.signer is not None
-                and signs_uploads(spec, build.namespace or self.settings.build_namespace, self.settings),
+                upload_form=labels.upload_form_name(build.key, secrets.token_hex(3))
+                if self.signer is not None
+                and signs_uploads(spec, build.namespace or self.settings.build_namespace, self.settings)
+                else None,
             )  # fmt: skip
             created = await self.kube.create(job)
             if created is not None:

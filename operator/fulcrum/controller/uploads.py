@@ -12,7 +12,7 @@ from typing import Any
 from fulcrum.resources.build import UPLOAD_FORM_FILE
 from fulcrum.resources.settings import OperatorSettings
 from fulcrum.storage.config import ObjectURI, S3Config, StorageConfigError
-from fulcrum.storage.form import UploadForm, content_key_of, sign
+from fulcrum.storage.form import DEFAULT_LIFETIME, UploadForm, content_key_of, sign
 from fulcrum.storage.sigv4 import Credentials
 
 log = logging.getLogger("fulcrum.storage")
@@ -25,12 +25,13 @@ class UploadSigner:
     credentials: Credentials
     root: ObjectURI
     region: str
+    lifetime: float = DEFAULT_LIFETIME
 
     def __repr__(self) -> str:
         return f"UploadSigner(root={self.root}, access_key={self.credentials.access_key!r})"
 
     def sign(self, key: str) -> UploadForm:
-        return sign(self.credentials, self.root, key, region=self.region)
+        return sign(self.credentials, self.root, key, region=self.region, lifetime=self.lifetime)
 
     @classmethod
     def from_environment(cls, settings: OperatorSettings, env: Mapping[str, str] | None = None) -> UploadSigner | None:
@@ -54,12 +55,9 @@ class UploadSigner:
                 storage.secret or "no Secret",
             )
             return None
-        return cls(config.credentials, root, config.region)
-
-
-def uses_upload_form(job: Mapping[str, Any]) -> bool:
-    volumes = job.get("spec", {}).get("template", {}).get("spec", {}).get("volumes") or []
-    return any(v.get("name") == "upload-form" for v in volumes)
+        # a form outlives the longest build (the Job's activeDeadlineSeconds) by an hour
+        lifetime = max(DEFAULT_LIFETIME, settings.build_timeout_seconds + 3600)
+        return cls(config.credentials, root, config.region, lifetime)
 
 
 def reported_content_key(pods: Sequence[Mapping[str, Any]]) -> str | None:
@@ -76,4 +74,4 @@ def reported_content_key(pods: Sequence[Mapping[str, Any]]) -> str | None:
     return None
 
 
-__all__ = ["UPLOAD_FORM_FILE", "UploadSigner", "reported_content_key", "uses_upload_form"]
+__all__ = ["UPLOAD_FORM_FILE", "UploadSigner", "reported_content_key"]

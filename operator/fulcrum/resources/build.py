@@ -165,15 +165,16 @@ def build_job(
     serving_image: str,
     namespace: str | None = None,
     md_name: str = "model",
-    upload_form: bool = False,
+    upload_form: str | None = None,
 ) -> Manifest:
     """The Job that builds one key on one pool (TensorRT engines must be built on the GPU they serve on).
 
     ``serving_image``: the pool's Triton image, which the build measures with (under a replica's
     ``spec.serving.resources``); ``namespace``: where it runs (the build namespace, or the ModelDeployment's own
-    when its spec names a Secret or claim there). ``upload_form``: the operator signs this build an upload form
-    (``upload_form_secret``), so no step holds a write key: fetch and publish read with the serving pods'
-    read-only Secret, and publish writes its own key through the form."""
+    when its spec names a Secret or claim there). ``upload_form``: the name of the Secret (``labels.upload_form_name``)
+    in which the operator will put this build's upload form (``upload_form_secret``), so no step holds a write
+    key: fetch and publish read with the serving pods' read-only Secret, and publish writes its own key through
+    the form."""
     storage = storage_mod.storage_for(spec, settings)
     credentials = storage.serving_secret if upload_form else storage.secret
     serving_resources = spec.serving.resources.to_wire() if spec.serving.resources else None
@@ -260,7 +261,7 @@ def build_job(
     form_mounts: list[Manifest] = []
     if upload_form:
         # optional: the operator creates it once the fetch step has reported the content key
-        secret = {"secretName": labels.upload_form_name(key), "optional": True, "defaultMode": 0o400}
+        secret = {"secretName": upload_form, "optional": True, "defaultMode": 0o400}
         volumes.append({"name": "upload-form", "secret": secret})
         form_mounts.append({"name": "upload-form", "mountPath": UPLOAD_FORM_MOUNT, "readOnly": True})
         form_args = ["--upload-form", f"{UPLOAD_FORM_MOUNT}/{UPLOAD_FORM_FILE}"]
@@ -336,15 +337,25 @@ def build_job(
     }
 
 
+def upload_form_secret_name(job: Manifest) -> str | None:
+    """The Secret a build Job's publish step reads its upload form from; None when it publishes without one."""
+    for volume in job.get("spec", {}).get("template", {}).get("spec", {}).get("volumes") or []:
+        if volume.get("name") == "upload-form":
+            return str(volume["secret"]["secretName"])
+    return None
+
+
 def upload_form_secret(key: str, job: Manifest, form: UploadForm) -> Manifest:
     """The Secret with a build Job's upload form, owned by the Job (it goes when the Job goes)."""
     meta = job["metadata"]
+    name = upload_form_secret_name(job)
+    assert name is not None, "the Job publishes without an upload form"
     return {
         "apiVersion": "v1",
         "kind": "Secret",
         "type": "Opaque",
         "metadata": {
-            "name": labels.upload_form_name(key),
+            "name": name,
             "namespace": meta["namespace"],
             "labels": {
                 labels.MANAGED_BY: labels.MANAGER,
