@@ -61,6 +61,12 @@ def test_only_the_default_object_storage_in_the_build_namespace_signs_forms() ->
     assert not signs_uploads(own.spec, "fulcrum-system", S3)  # the team's own bucket and keys
 
 
+def test_the_operator_can_create_the_form_secret() -> None:
+    from fulcrum.controller.kube import object_path
+
+    assert object_path("Secret", "fulcrum-system") == "/api/v1/namespaces/fulcrum-system/secrets"
+
+
 def test_the_form_secret_is_owned_by_its_job_and_holds_only_the_form() -> None:
     signer = UploadSigner.from_environment(S3, WRITER)
     assert signer is not None and "writer-secret" not in repr(signer)

@@ -469,7 +469,11 @@ class Reconciler:
             return
         build_key = (meta.get("labels") or {}).get(labels.BUILD_KEY, "")
         form = self.signer.sign(key)
-        await self.kube.create(upload_form_secret(build_key, job, form))
+        try:
+            await self.kube.create(upload_form_secret(build_key, job, form))
+        except KubeError as exc:  # the build waits for its form (and fails as transient after a while): say why
+            log.warning("build %s: cannot create its upload form: %s", build_key[:12], exc)
+            return
         self._forms_signed.add(uid)
         log.info("build %s: signed an upload form for %s until %s", build_key[:12], form.prefix, form.expires)
 
