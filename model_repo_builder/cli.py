@@ -360,6 +360,7 @@ def fetch(
 
     from rich.console import Console
 
+    from fulcrum.storage.form import content_key_message
     from model_repo_builder import publish, termination
     from model_repo_builder.inputs import PUBLISHED_MANIFEST, fetch_inputs
     from model_repo_builder.pipeline import BuildError, BuildOptions, load_spec, search_inputs
@@ -411,6 +412,8 @@ def fetch(
     if inputs.failure is None:
         state = f"published at {inputs.published}" if inputs.published else "not built yet"
         console.print(f"key {inputs.key[:12]}: {state}")
+        if not inputs.published:  # the operator signs this build's upload form for exactly this key
+            publish.write(termination_message, content_key_message(inputs.key))
 
 
 @click.command(name="publish", context_settings={"help_option_names": ["-h", "--help"]})
@@ -423,8 +426,29 @@ def fetch(
     help="The repository the build wrote (its --out).",
 )
 @click.option("--repository", required=True, help="Where to publish: s3://bucket/prefix or a directory.")
+@click.option(
+    "--upload-form",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Publish to object storage through this signed upload form (JSON; the credentials then only read).",
+)
+@click.option(
+    "--upload-form-wait",
+    type=float,
+    default=600.0,
+    show_default=True,
+    help="Seconds to wait for --upload-form to appear.",
+)
 @click.option("--termination-message", type=click.Path(dir_okay=False, path_type=Path), default=None)
-def publish_command(*, inputs_dir: Path, built_dir: Path, repository: str, termination_message: Path | None) -> None:
+def publish_command(
+    *,
+    inputs_dir: Path,
+    built_dir: Path,
+    repository: str,
+    upload_form: Path | None,
+    upload_form_wait: float,
+    termination_message: Path | None,
+) -> None:
     """Publish a built repository under its content key (write-once) and write the build's result."""
     from rich.console import Console
 
@@ -452,7 +476,8 @@ def publish_command(*, inputs_dir: Path, built_dir: Path, repository: str, termi
     location, reused = "", False
     if publish.servable(manifest):
         try:
-            location, created = publish.publish(publish.store_at(repository), inputs.key, built_dir)
+            store = publish.store_at(repository, upload_form=upload_form, wait=upload_form_wait, say=console.print)
+            location, created = publish.publish(store, inputs.key, built_dir)
         except publish.PublishError as error:
             reason = "StorageUnreachable" if error.transient else "PublishFailed"
             publish.write(termination_message, publish.error_message(reason, str(error)))

@@ -8,11 +8,12 @@ another namespace's build of the same bytes, or by an earlier run) is reused, ne
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from fulcrum.api import BuildManifest
-from fulcrum.storage import RepositoryError, S3Error, StorageConfigError, open_repository
+from fulcrum.storage import RepositoryError, S3Error, StorageConfigError, form, open_repository
 from fulcrum.storage.repository import DirRepository, S3Repository
 from model_repo_builder import termination
 
@@ -27,11 +28,21 @@ class PublishError(RuntimeError):
         self.transient = transient
 
 
-def store_at(location: str) -> S3Repository | DirRepository:
+def store_at(
+    location: str, *, upload_form: Path | None = None, wait: float = 0.0, say: Callable[[str], None] = print
+) -> S3Repository | DirRepository:
+    """The repository at ``location``; with ``upload_form`` (object storage), writes go through that signed form
+    (``fulcrum.storage.form``), waiting up to ``wait`` seconds for it to appear."""
     try:
-        return open_repository(location)
+        store = open_repository(location)
     except StorageConfigError as error:
         raise PublishError(f"repository {location}: {error}") from error
+    if upload_form is not None and isinstance(store, S3Repository):
+        try:
+            store.form = form.load(upload_form, wait=wait, say=say)
+        except StorageConfigError as error:  # the operator may be restarting: the Job's next pod asks again
+            raise PublishError(f"repository {location}: {error}", transient=True) from error
+    return store
 
 
 def published_manifest(store: S3Repository | DirRepository, key: str) -> tuple[str, BuildManifest] | None:

@@ -10,9 +10,10 @@ taken through every path that needs a permission:
   Deployment, Service and PDB by server-side apply, which creates them), the kwok pods get ready, the operator
   lists them to route their served model name, status goes Ready (status patch), Events;
 - pool ``local`` (the real node ``local-0``) has no record: the operator creates the Job (its spec travels in
-  it), the build ends fast (the model file does not exist), the operator reads the Job's pods (watched) for the
-  termination message, creates the record and marks the Job harvested; deleting the record asks for the build
-  again: the operator deletes the old Job and builds once more;
+  it), the fetch step reports the content key and the operator creates the Job's upload form (a Secret), the
+  build ends fast (the "model" is /etc/passwd of the builder image), the operator reads the Job's pods (watched)
+  for the termination message, creates the record and marks the Job harvested; deleting the record asks for the
+  build again: the operator deletes the old Job and builds once more;
 - the operator leads through its Lease (created, read, renewed);
 - a stale server Deployment of the ModelDeployment (an old tier) is deleted;
 - two build records nobody uses: garbage collection marks one (patch) and deletes the one unused for longer
@@ -55,7 +56,7 @@ from fulcrum.dev.rest import ApiError, Rest
 from fulcrum.reconcile.builds import BuildResult
 from fulcrum.reconcile.plan import pool_builds
 from fulcrum.resources import labels
-from fulcrum.resources.build import build_record
+from fulcrum.resources.build import build_record, upload_form_secret_name
 from fulcrum.resources.labels import build_record_name
 from fulcrum.resources.settings import OperatorSettings, RepositoryStorage
 from fulcrum.storage.gc import UNUSED_SINCE
@@ -77,6 +78,7 @@ TOLERATED = {("create", "", "namespaces")}
 # and on everything it creates. Nothing is ever written there: the only real build fails before it writes.
 REPOSITORY = f"s3://{objectstore.MODELS_BUCKET}/chart-e2e"
 RBAC = "rbac.authorization.k8s.io/v1"
+NOT_A_MODEL = "/etc/passwd"  # in every image
 UNUSED_NEW, UNUSED_OLD = "d" * 32, "e" * 32  # build records of an old spec that no ModelDeployment uses
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 
@@ -88,7 +90,8 @@ def model_deployment(namespace: str) -> Obj:
         "metadata": {"name": MD, "namespace": namespace},
         "spec": {
             "model": {
-                "source": {"uri": "file:///nonexistent/fulcrum-chart-e2e/model.onnx", "format": "onnx"},
+                # fetched (so the operator signs its upload form), then refused by the build step: not ONNX
+                "source": {"uri": f"file://{NOT_A_MODEL}", "format": "onnx"},
                 "inputs": [{"name": "dense", "dataType": "FP32", "dims": [4]}],
                 "outputs": [{"name": "score", "dataType": "FP32", "dims": [1]}],
             },
@@ -456,10 +459,12 @@ def test_model_deployment_gets_ready_as_the_charts_service_account(stack: Stack)
     record = rest.get(f"/api/v1/namespaces/{ns}/configmaps/{labels.build_record_name(local.key)}")
     harvested = json.loads(record["data"]["result.json"])
     assert harvested["phase"] in ("Succeeded", "Failed"), harvested
-    # no model file: whatever the builder reported, no tier of it can serve
+    # no model: whatever the builder reported, no tier of it can serve
     assert status["activeNodePool"] == "l4"
-    assert "fulcrum-chart-e2e/model.onnx" in harvested["message"], harvested  # the fetch step's reason
-    assert rest.get_or_none(f"/apis/batch/v1/namespaces/{ns}/jobs/{labels.build_job_name(local.key)}") is not None
+    assert not any(t.get("state") == "Ready" for t in harvested["manifest"].get("tiers") or []), harvested
+    job = rest.get(f"/apis/batch/v1/namespaces/{ns}/jobs/{labels.build_job_name(local.key)}")
+    form = rest.get(f"/api/v1/namespaces/{ns}/secrets/{upload_form_secret_name(job)}")
+    assert [o["uid"] for o in form["metadata"]["ownerReferences"]] == [job["metadata"]["uid"]]
     events = rest.get(f"/api/v1/namespaces/{ns}/events")["items"]
     assert any(e.get("source", {}).get("component") == "fulcrum" for e in events)
     # garbage collection: the record unused for longer than the retention is gone, the other one marked

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import urllib.request
 import uuid
@@ -31,6 +32,7 @@ from fulcrum.reconcile.pods import REASONS as POD_REASONS
 from fulcrum.resources import labels
 from fulcrum.resources.settings import OperatorSettings, RepositoryStorage
 from fulcrum.storage import ObjectURI, S3Client, S3Config, S3Repository
+from fulcrum.storage.form import UploadForm
 from fulcrum.storage.gc import UNUSED_SINCE
 from model_repo_builder.termination import unpacked
 from tests.e2e.conftest import Cluster
@@ -179,6 +181,14 @@ def test_a_killed_build_is_redone_and_another_namespace_reuses_the_bytes(
     marker = repo.published(content_key)
     assert marker is not None and repo.uploads(content_key) == [marker.upload]  # the killed pod published nothing
     assert publish_result(done)["reused"] is False
+    # with read-only keys and the upload form the operator signed for exactly that key (a Secret of the Job)
+    [publish] = done.spec.containers
+    assert [e.secret_ref.name for e in publish.env_from] == [objectstore.SERVING_SECRET]
+    [volume] = [v for v in done.spec.volumes if v.name == "upload-form"]
+    secret = kube.core.read_namespaced_secret(volume.secret.secret_name, operator.build_namespace)
+    form = UploadForm.from_json(base64.b64decode(secret.data["form.json"]).decode())
+    assert form.prefix == ObjectURI.parse(MODELS).child(content_key).prefix
+    assert [o.kind for o in secret.metadata.owner_references] == ["Job"]
 
     # another namespace: its own Job (the source is not pinned), which finds the same bytes published
     kube.create(other_namespace, manifest)

@@ -97,7 +97,7 @@ def test_errors_name_the_bucket_and_the_stores_code(object_store: ObjectStore) -
 
 
 def test_identities_can_do_only_their_part(object_store: ObjectStore) -> None:
-    """Serving pods' keys only read the models; build keys write them and only read the examples."""
+    """Serving pods' (and build Jobs') keys only read; the write keys write the models and only read the examples."""
     key = f"{prefix()}/x"
     reader, writer = object_store.client("reader", attempts=1), object_store.client("writer", attempts=1)
     with pytest.raises(S3Error) as error:

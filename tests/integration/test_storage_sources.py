@@ -15,8 +15,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from fulcrum.controller.uploads import UploadSigner
 from fulcrum.dev.objectstore import EXAMPLES_BUCKET, MODELS_BUCKET
+from fulcrum.resources.settings import OperatorSettings, RepositoryStorage
 from fulcrum.storage import ObjectURI, S3Repository
+from fulcrum.storage.form import content_key_of
 from model_repo_builder.sources import SourceError, fetch
 from model_repo_builder.termination import unpacked
 from tests.support.objectstore import ObjectStore
@@ -86,23 +89,37 @@ def run(step: str, *args: str, env: dict[str, str]) -> subprocess.CompletedProce
 
 
 def test_the_jobs_three_steps_publish_once_and_reuse(object_store: ObjectStore, tmp_path: Path) -> None:
-    """fetch (credentials) -> build (none) -> publish (credentials), then the same spec again: found, reused."""
+    """fetch (read keys) -> build (none) -> publish (read keys and the form the operator signed for the key the
+    fetch step reported), then the same spec again: found, reused. The form shows in no output."""
     admin = object_store.client("admin")
     model = write_tiny_onnx(tmp_path / "tiny.onnx")
     source_key = f"sources/{uuid.uuid4().hex[:8]}/tiny.onnx"
     admin.upload_file(MODELS_BUCKET, source_key, model)
     root = ObjectURI("s3", MODELS_BUCKET, f"steps-{uuid.uuid4().hex[:8]}")
     spec = yaml.safe_dump(tiny_manifest("tiny", f"s3://{MODELS_BUCKET}/{source_key}"))
-    writer = object_store.env("writer")
+    reader = object_store.env("reader")
+    signer = UploadSigner.from_environment(
+        OperatorSettings(storage=RepositoryStorage.parse(str(root))), object_store.env("writer")
+    )
+    assert signer is not None
 
     def job(workdir: Path) -> dict[str, object]:
-        inputs, out = workdir / "inputs", workdir / "out"
+        inputs, out, form_file = workdir / "inputs", workdir / "out", workdir / "form.json"
         fetched = run(
             "fetch", "--spec-env", "FULCRUM_SPEC", "--inputs", str(inputs), "--repository", str(root),
             "--target", "local", "--platform", '{"nodePool":"local"}', "--no-relative-files",
-            env={**writer, "FULCRUM_SPEC": spec},
+            "--termination-message", str(workdir / "fetch-result"),
+            env={**reader, "FULCRUM_SPEC": spec},
         )  # fmt: skip
         assert fetched.returncode == 0, fetched.stderr
+        requested = (
+            content_key_of((workdir / "fetch-result").read_text()) if (workdir / "fetch-result").exists() else None
+        )
+        secrets: list[str] = []
+        if requested is not None:  # what the operator does: sign a form for exactly that key
+            form = signer.sign(requested)
+            form_file.write_text(form.to_json())
+            secrets = [form.fields["policy"], form.fields["x-amz-signature"]]
         # the build runs without any credential in its environment
         built = run(
             "build", "--spec", str(inputs / "modeldeployment.yaml"), "--inputs", str(inputs), "--out",
@@ -113,14 +130,18 @@ def test_the_jobs_three_steps_publish_once_and_reuse(object_store: ObjectStore, 
         assert built.returncode == 0, built.stderr
         published = run(
             "publish", "--inputs", str(inputs), "--built", str(out / "repository"), "--repository", str(root),
+            "--upload-form", str(form_file), "--upload-form-wait", "5",
             "--termination-message", str(workdir / "result"),
-            env=writer,
+            env=reader,
         )  # fmt: skip
         assert published.returncode == 0, published.stderr
+        said = published.stdout + published.stderr + fetched.stdout + fetched.stderr + (workdir / "result").read_text()
+        assert not [s for s in secrets if s in said]
         return json.loads(unpacked((workdir / "result").read_text()))  # type: ignore[no-any-return]
 
     first = job(tmp_path / "first")
     key = str(first["key"])
+    assert content_key_of((tmp_path / "first" / "fetch-result").read_text()) == key
     assert first["repository"] == str(root.child(key)) and first["reused"] is False
     assert first["manifest"]["tiers"][0]["state"] == "Ready"  # type: ignore[index]
     repo = S3Repository(object_store.client("reader"), root)
@@ -130,6 +151,7 @@ def test_the_jobs_three_steps_publish_once_and_reuse(object_store: ObjectStore, 
     second = job(tmp_path / "second")  # another namespace's build of the same bytes
     assert (second["key"], second["repository"], second["reused"]) == (key, first["repository"], True)
     assert not (tmp_path / "second" / "out" / "repository").exists()  # nothing was built
+    assert not (tmp_path / "second" / "form.json").exists()  # no form asked for: nothing to write
     assert repo.uploads(key) == [marker.upload]  # nothing was written
 
 

@@ -75,6 +75,7 @@ BUILD_WRITES = {
     ("", "configmaps", "create"),
     ("", "configmaps", "patch"),  # garbage collection marks records that fell out of use
     ("", "configmaps", "delete"),
+    ("", "secrets", "create"),  # each build Job's upload form (object storage, the default): create only, never read
 }
 # namespaced mode: the build namespace's Jobs, records and build pods are watched by the build Role (cluster-wide:
 # the ClusterRole's watches of every namespace cover them, and a grant the operator never uses is refused)

@@ -147,7 +147,8 @@ them, and an unused grant is refused by the e2e verb audit). Jobs are created; b
 kubelet reports) and a finished one's termination message read; the record ConfigMap is created and the Job
 marked harvested (patch); a Job is deleted to build again (a retry, or its record deleted). Garbage collection
 marks records that fell out of use (patch), deletes them after the retention and, for a claim or node
-directory, removes their repository with a Job. */}}
+directory, removes their repository with a Job. With object storage, each build Job's upload form (a signed POST
+policy for its own key) is created as a Secret the Job owns: create only, never read. */}}
 {{- define "fulcrum.rules.build" -}}
 {{- $namespaced := gt (len (include "fulcrum.watchNamespaces" . | fromJsonArray)) 0 }}
 {{- $watch := ternary "list, watch, " "" $namespaced }}
@@ -161,6 +162,11 @@ directory, removes their repository with a Job. */}}
 - apiGroups: [""]
   resources: [pods]
   verbs: [list, watch]
+{{- end }}
+{{- if eq .Values.repository.kind "s3" }}
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [create]
 {{- end }}
 {{- end }}
 

@@ -19,6 +19,7 @@ from fulcrum.controller.kube import KubeClient
 from fulcrum.controller.leader import LeaderElectionConfig
 from fulcrum.controller.manager import Manager, ManagerOptions
 from fulcrum.controller.reconciler import Reconciler
+from fulcrum.controller.uploads import UploadSigner
 from fulcrum.metrics.sources import source_from_spec
 from fulcrum.resources.settings import OperatorSettings, RepositoryStorage
 
@@ -264,8 +265,9 @@ def run(
     async def main() -> int:
         kube = KubeClient.from_environment(os.environ.get("KUBECONFIG"))
         reconciler = Reconciler(
-            kube, ObjectCache(), settings, control=ControlLoop(tick_seconds=tick_seconds), metrics=metrics
-        )
+            kube, ObjectCache(), settings, control=ControlLoop(tick_seconds=tick_seconds), metrics=metrics,
+            signer=UploadSigner.from_environment(settings),
+        )  # fmt: skip
         logging.getLogger("fulcrum").info(
             "fulcrum operator starting: %s; leader election %s", settings, election or "off"
         )

@@ -39,6 +39,7 @@ RESOURCES: dict[str, tuple[str, str]] = {
     "Job": ("/apis/batch/v1", "jobs"),
     "ConfigMap": ("/api/v1", "configmaps"),
     "Pod": ("/api/v1", "pods"),
+    "Secret": ("/api/v1", "secrets"),  # created only: build Jobs' upload forms
     "Event": ("/api/v1", "events"),
     "EndpointSlice": ("/apis/discovery.k8s.io/v1", "endpointslices"),
     "Lease": ("/apis/coordination.k8s.io/v1", "leases"),

@@ -34,6 +34,7 @@ from fulcrum.controller.control import ControlLoop, parse_time
 from fulcrum.controller.kube import KubeClient, KubeError
 from fulcrum.controller.outcome import fold_tick
 from fulcrum.controller.routing import Router
+from fulcrum.controller.uploads import UploadSigner, reported_content_key
 from fulcrum.metrics.sources import MetricsSource, Reading, Target
 from fulcrum.reconcile.builds import (
     BuildPhase,
@@ -57,12 +58,20 @@ from fulcrum.reconcile.plan import (
 from fulcrum.reconcile.pods import pod_problem
 from fulcrum.reconcile.routing import fold_report, hot_switch_message
 from fulcrum.resources import labels
-from fulcrum.resources.build import RECORD_KEY, SERVING_IMAGE_ANNOTATION, build_job, build_record
+from fulcrum.resources.build import (
+    RECORD_KEY,
+    SERVING_IMAGE_ANNOTATION,
+    build_job,
+    build_record,
+    upload_form_secret,
+    upload_form_secret_name,
+)
 from fulcrum.resources.build_key import REBUILD_ANNOTATION
 from fulcrum.resources.endpoints import ready_addresses, ready_endpoints
 from fulcrum.resources.routing import KEY_KEY, routing_configmap_name
 from fulcrum.resources.settings import OperatorSettings
-from fulcrum.resources.storage import storage_for
+from fulcrum.resources.storage import signs_uploads, storage_for
+from fulcrum.storage.form import content_key_of
 
 log = logging.getLogger("fulcrum.reconciler")
 
@@ -128,7 +137,7 @@ def termination_message(pods: list[dict[str, Any]]) -> str | None:
         status = pod.get("status", {})
         statuses = [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]
         messages = [((c.get("state") or {}).get("terminated") or {}).get("message") for c in statuses]
-        found = [m for m in messages if m]
+        found = [m for m in messages if m and content_key_of(m) is None]  # not the fetch step's request
         if found:
             return str(found[-1])
     return None
@@ -163,8 +172,11 @@ class Reconciler:
         control: ControlLoop | None = None,
         metrics: MetricsSource | None = None,
         router: Router | None = None,
+        signer: UploadSigner | None = None,
     ) -> None:
         self.kube = kube
+        self.signer = signer
+        self._forms_signed: set[str] = set()  # uids of build Jobs whose upload form exists
         self.cache = cache
         self.settings = settings
         self.clock = clock
@@ -391,6 +403,7 @@ class Reconciler:
                 phase = job_phase(job)
                 if phase == "Running":
                     phases[build.key] = "Running"
+                    await self._sign_upload_form(job)
                     continue
                 uid = job["metadata"].get("uid")
                 if record is None and HARVESTED in (job["metadata"].get("annotations") or {}):
@@ -437,6 +450,32 @@ class Reconciler:
         ]
         problem = pod_problem(pods, exits=False)
         return replace(build, problem=problem) if problem is not None else build
+
+    async def _sign_upload_form(self, job: Body) -> None:
+        """Give a running build Job that publishes through an upload form its form, once its fetch step has
+        reported the content key. The Secret is created once (a 409 means it is there) and goes with the Job."""
+        meta = job["metadata"]
+        uid = meta.get("uid")
+        if self.signer is None or not uid or uid in self._forms_signed or upload_form_secret_name(job) is None:
+            return
+        pods = [
+            p
+            for p in self.cache.all("Pod")
+            if p["metadata"].get("namespace") == meta["namespace"]
+            and (p["metadata"].get("labels") or {}).get("job-name") == meta["name"]
+        ]
+        key = reported_content_key(pods)
+        if key is None:
+            return
+        build_key = (meta.get("labels") or {}).get(labels.BUILD_KEY, "")
+        form = self.signer.sign(key)
+        try:
+            await self.kube.create(upload_form_secret(build_key, job, form))
+        except KubeError as exc:  # the build waits for its form (and fails as transient after a while): say why
+            log.warning("build %s: cannot create its upload form: %s", build_key[:12], exc)
+            return
+        self._forms_signed.add(uid)
+        log.info("build %s: signed an upload form for %s until %s", build_key[:12], form.prefix, form.expires)
 
     async def _harvest(
         self, job: Body, build: PoolBuild, spec: ModelDeploymentSpec, succeeded: bool, stored: Body | None
@@ -543,6 +582,10 @@ class Reconciler:
                 build.key, build.pool, self.settings, spec,
                 serving_image=build.serving_image, namespace=build.namespace or self.settings.build_namespace,
                 md_name=name,
+                upload_form=labels.upload_form_name(build.key, secrets.token_hex(3))
+                if self.signer is not None
+                and signs_uploads(spec, build.namespace or self.settings.build_namespace, self.settings)
+                else None,
             )  # fmt: skip
             created = await self.kube.create(job)
             if created is not None:

@@ -129,7 +129,8 @@ def identities(store: ObjectStoreConfig) -> dict[str, object]:
                 store.writer,
                 [f"Read:{models}", f"Write:{models}", f"List:{models}", f"Read:{examples}", f"List:{examples}"],
             ),
-            ident("reader", store.reader, [f"Read:{models}", f"List:{models}"]),
+            # serving pods and build Jobs: builds read their sources with it and write through upload forms
+            ident("reader", store.reader, [f"Read:{models}", f"List:{models}", f"Read:{examples}", f"List:{examples}"]),
         ]
     }
 
@@ -364,6 +365,8 @@ def chart_values(store: ObjectStoreConfig) -> dict[str, object]:
                 "accessKeyId": store.writer.access_key,
                 "secretAccessKey": store.writer.secret_key,
                 "servingSecretName": SERVING_SECRET,
+                "servingAccessKeyId": store.reader.access_key,
+                "servingSecretAccessKey": store.reader.secret_key,
             },
         },
         "build": {"target": "local"},

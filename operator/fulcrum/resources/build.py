@@ -4,7 +4,8 @@ A build runs for one (build key, node pool). Its pod runs its steps in turn, eac
 
 1. ``fetch`` (init): fetches and verifies the sources (``s3://``, ``https://``, a ``pvc://`` claim mounted
    read-only), computes the content key from their bytes and looks it up in the repository storage; it holds
-   the storage credentials. The spec travels in its environment; it writes it beside the fetched files;
+   the storage credentials (read-only ones with an upload form, below) and, when the key is not published yet,
+   reports it in its termination message. The spec travels in its environment; it writes it beside the files;
 2. ``build`` (init): ``fulcrum build`` from the fetched files into an emptyDir, holding the pool's GPUs; it runs
    the model's code (export, conversion, TensorRT engines), so it gets no credential and no claim, and reads the
    fetched files (and the key) from a read-only mount;
@@ -17,7 +18,10 @@ A build runs for one (build key, node pool). Its pod runs its steps in turn, eac
    its serving image the CPU tritonserver of images/tritonserver-cpu;
 4. ``publish``: publishes the built repository write-once under ``<storage>/<content key>/`` and writes the
    result (manifest and where it was published) as its termination message. The Job completes when it exits
-   (the kubelet then stops the sidecar).
+   (the kubelet then stops the sidecar). With the default object storage and an operator that holds the write
+   keys, it writes through an *upload form* (``fulcrum.storage.form``): a signed POST policy for that one key,
+   which the operator creates as a Secret owned by the Job once fetch has reported the key
+   (``upload_form_secret``), so no step of the Job can write anywhere else.
 
 The operator copies the result into a *build record* ConfigMap (in the build namespace) named after the key, so a
 finished build is reused by every ModelDeployment with the same key, and a failed build is not retried until its
@@ -29,6 +33,7 @@ an unusable spec or model (exit 2) fails the Job at once and is final.
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -47,6 +52,7 @@ from fulcrum.resources.common import (
     scheduling,
 )
 from fulcrum.resources.settings import MODELS_MOUNT, OperatorSettings
+from fulcrum.storage.form import UploadForm
 
 SPEC_ENV = "FULCRUM_SPEC"
 SPEC_FILE = "modeldeployment.yaml"  # written by the fetch step beside the fetched files
@@ -59,6 +65,10 @@ EXIT_UNUSABLE = 2  # the builder's exit status for a spec or option it cannot us
 TRITON_MODELS = "/var/run/fulcrum/triton-models"
 """The emptyDir the measure step copies tiers into and the Triton sidecar serves."""
 TRITON_HTTP_PORT = 8000
+UPLOAD_FORM_MOUNT = "/var/run/fulcrum/upload-form"
+UPLOAD_FORM_FILE = "form.json"
+UPLOAD_FORM_PREFIX_ANNOTATION = "fulcrum.dev/upload-prefix"
+UPLOAD_FORM_EXPIRES_ANNOTATION = "fulcrum.dev/upload-expires"
 SERVING_IMAGE_ANNOTATION = "fulcrum.dev/serving-image"
 """On the Job: the Triton image the build was measured with (a build record keeps it; serving uses it)."""
 
@@ -155,13 +165,18 @@ def build_job(
     serving_image: str,
     namespace: str | None = None,
     md_name: str = "model",
+    upload_form: str | None = None,
 ) -> Manifest:
     """The Job that builds one key on one pool (TensorRT engines must be built on the GPU they serve on).
 
     ``serving_image``: the pool's Triton image, which the build measures with (under a replica's
     ``spec.serving.resources``); ``namespace``: where it runs (the build namespace, or the ModelDeployment's own
-    when its spec names a Secret or claim there)."""
+    when its spec names a Secret or claim there). ``upload_form``: the name of the Secret (``labels.upload_form_name``)
+    in which the operator will put this build's upload form (``upload_form_secret``), so no step holds a write
+    key: fetch and publish read with the serving pods' read-only Secret, and publish writes its own key through
+    the form."""
     storage = storage_mod.storage_for(spec, settings)
+    credentials = storage.serving_secret if upload_form else storage.secret
     serving_resources = spec.serving.resources.to_wire() if spec.serving.resources else None
     platform = pool_platform(pool, serving_image, serving_resources)
     platform_json = json.dumps(platform, sort_keys=True, separators=(",", ":"))
@@ -242,6 +257,14 @@ def build_job(
         ],
     )
     init = [fetch, build, triton_sidecar(pool, serving_image, serving_resources), measure]
+    form_args: list[str] = []
+    form_mounts: list[Manifest] = []
+    if upload_form:
+        # optional: the operator creates it once the fetch step has reported the content key
+        secret = {"secretName": upload_form, "optional": True, "defaultMode": 0o400}
+        volumes.append({"name": "upload-form", "secret": secret})
+        form_mounts.append({"name": "upload-form", "mountPath": UPLOAD_FORM_MOUNT, "readOnly": True})
+        form_args = ["--upload-form", f"{UPLOAD_FORM_MOUNT}/{UPLOAD_FORM_FILE}"]
     publish = _container(
         "publish",
         settings.builder_image,
@@ -253,6 +276,7 @@ def build_job(
             BUILT,
             "--repository",
             location,
+            *form_args,
             "--termination-message",
             TERMINATION_LOG,
         ],
@@ -261,10 +285,11 @@ def build_job(
             {"name": "out", "mountPath": OUT_MOUNT, "readOnly": True},
             {"name": "tmp-publish", "mountPath": SCRATCH_DIR},
             *([repository[1]] if repository is not None else []),
+            *form_mounts,
         ],
     )
     for container in (fetch, publish):
-        variables, env_from = storage_mod.env(storage, storage.secret)
+        variables, env_from = storage_mod.env(storage, credentials)
         container["env"] += variables
         if env_from:
             container["envFrom"] = env_from
@@ -309,6 +334,47 @@ def build_job(
                 },
             },
         },
+    }
+
+
+def upload_form_secret_name(job: Manifest) -> str | None:
+    """The Secret a build Job's publish step reads its upload form from; None when it publishes without one."""
+    for volume in job.get("spec", {}).get("template", {}).get("spec", {}).get("volumes") or []:
+        if volume.get("name") == "upload-form":
+            return str(volume["secret"]["secretName"])
+    return None
+
+
+def upload_form_secret(key: str, job: Manifest, form: UploadForm) -> Manifest:
+    """The Secret with a build Job's upload form, owned by the Job (it goes when the Job goes)."""
+    meta = job["metadata"]
+    name = upload_form_secret_name(job)
+    assert name is not None, "the Job publishes without an upload form"
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {
+            "name": name,
+            "namespace": meta["namespace"],
+            "labels": {
+                labels.MANAGED_BY: labels.MANAGER,
+                labels.COMPONENT: labels.COMPONENT_BUILD,
+                labels.BUILD_KEY: key,
+            },
+            "annotations": {UPLOAD_FORM_PREFIX_ANNOTATION: form.prefix, UPLOAD_FORM_EXPIRES_ANNOTATION: form.expires},
+            "ownerReferences": [
+                {
+                    "apiVersion": "batch/v1",
+                    "kind": "Job",
+                    "name": meta["name"],
+                    "uid": meta["uid"],
+                    "controller": False,
+                    "blockOwnerDeletion": False,
+                }
+            ],
+        },
+        "data": {UPLOAD_FORM_FILE: base64.b64encode(form.to_json().encode()).decode()},
     }
 
 

@@ -64,5 +64,11 @@ def build_job_name(key: str) -> str:
     return dns_name("fulcrum-build", key[:20])
 
 
+def upload_form_name(key: str, nonce: str) -> str:
+    """The Secret holding a build Job's upload form (owned by the Job). ``nonce``: new for each Job, so a Job
+    never mounts the form of an earlier Job of its key that is still on its way out."""
+    return dns_name("fulcrum-build", key[:20], "upload", nonce)
+
+
 def build_record_name(key: str) -> str:
     return dns_name("fulcrum-build", key[:20], "record")

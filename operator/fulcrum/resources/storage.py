@@ -1,7 +1,8 @@
 """Where a ModelDeployment's repository lives, and the pod pieces that reach it. Pure.
 
-- Build Jobs: the *fetch* and *publish* containers get the storage credentials (``envFrom`` the Secret) or the
-  repository volume; the *build* container, which runs the model's code, gets neither.
+- Build Jobs: the *fetch* and *publish* containers get the storage credentials (``envFrom`` the Secret; only
+  the read-only one when the operator signs the build an upload form, ``signs_uploads``) or the repository
+  volume; the *build* container, which runs the model's code, gets neither.
 - Serving pods: object storage is downloaded by an init container (``fulcrum storage pull``, the pattern of
   KServe's storage initializer) into an emptyDir that Triton mounts read-only; a claim or node directory is
   mounted read-only at the key's own sub-directory. Triton itself never holds a credential.
@@ -47,6 +48,13 @@ def builds_in_own_namespace(spec: ModelDeploymentSpec) -> bool:
 
 def build_namespace(spec: ModelDeploymentSpec, namespace: str, settings: OperatorSettings) -> str:
     return namespace if builds_in_own_namespace(spec) else settings.build_namespace
+
+
+def signs_uploads(spec: ModelDeploymentSpec, namespace: str, settings: OperatorSettings) -> bool:
+    """Whether a build publishes through an upload form the operator signs (``fulcrum.storage.form``) rather
+    than with write keys: the default object storage, for builds in the build namespace (where the operator may
+    create the form's Secret). A ``spec.repository`` with its own Secret is the team's own bucket and keys."""
+    return settings.storage.kind == "s3" and spec.repository is None and namespace == settings.build_namespace
 
 
 def env(storage: RepositoryStorage, secret: str | None) -> tuple[list[Manifest], list[Manifest]]:

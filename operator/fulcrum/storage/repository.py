@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Protocol
 
 from fulcrum.storage.config import ObjectURI
+from fulcrum.storage.form import UploadForm
 from fulcrum.storage.gc import StoredKey
 from fulcrum.storage.s3 import AlreadyExistsError, S3Client
 
@@ -194,11 +195,15 @@ class RepositoryStore(Protocol):
 
 
 class S3Repository:
-    """Keys under ``s3://bucket/prefix``."""
+    """Keys under ``s3://bucket/prefix``.
 
-    def __init__(self, client: S3Client, root: ObjectURI) -> None:
+    ``form``: publish through a signed upload form (``fulcrum.storage.form``) instead of the client's
+    credentials, which then only need to read: what a build Job does, so it can write its own key only."""
+
+    def __init__(self, client: S3Client, root: ObjectURI, *, form: UploadForm | None = None) -> None:
         self.client = client
         self.base = root
+        self.form = form
 
     @property
     def root(self) -> str:
@@ -223,15 +228,25 @@ class S3Repository:
         if not files:
             raise RepositoryError(f"{source} holds no files: nothing to publish as key {key}")
 
+        form = self.form
+        if form is not None and not form.allows(self._object(key, MARKER)):
+            raise RepositoryError(f"{self.location(key)}: the upload form is for {form.prefix}, not this key")
+
         def put(item: tuple[str, Path]) -> FileEntry:
             rel, path = item
             size, digest = sha256_file(path)
-            self.client.upload_file(self.base.bucket, self._object(key, UPLOADS, upload, rel), path)
+            name = self._object(key, UPLOADS, upload, rel)
+            if form is not None:
+                self.client.post_object(form, name, path)
+            else:
+                self.client.upload_file(self.base.bucket, name, path)
             return FileEntry(rel, size, digest)
 
         with ThreadPoolExecutor(WORKERS) as pool:
             entries = tuple(pool.map(put, files))
         marker = Published(key=key, upload=upload, files=entries, published_at=_utc())
+        if form is not None:
+            return self._publish_marker_with_form(form, marker)
         try:
             self.client.put_object(
                 self.base.bucket,
@@ -246,6 +261,18 @@ class S3Repository:
             if winner is None:
                 raise RepositoryError(f"key {key}: the store refused the marker but holds none") from None
             return PublishResult(winner, created=False)
+        return PublishResult(marker, created=True)
+
+    def _publish_marker_with_form(self, form: UploadForm, marker: Published) -> PublishResult:
+        """Write the marker through the form. A POST cannot be conditional (no ``If-None-Match``), so the key is
+        looked up once more first: the operator runs one build Job per build key, so only builds of *different*
+        build keys with the same content (two namespaces' unpinned specs of the same bytes) can race here, and
+        then both uploads are complete and identical in content; the later marker names its own upload, which a
+        reader fetches whole, and garbage collection removes the upload no marker names."""
+        winner = self.published(marker.key)
+        if winner is not None:  # a form cannot delete: this upload stays for garbage collection
+            return PublishResult(winner, created=False)
+        self.client.post_object(form, self._object(marker.key, MARKER), marker.to_json())
         return PublishResult(marker, created=True)
 
     def read_file(self, key: str, marker: Published, rel: str) -> bytes:

@@ -17,11 +17,12 @@ import http.client
 import logging
 import os
 import random
+import secrets
 import ssl
 import threading
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -29,6 +30,7 @@ from urllib.parse import urlparse
 
 from fulcrum.storage import sigv4
 from fulcrum.storage.config import ObjectURI, S3Config
+from fulcrum.storage.form import UploadForm
 
 log = logging.getLogger("fulcrum.storage")
 
@@ -206,10 +208,14 @@ class S3Client:
         body: bytes = b"",
         ok: Sequence[int] = (200,),
         consume: Callable[[http.client.HTTPResponse], T] | None = None,
+        stream: Callable[[], Iterable[bytes]] | None = None,
+        names: str | None = None,
     ) -> tuple[_Response, T | None]:
         """Send one request, retrying transient failures. ``consume`` reads a successful response's body
-        (streaming); otherwise the body is read into ``_Response.body``."""
-        uri = str(ObjectURI("s3", bucket, key))
+        (streaming); otherwise the body is read into ``_Response.body``. ``stream``: an unsigned request (a POST
+        form carries its own signature) whose body each attempt reads afresh from ``stream()`` (``headers`` then
+        give its content-length). ``names``: the object a message names, when not ``key``."""
+        uri = names or str(ObjectURI("s3", bucket, key))
         scheme, host, path = self._address(bucket, key)
         target = path + ("?" + sigv4.canonical_query(query) if query else "")
         payload = hashlib.sha256(body).hexdigest() if body else sigv4.EMPTY_SHA256
@@ -221,12 +227,16 @@ class S3Client:
                 self._sleep(delay)
             try:
                 conn = self._connection(scheme, host)
-                conn.request(
-                    method,
-                    target,
-                    body=body or None,
-                    headers=self._headers(method, host, path, query=query, extra=headers or {}, payload=payload),
-                )
+                if stream is not None:
+                    unsigned = {"host": host, "user-agent": "fulcrum-storage", **(headers or {})}
+                    conn.request(method, target, body=stream(), headers=unsigned)
+                else:
+                    conn.request(
+                        method,
+                        target,
+                        body=body or None,
+                        headers=self._headers(method, host, path, query=query, extra=headers or {}, payload=payload),
+                    )
                 response = conn.getresponse()
                 if response.status in ok and method != "HEAD" and consume is not None:
                     value = consume(response)
@@ -377,6 +387,41 @@ class S3Client:
             except S3Error as error:
                 log.warning("could not abort multipart upload of %s: %s", key, error)
             raise
+
+    def post_object(self, form: UploadForm, key: str, source: Path | bytes) -> None:
+        """Write an object through a signed POST form (``fulcrum.storage.form``), without any credential of
+        this client: the store checks the key, the bucket, the size and the expiry against the form's policy.
+        The file is streamed from disk (one request per object: at most the form's size limit, 5 GiB)."""
+        boundary = f"fulcrum-{secrets.token_hex(16)}"
+        parts = [("key", key), *form.fields.items()]
+        head = "".join(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n' for name, value in parts
+        )
+        head += (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{key.rsplit("/", 1)[-1]}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        )
+        tail = f"\r\n--{boundary}--\r\n".encode()
+        size = len(source) if isinstance(source, bytes) else source.stat().st_size
+
+        def body() -> Iterator[bytes]:
+            yield head.encode()
+            if isinstance(source, bytes):
+                yield source
+            else:
+                with source.open("rb") as handle:
+                    while block := handle.read(CHUNK):
+                        yield block
+            yield tail
+
+        headers = {
+            "content-type": f"multipart/form-data; boundary={boundary}",
+            "content-length": str(len(head.encode()) + size + len(tail)),
+        }
+        self._call(
+            "PostObject", "POST", form.bucket, key="", headers=headers, ok=(200, 201, 204), stream=body,
+            names=str(ObjectURI("s3", form.bucket, key)),
+        )  # fmt: skip
 
     def list_objects(self, bucket: str, prefix: str = "") -> Iterator[ObjectInfo]:
         """Every object under ``prefix`` (ListObjectsV2, all pages)."""

@@ -1,4 +1,5 @@
-"""AWS Signature Version 4 for S3 requests (the ``Authorization`` header). Pure: no I/O, no clock.
+"""AWS Signature Version 4 for S3: the ``Authorization`` header of a request, and signed POST policies (the form
+that lets its holder write under one key prefix only). Pure: no I/O, no clock.
 
 The algorithm of https://docs.aws.amazon.com/AmazonS3/latest/API/sig-v4-header-based-auth.html: a canonical
 request (method, URI-encoded path, sorted query, signed headers, payload hash) is hashed into a string to
@@ -9,8 +10,11 @@ checks it against the real SeaweedFS, which refuses a bad signature.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
+import json
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import quote
@@ -92,3 +96,44 @@ def authorization(
     key = signing_key(credentials.secret_key, date, region, service)
     signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
     return f"{ALGORITHM} Credential={credentials.access_key}/{scope},SignedHeaders={signed},Signature={signature}"
+
+
+def sign_string(secret_key: str, date: str, region: str, string_to_sign: str, service: str = "s3") -> str:
+    """Hex HMAC-SHA256 of ``string_to_sign`` with the key derived for ``date`` (``YYYYMMDD``) and ``region``."""
+    key = signing_key(secret_key, date, region, service)
+    return hmac.new(key, string_to_sign.encode(), hashlib.sha256).hexdigest()
+
+
+def post_policy_fields(
+    credentials: Credentials,
+    *,
+    bucket: str,
+    key_prefix: str,
+    expires_at: float,
+    now: float,
+    region: str,
+    max_bytes: int,
+) -> dict[str, str]:
+    """The form fields of a signed S3 POST policy: whoever holds them may write objects whose key starts with
+    ``key_prefix`` in ``bucket``, each at most ``max_bytes``, until ``expires_at`` (epoch seconds), and nothing else.
+
+    https://docs.aws.amazon.com/AmazonS3/latest/API/sigv4-HTTPPOSTConstructPolicy.html: the policy document is
+    base64-encoded, and that base64 text is the string to sign. Every field the form will carry is a condition
+    of the policy (AWS refuses a form field the policy does not name); the uploader adds ``key`` and the file."""
+    amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+    date = amz_date[:8]
+    credential = f"{credentials.access_key}/{date}/{region}/s3/aws4_request"
+    fields = {"x-amz-algorithm": ALGORITHM, "x-amz-credential": credential, "x-amz-date": amz_date}
+    if credentials.session_token:
+        fields["x-amz-security-token"] = credentials.session_token
+    conditions: list[object] = [
+        {"bucket": bucket},
+        ["starts-with", "$key", key_prefix],
+        ["content-length-range", 0, max_bytes],
+        *({name: value} for name, value in fields.items()),
+    ]
+    expiration = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(expires_at))
+    document = json.dumps({"expiration": expiration, "conditions": conditions}, separators=(",", ":"))
+    policy = base64.b64encode(document.encode()).decode()
+    signature = sign_string(credentials.secret_key, date, region, policy)
+    return {**fields, "policy": policy, "x-amz-signature": signature}
