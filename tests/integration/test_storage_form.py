@@ -7,6 +7,10 @@ One SeaweedFS serves the session (tests/support/objectstore.py); each test works
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -19,6 +23,7 @@ from fulcrum.storage import form as form_mod
 from fulcrum.storage.form import UploadForm
 from fulcrum.storage.repository import MARKER, UPLOADS
 from tests.support.objectstore import ObjectStore
+from tests.support.polling import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -112,9 +117,10 @@ def test_a_form_writes_nothing_outside_its_key(object_store: ObjectStore, root: 
     )
     assert refused(lambda: client.post_object(forged, "x/evil", b"evil")).code == "SignatureDoesNotMatch"
 
-    with pytest.raises(S3Error) as error:  # and the Job's own keys write nothing at all
+    # and the Job's own keys write nothing at all
+    with pytest.raises(S3Error) as put:
         client.put_object(MODELS_BUCKET, root.child(KEY, MARKER).key, b"evil")
-    assert error.value.code == "AccessDenied"
+    assert put.value.code == "AccessDenied"
     assert {o.key for o in admin.list_objects(MODELS_BUCKET, root.prefix)} == {mine, root.child(OTHER, MARKER).key}
 
 
@@ -127,3 +133,60 @@ def test_an_expired_form_is_refused(object_store: ObjectStore, root: ObjectURI, 
     assert "expired" in error.value.message
     assert form.fields["x-amz-signature"] not in str(error.value) and form.fields["policy"] not in str(error.value)
     assert not list(object_store.client("admin").list_objects(MODELS_BUCKET, root.prefix))
+
+
+FORM_PUBLISHER = """
+import sys
+from pathlib import Path
+from fulcrum.storage import S3Client, S3Config, S3Repository
+from fulcrum.storage.config import ObjectURI
+from fulcrum.storage.form import UploadForm
+form = UploadForm.from_json(Path(sys.argv[1]).read_text())
+client = S3Client(S3Config.from_environment())  # the Job's read-only keys, from the environment
+S3Repository(client, ObjectURI.parse(sys.argv[2]), form=form).publish(sys.argv[3], Path(sys.argv[4]))
+"""
+
+
+def test_a_form_publisher_killed_mid_upload_leaves_no_key_and_the_jobs_next_pod_publishes(
+    object_store: ObjectStore, root: ObjectURI, tmp_path: Path
+) -> None:
+    """What a build Job's pod does when it is killed while it posts its files: nothing is published, and the
+    Job's next pod, which mounts the same form, publishes the key."""
+    form = signed(object_store, root)
+    form_file = tmp_path / "form.json"
+    form_file.write_text(form.to_json())
+    built = tmp_path / "built"
+    (built / "m" / "1").mkdir(parents=True)
+    for i in range(120):
+        (built / "m" / "1" / f"part-{i:03d}.bin").write_bytes(os.urandom(128 * 1024))
+    (built / "manifest.json").write_text("{}\n")
+
+    def publisher() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [sys.executable, "-c", FORM_PUBLISHER, str(form_file), str(root), KEY, str(built)],
+            env={**os.environ, **object_store.env("reader")},
+            start_new_session=True,
+        )
+
+    admin = object_store.client("admin")
+    uploads = root.child(KEY, UPLOADS).prefix
+    serving = S3Repository(object_store.client("reader"), root)
+    process = publisher()
+    try:
+        wait_for("the first posted object", lambda: any(admin.list_objects(MODELS_BUCKET, uploads)), 60, every=0.02)
+        os.killpg(process.pid, signal.SIGSTOP)
+        written = len(list(admin.list_objects(MODELS_BUCKET, uploads)))
+        assert 0 < written < 121, written
+        assert serving.published(KEY) is None  # a reader sees no key, not part of one
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(10)
+    assert serving.published(KEY) is None
+    [stale] = serving.uploads(KEY)
+
+    again = publisher()  # the Job's next pod: the same form, a new upload, then the marker
+    assert again.wait(120) == 0
+    marker = serving.published(KEY)
+    assert marker is not None and marker.upload != stale and len(marker.files) == 121
+    serving.pull(KEY, tmp_path / "pulled")
+    assert (tmp_path / "pulled" / "m/1/part-007.bin").read_bytes() == (built / "m/1/part-007.bin").read_bytes()
