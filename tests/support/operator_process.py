@@ -65,18 +65,19 @@ class OperatorProcess:
         return self.images["tritonserver-cpu"].ref
 
     def start(self) -> OperatorProcess:
-        # in the build namespace, as the chart renders them: the read-only keys build Jobs fetch and publish with,
-        # and the write keys (what Jobs get instead when the operator holds none to sign their upload forms)
-        for identity, name in (("reader", objectstore.SERVING_SECRET), ("writer", objectstore.BUILD_SECRET)):
-            ensure_secret(self.kubeconfig, objectstore.secret(self.store, identity, name, self.build_namespace))
+        # The write keys in the build namespace, for the build Jobs: this operator holds none itself, so it signs
+        # no upload forms and its Jobs publish with these (the documented fallback; the chart-installed operators
+        # of the other e2e tests sign forms). Signing here would need the read-only Secret in the build
+        # namespace, which those tests' chart releases render there and Helm refuses to adopt.
+        ensure_secret(
+            self.kubeconfig, objectstore.secret(self.store, "writer", objectstore.BUILD_SECRET, self.build_namespace)
+        )
         env = {
             **os.environ,
             "KUBECONFIG": str(self.kubeconfig),
             "PYTHONUNBUFFERED": "1",
             # tagged with the cluster's home: if pytest dies before its teardown, the cluster's watchdog sweeps it
             CLUSTER_ENV: str(self.kubeconfig.parent),
-            # the operator's own write keys, as the chart mounts them: it signs upload forms and collects garbage
-            **self.store.env("writer"),
         }
         argv = [
             sys.executable,
