@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fulcrum.dev.build import COMPLETE, WANTED, mark_wanted
-from fulcrum.dev.paths import bin_root
+from fulcrum.dev.paths import bin_root, disk_bytes
 
 KEEP_NEWEST = 2  # the current pin and the one before it (or another checkout's)
 KEEP_SECONDS = 6 * 3600.0  # anything wanted this recently may belong to a cluster that is up
@@ -107,17 +107,6 @@ class PruneResult:
     freed_bytes: int
 
 
-def _disk_bytes(path: Path) -> int:
-    total = 0
-    for entry in path.rglob("*"):
-        try:
-            if entry.is_file() and not entry.is_symlink():
-                total += entry.stat().st_blocks * 512
-        except OSError:
-            continue
-    return total
-
-
 def prune(
     current: str,
     *,
@@ -149,7 +138,7 @@ def prune(
     freed = 0
     for pin in stale:
         say(f"binary cache: removing {pin.key} (last wanted {_age(pin.last_wanted)} ago)")
-        size = _disk_bytes(pin.path)
+        size = disk_bytes(pin.path)
         # renamed first, so no build or lookup ever sees a half-removed directory as a complete pin
         doomed = pin.path.with_name(f".{pin.key}.removing-{os.getpid()}")
         try:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fulcrum.dev import images
+from fulcrum.dev.paths import disk_bytes
 
 KEEP_NEWEST = 2  # per image: the current key and the one before it (or another checkout's)
 KEEP_SECONDS = 6 * 3600.0  # anything wanted this recently may belong to a cluster that is up
@@ -77,19 +78,6 @@ class PruneResult:
     freed_bytes: int  # what the registry store and buildah's storage shrank by together
 
 
-def _disk_bytes(path: Path) -> int:
-    total = 0
-    if not path.exists():
-        return 0
-    for entry in path.rglob("*"):
-        try:
-            if entry.is_file() and not entry.is_symlink():
-                total += entry.stat().st_blocks * 512
-        except OSError:
-            continue
-    return total
-
-
 def _collect_registry_garbage(store: Path) -> None:
     """The registry's own GC: blobs and manifests no tag references leave the store."""
     with tempfile.TemporaryDirectory() as scratch:
@@ -124,7 +112,7 @@ def prune(
         if not stale or dry_run:
             return PruneResult(stale, 0)
         store = images.registry_store()
-        before = _disk_bytes(store) + _disk_bytes(root / "storage")
+        before = disk_bytes(store) + disk_bytes(root / "storage")
         for entry in stale:
             say(f"image cache: removing {entry.name}:{entry.key} (last wanted {_age(entry.last_wanted)} ago)")
             shutil.rmtree(images.tag_dir(entry.name, entry.key), ignore_errors=True)
@@ -138,7 +126,7 @@ def prune(
             _collect_registry_garbage(store)
         # layers of removed images that no other image uses (buildah --layers keeps intermediate images)
         subprocess.run(["buildah", *images.storage_args(), "rmi", "--prune"], capture_output=True, check=False)
-        after = _disk_bytes(store) + _disk_bytes(root / "storage")
+        after = disk_bytes(store) + disk_bytes(root / "storage")
     return PruneResult(stale, max(0, before - after))
 
 

@@ -77,3 +77,17 @@ class DevHome:
         for path in (self.root, self.pki, self.run, self.logs, self.component_config):
             path.mkdir(parents=True, exist_ok=True)
         self.pki.chmod(0o700)
+
+
+def disk_bytes(path: Path) -> int:
+    """What the regular files under ``path`` take on disk (allocated blocks; 0 when it does not exist)."""
+    total = 0
+    if not path.exists():
+        return 0
+    for entry in path.rglob("*"):
+        try:
+            if entry.is_file() and not entry.is_symlink():
+                total += entry.stat().st_blocks * 512
+        except OSError:
+            continue
+    return total
