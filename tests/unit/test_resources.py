@@ -61,6 +61,17 @@ def test_server_deployment_is_secure_scheduled_and_owned() -> None:
     assert set(dep["spec"]["selector"]["matchLabels"].items()) <= set(pod_labels(dep).items())
 
 
+@pytest.mark.parametrize(("startup", "at_least"), [(10, 60), (25, 75), (120, 360), (180, 540)])
+def test_startup_probe_waits_well_beyond_the_declared_startup(startup: int, at_least: int) -> None:
+    """A replica that starts slower than ``replicaStartupSeconds`` (busy node, small CPU limit) is not restarted
+    into the same slow start: the probe allows three times the declared start-up, a minute at least."""
+    body, md = _md(nodePools=[{"name": "cpu", "costPerHour": "0.20", "replicaStartupSeconds": startup}])
+    target = ServingTarget("fp32", md.spec.node_pool("cpu"), "/models/k", "fp32", 1)
+    probe = server_deployment(body, md.spec, target, SETTINGS)["spec"]["template"]["spec"]["containers"][0]
+    allowed = probe["startupProbe"]["periodSeconds"] * probe["startupProbe"]["failureThreshold"]
+    assert at_least <= allowed <= at_least + 2 * probe["startupProbe"]["periodSeconds"]
+
+
 def pod_labels(dep: dict) -> dict:
     return dep["spec"]["template"]["metadata"]["labels"]
 

@@ -30,6 +30,7 @@ HTTP_PORT = 8000
 GRPC_PORT = 8001
 METRICS_PORT = 8002
 PROBE_PERIOD_SECONDS = 5
+MIN_STARTUP_ALLOWANCE_SECONDS = 60
 DRAIN_SECONDS = 10
 """A deleted pod keeps serving this long before Triton stops: clients (kube-proxy, load balancers) that still
 send to it meanwhile get answers, not reset connections (Triton closes its listeners at SIGTERM)."""
@@ -100,6 +101,18 @@ def pod_selector(md_name: str, target: ServingTarget) -> dict[str, str]:
     return {**labels.server_selector(md_name), labels.TIER: target.tier, labels.POOL: target.pool.name}
 
 
+def startup_probe_failures(replica_startup_seconds: int) -> int:
+    """How many failed readiness checks the startup probe allows before the kubelet restarts Triton.
+
+    ``replicaStartupSeconds`` is what a start usually takes (the policy plans with it), not the most it may
+    take: a replica on a busy node, or under a small CPU limit, loading every tier, starts slower. Killing it
+    then restarts the same slow start, forever (a 100m replica of ctr-ranker, startup 10 s declared, was
+    restarted at 15 s while loading its four models). So the probe waits three times the declared start-up,
+    at least a minute; a Triton that cannot start exits by itself (``--exit-on-error``)."""
+    allowed = max(MIN_STARTUP_ALLOWANCE_SECONDS, 3 * replica_startup_seconds)
+    return -(-allowed // PROBE_PERIOD_SECONDS) + 1
+
+
 def server_deployment(
     md: Manifest, spec: ModelDeploymentSpec, target: ServingTarget, settings: OperatorSettings
 ) -> Manifest:
@@ -114,7 +127,7 @@ def server_deployment(
     if target.served_name:
         routing, routing_mount = routing_volume(md_name, target.served_name, name)
         volumes, mounts = [*volumes, routing], [*mounts, routing_mount]
-    startup_failures = max(3, target.pool.replica_startup_seconds // PROBE_PERIOD_SECONDS + 1)
+    startup_failures = startup_probe_failures(target.pool.replica_startup_seconds)
     container: Manifest = {
         "name": "triton",
         "image": target.image or triton_image(spec, settings),
