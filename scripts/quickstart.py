@@ -150,7 +150,13 @@ def build_step(pod: dict[str, Any]) -> str:
     """One build pod as the kubelet reports it: the step running now (the init containers fetch, build, measure,
     then publish beside the Triton sidecar) and its state (pulling the builder image, running, done)."""
     status = pod.get("status") or {}
-    steps = [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]
+    # Triton runs beside the steps as a native sidecar (an init container that restarts Always): never "the step"
+    sidecars = {c["name"] for c in pod.get("spec", {}).get("initContainers", []) if c.get("restartPolicy") == "Always"}
+    steps = [
+        s
+        for s in [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]
+        if s["name"] not in sidecars
+    ]
     name = pod["metadata"]["name"]
     current = next((s for s in steps if "terminated" not in s.get("state", {})), steps[-1] if steps else None)
     if current is None:

@@ -43,6 +43,20 @@ def test_build_step_names_the_step_that_runs_now(quickstart: ModuleType) -> None
     assert quickstart.build_step(running) == "fulcrum-build-abc-x1: step measure running"
 
 
+def test_build_step_is_never_the_triton_sidecar(quickstart: ModuleType) -> None:
+    measuring = pod(
+        [
+            done("fetch"),
+            done("build"),
+            {"name": "triton", "state": {"running": {}}},
+            {"name": "measure", "state": {"running": {}}},
+        ],
+        [{"name": "publish", "state": {"waiting": {"reason": "PodInitializing"}}}],
+    )
+    measuring["spec"] = {"initContainers": [{"name": "triton", "restartPolicy": "Always"}]}
+    assert quickstart.build_step(measuring) == "fulcrum-build-abc-x1: step measure running"
+
+
 def test_build_step_shows_why_a_step_waits(quickstart: ModuleType) -> None:
     pulling = pod([{"name": "fetch", "state": {"waiting": {"reason": "ErrImagePull"}}}], [])
     assert quickstart.build_step(pulling) == "fulcrum-build-abc-x1: step fetch waiting (ErrImagePull)"
