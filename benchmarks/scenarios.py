@@ -8,6 +8,10 @@ Scenarios come from ``fulcrum.simulate.scenarios`` (seeded; the family is the se
 policy's knobs were tuned on seeds 0-199 only; the default report range, 1000-1199, was not looked at while
 tuning. The four cases of issue 16 run as named scenarios beside the distribution.
 
+The oracle's and the baselines' runs (and the attainment bound) do not depend on fulcrum's policy, so they are
+kept under ``~/.cache/fulcrum/scenario-runs/<hash of the simulator's sources>/`` (``--cache DIR``): after a change
+to ``decide`` or the forecasts alone, a run simulates only fulcrum (``--no-cache``: simulate everything).
+
 Targets for ``fulcrum`` over the feasible scenarios (the attainment bound, the most any policy could reach
 within the budget, is at least 99.9 %): SLO attainment median >= 99.5 % and p5 >= 98 %; cost median <= 1.15x
 the oracle's; 0 s over budget in every scenario; top-tier share (objective Quality) median >= 0.9x the oracle's;
@@ -17,18 +21,32 @@ no scenario where a baseline within budget reaches an attainment more than 1 poi
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from multiprocessing import get_context
 from pathlib import Path
 
+import numpy as np
 import yaml
 
+import fulcrum
+from fulcrum.dev.paths import cache_root
 from fulcrum.simulate.engine import make_setting, simulate
-from fulcrum.simulate.evaluate import POLICIES, Outcome, Spread, evaluate_modes, spread, verdict
+from fulcrum.simulate.evaluate import (
+    POLICIES,
+    Outcome,
+    Shared,
+    Spread,
+    evaluate_modes,
+    shared_runs,
+    spread,
+    verdict,
+)
 from fulcrum.simulate.report import json_document
 from fulcrum.simulate.scenarios import HELD_OUT_SEEDS, ISSUE_CASES, TUNING_SEEDS, generated, named
 from fulcrum.simulate.trace import write_trace
@@ -45,20 +63,68 @@ def _seeds(text: str) -> list[int]:
     return out
 
 
-def _job(args: tuple[str, float, tuple[bool, ...]]) -> dict[bool, Outcome]:
-    name, step, modes = args
-    return evaluate_modes(named(name), step=step, modes=modes)
+ONLY_FULCRUM = frozenset({"policy/decide.py", "policy/forecast.py"})
+"""Sources only fulcrum's own run depends on: a change there keeps the oracle's and the baselines' cached runs."""
 
 
-def run_all(names: Sequence[str], *, step: float, modes: Sequence[bool], jobs: int) -> dict[bool, list[Outcome]]:
-    """Every scenario in every hot-tier mode: one job per scenario, so what the modes share runs once."""
-    tasks = [(name, step, tuple(modes)) for name in names]
+def simulator_version() -> str:
+    """A hash of everything the oracle's and the baselines' runs depend on: the simulator, the fleet model, the
+    planner, the API's defaults, and numpy (the scenario generator). Any change to those makes a new cache."""
+    root = Path(fulcrum.__file__).parent
+    digest = hashlib.sha256(f"numpy {np.__version__}".encode())
+    for folder in ("simulate", "policy", "api"):
+        for path in sorted((root / folder).rglob("*.py")):
+            name = path.relative_to(root).as_posix()
+            if name not in ONLY_FULCRUM:
+                digest.update(name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+Job = tuple[str, float, tuple[bool, ...], Path | None]
+"""(scenario name, step, hot-tier modes, folder of cached shared runs or None)."""
+
+
+def _shared(name: str, step: float, folder: Path | None) -> tuple[Shared | None, Path | None]:
+    if folder is None:
+        return None, None
+    path = folder / f"{name}-step{step:g}.json"
+    try:
+        return Shared.from_dict(json.loads(path.read_text())), path
+    except (OSError, ValueError, KeyError, TypeError):
+        return None, path  # absent or unreadable: simulated again and rewritten
+
+
+def _job(args: Job) -> tuple[dict[bool, Outcome], bool]:
+    """One scenario in every mode, and whether its oracle and baseline runs came from the cache."""
+    name, step, modes, folder = args
+    scenario = named(name)
+    shared, path = _shared(name, step, folder)
+    cached = shared is not None
+    started = time.process_time()
+    if shared is None:
+        shared = shared_runs(scenario, step=step)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_suffix(f".{os.getpid()}.tmp")
+            partial.write_text(json.dumps(shared.to_dict()))
+            partial.replace(path)  # atomic: a parallel job never reads half a file
+    shared_seconds = (time.process_time() - started) / len(modes)  # each mode's outcome carries its share
+    outcomes = evaluate_modes(scenario, step=step, modes=modes, shared=shared)
+    return {hot: replace(o, cpu_seconds=o.cpu_seconds + shared_seconds) for hot, o in outcomes.items()}, cached
+
+
+def run_all(
+    names: Sequence[str], *, step: float, modes: Sequence[bool], jobs: int, cache: Path | None = None
+) -> tuple[dict[bool, list[Outcome]], int]:
+    """Every scenario in every hot-tier mode: one job per scenario, so what the modes share runs once (or comes
+    from ``cache``, a folder of earlier runs of the oracle and the baselines). Also: how many came from it."""
+    tasks = [(name, step, tuple(modes), cache) for name in names]
     if jobs <= 1:
         results = [_job(task) for task in tasks]
     else:
         with get_context("fork").Pool(jobs) as pool:
             results = list(pool.imap(_job, tasks, chunksize=1))
-    return {hot: [result[hot] for result in results] for hot in modes}
+    return {hot: [result[hot] for result, _ in results] for hot in modes}, sum(hit for _, hit in results)
 
 
 def _tops(outcomes: Sequence[Outcome], policy: str) -> list[float]:
@@ -183,6 +249,14 @@ def main() -> None:
     parser.add_argument("--only", help="Replay one scenario by name (e.g. bursts-1013 or issue-flash-sale).")
     parser.add_argument("--export", type=Path, help="With --only: write spec.yaml, trace.csv, profiles.json here.")
     parser.add_argument("--no-issue-cases", action="store_true")
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=cache_root() / "scenario-runs",
+        help="Keep the oracle's and the baselines' runs here (under a hash of the simulator's sources), so a run "
+        "after a change to the policy alone simulates only fulcrum.",
+    )
+    parser.add_argument("--no-cache", action="store_true", help="Simulate everything; read and write no cache.")
     args = parser.parse_args()
     modes = {"on": [True], "off": [False], "both": [True, False]}[args.hot]
     if args.only:
@@ -195,7 +269,8 @@ def main() -> None:
     wall, cpu = time.perf_counter(), time.process_time()
     children = os.times()
     # the issue's cases (long traces) first, so that the generated scenarios fill the workers behind them
-    outcomes = run_all([*cases, *names], step=args.step, modes=modes, jobs=args.jobs)
+    cache = None if args.no_cache else args.cache / simulator_version()
+    outcomes, cached = run_all([*cases, *names], step=args.step, modes=modes, jobs=args.jobs, cache=cache)
     ok = True
     per_scenario = 0.0
     for hot in modes:
@@ -209,9 +284,17 @@ def main() -> None:
     used = time.process_time() - cpu + (after.children_user - children.children_user)
     print(
         f"\nrun time: {time.perf_counter() - wall:.1f} s wall, {used:.1f} s CPU ({args.jobs} jobs; "
-        f"{per_scenario / max(1, len(names)):.2f} s CPU per scenario, all five policies in {len(modes)} mode(s); "
+        f"{per_scenario / max(1, len(names)):.2f} s CPU per scenario: fulcrum in {len(modes)} mode(s), the oracle "
+        "and the baselines once or from the cache; "
         f"load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores: a shared machine)"
     )
+    total = len(cases) + len(names)
+    if cache is None:
+        print("oracle and baselines: simulated (--no-cache)")
+    else:
+        print(
+            f"oracle and baselines: {cached} of {total} scenarios from the cache, {total - cached} simulated ({cache})"
+        )
     sys.exit(0 if ok else 1)
 
 

@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 
 import numpy as np
 import pytest
 
 from fulcrum.policy.hot import LOAD_FACTOR, hot_tiers
-from fulcrum.simulate.evaluate import Figures, Outcome, evaluate, evaluate_modes, spread, verdict
+from fulcrum.simulate import policies as simulated_policies
+from fulcrum.simulate.engine import make_setting, simulate
+from fulcrum.simulate.evaluate import (
+    Figures,
+    Outcome,
+    Shared,
+    Totals,
+    evaluate,
+    evaluate_modes,
+    shared_runs,
+    spread,
+    verdict,
+)
 from fulcrum.simulate.scenarios import (
     FAMILIES,
     HELD_OUT_SEEDS,
@@ -182,3 +195,38 @@ def test_both_hot_modes_share_the_runs_that_do_not_depend_on_hot_tiers() -> None
     assert {k: v for k, v in together[True].figures.items() if k != "fulcrum"} == {
         k: v for k, v in together[False].figures.items() if k != "fulcrum"
     }
+
+
+def _first_hour(scenario: Scenario) -> Scenario:
+    hour = int(np.searchsorted(scenario.trace.times, 3600.0))
+    trace = Trace.from_points(scenario.trace.times[:hour].tolist(), scenario.trace.rates[:hour].tolist())
+    return dataclasses.replace(scenario, trace=trace)
+
+
+def test_the_shared_runs_do_not_depend_on_hot_tiers_or_on_fulcrums_policy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a benchmark may keep between runs of a changed policy: the oracle's and the baselines' runs and the
+    bound, simulated without hot tiers, are those with them, and never call ``decide``."""
+    scenario = _first_hour(next(s for s in (generated(seed) for seed in SEEDS) if s.hot))
+
+    def no_decide(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the oracle and the baselines must not depend on fulcrum's policy")
+
+    monkeypatch.setattr(simulated_policies, "decide", no_decide)
+    shared = shared_runs(scenario, step=15.0, policies=("oracle", "hpa", "kpa", "static"))
+    hot = make_setting(scenario.spec, scenario.profiles, scenario.trace, 15.0, hot=scenario.hot)
+    runs = simulate(hot, ["oracle", "hpa", "kpa", "static"])
+    assert shared.totals == {name: Totals.of(run) for name, run in runs.items()}
+    assert 0.0 < shared.bound <= 1.0
+
+
+def test_outcomes_from_kept_shared_runs_are_the_outcomes_simulated_afresh() -> None:
+    """A benchmark's cache: the shared runs survive JSON, and figures from them equal a full simulation."""
+    scenario = _first_hour(generated(SEEDS[1]))
+    shared = shared_runs(scenario, step=15.0)
+    kept = Shared.from_dict(json.loads(json.dumps(shared.to_dict())))
+    assert kept == shared
+    fresh = evaluate_modes(scenario, step=15.0, modes=(True, False))
+    again = evaluate_modes(scenario, step=15.0, modes=(True, False), shared=kept)
+    for hot in (True, False):
+        assert again[hot].figures == fresh[hot].figures
+        assert again[hot].bound == fresh[hot].bound

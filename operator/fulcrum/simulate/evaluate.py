@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -54,54 +55,116 @@ class Outcome:
         return self.bound >= FEASIBLE
 
 
+@dataclass(frozen=True)
+class Totals:
+    """What one policy's run on a scenario adds up to (all that the figures need)."""
+
+    attainment: float
+    cost: float
+    top_share: float
+    over_budget_seconds: float
+    switches: int
+
+    @classmethod
+    def of(cls, run: Run) -> Totals:
+        return cls(run.slo_attainment, run.cost, run.top_tier_share, run.budget_violation_seconds, run.tier_switches)
+
+
+@dataclass(frozen=True)
+class Shared:
+    """What does not depend on fulcrum (the oracle, the baselines and the attainment bound) for one scenario.
+
+    It does not depend on hot tiers either (the oracle's placements are instant, the baselines never leave their
+    tier), so one is good for every mode; :meth:`to_dict` / :meth:`from_dict` let a benchmark keep it between runs.
+    """
+
+    bound: float
+    totals: dict[str, Totals]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"bound": self.bound, "totals": {name: asdict(t) for name, t in sorted(self.totals.items())}}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Shared:
+        totals = {
+            str(name): Totals(
+                float(t["attainment"]),
+                float(t["cost"]),
+                float(t["top_share"]),
+                float(t["over_budget_seconds"]),
+                int(t["switches"]),
+            )
+            for name, t in dict(data["totals"]).items()
+        }
+        return cls(float(data["bound"]), totals)
+
+
+def shared_runs(scenario: Scenario, *, step: float, policies: Sequence[str] = POLICIES) -> Shared:
+    """Simulate the oracle and the baselines among ``policies``, and the attainment bound."""
+    setting = make_setting(scenario.spec, scenario.profiles, scenario.trace, step, hot=None)
+    runs = simulate(setting, [p for p in policies if p != "fulcrum"])
+    totals = {("oracle" if name == "_oracle" else name): Totals.of(run) for name, run in runs.items()}
+    return Shared(attainment_bound(setting), totals)
+
+
 def evaluate(scenario: Scenario, *, step: float, hot: bool, policies: Sequence[str] = POLICIES) -> Outcome:
     """Simulate every policy on a scenario (``hot``: with the scenario's hot tiers, else cold switches only)."""
     return evaluate_modes(scenario, step=step, modes=(hot,), policies=policies)[hot]
 
 
 def evaluate_modes(
-    scenario: Scenario, *, step: float, modes: Sequence[bool], policies: Sequence[str] = POLICIES
+    scenario: Scenario,
+    *,
+    step: float,
+    modes: Sequence[bool],
+    policies: Sequence[str] = POLICIES,
+    shared: Shared | None = None,
 ) -> dict[bool, Outcome]:
     """:func:`evaluate` for each hot-tier mode in ``modes``, sharing what does not depend on hot tiers.
 
     Only fulcrum switches tiers on a pool with start-up and overlap: the oracle's placements are instant (a hot
     switch and a cold one are the same to it) and the baselines never leave their tier, so they, and the
-    attainment bound, are simulated once and reused for every mode.
+    attainment bound, are simulated once (or taken from ``shared``, :func:`shared_runs` of an earlier run) and
+    reused for every mode.
     """
     started = time.process_time()
-    settings = {
-        hot: make_setting(scenario.spec, scenario.profiles, scenario.trace, step, hot=scenario.hot if hot else None)
-        for hot in modes
-    }
-    neutral = settings[modes[0]]
-    shared = simulate(neutral, [p for p in policies if p != "fulcrum"])
-    bound = attainment_bound(neutral)
+    if shared is None:
+        shared = shared_runs(scenario, step=step, policies=policies)
     shared_seconds = (time.process_time() - started) / len(modes)
     outcomes = {}
-    for hot, setting in settings.items():
+    for hot in modes:
         began = time.process_time()
-        runs = dict(shared)
+        totals = dict(shared.totals)
         if "fulcrum" in policies:
-            runs["fulcrum"] = simulate_policy(setting, "fulcrum")
-        outcomes[hot] = _outcome(scenario, runs, bound, shared_seconds + time.process_time() - began)
+            setting = make_setting(
+                scenario.spec, scenario.profiles, scenario.trace, step, hot=scenario.hot if hot else None
+            )
+            totals["fulcrum"] = Totals.of(simulate_policy(setting, "fulcrum"))
+        keep = [p for p in policies if p in totals]
+        outcomes[hot] = _outcome(
+            scenario,
+            {p: totals[p] for p in keep},
+            totals["oracle"],
+            shared.bound,
+            shared_seconds + time.process_time() - began,
+        )
     return outcomes
 
 
-def _outcome(scenario: Scenario, runs: Mapping[str, Run], bound: float, cpu_seconds: float) -> Outcome:
-    oracle = runs.get("oracle") or runs["_oracle"]
+def _outcome(
+    scenario: Scenario, totals: Mapping[str, Totals], oracle: Totals, bound: float, cpu_seconds: float
+) -> Outcome:
     figures = {}
-    for name, run in runs.items():
-        if name.startswith("_"):
-            continue
-        top = None if oracle.top_tier_share <= 0.0 else run.top_tier_share / oracle.top_tier_share
+    for name, run in totals.items():
+        top = None if oracle.top_share <= 0.0 else run.top_share / oracle.top_share
         figures[name] = Figures(
-            run.slo_attainment,
+            run.attainment,
             run.cost,
             run.cost / oracle.cost if oracle.cost > 0 else 1.0,
-            run.top_tier_share,
+            run.top_share,
             top,
-            run.budget_violation_seconds,
-            run.tier_switches,
+            run.over_budget_seconds,
+            run.switches,
         )
     return Outcome(
         scenario.name,
@@ -184,10 +247,13 @@ __all__ = [
     "POLICIES",
     "Figures",
     "Outcome",
+    "Shared",
     "Spread",
+    "Totals",
     "Verdict",
     "evaluate",
     "evaluate_modes",
+    "shared_runs",
     "spread",
     "verdict",
 ]
