@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import copy
 import json
 import ssl
@@ -538,3 +539,70 @@ def test_the_leader_gauge_follows_the_lease(cluster: Any, crd_installed: None, n
 
 async def _no_reconcile(key: tuple[str, str]) -> float | None:
     return None
+
+
+def test_a_new_leader_signs_a_pending_builds_upload_form_once(cluster: Any, namespace: str) -> None:
+    """A failover while a build waits for its upload form: the new leader remembers no signed form, signs again,
+    the API server answers "exists", and the Secret the Job already mounts stays as the first leader wrote it."""
+    from fulcrum.api import parse_model_deployment
+    from fulcrum.controller.reconciler import Reconciler
+    from fulcrum.controller.uploads import UploadSigner
+    from fulcrum.resources.build import (
+        UPLOAD_FORM_FILE,
+        UPLOAD_FORM_PREFIX_ANNOTATION,
+        build_job,
+        upload_form_secret_name,
+    )
+    from fulcrum.resources.settings import OperatorSettings, RepositoryStorage
+    from fulcrum.storage.form import UploadForm, content_key_message
+
+    settings = OperatorSettings(
+        build_namespace=namespace,
+        storage=RepositoryStorage.parse(
+            "s3://models/fulcrum", endpoint="http://127.0.0.1:9", secret="repo-writer", serving_secret="repo-reader"
+        ),
+    )
+    signer = UploadSigner.from_environment(settings, {"AWS_ACCESS_KEY_ID": "W", "AWS_SECRET_ACCESS_KEY": "w-secret"})
+    assert signer is not None
+    spec = parse_model_deployment(copy.deepcopy(BASE)).spec
+    build_key, content_key = "k" * 32, "c" * 64
+    job = build_job(
+        build_key, spec.node_pool("cpu"), settings, spec, serving_image="tritonserver-cpu:test",
+        upload_form=labels.upload_form_name(build_key, "f41l0v"),
+    )  # fmt: skip
+    job["spec"]["suspend"] = True  # no pod: the fetch step's report is put in the leaders' caches below
+    form_secret, job_name = upload_form_secret_name(job), job["metadata"]["name"]
+    assert form_secret is not None
+
+    async def leader(created: dict[str, Any]) -> tuple[set[str], dict[str, Any]]:
+        kube = _client(cluster)
+        reconciler = Reconciler(kube, ObjectCache(), settings, signer=signer)
+        fetched = {"terminated": {"exitCode": 0, "message": content_key_message(content_key)}}
+        reconciler.cache.record(
+            "Pod",
+            {
+                "metadata": {"name": "build-pod", "namespace": namespace, "labels": {"job-name": job_name}},
+                "status": {"initContainerStatuses": [{"name": "fetch", "state": fetched}]},
+            },
+        )
+        await reconciler._sign_upload_form(created)
+        secret = await kube.get("Secret", namespace, form_secret)
+        await kube.close()
+        assert secret is not None, "no upload form Secret"
+        return set(reconciler._forms_signed), secret
+
+    async def scenario() -> tuple[tuple[set[str], dict[str, Any]], tuple[set[str], dict[str, Any]]]:
+        kube = _client(cluster)
+        created = await kube.create(job)
+        await kube.close()
+        assert created is not None
+        return await leader(created), await leader(created)
+
+    (first_signed, first), (second_signed, second) = asyncio.run(scenario())
+    uid = first["metadata"]["ownerReferences"][0]["uid"]
+    assert first_signed == second_signed == {uid}, "the new leader counts the existing form as signed"
+    assert second["metadata"]["resourceVersion"] == first["metadata"]["resourceVersion"], "not written again"
+    assert second["metadata"]["ownerReferences"][0]["name"] == job_name
+    assert second["metadata"]["annotations"][UPLOAD_FORM_PREFIX_ANNOTATION] == f"fulcrum/{content_key}/"
+    form = UploadForm.from_json(base64.b64decode(second["data"][UPLOAD_FORM_FILE]).decode())
+    assert form.prefix == f"fulcrum/{content_key}/" and form.allows(f"fulcrum/{content_key}/published.json")
