@@ -200,7 +200,6 @@ def test_a_killed_build_is_redone_and_another_namespace_reuses_the_bytes(
     assert repo.uploads(content_key) == [marker.upload] and repo.published(content_key) == marker
 
 
-@pytest.mark.held_lane  # its own build and bucket prefix: it evens the e2e lanes (see tests/conftest.py)
 def test_wrong_credentials_fail_only_their_model_name_the_bucket_and_a_rebuild_recovers(
     cluster: Cluster, kube: Kube, operator: Release, namespace: str, tmp_path: Path
 ) -> None:
