@@ -94,13 +94,16 @@ def _prune_binaries(
     except OSError as exc:
         click.echo(f"binary cache: pruning failed ({exc}); the cache is left as it is", err=True)
         return
+    _say_pruned("binary cache", "pins", [str(pin.path) for pin in result.removed], result.freed_bytes, dry_run)
+
+
+def _say_pruned(cache: str, unit: str, removed: list[str], freed_bytes: int, dry_run: bool) -> None:
+    """What a cache's pruning removed (or, ``dry_run``, would remove): one line each, or a summary on stderr."""
     if dry_run:
-        for pin in result.removed:
-            click.echo(f"would remove {pin.path}")
-    elif result.removed:
-        click.echo(
-            f"binary cache: removed {len(result.removed)} stale pins, {result.freed_bytes / 1e9:.1f} GB freed", err=True
-        )
+        for name in removed:
+            click.echo(f"would remove {name}")
+    elif removed:
+        click.echo(f"{cache}: removed {len(removed)} stale {unit}, {freed_bytes / 1e9:.1f} GB freed", err=True)
 
 
 @dev.command()
@@ -175,13 +178,8 @@ def _prune_images(
     except (OSError, subprocess.CalledProcessError) as exc:
         click.echo(f"image cache: pruning failed ({exc}); the cache is left as it is", err=True)
         return
-    if dry_run:
-        for entry in result.removed:
-            click.echo(f"would remove {entry.name}:{entry.key}")
-    elif result.removed:
-        click.echo(
-            f"image cache: removed {len(result.removed)} stale keys, {result.freed_bytes / 1e9:.1f} GB freed", err=True
-        )
+    removed = [f"{entry.name}:{entry.key}" for entry in result.removed]
+    _say_pruned("image cache", "keys", removed, result.freed_bytes, dry_run)
 
 
 @dev.command("images")
