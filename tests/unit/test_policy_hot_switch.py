@@ -213,10 +213,48 @@ def test_no_speed_sample_while_the_metrics_window_still_holds_the_tier_switched_
     overloaded = 2 * curve.latency_at(curve.saturation_rps, 99.0)
     rate = 2 * 0.5 * capacity("int8", "l4")  # two replicas at half their capacity: a rate that is sampled
     fleet = (ReplicaGroup("int8", "l4", ready=2),)
-    state = PolicyState(desired=Config("int8", "l4", 2), observed_since=0.0, last_tick_at=990.0).with_fleet(fleet)
     seconds = DEFAULT_TUNING.hot_settle_seconds
+    state = PolicyState(
+        desired=Config("int8", "l4", 2),
+        observed_since=0.0,
+        last_tick_at=990.0,
+        settled=(1000.0 - seconds, "int8@l4", 2),  # the same two ready replicas for a whole metrics window
+    ).with_fleet(fleet)
     just = decide(spec, TABLE, Observation(rate, overloaded), replace(state, last_hot_switch_at=995.0), 1000.0)
     assert just.state.correction("int8", "l4") == 1.0
     settled = replace(state, last_hot_switch_at=1000.0 - seconds)
     later = decide(spec, TABLE, Observation(rate, overloaded), settled, 1000.0, hot_tiers=HOT)
     assert later.state.correction("int8", "l4") < 1.0  # a minute on, the same reading is this tier's own
+
+
+def test_no_speed_sample_while_the_metrics_window_still_holds_fewer_ready_replicas() -> None:
+    # bursts-1193: a scale-up from 5 to 31 replicas became ready during an overload; the next tick's latency was the
+    # backlog of the 5, read against 31 ready replicas as "saturated at a sixth of the profiled rate", and the tier
+    # stayed marked slow for hours (the fleet switched hot to a slower tier and sat at the budget's ceiling)
+    spec = make_spec(budget=None)
+    curve = TABLE.curve("int8", "l4")
+    assert curve is not None
+    overloaded = 2 * curve.latency_at(curve.saturation_rps, 99.0)
+    rate = 4 * 0.5 * capacity("int8", "l4")  # four replicas at half their capacity: a rate that is sampled
+    seconds = DEFAULT_TUNING.hot_settle_seconds
+    state = PolicyState(
+        desired=Config("int8", "l4", 4),
+        observed_since=0.0,
+        last_tick_at=990.0,
+        settled=(900.0, "int8@l4", 2),  # until this tick two of them were ready
+    ).with_fleet((ReplicaGroup("int8", "l4", ready=4),))
+    now = 1000.0
+    first = decide(spec, TABLE, Observation(rate, overloaded), state, now)
+    assert first.state.correction("int8", "l4") == 1.0
+    assert first.state.settled == (now, "int8@l4", 4)
+    # the four have been ready for a whole metrics window: the same reading now says something about them
+    later = replace(state, last_tick_at=now + seconds - 10.0, settled=first.state.settled)
+    sampled = decide(spec, TABLE, Observation(rate, overloaded), later, now + seconds)
+    assert sampled.state.correction("int8", "l4") < 1.0
+    assert sampled.state.settled == (now, "int8@l4", 4)
+
+
+def test_the_settled_fleet_survives_the_state_round_trip() -> None:
+    state = PolicyState(settled=(120.0, "int8@l4", 3))
+    assert PolicyState.from_dict(state.to_dict()).settled == (120.0, "int8@l4", 3)
+    assert PolicyState.from_dict({"desired": None}).settled is None  # a state written before the field: unknown

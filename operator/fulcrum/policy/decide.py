@@ -134,8 +134,9 @@ def _record(
     while window and window[-1][1] <= rate:
         window.pop()
     window.append((now, rate))
+    settled = _settled(state, now, tuning.hot_settle_seconds)
     corrections = dict(state.corrections)
-    sample = _speed_sample(spec, profiles, observation, state, tuning, now=now)
+    sample = _speed_sample(spec, profiles, observation, replace(state, settled=settled), tuning, now=now)
     if sample is not None and state.desired is not None:
         speed, saturated = sample
         key = f"{state.desired.tier}@{state.desired.node_pool}"
@@ -153,7 +154,28 @@ def _record(
         growth=growth,
         bursts=bursts,
         peak=(now, peak),
+        settled=settled,
     )
+
+
+def _settled(state: PolicyState, now: float, window: float) -> tuple[float, str, int] | None:
+    """Since when the fleet has been one placement with every replica ready and as many as now (None: it is not).
+
+    Only a change from replicas that served counts: a fleet that comes up where none served (nothing ready at
+    the last tick) shares its metrics window with no other, and neither does a fleet on the first tick of a
+    state (a new ModelDeployment, a restart), which is taken as it was for the whole metrics ``window``.
+    """
+    groups = [g for g in state.fleet if g.total > 0]
+    if not groups:
+        return now, "", 0
+    if len(groups) != 1 or groups[0].starting:
+        return None
+    key, ready = str(groups[0].placement), groups[0].ready
+    previous = state.settled
+    if previous is not None and previous[1:] == (key, ready):
+        return previous
+    unseen = state.last_tick_at is None or (previous is not None and previous[2] == 0)
+    return (now - window if unseen else now), key, ready
 
 
 def _memory_seconds(spec: ModelDeploymentSpec, tuning: Tuning) -> float:
@@ -183,6 +205,9 @@ def _speed_sample(
     groups = [g for g in state.fleet if g.total > 0]
     if len(groups) != 1 or groups[0].placement != desired.placement or groups[0].starting:
         return None  # only a settled fleet of one placement is comparable with its profile
+    settled = state.settled
+    # the metrics window may still hold fewer ready replicas than serve now, and the backlog they left
+    mixed = settled is None or now - settled[0] < tuning.hot_settle_seconds
     ready = groups[0].ready
     curve = profiles.curve(desired.tier, desired.node_pool)
     if ready <= 0 or curve is None:
@@ -197,8 +222,9 @@ def _speed_sample(
         return None  # overloaded beyond the profile: says nothing about the replicas' speed
     if observation.latency_ms > curve.latency_at(curve.saturation_rps, percentile):
         # saturated below the profile's saturation rate (a queue builds): the replicas serve less than what
-        # reaches each of them, so they are at most that fast relative to the profile
-        return SATURATED_SHARE * per_replica / curve.saturation_rps, True
+        # reaches each of them, so they are at most that fast relative to the profile; taken at once, so only
+        # from a window that saw no other fleet than this one
+        return None if mixed else (SATURATED_SHARE * per_replica / curve.saturation_rps, True)
     effective = curve.effective_rate(observation.latency_ms, percentile)
     if effective is None or effective <= 0.0:
         return None
@@ -954,9 +980,12 @@ class _Tick:
         elif capped or not wanted.meets:
             code = "BudgetExhausted" if capped else "MaxReplicas"
             limit = "the budget" if capped else f"maxReplicas {planner.max_replicas}"
+            # name what sized the fleet: the trend, the swings it must survive, or a burst that recurs
+            envelope = self.envelope(here.startup + self.tick)
+            what = "a recurring burst" if self.burst_need >= max(demand, envelope) else "the forecast"
             reason = (
-                f"The forecast {demand:.0f} rps needs more than {limit} allows; {target} serves {serves:.0f} rps "
-                "within the SLO, the most it can."
+                f"Load of {self.rate:.0f} rps: {what} of {max(demand, envelope):.0f} rps needs more than {limit} "
+                f"allows; {target} serves {serves:.0f} rps within the SLO, the most it can."
             )
         elif replicas > current.replicas:
             code = "LoadRising"
@@ -993,6 +1022,11 @@ class _Tick:
         else:
             code = "Steady"
             reason = f"{target} serves the forecast {demand:.0f} rps within the SLO."
+            if self.burst_need > demand:
+                reason = (
+                    f"{target} serves the forecast {demand:.0f} rps within the SLO and keeps room for a recurring "
+                    f"burst of {self.burst_need:.0f} rps."
+                )
         return _finish(current, target, code, reason, self.state)
 
     def _return_floor(self, here: Candidate, load: float, other_cost: float) -> int:

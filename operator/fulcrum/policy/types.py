@@ -128,6 +128,9 @@ class PolicyState:
     """(time, rate): the highest rate seen lately, decaying with ``Tuning.peak_memory_seconds``."""
     last_hot_switch_at: float | None = None
     """Time of the last hot switch (no new pods): the next one that is not forced waits ``hot_dwell_seconds``."""
+    settled: tuple[float, str, int] | None = None
+    """(since, ``tier@pool``, ready replicas): since when the fleet has been that one placement with that many
+    replicas, all ready; None while it is not. A speed sample needs a metrics window that saw only this fleet."""
 
     def with_fleet(self, fleet: tuple[ReplicaGroup, ...] | list[ReplicaGroup]) -> PolicyState:
         return replace(self, fleet=tuple(fleet))
@@ -151,6 +154,7 @@ class PolicyState:
             "bursts": self.bursts.to_dict(),
             "peak": None if self.peak is None else list(self.peak),
             "lastHotSwitchAt": self.last_hot_switch_at,
+            "settled": None if self.settled is None else list(self.settled),
         }
 
     @classmethod
@@ -181,11 +185,18 @@ class PolicyState:
             bursts=Bursts.from_dict(data.get("bursts")),
             peak=None if not peak else (float(peak[0]), float(peak[1])),
             last_hot_switch_at=_opt_float(data.get("lastHotSwitchAt")),
+            settled=_settled(data.get("settled")),
         )
 
 
 def _opt_float(value: object) -> float | None:
     return None if value is None else float(value)  # type: ignore[arg-type]
+
+
+def _settled(value: object) -> tuple[float, str, int] | None:
+    if not isinstance(value, (list, tuple)) or len(value) != 3:
+        return None
+    return float(value[0]), str(value[1]), int(value[2])
 
 
 @dataclass(frozen=True)
@@ -272,8 +283,10 @@ class Tuning:
     hot_dwell_seconds: float = 60.0
     """A hot switch that is not forced by the load waits this long after the previous one (no flapping)."""
     hot_settle_seconds: float = 60.0
-    """No speed sample is taken this long after a hot switch: the operator's metrics window (a minute) still holds
-    the latency of the tier switched from, which after an emergency switch is an overloaded tier's."""
+    """No speed sample is taken this long after a hot switch, nor before the fleet has been the same ready
+    replicas this long: the operator's metrics window (a minute) still holds the latency of the tier switched
+    from (after an emergency switch, an overloaded tier's) or of fewer replicas than are ready now (after a
+    scale-up that landed in an overload, a backlog that more replicas would read as slow ones)."""
     rolling_switch: bool = True
     """The operator rolls switches (old replicas removed as new ones become ready, both serving meanwhile), so a
     switch to a placement whose replicas serve at least as much for no more cost needs room for one new replica
