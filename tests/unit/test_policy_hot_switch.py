@@ -258,3 +258,41 @@ def test_the_settled_fleet_survives_the_state_round_trip() -> None:
     state = PolicyState(settled=(120.0, "int8@l4", 3))
     assert PolicyState.from_dict(state.to_dict()).settled == (120.0, "int8@l4", 3)
     assert PolicyState.from_dict({"desired": None}).settled is None  # a state written before the field: unknown
+
+
+def test_no_speed_sample_from_a_window_that_held_an_overload_the_profile_predicts() -> None:
+    # ten seconds ago more reached each replica than the profile says it drains: the high latency now is that
+    # backlog draining (in the simulator, whose replicas run exactly as profiled, such readings took 171 of the
+    # 200 tuning scenarios' corrections below 0.97), not slow replicas
+    spec = make_spec(budget=None)
+    curve = TABLE.curve("int8", "l4")
+    assert curve is not None
+    seconds = DEFAULT_TUNING.hot_settle_seconds
+    high = 2 * curve.latency_at(curve.saturation_rps, 99.0)
+    rate = 2 * 0.5 * capacity("int8", "l4")
+    state = PolicyState(
+        desired=Config("int8", "l4", 2),
+        observed_since=0.0,
+        last_tick_at=990.0,
+        settled=(1000.0 - seconds, "int8@l4", 2),
+    ).with_fleet((ReplicaGroup("int8", "l4", ready=2),))
+    overloaded = replace(state, rate_history=((990.0, 2 * 1.2 * curve.saturation_rps),))
+    after = decide(spec, TABLE, Observation(rate, high), overloaded, 1000.0)
+    assert after.state.correction("int8", "l4") == 1.0
+    calm = replace(state, rate_history=((990.0, rate),))
+    slow = decide(spec, TABLE, Observation(rate, high), calm, 1000.0)
+    assert slow.state.correction("int8", "l4") < 1.0  # no overload to explain it: the replicas are slower
+
+
+def test_no_speed_sample_of_any_kind_before_the_ready_replicas_served_a_whole_window() -> None:
+    # an unsaturated reading too: the latency of fewer replicas read against more looks like slower replicas
+    spec = make_spec(budget=None)
+    curve = TABLE.curve("int8", "l4")
+    assert curve is not None
+    rate = 4 * 0.6 * capacity("int8", "l4")
+    latency = curve.latency_at(rate / 3, 99.0)  # what three replicas showed for this rate
+    state = PolicyState(
+        desired=Config("int8", "l4", 4), observed_since=0.0, last_tick_at=990.0, settled=(900.0, "int8@l4", 3)
+    ).with_fleet((ReplicaGroup("int8", "l4", ready=4),))
+    first = decide(spec, TABLE, Observation(rate, latency), state, 1000.0)
+    assert first.state.correction("int8", "l4") == 1.0

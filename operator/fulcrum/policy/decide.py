@@ -206,8 +206,8 @@ def _speed_sample(
     if len(groups) != 1 or groups[0].placement != desired.placement or groups[0].starting:
         return None  # only a settled fleet of one placement is comparable with its profile
     settled = state.settled
-    # the metrics window may still hold fewer ready replicas than serve now, and the backlog they left
-    mixed = settled is None or now - settled[0] < tuning.hot_settle_seconds
+    if settled is None or now - settled[0] < tuning.hot_settle_seconds:
+        return None  # the metrics window still holds fewer ready replicas than serve now (and their backlog)
     ready = groups[0].ready
     curve = profiles.curve(desired.tier, desired.node_pool)
     if ready <= 0 or curve is None:
@@ -218,13 +218,15 @@ def _speed_sample(
     capacity = profiles.capacity(desired.tier, desired.node_pool, target, percentile)
     if per_replica < tuning.min_correction_utilisation * capacity:
         return None
-    if per_replica >= curve.saturation_rps:
-        return None  # overloaded beyond the profile: says nothing about the replicas' speed
+    window = [r for t, r in state.rate_history if 0.0 <= now - t <= tuning.hot_settle_seconds]
+    if max([rate, *window]) / ready >= curve.saturation_rps:
+        # overloaded beyond the profile within the metrics window: the latency is the backlog the profile itself
+        # predicts (it drains over the next ticks), which says nothing about the replicas' speed
+        return None
     if observation.latency_ms > curve.latency_at(curve.saturation_rps, percentile):
         # saturated below the profile's saturation rate (a queue builds): the replicas serve less than what
-        # reaches each of them, so they are at most that fast relative to the profile; taken at once, so only
-        # from a window that saw no other fleet than this one
-        return None if mixed else (SATURATED_SHARE * per_replica / curve.saturation_rps, True)
+        # reaches each of them, so they are at most that fast relative to the profile
+        return SATURATED_SHARE * per_replica / curve.saturation_rps, True
     effective = curve.effective_rate(observation.latency_ms, percentile)
     if effective is None or effective <= 0.0:
         return None
