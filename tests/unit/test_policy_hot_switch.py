@@ -296,3 +296,19 @@ def test_no_speed_sample_of_any_kind_before_the_ready_replicas_served_a_whole_wi
     ).with_fleet((ReplicaGroup("int8", "l4", ready=4),))
     first = decide(spec, TABLE, Observation(rate, latency), state, 1000.0)
     assert first.state.correction("int8", "l4") == 1.0
+
+
+def test_back_to_a_slower_tier_by_choice_waits_for_a_fully_observed_window() -> None:
+    # noise-0069: a hot switch to int8 at minute 3, back to fp32 at minute 5 before the 600 s window was observed
+    # in full: "a move never lowers what the replicas serve" then asked for int8's capacity in fp32 replicas and
+    # started four more (up to the budget's limit), let go when the window was covered five minutes later
+    spec = make_spec(budget="10.00", cooldown=600, stabilization=600)
+    rate = 900.0
+    assert math.ceil(rate * 1.05 / capacity("fp32", "l4")) <= 2  # the two ready pods serve it on fp32
+    now = 5000.0
+    fresh = replace(_on_int8(now, (), rate), observed_since=now - 300.0)
+    waiting = decide(spec, TABLE, Observation(rate), fresh, now, hot_tiers=HOT)
+    assert (waiting.tier, waiting.replicas) == ("int8", 2), waiting.reason
+    covered = decide(spec, TABLE, Observation(rate), _on_int8(now, (), rate), now, hot_tiers=HOT)
+    assert (covered.tier, covered.replicas) == ("fp32", 2), covered.reason
+    assert "no new pods" in covered.reason

@@ -755,6 +755,11 @@ class _Tick:
         candidate = target.candidate
         if not forced and self.in_progress(current.placement):
             return None  # a cold switch still rolls: its room was planned for the tier it started with
+        if not forced and candidate.capacity < here.capacity and not self.covered:
+            # back to a slower tier by choice waits for a fully observed window, as a cold move does: before it,
+            # the move may not lower what the replicas serve, which on a tier several times slower means
+            # starting replicas up to the budget's limit only to let them go when the window is covered
+            return None
         other_cost = self._other_cost(current)
         limit = max(self.planner.min_replicas, self.limit(candidate, other_cost))
         replicas = min(target.replicas, limit)
