@@ -312,3 +312,26 @@ def test_back_to_a_slower_tier_by_choice_waits_for_a_fully_observed_window() -> 
     covered = decide(spec, TABLE, Observation(rate), _on_int8(now, (), rate), now, hot_tiers=HOT)
     assert (covered.tier, covered.replicas) == ("fp32", 2), covered.reason
     assert "no new pods" in covered.reason
+
+
+def test_a_hot_switch_to_a_faster_tier_keeps_every_pod() -> None:
+    # ramp-0062: a forced hot switch (the budget cannot hold the rising load on fp32) cut 10 replicas to the 3 int8
+    # needs, and a minute later the way back to fp16 started 7 again; a hot switch only re-routes the same pods
+    spec = make_spec(budget="6.00", cooldown=600, stabilization=60)
+    per = capacity("fp32", "l4")
+    now = 5000.0
+    # the load rose steadily for three minutes to 90 % of what six fp32 replicas serve: it outgrows them soon
+    history = tuple((now - STEP * k, per * 6 * (0.9 - 0.02 * k)) for k in range(20, 0, -1))
+    rate = per * 6 * 0.9
+    state = PolicyState(
+        desired=Config("fp32", "l4", 6),
+        last_tick_at=now - STEP,
+        rate_history=history,
+        scale_down_window=((now - STEP, history[-1][1]),),
+        observed_since=now - 2000.0,
+        last_hot_switch_at=now - 2000.0,
+    ).with_fleet((ReplicaGroup("fp32", "l4", ready=6),))
+    decision = decide(spec, TABLE, Observation(rate), state, now, hot_tiers=HOT)
+    assert decision.tier == "int8", decision.reason
+    assert "no new pods" in decision.reason
+    assert decision.replicas == 6, decision.reason

@@ -769,9 +769,10 @@ class _Tick:
         ready_serves = self.serving_capacity(within, candidate.placement.tier, candidate.placement.node_pool)
         pool = candidate.placement.node_pool
         if ready_serves >= need or candidate.capacity >= here.capacity:
-            floor = self._floor(current, candidate)
-            if candidate.rank < here.rank:  # back to a more accurate tier on the same pods: none of them goes now
-                floor = max(floor, current.replicas)
+            # a hot switch re-routes the same pods: none of them goes with it (letting them go is scale-in's
+            # call, after the window and with the way back in mind; cutting them here only to start them again for
+            # the way back paid a start-up for nothing: ramp-0062 went 10 -> 3 -> 10 within a minute)
+            floor = max(self._floor(current, candidate), current.replicas)
             to = Config(candidate.placement.tier, pool, max(replicas, floor))
             if forced:
                 code = "BudgetAhead"
