@@ -204,22 +204,28 @@ def test_back_to_the_accurate_tier_prefers_the_pods_that_load_it_over_a_slightly
     assert "no new pods" in decision.reason
 
 
+def _int8_fleet(ready: int, settled: tuple[float, str, int] | None) -> PolicyState:
+    """int8@l4 with ``ready`` replicas, all ready, ticked 10 s ago, fully observed; ``settled`` as given."""
+    return PolicyState(
+        desired=Config("int8", "l4", ready), observed_since=0.0, last_tick_at=990.0, settled=settled
+    ).with_fleet((ReplicaGroup("int8", "l4", ready=ready),))
+
+
+def _saturated_latency() -> float:
+    """A latency above what int8@l4 shows at its saturation rate: a queue builds."""
+    curve = TABLE.curve("int8", "l4")
+    assert curve is not None
+    return 2 * curve.latency_at(curve.saturation_rps, 99.0)
+
+
 def test_no_speed_sample_while_the_metrics_window_still_holds_the_tier_switched_from() -> None:
     # an emergency hot switch leaves an overloaded tier behind: the minute of latency the operator reports next is
     # mostly that tier's, and must not mark the tier switched to as saturated (slower than profiled)
     spec = make_spec(budget=None)
-    curve = TABLE.curve("int8", "l4")
-    assert curve is not None
-    overloaded = 2 * curve.latency_at(curve.saturation_rps, 99.0)
+    overloaded = _saturated_latency()
     rate = 2 * 0.5 * capacity("int8", "l4")  # two replicas at half their capacity: a rate that is sampled
-    fleet = (ReplicaGroup("int8", "l4", ready=2),)
     seconds = DEFAULT_TUNING.hot_settle_seconds
-    state = PolicyState(
-        desired=Config("int8", "l4", 2),
-        observed_since=0.0,
-        last_tick_at=990.0,
-        settled=(1000.0 - seconds, "int8@l4", 2),  # the same two ready replicas for a whole metrics window
-    ).with_fleet(fleet)
+    state = _int8_fleet(2, (1000.0 - seconds, "int8@l4", 2))  # the same two ready replicas for a whole window
     just = decide(spec, TABLE, Observation(rate, overloaded), replace(state, last_hot_switch_at=995.0), 1000.0)
     assert just.state.correction("int8", "l4") == 1.0
     settled = replace(state, last_hot_switch_at=1000.0 - seconds)
@@ -232,17 +238,10 @@ def test_no_speed_sample_while_the_metrics_window_still_holds_fewer_ready_replic
     # backlog of the 5, read against 31 ready replicas as "saturated at a sixth of the profiled rate", and the tier
     # stayed marked slow for hours (the fleet switched hot to a slower tier and sat at the budget's ceiling)
     spec = make_spec(budget=None)
-    curve = TABLE.curve("int8", "l4")
-    assert curve is not None
-    overloaded = 2 * curve.latency_at(curve.saturation_rps, 99.0)
+    overloaded = _saturated_latency()
     rate = 4 * 0.5 * capacity("int8", "l4")  # four replicas at half their capacity: a rate that is sampled
     seconds = DEFAULT_TUNING.hot_settle_seconds
-    state = PolicyState(
-        desired=Config("int8", "l4", 4),
-        observed_since=0.0,
-        last_tick_at=990.0,
-        settled=(900.0, "int8@l4", 2),  # until this tick two of them were ready
-    ).with_fleet((ReplicaGroup("int8", "l4", ready=4),))
+    state = _int8_fleet(4, (900.0, "int8@l4", 2))  # until this tick two of them were ready
     now = 1000.0
     first = decide(spec, TABLE, Observation(rate, overloaded), state, now)
     assert first.state.correction("int8", "l4") == 1.0
@@ -252,6 +251,18 @@ def test_no_speed_sample_while_the_metrics_window_still_holds_fewer_ready_replic
     sampled = decide(spec, TABLE, Observation(rate, overloaded), later, now + seconds)
     assert sampled.state.correction("int8", "l4") < 1.0
     assert sampled.state.settled == (now, "int8@l4", 4)
+
+
+def test_after_a_restart_the_first_tick_takes_the_fleet_as_it_was_for_a_whole_window() -> None:
+    # a state rebuilt after an operator restart has no last tick and no settled fleet: no change was seen, so the
+    # first reading is sampled at once, as it was before the guard (a fleet slower than profiled is caught at once)
+    spec = make_spec(budget=None)
+    rate = 2 * 0.5 * capacity("int8", "l4")
+    seconds = DEFAULT_TUNING.hot_settle_seconds
+    rebuilt = PolicyState(desired=Config("int8", "l4", 2)).with_fleet((ReplicaGroup("int8", "l4", ready=2),))
+    decision = decide(spec, TABLE, Observation(rate, _saturated_latency()), rebuilt, 1000.0)
+    assert decision.state.settled == (1000.0 - seconds, "int8@l4", 2)
+    assert decision.state.correction("int8", "l4") < 1.0
 
 
 def test_the_settled_fleet_survives_the_state_round_trip() -> None:
@@ -267,15 +278,9 @@ def test_no_speed_sample_from_a_window_that_held_an_overload_the_profile_predict
     spec = make_spec(budget=None)
     curve = TABLE.curve("int8", "l4")
     assert curve is not None
-    seconds = DEFAULT_TUNING.hot_settle_seconds
-    high = 2 * curve.latency_at(curve.saturation_rps, 99.0)
+    high = _saturated_latency()
     rate = 2 * 0.5 * capacity("int8", "l4")
-    state = PolicyState(
-        desired=Config("int8", "l4", 2),
-        observed_since=0.0,
-        last_tick_at=990.0,
-        settled=(1000.0 - seconds, "int8@l4", 2),
-    ).with_fleet((ReplicaGroup("int8", "l4", ready=2),))
+    state = _int8_fleet(2, (1000.0 - DEFAULT_TUNING.hot_settle_seconds, "int8@l4", 2))
     overloaded = replace(state, rate_history=((990.0, 2 * 1.2 * curve.saturation_rps),))
     after = decide(spec, TABLE, Observation(rate, high), overloaded, 1000.0)
     assert after.state.correction("int8", "l4") == 1.0
@@ -291,10 +296,7 @@ def test_no_speed_sample_of_any_kind_before_the_ready_replicas_served_a_whole_wi
     assert curve is not None
     rate = 4 * 0.6 * capacity("int8", "l4")
     latency = curve.latency_at(rate / 3, 99.0)  # what three replicas showed for this rate
-    state = PolicyState(
-        desired=Config("int8", "l4", 4), observed_since=0.0, last_tick_at=990.0, settled=(900.0, "int8@l4", 3)
-    ).with_fleet((ReplicaGroup("int8", "l4", ready=4),))
-    first = decide(spec, TABLE, Observation(rate, latency), state, 1000.0)
+    first = decide(spec, TABLE, Observation(rate, latency), _int8_fleet(4, (900.0, "int8@l4", 3)), 1000.0)
     assert first.state.correction("int8", "l4") == 1.0
 
 
