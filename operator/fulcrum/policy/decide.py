@@ -136,7 +136,7 @@ def _record(
     window.append((now, rate))
     settled = _settled(state, now, tuning.hot_settle_seconds)
     corrections = dict(state.corrections)
-    sample = _speed_sample(spec, profiles, observation, replace(state, settled=settled), tuning, now=now)
+    sample = _speed_sample(spec, profiles, observation, state, tuning, now=now, settled=settled)
     if sample is not None and state.desired is not None:
         speed, saturated = sample
         key = f"{state.desired.tier}@{state.desired.node_pool}"
@@ -192,9 +192,12 @@ def _speed_sample(
     tuning: Tuning,
     *,
     now: float,
+    settled: tuple[float, str, int] | None,
 ) -> tuple[float, bool] | None:
     """Observed speed / profiled speed of the serving replicas, when this tick says something about it, and
-    whether the fleet was saturated (hard evidence that it is slower than profiled: taken at once)."""
+    whether the fleet was saturated (hard evidence that it is slower than profiled: taken at once).
+
+    ``settled``: since when the fleet has been what it is now (:func:`_settled`)."""
     desired = state.desired
     rate = observation.requests_per_second
     if desired is None or observation.latency_ms is None or rate is None:
@@ -205,7 +208,6 @@ def _speed_sample(
     groups = [g for g in state.fleet if g.total > 0]
     if len(groups) != 1 or groups[0].placement != desired.placement or groups[0].starting:
         return None  # only a settled fleet of one placement is comparable with its profile
-    settled = state.settled
     if settled is None or now - settled[0] < tuning.hot_settle_seconds:
         return None  # the metrics window still holds fewer ready replicas than serve now (and their backlog)
     ready = groups[0].ready
@@ -988,11 +990,11 @@ class _Tick:
         elif capped or not wanted.meets:
             code = "BudgetExhausted" if capped else "MaxReplicas"
             limit = "the budget" if capped else f"maxReplicas {planner.max_replicas}"
-            # name what sized the fleet: the trend, the swings it must survive, or a burst that recurs
+            # name what sized the fleet: the envelope (trend, swings, a burst that recurs) over a start-up
             envelope = self.envelope(here.startup + self.tick)
-            what = "a recurring burst" if self.burst_need >= max(demand, envelope) else "the forecast"
+            what = "a recurring burst" if self.burst_need >= envelope else "the forecast"
             reason = (
-                f"Load of {self.rate:.0f} rps: {what} of {max(demand, envelope):.0f} rps needs more than {limit} "
+                f"Load of {self.rate:.0f} rps: {what} of {envelope:.0f} rps needs more than {limit} "
                 f"allows; {target} serves {serves:.0f} rps within the SLO, the most it can."
             )
         elif replicas > current.replicas:

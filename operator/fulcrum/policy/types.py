@@ -185,7 +185,7 @@ class PolicyState:
             bursts=Bursts.from_dict(data.get("bursts")),
             peak=None if not peak else (float(peak[0]), float(peak[1])),
             last_hot_switch_at=_opt_float(data.get("lastHotSwitchAt")),
-            settled=_settled(data.get("settled")),
+            settled=_read_settled(data.get("settled")),
         )
 
 
@@ -193,7 +193,7 @@ def _opt_float(value: object) -> float | None:
     return None if value is None else float(value)  # type: ignore[arg-type]
 
 
-def _settled(value: object) -> tuple[float, str, int] | None:
+def _read_settled(value: object) -> tuple[float, str, int] | None:
     if not isinstance(value, (list, tuple)) or len(value) != 3:
         return None
     return float(value[0]), str(value[1]), int(value[2])
