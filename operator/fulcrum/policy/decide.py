@@ -827,13 +827,25 @@ class _Tick:
             return 1
         return max(1, option.replicas - kept)
 
-    def _roll_completes(self, option: Option, leaving: Candidate, kept: int, fleet_cost: float) -> bool:
+    def _roll_completes(
+        self, option: Option, leaving: Candidate, kept: int, fleet_cost: float, *, by_choice: bool = False
+    ) -> bool:
         """Whether a rolling switch to ``option`` can finish within the budget, played out with the operator's rule.
 
         The new placement grows as far as the budget allows beside what is left of the old one, and the old one
         is cut to :func:`fulcrum.policy.rollout.old_replicas_to_keep` as new replicas become ready (the fleet model
         the simulator runs); the roll is stuck when neither moves. Blue/green needs the whole new fleet beside
         the old one.
+
+        ``fleet_cost`` is what stays beside the target (not the target's own replicas, which the roll starts
+        from: a roll back to a placement being left has some).
+
+        A move by choice (``by_choice``: for accuracy or cost, staying holds) plays the roll out against the load
+        that may have come once the new replicas are ready (the trend and the learnt swings over their start-up):
+        a roll that stalls when the load rises during it leaves both placements paid for and the mixed fleet
+        serving at the slower replicas' share (noise-0069: a cheaper pool's one big replica chosen at 799 rps,
+        ready at 952 rps, then 48 minutes of five old and one new replica at 96-99 % of what they serve). A
+        forced move keeps the load now: staying is what fails, and a roll that may stall is still the way out.
         """
         planner = self.planner
         new = option.candidate
@@ -843,8 +855,12 @@ class _Tick:
             return True
         others = fleet_cost - kept * leaving.unit_cost
         reference = kept * leaving.capacity
+        existing = sum(g.total for g in self.state.fleet if g.placement == new.placement)
         rate = self.rate * (1.0 + self.tuning.headroom)
-        old, grown = kept, 0
+        if by_choice:  # not a recurring burst: a burst passes and lets the roll go on, a level the load rose to not
+            horizon = new.startup + self.tick
+            rate = max(rate, self.trend(horizon, steady=True), self.swing(horizon))
+        old, grown = kept, existing
         for _ in range(kept + 2):
             room = planner.budget - others - old * leaving.unit_cost
             more = max(grown, min(option.replicas, math.floor(room / new.unit_cost + EPSILON)))
@@ -863,6 +879,21 @@ class _Tick:
             old, grown = left, more
         return False
 
+    def _returning(self, placement: Placement) -> bool:
+        """Whether ``placement`` is one a cold switch still rolling is leaving: it has ready replicas that serve.
+
+        A roll whose target cannot hold the load within the budget (it rose after the switch; noise-1104 without
+        hot tiers: fp16 x2 to fp32 x6 at 1 600 rps, then 2 800 rps, eight replicas at the slower fp32's share for
+        half an hour) goes back there: those replicas serve at once, and the target's go as they stop being
+        needed, rolled like any placement left.
+        """
+        current = self.state.desired
+        return (
+            current is not None
+            and placement != current.placement
+            and any(g.placement == placement and g.ready > 0 for g in self.state.fleet)
+        )
+
     def _floor(self, current: Config, candidate: Candidate) -> int:
         """Until the window is observed in full, a move never lowers what the replicas serve."""
         if self.covered:
@@ -876,21 +907,30 @@ class _Tick:
     def _cold_step(
         self, current: Config, here: Candidate, target: Option, *, forced: bool, objective: str
     ) -> Decision | None:
-        """A rolling switch to new pods, when the cooldown, the budget and the evidence allow it."""
+        """A rolling switch to new pods, when the cooldown, the budget and the evidence allow it.
+
+        Or, forced, back to the placement a roll is leaving (:meth:`_returning`): no cooldown, and the roll in
+        progress is no obstacle, since it is what fails.
+        """
+        planner = self.planner
+        candidate = target.candidate
+        returning = forced and self._returning(candidate.placement)
         cooldown = self.spec.scaling.tier_switch_cooldown_seconds
         last = self.state.last_switch_at
-        if last is not None and self.now - last < cooldown:
+        if not returning and last is not None and self.now - last < cooldown:
             return None
-        if self.in_progress(current.placement):
+        if not returning and self.in_progress(current.placement):
             return None
         if not forced and not self._settled(current):
             return None  # moves for accuracy or cost wait for a fully observed, settled fleet
-        planner = self.planner
-        candidate = target.candidate
-        fleet_cost = planner.switch_cost(self.state.fleet, current.placement)
+        # what stays beside the target: the target's own replicas (a way back has some) are part of it
+        fleet_cost = planner.switch_cost(self.state.fleet, current.placement) - planner.fleet_cost(
+            g for g in self.state.fleet if g.placement == candidate.placement
+        )
         replicas = max(target.replicas, self._floor(current, candidate))
         kept = sum(g.ready for g in self.state.fleet if g.placement == current.placement)
-        if not self._roll_completes(Option(candidate, replicas, target.meets), here, kept, fleet_cost):
+        option = Option(candidate, replicas, target.meets)
+        if not self._roll_completes(option, here, kept, fleet_cost, by_choice=not forced):
             return None  # the roll could not finish within the budget
         if not planner.affordable(replicas * candidate.unit_cost, fleet_cost):
             replicas = planner.budget_replicas(candidate, fleet_cost)  # start smaller, grow as the old ones go
@@ -902,7 +942,15 @@ class _Tick:
         budget = planner.budget
         ceiling = "" if budget is None else f" within the {budget:.2f}/h budget"
         overlap = fleet_cost + replicas * candidate.unit_cost
-        if forced:
+        if returning:
+            code = "BudgetAhead" if planner.budget is not None else "LoadRising"
+            ready = sum(g.ready for g in self.state.fleet if g.placement == candidate.placement)
+            reason = (
+                f"{current.placement} cannot hold the load it may meet ({self.envelope(here.startup):.0f} rps)"
+                f"{ceiling}, so the switch to it goes back to {to}, whose {ready} ready replicas still serve; "
+                f"{current.tier} replicas go as they are no longer needed."
+            )
+        elif forced:
             code = "BudgetAhead" if planner.budget is not None else "LoadRising"
             reason = (
                 f"{current.placement} cannot hold the load it may meet ({self.envelope(here.startup):.0f} rps)"

@@ -12,7 +12,9 @@ what a plan would give (``fulcrum.policy.decide``), so both agree on what a deci
   placement's ready ones (the Service splits traffic evenly over ready replicas), and at every step the old
   placement is cut to :func:`fulcrum.policy.rollout.old_replicas_to_keep`: capacity-for-capacity as new replicas
   become ready, and to what the last observed load still needs of it. The switch ends when no old replica is
-  left. ``capacity`` holds the per-replica SLO capacities the operator would use (the policy's).
+  left. ``capacity`` holds the per-replica SLO capacities the operator would use (the policy's). Going back to
+  the placement a roll is leaving reverses the roll: the placement it rolled to becomes the one left, and its
+  ready replicas are cut by the same rule (the operator rolls down any Deployment that is not the choice).
 - ``rolling=False`` (blue/green): the old placement keeps serving, and paying, until the new placement has as
   many ready replicas as were asked for at the switch; then it goes at once (cutover).
 - A **hot** switch (same pool, both tiers in ``hot[pool]``: every replica of the pool loads them all) creates
@@ -114,6 +116,11 @@ class FleetModel:
         if self.is_hot(placement):
             self._retag(placement, now, instant)
         if placement != self.desired:
+            rolled_to = self.desired
+            if self.rolling and placement == self.serving and rolled_to is not None and self.ready(rolled_to, now):
+                # back to the placement a roll was leaving: the one it rolled to is now the one left, and is rolled
+                # down as the operator rolls any Deployment that is not the choice (not dropped at once)
+                self.serving = rolled_to
             # the old placement keeps what serves; its replicas still starting would never serve: dropped
             self.groups = [
                 g
