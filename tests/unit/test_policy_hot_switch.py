@@ -337,3 +337,23 @@ def test_a_hot_switch_to_a_faster_tier_keeps_every_pod() -> None:
     assert decision.tier == "int8", decision.reason
     assert "no new pods" in decision.reason
     assert decision.replicas == 6, decision.reason
+
+
+def test_a_tick_without_metrics_neither_settles_a_changed_fleet_nor_unsettles_an_unchanged_one() -> None:
+    # a missing reading teaches nothing, so the settled fleet is carried over as it was; the next reading compares
+    # the fleet with it: two more ready replicas since (ready during the gap) start the window again, the same
+    # two do not
+    spec = make_spec(budget=None)
+    overloaded = _saturated_latency()
+    rate = 2 * 0.5 * capacity("int8", "l4")
+    seconds = DEFAULT_TUNING.hot_settle_seconds
+    state = _int8_fleet(2, (1000.0 - seconds, "int8@l4", 2))
+    gap = decide(spec, TABLE, None, state, 1000.0)
+    assert gap.code == "NoMetrics" and gap.state.settled == (1000.0 - seconds, "int8@l4", 2)
+    same = decide(spec, TABLE, Observation(rate, overloaded), gap.state, 1010.0)
+    assert same.state.settled == (1000.0 - seconds, "int8@l4", 2)
+    assert same.state.correction("int8", "l4") < 1.0  # the same two replicas for a whole window: sampled
+    grown = gap.state.with_fleet((ReplicaGroup("int8", "l4", ready=4),))
+    after = decide(spec, TABLE, Observation(2 * rate, overloaded), grown, 1010.0)
+    assert after.state.settled == (1010.0, "int8@l4", 4)
+    assert after.state.correction("int8", "l4") == 1.0  # the window still holds the two replicas' latency
