@@ -21,6 +21,7 @@ no scenario where a baseline within budget reaches an attainment more than 1 poi
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import os
@@ -30,12 +31,14 @@ from collections.abc import Sequence
 from dataclasses import replace
 from multiprocessing import get_context
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import yaml
 
 import fulcrum
 from fulcrum.dev.paths import cache_root
+from fulcrum.policy import DEFAULT_TUNING, Tuning
 from fulcrum.simulate.engine import make_setting, simulate
 from fulcrum.simulate.evaluate import (
     POLICIES,
@@ -80,8 +83,8 @@ def simulator_version() -> str:
     return digest.hexdigest()[:16]
 
 
-Job = tuple[str, float, tuple[bool, ...], Path | None]
-"""(scenario name, step, hot-tier modes, folder of cached shared runs or None)."""
+Job = tuple[str, float, tuple[bool, ...], Path | None, Tuning | None]
+"""(scenario name, step, hot-tier modes, folder of cached shared runs or None, fulcrum's knobs or None)."""
 
 
 def _shared(name: str, step: float, folder: Path | None) -> tuple[Shared | None, Path | None]:
@@ -96,7 +99,7 @@ def _shared(name: str, step: float, folder: Path | None) -> tuple[Shared | None,
 
 def _job(args: Job) -> tuple[dict[bool, Outcome], bool]:
     """One scenario in every mode, and whether its oracle and baseline runs came from the cache."""
-    name, step, modes, folder = args
+    name, step, modes, folder, tuning = args
     scenario = named(name)
     shared, path = _shared(name, step, folder)
     cached = shared is not None
@@ -109,16 +112,23 @@ def _job(args: Job) -> tuple[dict[bool, Outcome], bool]:
             partial.write_text(json.dumps(shared.to_dict()))
             partial.replace(path)  # atomic: a parallel job never reads half a file
     shared_seconds = (time.process_time() - started) / len(modes)  # each mode's outcome carries its share
-    outcomes = evaluate_modes(scenario, step=step, modes=modes, shared=shared)
+    outcomes = evaluate_modes(scenario, step=step, modes=modes, shared=shared, tuning=tuning)
     return {hot: replace(o, cpu_seconds=o.cpu_seconds + shared_seconds) for hot, o in outcomes.items()}, cached
 
 
 def run_all(
-    names: Sequence[str], *, step: float, modes: Sequence[bool], jobs: int, cache: Path | None = None
+    names: Sequence[str],
+    *,
+    step: float,
+    modes: Sequence[bool],
+    jobs: int,
+    cache: Path | None = None,
+    tuning: Tuning | None = None,
 ) -> tuple[dict[bool, list[Outcome]], int]:
     """Every scenario in every hot-tier mode: one job per scenario, so what the modes share runs once (or comes
-    from ``cache``, a folder of earlier runs of the oracle and the baselines). Also: how many came from it."""
-    tasks = [(name, step, tuple(modes), cache) for name in names]
+    from ``cache``, a folder of earlier runs of the oracle and the baselines). Also: how many came from it.
+    ``tuning``: fulcrum's knobs (its defaults when None)."""
+    tasks: list[Job] = [(name, step, tuple(modes), cache, tuning) for name in names]
     if jobs <= 1:
         results = [_job(task) for task in tasks]
     else:
@@ -238,6 +248,31 @@ def replay(name: str, step: float, hot: bool, export: Path | None) -> None:
         )
 
 
+def parse_tuning(settings: Sequence[str]) -> Tuning | None:
+    """``FIELD=VALUE`` overrides of :class:`fulcrum.policy.Tuning` (numbers and booleans), e.g. ``headroom=0.5``."""
+    if not settings:
+        return None
+    # rolling_switch follows the simulated operator (rolling), as in every fulcrum run; tuples are not numbers
+    fields = {f.name: f for f in dataclasses.fields(Tuning) if f.name != "rolling_switch"}
+    values: dict[str, Any] = {}
+    for setting in settings:
+        name, sep, text = setting.partition("=")
+        default = getattr(DEFAULT_TUNING, name, None) if name in fields else None
+        if not sep or isinstance(default, tuple) or default is None:
+            known = ", ".join(n for n, f in fields.items() if not isinstance(getattr(DEFAULT_TUNING, n), tuple))
+            raise SystemExit(f"--tuning {setting!r}: expected FIELD=VALUE with FIELD one of {known}")
+        try:
+            if isinstance(default, bool):
+                if text.lower() not in ("true", "false"):
+                    raise ValueError(text)
+                values[name] = text.lower() == "true"
+            else:
+                values[name] = type(default)(text)
+        except ValueError:
+            raise SystemExit(f"--tuning {setting!r}: {name} takes a {type(default).__name__}") from None
+    return dataclasses.replace(DEFAULT_TUNING, **values)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     held_out = f"{HELD_OUT_SEEDS.start}-{HELD_OUT_SEEDS.stop - 1}"
@@ -257,7 +292,16 @@ def main() -> None:
         "after a change to the policy alone simulates only fulcrum.",
     )
     parser.add_argument("--no-cache", action="store_true", help="Simulate everything; read and write no cache.")
+    parser.add_argument(
+        "--tuning",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="Run fulcrum with a knob of fulcrum.policy.Tuning changed (repeatable), e.g. --tuning headroom=0.5: "
+        "a sweep over what a knob trades. The oracle and the baselines are unchanged (and cached).",
+    )
     args = parser.parse_args()
+    knobs = parse_tuning(args.tuning)
     modes = {"on": [True], "off": [False], "both": [True, False]}[args.hot]
     if args.only:
         for hot in modes:
@@ -270,7 +314,9 @@ def main() -> None:
     children = os.times()
     # the issue's cases (long traces) first, so that the generated scenarios fill the workers behind them
     cache = None if args.no_cache else args.cache / simulator_version()
-    outcomes, cached = run_all([*cases, *names], step=args.step, modes=modes, jobs=args.jobs, cache=cache)
+    if knobs is not None:
+        print(f"fulcrum with Tuning overrides: {', '.join(args.tuning)}")
+    outcomes, cached = run_all([*cases, *names], step=args.step, modes=modes, jobs=args.jobs, cache=cache, tuning=knobs)
     ok = True
     per_scenario = 0.0
     for hot in modes:

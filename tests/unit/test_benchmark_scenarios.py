@@ -28,7 +28,7 @@ def bench() -> ModuleType:
 def test_a_second_run_takes_the_shared_runs_from_the_cache_and_gets_the_same_outcomes(
     bench: ModuleType, tmp_path: Path
 ) -> None:
-    job = ("issue-flash-sale", 15.0, (True,), tmp_path)
+    job = ("issue-flash-sale", 15.0, (True,), tmp_path, None)
     first, cached = bench._job(job)
     assert not cached and (tmp_path / "issue-flash-sale-step15.json").is_file()
     second, cached = bench._job(job)
@@ -36,7 +36,7 @@ def test_a_second_run_takes_the_shared_runs_from_the_cache_and_gets_the_same_out
     (tmp_path / "issue-flash-sale-step15.json").write_text("{not json")  # a broken entry is simulated again
     third, cached = bench._job(job)
     assert not cached and third[True].figures == first[True].figures
-    assert bench._job(("issue-flash-sale", 15.0, (True,), None))[1] is False  # --no-cache
+    assert bench._job(("issue-flash-sale", 15.0, (True,), None, None))[1] is False  # --no-cache
 
 
 def test_the_cache_key_changes_with_the_simulator_but_not_with_fulcrums_own_policy(
@@ -53,3 +53,23 @@ def test_the_cache_key_changes_with_the_simulator_but_not_with_fulcrums_own_poli
     assert bench.simulator_version() == before
     (copy / "policy" / "plan.py").write_text((copy / "policy" / "plan.py").read_text() + "\n# changed\n")
     assert bench.simulator_version() != before
+
+
+def test_a_tuning_override_changes_fulcrums_run_only(bench: ModuleType, tmp_path: Path) -> None:
+    """``--tuning headroom=1.0``: fulcrum sizes every forecast with twice the rate; the oracle and the baselines,
+    cached once, are the same runs."""
+    default, _ = bench._job(("issue-flash-sale", 15.0, (True,), tmp_path, None))
+    knobs = bench.parse_tuning(["headroom=1.0"])
+    assert knobs.headroom == 1.0 and knobs.envelope_quantile == bench.DEFAULT_TUNING.envelope_quantile
+    both = bench.parse_tuning(["headroom=0.5", "burst_recurrence=2"])
+    assert (both.headroom, both.burst_recurrence) == (0.5, 2)
+    wide, cached = bench._job(("issue-flash-sale", 15.0, (True,), tmp_path, knobs))
+    assert cached
+    fulcrum_default = default[True].figures["fulcrum"]
+    fulcrum_wide = wide[True].figures["fulcrum"]
+    assert fulcrum_wide.cost > fulcrum_default.cost
+    assert wide[True].figures["static"] == default[True].figures["static"]
+    assert bench.parse_tuning([]) is None
+    for wrong in ("headroom", "nothing=1", "headroom=wide", "correction_bounds=1", "rolling_switch=false"):
+        with pytest.raises(SystemExit):
+            bench.parse_tuning([wrong])

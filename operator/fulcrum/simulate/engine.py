@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fulcrum.api import ModelDeploymentSpec, ProfilesFile
-from fulcrum.policy import Config, Curve, Observation, PolicyState, ProfileTable
+from fulcrum.policy import Config, Curve, Observation, PolicyState, ProfileTable, Tuning
 from fulcrum.policy.fleet import FleetModel, FleetRow, Part
 from fulcrum.policy.hot import hot_tiers
 from fulcrum.policy.rollout import replica_capacities
@@ -90,9 +90,9 @@ def all_hot_tiers(spec: ModelDeploymentSpec, profiles: ProfilesFile) -> dict[str
     return {pool: tiers for pool, tiers in hot.items() if len(tiers) > 1}
 
 
-def simulate_policy(setting: Setting, name: str, *, record_fleet: bool = False) -> Run:
+def simulate_policy(setting: Setting, name: str, *, record_fleet: bool = False, tuning: Tuning | None = None) -> Run:
     spec = setting.spec
-    policy = make_policy(name, setting)
+    policy = make_policy(name, setting, tuning)
     step = setting.step_seconds
     rates = list(setting.step_rates)
     steps = len(rates)

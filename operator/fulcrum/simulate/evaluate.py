@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from fulcrum.policy import Tuning
 from fulcrum.simulate.engine import Run, make_setting, simulate, simulate_policy
 from fulcrum.simulate.policies import attainment_bound
 from fulcrum.simulate.scenarios import Scenario
@@ -119,13 +120,14 @@ def evaluate_modes(
     modes: Sequence[bool],
     policies: Sequence[str] = POLICIES,
     shared: Shared | None = None,
+    tuning: Tuning | None = None,
 ) -> dict[bool, Outcome]:
     """:func:`evaluate` for each hot-tier mode in ``modes``, sharing what does not depend on hot tiers.
 
     Only fulcrum switches tiers on a pool with start-up and overlap: the oracle's placements are instant (a hot
     switch and a cold one are the same to it) and the baselines never leave their tier, so they, and the
     attainment bound, are simulated once (or taken from ``shared``, :func:`shared_runs` of an earlier run) and
-    reused for every mode.
+    reused for every mode. ``tuning``: fulcrum's knobs, for a sweep (its defaults when None).
     """
     started = time.process_time()
     if shared is None:
@@ -139,7 +141,7 @@ def evaluate_modes(
             setting = make_setting(
                 scenario.spec, scenario.profiles, scenario.trace, step, hot=scenario.hot if hot else None
             )
-            totals["fulcrum"] = Totals.of(simulate_policy(setting, "fulcrum"))
+            totals["fulcrum"] = Totals.of(simulate_policy(setting, "fulcrum", tuning=tuning))
         keep = [p for p in policies if p in totals]
         outcomes[hot] = _outcome(
             scenario,

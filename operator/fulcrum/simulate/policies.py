@@ -112,7 +112,7 @@ class FulcrumPolicy:
 
     def __init__(self, setting: Setting, tuning: Tuning | None = None) -> None:
         self.setting = setting
-        self.tuning = tuning or replace(DEFAULT_TUNING, rolling_switch=setting.rolling)
+        self.tuning = replace(tuning or DEFAULT_TUNING, rolling_switch=setting.rolling)
         self.state = PolicyState()
         self.codes: list[str] = []
 
@@ -341,9 +341,10 @@ def attainment_bound(setting: Setting) -> float:
     return 1.0 if requests <= 0.0 else in_time / requests
 
 
-def make_policy(name: str, setting: Setting) -> SimPolicy:
+def make_policy(name: str, setting: Setting, tuning: Tuning | None = None) -> SimPolicy:
+    """``tuning``: fulcrum's knobs (its defaults when None; the setting decides rolling or blue/green)."""
     if name == "fulcrum":
-        return FulcrumPolicy(setting)
+        return FulcrumPolicy(setting, tuning)
     if name == "hpa":
         return HpaPolicy(setting)
     if name == "kpa":
