@@ -140,6 +140,34 @@ def test_a_switch_remembers_what_the_fleet_served_for_the_roll() -> None:
     assert memory.references == {}
 
 
+def test_going_back_mid_roll_rolls_down_the_placement_rolled_to() -> None:
+    """The policy goes back to the placement a roll is leaving when the load outgrows the roll's target: the
+    placement rolled to is now the one left, with what the mixed fleet serves as its reference, and the plan cuts
+    it by the same rule (keeping what the placement gone back to cannot serve yet)."""
+    from fulcrum.reconcile.plan import Choice, old_replicas
+
+    loop = ControlLoop(tick_seconds=15, clock=lambda: 1_800_000_100.0)
+    key = ("ns", "md")
+    memory = loop._memory(key, ModelDeploymentStatus())
+    memory.capacities = {("int8", "cpu"): 680.0, ("fp32", "l4"): 750.0}
+    memory.rate = 5000.0
+    servers = [LiveServer("md-int8-cpu", "int8", "cpu", 6, 6)]
+    ahead = Decision("SwitchTier", "fp32", "l4", 3, "LoadAllows", "x", PolicyState(), Config("int8", "cpu", 6))  # type: ignore[arg-type]
+    loop._remember_switch(memory, ahead, servers)
+    assert memory.references == {("int8", "cpu"): 6 * 680.0}
+    servers = [LiveServer("md-int8-cpu", "int8", "cpu", 3, 3), LiveServer("md-fp32-l4", "fp32", "l4", 3, 3)]
+    back = Decision("SwitchTier", "int8", "cpu", 8, "BudgetAhead", "x", PolicyState(), Config("fp32", "l4", 3))  # type: ignore[arg-type]
+    loop._remember_switch(memory, back, servers)
+    assert memory.references == {("fp32", "l4"): 6 * 680.0}  # 3 + 3 pods at the slower share
+    rollout = loop.rollout(key)
+    assert rollout is not None
+    choice = Choice("int8", "cpu", 8)
+    # int8's three ready pods do not serve 5 000 rps (nor the reference) alone: fp32 keeps its three
+    assert old_replicas(servers[1], choice, 3, rollout, alone=True) == 3
+    # the new int8 pods are ready: fp32 goes
+    assert old_replicas(servers[1], choice, 8, rollout, alone=True) == 0
+
+
 def test_a_tick_gives_the_planner_the_policys_capacities() -> None:
     from fulcrum.reconcile.builds import BuildResult, merge_tiers
     from tests.unit.test_reconcile_plan import _manifest_model
