@@ -152,11 +152,11 @@ def test_going_back_mid_roll_rolls_down_the_placement_rolled_to() -> None:
     memory.capacities = {("int8", "cpu"): 680.0, ("fp32", "l4"): 750.0}
     memory.rate = 5000.0
     servers = [LiveServer("md-int8-cpu", "int8", "cpu", 6, 6)]
-    ahead = Decision("SwitchTier", "fp32", "l4", 3, "LoadAllows", "x", PolicyState(), Config("int8", "cpu", 6))  # type: ignore[arg-type]
+    ahead = Decision("SwitchTier", "fp32", "l4", 3, "LoadAllows", "x", PolicyState(), Config("int8", "cpu", 6))
     loop._remember_switch(memory, ahead, servers)
     assert memory.references == {("int8", "cpu"): 6 * 680.0}
     servers = [LiveServer("md-int8-cpu", "int8", "cpu", 3, 3), LiveServer("md-fp32-l4", "fp32", "l4", 3, 3)]
-    back = Decision("SwitchTier", "int8", "cpu", 8, "BudgetAhead", "x", PolicyState(), Config("fp32", "l4", 3))  # type: ignore[arg-type]
+    back = Decision("SwitchTier", "int8", "cpu", 8, "BudgetAhead", "x", PolicyState(), Config("fp32", "l4", 3))
     loop._remember_switch(memory, back, servers)
     assert memory.references == {("fp32", "l4"): 6 * 680.0}  # 3 + 3 pods at the slower share
     rollout = loop.rollout(key)
