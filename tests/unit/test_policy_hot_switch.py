@@ -224,7 +224,7 @@ def test_no_speed_sample_while_the_metrics_window_still_holds_the_tier_switched_
     spec = make_spec(budget=None)
     overloaded = _saturated_latency()
     rate = 2 * 0.5 * capacity("int8", "l4")  # two replicas at half their capacity: a rate that is sampled
-    seconds = DEFAULT_TUNING.hot_settle_seconds
+    seconds = DEFAULT_TUNING.metrics_window_seconds
     state = _int8_fleet(2, (1000.0 - seconds, "int8@l4", 2))  # the same two ready replicas for a whole window
     just = decide(spec, TABLE, Observation(rate, overloaded), replace(state, last_hot_switch_at=995.0), 1000.0)
     assert just.state.correction("int8", "l4") == 1.0
@@ -240,7 +240,7 @@ def test_no_speed_sample_while_the_metrics_window_still_holds_fewer_ready_replic
     spec = make_spec(budget=None)
     overloaded = _saturated_latency()
     rate = 4 * 0.5 * capacity("int8", "l4")  # four replicas at half their capacity: a rate that is sampled
-    seconds = DEFAULT_TUNING.hot_settle_seconds
+    seconds = DEFAULT_TUNING.metrics_window_seconds
     state = _int8_fleet(4, (900.0, "int8@l4", 2))  # until this tick two of them were ready
     now = 1000.0
     first = decide(spec, TABLE, Observation(rate, overloaded), state, now)
@@ -258,7 +258,7 @@ def test_after_a_restart_the_first_tick_takes_the_fleet_as_it_was_for_a_whole_wi
     # first reading is sampled at once, as it was before the guard (a fleet slower than profiled is caught at once)
     spec = make_spec(budget=None)
     rate = 2 * 0.5 * capacity("int8", "l4")
-    seconds = DEFAULT_TUNING.hot_settle_seconds
+    seconds = DEFAULT_TUNING.metrics_window_seconds
     rebuilt = PolicyState(desired=Config("int8", "l4", 2)).with_fleet((ReplicaGroup("int8", "l4", ready=2),))
     decision = decide(spec, TABLE, Observation(rate, _saturated_latency()), rebuilt, 1000.0)
     assert decision.state.settled == (1000.0 - seconds, "int8@l4", 2)
@@ -280,7 +280,7 @@ def test_no_speed_sample_from_a_window_that_held_an_overload_the_profile_predict
     assert curve is not None
     high = _saturated_latency()
     rate = 2 * 0.5 * capacity("int8", "l4")
-    state = _int8_fleet(2, (1000.0 - DEFAULT_TUNING.hot_settle_seconds, "int8@l4", 2))
+    state = _int8_fleet(2, (1000.0 - DEFAULT_TUNING.metrics_window_seconds, "int8@l4", 2))
     overloaded = replace(state, rate_history=((990.0, 2 * 1.2 * curve.saturation_rps),))
     after = decide(spec, TABLE, Observation(rate, high), overloaded, 1000.0)
     assert after.state.correction("int8", "l4") == 1.0
@@ -346,7 +346,7 @@ def test_a_tick_without_metrics_neither_settles_a_changed_fleet_nor_unsettles_an
     spec = make_spec(budget=None)
     overloaded = _saturated_latency()
     rate = 2 * 0.5 * capacity("int8", "l4")
-    seconds = DEFAULT_TUNING.hot_settle_seconds
+    seconds = DEFAULT_TUNING.metrics_window_seconds
     state = _int8_fleet(2, (1000.0 - seconds, "int8@l4", 2))
     gap = decide(spec, TABLE, None, state, 1000.0)
     assert gap.code == "NoMetrics" and gap.state.settled == (1000.0 - seconds, "int8@l4", 2)

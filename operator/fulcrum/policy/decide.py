@@ -134,7 +134,7 @@ def _record(
     while window and window[-1][1] <= rate:
         window.pop()
     window.append((now, rate))
-    settled = _settled(state, now, tuning.hot_settle_seconds)
+    settled = _settled(state, now, tuning.metrics_window_seconds)
     corrections = dict(state.corrections)
     sample = _speed_sample(spec, profiles, observation, state, tuning, now=now, settled=settled)
     if sample is not None and state.desired is not None:
@@ -203,12 +203,12 @@ def _speed_sample(
     if desired is None or observation.latency_ms is None or rate is None:
         return None
     switched = state.last_hot_switch_at
-    if switched is not None and 0.0 <= now - switched < tuning.hot_settle_seconds:
+    if switched is not None and 0.0 <= now - switched < tuning.metrics_window_seconds:
         return None  # the latency is still (partly) the tier switched from: says nothing about this one
     groups = [g for g in state.fleet if g.total > 0]
     if len(groups) != 1 or groups[0].placement != desired.placement or groups[0].starting:
         return None  # only a settled fleet of one placement is comparable with its profile
-    if settled is None or now - settled[0] < tuning.hot_settle_seconds:
+    if settled is None or now - settled[0] < tuning.metrics_window_seconds:
         return None  # the metrics window still holds fewer ready replicas than serve now (and their backlog)
     ready = groups[0].ready
     curve = profiles.curve(desired.tier, desired.node_pool)
@@ -220,7 +220,7 @@ def _speed_sample(
     capacity = profiles.capacity(desired.tier, desired.node_pool, target, percentile)
     if per_replica < tuning.min_correction_utilisation * capacity:
         return None
-    window = [r for t, r in state.rate_history if 0.0 <= now - t <= tuning.hot_settle_seconds]
+    window = [r for t, r in state.rate_history if 0.0 <= now - t <= tuning.metrics_window_seconds]
     if max([rate, *window]) / ready >= curve.saturation_rps:
         # overloaded beyond the profile within the metrics window: the latency is the backlog the profile itself
         # predicts (it drains over the next ticks), which says nothing about the replicas' speed
