@@ -242,3 +242,23 @@ def test_switches_keep_the_budget_and_the_slo(rolling: bool) -> None:
     assert run.budget_violation_seconds == 0.0
     assert run.tier_switches >= 2  # away from fp32 as the load rises, back as it falls
     assert run.slo_attainment > 0.9
+
+
+def test_with_a_queue_timeout_the_capacity_series_is_what_the_timeout_lets_through() -> None:
+    """Triton rejects what waited longer than the queue timeout, so the replicas serve in time only up to the rate
+    at which the latency reaches the timeout plus the service time (when that is tighter than the SLO): the
+    capacity series says so, as the serving model and the policy do (it used to report the SLO's capacity)."""
+    from fulcrum.policy.plan import served_latency
+
+    plain = make_spec(budget=None)
+    batching = plain.serving.dynamic_batching.model_copy(update={"queue_timeout_microseconds": 10_000})
+    timed = plain.model_copy(update={"serving": plain.serving.model_copy(update={"dynamic_batching": batching})})
+    trace = Trace.from_points([0.0], [2000.0], end=600.0)
+    curve = make_setting(plain, PROFILES, trace, 10.0).truth.curve("fp32", "l4")
+    assert curve is not None
+    tighter = served_latency(timed, curve, 25.0)
+    assert tighter < 25.0 and 0.0 < curve.capacity(tighter, 99.0) < curve.capacity(25.0, 99.0)
+    for spec, latency in ((plain, 25.0), (timed, tighter)):
+        run = simulate_policy(make_setting(spec, PROFILES, trace, 10.0), "static")
+        replicas = run.replicas["fp32"][-1]
+        assert run.capacity[-1] == pytest.approx(replicas * curve.capacity(latency, 99.0))

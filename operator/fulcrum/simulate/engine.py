@@ -11,6 +11,7 @@ from fulcrum.api import ModelDeploymentSpec, ProfilesFile
 from fulcrum.policy import Config, Curve, Observation, PolicyState, ProfileTable, Tuning
 from fulcrum.policy.fleet import FleetModel, FleetRow, Part
 from fulcrum.policy.hot import hot_tiers
+from fulcrum.policy.plan import served_latency
 from fulcrum.policy.rollout import replica_capacities
 from fulcrum.simulate.policies import POLICY_NAMES, Setting, make_policy
 from fulcrum.simulate.serving import StepOutcome, serve_step
@@ -28,7 +29,8 @@ class Run:
     times: FloatArray
     rates: FloatArray
     capacity: FloatArray
-    """Requests per second the serving replicas handle within the SLO (truth, no margin)."""
+    """Requests per second the serving replicas handle within the SLO (truth, no margin; with a queue timeout,
+    within the timeout and the service time when that is tighter, as the serving model and the policy take it)."""
     cost_per_hour: FloatArray
     replicas: dict[str, FloatArray]
     """Replicas per tier (starting ones included)."""
@@ -101,7 +103,8 @@ def simulate_policy(setting: Setting, name: str, *, record_fleet: bool = False, 
     slo_ms, percentile, budget = setting.slo_ms, setting.percentile, setting.budget
     timeout_us = spec.serving.dynamic_batching.queue_timeout_microseconds
     queue_timeout = None if timeout_us is None else timeout_us / 1e6  # Triton rejects what waited longer
-    capacity_of = {k: c.capacity(slo_ms, percentile) for k, c in setting.truth.curves.items()}
+    # what a replica truly serves within the SLO: with a queue timeout, within the timeout and its service time
+    capacity_of = {k: c.capacity(served_latency(spec, c, slo_ms), percentile) for k, c in setting.truth.curves.items()}
     # a rolling switch is driven by the operator's estimate (the policy's margin), not by the truth
     estimate = replica_capacities(spec, setting.profiles, PolicyState())
     fleet = FleetModel(
