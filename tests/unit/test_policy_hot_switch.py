@@ -17,7 +17,7 @@ from fulcrum.policy import (
     decide,
 )
 from fulcrum.simulate.fleet import SimFleet
-from tests.unit.test_policy_support import make_spec, make_table
+from tests.unit.test_policy_support import make_spec, make_table, replay_on_fleet
 
 TABLE = make_table()
 HOT = {"l4": frozenset({"fp32", "int8"})}
@@ -35,22 +35,8 @@ def replay(
     spec: ModelDeploymentSpec, rates: list[float], hot: dict[str, frozenset[str]] | None = None
 ) -> tuple[list[Decision], SimFleet]:
     """Tick through rates against the simulator's fleet model (the same rules decide projects with)."""
-    estimate = {Placement(*key): capacity(*key) for key in TABLE.curves}
-    fleet = SimFleet(STARTUP, UNIT_COST, capacity=estimate, hot=hot or {})
-    state = PolicyState()
-    out = []
-    observation: Observation | None = None
-    for i, rate in enumerate(rates):
-        now = i * STEP
-        decision = decide(spec, TABLE, observation, state.with_fleet(fleet.observed(now)), now, hot_tiers=hot or {})
-        fleet.apply(decision.config, now, instant=i == 0)
-        fleet.advance(now, rates[i - 1] if i else None)
-        budget = spec.budget.max_cost_per_hour
-        assert budget is None or fleet.cost_per_hour() <= float(budget) + 1e-9, decision.reason
-        state = decision.state
-        out.append(decision)
-        observation = Observation(rate)
-    return out, fleet
+    replayed = replay_on_fleet(spec, rates, table=TABLE, hot=hot, step=STEP)
+    return replayed.decisions, replayed.fleet
 
 
 def test_a_burst_is_met_by_a_hot_switch_at_once_without_new_pods() -> None:

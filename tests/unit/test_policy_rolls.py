@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-from fulcrum.api import ModelDeploymentSpec
-from fulcrum.policy import (
-    DEFAULT_TUNING,
-    Config,
-    Decision,
-    Observation,
-    Placement,
-    PolicyState,
-    ReplicaGroup,
-    decide,
-)
+from fulcrum.policy import DEFAULT_TUNING, Config, Placement, ReplicaGroup
 from fulcrum.simulate.engine import make_setting, simulate_policy
 from fulcrum.simulate.fleet import SimFleet
 from fulcrum.simulate.scenarios import generated
-from tests.unit.test_policy_support import make_spec, make_table
+from tests.unit.test_policy_support import make_spec, make_table, replay_on_fleet
 
 TABLE = make_table()
 UNIT_COST = {"l4": 1.0, "cpu": 0.25}
@@ -26,27 +16,6 @@ STEP = 10.0
 
 def capacity(tier: str, pool: str) -> float:
     return TABLE.capacity(tier, pool, 25 * (1 - DEFAULT_TUNING.latency_margin), 99.0)
-
-
-def replay(spec: ModelDeploymentSpec, rates: list[float]) -> tuple[list[Decision], list[tuple[ReplicaGroup, ...]]]:
-    """Tick through rates against the simulator's fleet model, checking the budget at every step."""
-    estimate = {Placement(*key): capacity(*key) for key in TABLE.curves}
-    fleet = SimFleet(STARTUP, UNIT_COST, capacity=estimate, hot={})
-    state = PolicyState()
-    decisions, fleets = [], []
-    observation: Observation | None = None
-    budget = spec.budget.max_cost_per_hour if spec.budget is not None else None
-    for i, rate in enumerate(rates):
-        now = i * STEP
-        decision = decide(spec, TABLE, observation, state.with_fleet(fleet.observed(now)), now)
-        fleet.apply(decision.config, now, instant=i == 0)
-        fleet.advance(now, rates[i - 1] if i else None)
-        assert budget is None or fleet.cost_per_hour() <= float(budget) + 1e-9, decision.reason
-        state = decision.state
-        decisions.append(decision)
-        fleets.append(fleet.observed(now))
-        observation = Observation(rate)
-    return decisions, fleets
 
 
 def stalled(groups: tuple[ReplicaGroup, ...]) -> bool:
@@ -60,7 +29,8 @@ def test_a_roll_the_load_outgrows_goes_back_to_the_placement_it_leaves() -> None
     budget, and a roll in progress blocked every other move); now it goes back to int8, whose replicas serve."""
     spec = make_spec(budget="10.00", cooldown=600, stabilization=60)
     rates = [9000.0] * 80 + [4000.0] * 3 + [7000.0] * 60
-    decisions, fleets = replay(spec, rates)
+    replayed = replay_on_fleet(spec, rates, table=TABLE, step=STEP)
+    decisions, fleets = replayed.decisions, replayed.fleets
     up = next(i for i, d in enumerate(decisions) if d.code == "LoadAllows")
     assert decisions[up].tier == "fp32"
     back = next(i for i in range(up + 1, len(decisions)) if decisions[i].tier != "fp32")

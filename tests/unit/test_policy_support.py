@@ -1,12 +1,17 @@
-"""Shared builders for the policy and simulator tests (no tests here): a small spec and model-made profiles."""
+"""Shared builders for the policy and simulator tests (no tests here): a small spec, model-made profiles, and a
+replay of decisions against the simulator's fleet model."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from fulcrum.api import LatencyQuantiles, ModelDeploymentSpec, Profile, ProfilePoint, parse_spec
-from fulcrum.policy import ProfileTable
+from fulcrum.policy import Decision, Observation, PolicyState, ProfileTable, ReplicaGroup, decide
+from fulcrum.policy.rollout import replica_capacities
+from fulcrum.simulate.fleet import SimFleet
 
 UTILISATIONS = (0.05, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95)
 
@@ -62,3 +67,44 @@ def make_table() -> ProfileTable:
             "int8": [model_profile("l4", 3000.0, base=3.0), model_profile("cpu", 900.0, base=4.0)],
         }
     )
+
+
+@dataclass
+class FleetReplay:
+    decisions: list[Decision]
+    fleets: list[tuple[ReplicaGroup, ...]]
+    """What the operator saw at each step, after the step's decision was applied."""
+    fleet: SimFleet
+    """The fleet at the end."""
+
+
+def replay_on_fleet(
+    spec: ModelDeploymentSpec,
+    rates: list[float],
+    *,
+    table: ProfileTable | None = None,
+    hot: Mapping[str, frozenset[str]] | None = None,
+    step: float = 10.0,
+) -> FleetReplay:
+    """Tick through ``rates`` against the simulator's fleet model (the rules ``decide`` projects with), its pools'
+    start-up and cost from the spec, checking the budget at every step; the first placement is ready at once."""
+    table = table or make_table()
+    estimate = replica_capacities(spec, table, PolicyState())
+    startup = {p.name: float(p.replica_startup_seconds) for p in spec.node_pools}
+    unit_cost = {p.name: float(p.cost_per_hour) for p in spec.node_pools}
+    fleet = SimFleet(startup, unit_cost, capacity=estimate, hot=dict(hot or {}))
+    budget = spec.budget.max_cost_per_hour if spec.budget is not None else None
+    state = PolicyState()
+    out = FleetReplay([], [], fleet)
+    observation: Observation | None = None
+    for i, rate in enumerate(rates):
+        now = i * step
+        decision = decide(spec, table, observation, state.with_fleet(fleet.observed(now)), now, hot_tiers=hot or {})
+        fleet.apply(decision.config, now, instant=i == 0)
+        fleet.advance(now, rates[i - 1] if i else None)
+        assert budget is None or fleet.cost_per_hour() <= float(budget) + 1e-9, decision.reason
+        state = decision.state
+        out.decisions.append(decision)
+        out.fleets.append(fleet.observed(now))
+        observation = Observation(rate)
+    return out
