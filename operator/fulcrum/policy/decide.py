@@ -884,8 +884,8 @@ class _Tick:
 
         A roll whose target cannot hold the load within the budget (it rose after the switch; noise-1104 without
         hot tiers: fp16 x2 to fp32 x6 at 1 600 rps, then 2 800 rps, eight replicas at the slower fp32's share for
-        half an hour) goes back there: those replicas serve at once, and the target's go as they stop being
-        needed, rolled like any placement left.
+        72 minutes) goes back there: those replicas serve at once and all stay, and the target's go as they stop
+        being needed, rolled like any placement left.
         """
         current = self.state.desired
         return (
@@ -928,6 +928,8 @@ class _Tick:
             g for g in self.state.fleet if g.placement == candidate.placement
         )
         replicas = max(target.replicas, self._floor(current, candidate))
+        if returning:  # the pods gone back to are paid for and serve now: none goes with the way back
+            replicas = max(replicas, sum(g.total for g in self.state.fleet if g.placement == candidate.placement))
         kept = sum(g.ready for g in self.state.fleet if g.placement == current.placement)
         option = Option(candidate, replicas, target.meets)
         if not self._roll_completes(option, here, kept, fleet_cost, by_choice=not forced):
@@ -945,10 +947,11 @@ class _Tick:
         if returning:
             code = "BudgetAhead" if planner.budget is not None else "LoadRising"
             ready = sum(g.ready for g in self.state.fleet if g.placement == candidate.placement)
+            serve = "ready replica still serves" if ready == 1 else "ready replicas still serve"
             reason = (
                 f"{current.placement} cannot hold the load it may meet ({self.envelope(here.startup):.0f} rps)"
-                f"{ceiling}, so the switch to it goes back to {to}, whose {ready} ready replicas still serve; "
-                f"{current.tier} replicas go as they are no longer needed."
+                f"{ceiling}, so the switch to it goes back to {to}, whose {ready} {serve}; the {current.placement} "
+                "replicas go as they stop being needed."
             )
         elif forced:
             code = "BudgetAhead" if planner.budget is not None else "LoadRising"
