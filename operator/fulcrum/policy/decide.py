@@ -923,13 +923,12 @@ class _Tick:
             return None
         if not forced and not self._settled(current):
             return None  # moves for accuracy or cost wait for a fully observed, settled fleet
-        # what stays beside the target: the target's own replicas (a way back has some) are part of it
-        fleet_cost = planner.switch_cost(self.state.fleet, current.placement) - planner.fleet_cost(
-            g for g in self.state.fleet if g.placement == candidate.placement
-        )
+        own = [g for g in self.state.fleet if g.placement == candidate.placement]  # a way back has some
+        # what stays beside the target: the target's own replicas are part of it
+        fleet_cost = planner.switch_cost(self.state.fleet, current.placement) - planner.fleet_cost(own)
         replicas = max(target.replicas, self._floor(current, candidate))
         if returning:  # the pods gone back to are paid for and serve now: none goes with the way back
-            replicas = max(replicas, sum(g.total for g in self.state.fleet if g.placement == candidate.placement))
+            replicas = max(replicas, sum(g.total for g in own))
         kept = sum(g.ready for g in self.state.fleet if g.placement == current.placement)
         option = Option(candidate, replicas, target.meets)
         if not self._roll_completes(option, here, kept, fleet_cost, by_choice=not forced):
@@ -946,7 +945,7 @@ class _Tick:
         overlap = fleet_cost + replicas * candidate.unit_cost
         if returning:
             code = "BudgetAhead" if planner.budget is not None else "LoadRising"
-            ready = sum(g.ready for g in self.state.fleet if g.placement == candidate.placement)
+            ready = sum(g.ready for g in own)
             serve = "ready replica still serves" if ready == 1 else "ready replicas still serve"
             reason = (
                 f"{current.placement} cannot hold the load it may meet ({self.envelope(here.startup):.0f} rps)"
