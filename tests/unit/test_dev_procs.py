@@ -42,6 +42,11 @@ def test_reused_pid_is_not_ours(tmp_path: Path) -> None:
 
 def test_sweep_kills_tagged_stragglers(tmp_path: Path) -> None:
     rec = procs.start(tmp_path / "run", "y", ["sleep", "30"], log=tmp_path / "y.log", env=_env(tmp_path))
+    # /proc/<pid>/environ can read empty for a moment after the exec on a loaded machine (CI saw [] once): a
+    # straggler the sweep is for has been running for a while
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and rec.pid not in procs.tagged_pids(tmp_path):
+        time.sleep(0.05)
     assert procs.sweep(tmp_path, grace=2) == [rec.pid]
     assert not procs.running(rec)
     assert procs.sweep(tmp_path) == []
