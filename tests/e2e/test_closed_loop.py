@@ -51,7 +51,7 @@ from tests.support.kube import Kube, debug, example_manifest, wait_ready
 from tests.support.polling import wait_for
 from tests.support.release import Release, dev_values, repository_storage
 
-pytestmark = [pytest.mark.e2e, pytest.mark.held_lane]
+pytestmark = [pytest.mark.e2e, pytest.mark.lane("held")]
 
 CAPACITY = {"fp32": 30.0, "fp16": 70.0, "int8": 150.0}  # rps per replica within the SLO, by tier
 SLO_MS = 25.0

@@ -41,7 +41,7 @@ from tests.support.netblock import PortBlock, iptables
 from tests.support.operator_process import OperatorProcess
 from tests.support.polling import wait_for
 
-pytestmark = [pytest.mark.e2e, pytest.mark.held_lane]
+pytestmark = [pytest.mark.e2e, pytest.mark.lane("held")]
 
 FULL = os.environ.get("FULCRUM_E2E_FULL_HOLD") == "1"
 WINDOW_SECONDS = 300 if FULL else 120  # spec.scaling.scaleDownStabilizationSeconds

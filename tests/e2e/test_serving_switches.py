@@ -49,7 +49,7 @@ from tests.support.kube import Kube, debug, example_manifest, wait_ready
 from tests.support.polling import wait_for
 from tests.support.release import Release, repository_storage
 
-pytestmark = [pytest.mark.e2e, pytest.mark.held_lane]
+pytestmark = [pytest.mark.e2e, pytest.mark.lane("store")]  # beside the storage tests: it evens the e2e lanes
 
 NAME = "switch"
 SERVED = "ranker"

@@ -42,7 +42,7 @@ from tests.support.polling import wait_for
 from tests.support.release import Release
 from tests.support.tiny_model import tiny_manifest, write_tiny_onnx
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.lane("store")]
 
 MODELS = objectstore.REPOSITORY
 
@@ -142,7 +142,6 @@ def test_the_example_applied_as_is_is_built_into_the_store_and_served_from_it(
         cluster.kubectl("delete", "-f", str(path), "--wait=false", check=False)
 
 
-@pytest.mark.held_lane  # its own build: it evens the e2e lanes (see tests/conftest.py)
 def test_a_killed_build_is_redone_and_another_namespace_reuses_the_bytes(
     cluster: Cluster, kube: Kube, operator: Release, namespace: str, other_namespace: str, tmp_path: Path
 ) -> None:
@@ -319,7 +318,6 @@ def test_wrong_serving_credentials_say_why_the_replicas_do_not_start(
     assert wrong["AWS_SECRET_ACCESS_KEY"] not in json.dumps(kube.get(namespace, "ctr-ranker")["status"])
 
 
-@pytest.mark.held_lane  # its own build: it evens the e2e lanes (see tests/conftest.py)
 def test_garbage_collection_marks_then_deletes_unused_records_and_their_keys(
     cluster: Cluster, kube: Kube, tmp_path: Path
 ) -> None:
