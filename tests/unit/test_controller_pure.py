@@ -11,7 +11,7 @@ from fulcrum.controller.reconciler import is_subset, job_phase, status_patch
 from fulcrum.metrics.sources import Reading
 from fulcrum.metrics.window import FleetMetrics
 from fulcrum.policy import Decision, PolicyState
-from fulcrum.policy.types import Config
+from fulcrum.policy.types import Action, Config
 from fulcrum.reconcile.plan import LiveServer
 from tests.support.manifest_cases import BASE
 
@@ -127,7 +127,7 @@ def test_a_switch_remembers_what_the_fleet_served_for_the_roll() -> None:
     memory = loop._memory(key, ModelDeploymentStatus())
     memory.capacities = {("fp32", "l4"): 700.0, ("int8", "l4"): 2100.0}
     memory.rate = 3000.0
-    switch = Decision("SwitchTier", "int8", "l4", 1, "BudgetAhead", "x", PolicyState(), Config("fp32", "l4", 6))  # type: ignore[arg-type]
+    switch = Decision("SwitchTier", "int8", "l4", 1, "BudgetAhead", "x", PolicyState(), Config("fp32", "l4", 6))
     servers = [LiveServer("md-fp32-l4", "fp32", "l4", 6, 6)]
     loop._remember_switch(memory, switch, servers)
     rollout = loop.rollout(key)
@@ -187,14 +187,14 @@ def _reading(metrics: FleetMetrics) -> Reading:
     return Reading(metrics, True, "MetricsAvailable", "3 of 3 ready pods scraped", window_end=1_800_000_000.0)
 
 
-def _decision(action: str, code: str = "LoadRising") -> Decision:
+def _decision(action: Action, code: str = "LoadRising") -> Decision:
     return Decision(
         action,
         "fp32",
         "l4",
         3,
         code,
-        "load rose to 800 rps; 3 replicas keep p99 under 25 ms",  # type: ignore[arg-type]
+        "load rose to 800 rps; 3 replicas keep p99 under 25 ms",
         PolicyState(),
         Config("fp32", "l4", 2),
     )

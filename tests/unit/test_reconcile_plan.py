@@ -101,15 +101,17 @@ def test_running_builds_are_not_started_twice() -> None:
     assert p.start_builds == []
 
 
-def test_serves_first_ready_tier_on_cheapest_profiled_pool() -> None:
-    def ok(pool):
-        return BuildResult(
-            "Succeeded",
-            manifest=_manifest_model(pool, {"fp32": "Ready", "fp16": "Ready", "int8": "Ready"}),
-            repository=f"/models/{pool}",
-        )
+def _all_tiers_built(pool: str) -> BuildResult:
+    return BuildResult(
+        "Succeeded",
+        manifest=_manifest_model(pool, {"fp32": "Ready", "fp16": "Ready", "int8": "Ready"}),
+        repository=f"/models/{pool}",
+    )
 
-    p = _run(results={"l4": ok("l4"), "cpu": ok("cpu")})
+
+def test_serves_first_ready_tier_on_cheapest_profiled_pool() -> None:
+
+    p = _run(results={"l4": _all_tiers_built("l4"), "cpu": _all_tiers_built("cpu")})
     assert p.choice is not None and (p.choice.tier, p.choice.pool, p.choice.replicas) == ("fp32", "cpu", 1)
     kinds = [m["kind"] for m in p.apply]
     assert kinds == ["ConfigMap", "Deployment", "Service", "PodDisruptionBudget"]
@@ -553,17 +555,11 @@ def test_a_build_whose_pod_cannot_pull_its_images_names_them_in_the_conditions()
 def test_a_pool_that_leaves_the_spec_hands_its_tier_to_the_cheapest_other_pool_until_the_policy_speaks() -> None:
     # int8 served on a pool the user just removed: until the next control tick, int8 on the cheapest pool left
     # (not the first Ready tier, which the load had outgrown), with the replicas that served
-    def ok(pool):  # type: ignore[no-untyped-def]
-        return BuildResult(
-            "Succeeded",
-            manifest=_manifest_model(pool, {"fp32": "Ready", "fp16": "Ready", "int8": "Ready"}),
-            repository=f"/models/{pool}",
-        )
 
     status = ModelDeploymentStatus(active_tier="int8", active_node_pool="gone", replicas=2)
-    p = _run(results={"l4": ok("l4"), "cpu": ok("cpu")}, status=status)
+    p = _run(results={"l4": _all_tiers_built("l4"), "cpu": _all_tiers_built("cpu")}, status=status)
     assert p.choice is not None and (p.choice.tier, p.choice.pool, p.choice.replicas) == ("int8", "cpu", 2)
     # a pool still in the spec that stopped serving the tier is the policy's to replace: the first rule applies
     status = ModelDeploymentStatus(active_tier="int8", active_node_pool="l4", replicas=2)
-    p = _run(results={"cpu": ok("cpu")}, status=status)
+    p = _run(results={"cpu": _all_tiers_built("cpu")}, status=status)
     assert p.choice is not None and p.choice.tier == "fp32"
