@@ -46,6 +46,8 @@ class Run:
     """Every placement that existed at every step (``fulcrum simulate --fleet``)."""
     codes: list[str] = field(default_factory=list)
     """The policy's decision codes per step (fulcrum only)."""
+    late: FloatArray = field(default_factory=lambda: np.zeros(0))
+    """Requests per step not served within the SLO (late, queued past the run's end, or rejected)."""
 
     @property
     def slo_attainment(self) -> float:
@@ -122,7 +124,9 @@ def simulate_policy(setting: Setting, name: str, *, record_fleet: bool = False, 
     backlogs: dict[str, float] = {}
     previous: Config | None = None
     requests = in_time = top_requests = cost = over = 0.0
+    late_series = [0.0] * steps
     for k in range(steps):
+        requests_before, in_time_before = requests, in_time
         now = k * step
         config = policy.act(k, now, observation, fleet.observed(now))
         fleet.apply(config, now, instant=policy.instant or k == 0)
@@ -166,6 +170,7 @@ def simulate_policy(setting: Setting, name: str, *, record_fleet: bool = False, 
                 here = capacity_of.get((part.placement.tier, part.placement.node_pool), 0.0)
                 per_replica_capacity = here if per_replica_capacity <= 0.0 else min(per_replica_capacity, here)
         capacity_series[k] = total_weight * per_replica_capacity
+        late_series[k] = max(0.0, (requests - requests_before) - (in_time - in_time_before))
         cost_rate = fleet.cost_per_hour()
         cost += cost_rate * step / 3600.0
         if budget is not None and cost_rate > budget + BUDGET_EPSILON:
@@ -181,6 +186,7 @@ def simulate_policy(setting: Setting, name: str, *, record_fleet: bool = False, 
     run.rates = np.asarray(rates, dtype=np.float64)
     run.capacity = np.asarray(capacity_series)
     run.cost_per_hour = np.asarray(cost_series)
+    run.late = np.asarray(late_series)
     run.replicas = {t: np.asarray(v) for t, v in replica_series.items()}
     run.requests, run.in_time, run.top_tier_requests = requests, in_time, top_requests
     run.cost, run.budget_violation_seconds = cost, over

@@ -17,7 +17,8 @@ import numpy as np
 
 from fulcrum.policy import Tuning
 from fulcrum.simulate.engine import Run, make_setting, simulate, simulate_policy
-from fulcrum.simulate.policies import attainment_bound
+from fulcrum.simulate.misses import Misses, attribute
+from fulcrum.simulate.policies import Setting, attainment_bound
 from fulcrum.simulate.scenarios import Scenario
 
 POLICIES = ("fulcrum", "oracle", "hpa", "kpa", "static")
@@ -37,6 +38,8 @@ class Figures:
     """None when the oracle never serves the top tier."""
     over_budget_seconds: float
     switches: int
+    misses: Misses | None = None
+    """Why its requests were late (:mod:`fulcrum.simulate.misses`; fulcrum only)."""
 
 
 @dataclass(frozen=True)
@@ -65,10 +68,30 @@ class Totals:
     top_share: float
     over_budget_seconds: float
     switches: int
+    misses: Misses | None = None
+    """Why its requests were late (fulcrum's runs only; not kept in :class:`Shared`)."""
 
     @classmethod
-    def of(cls, run: Run) -> Totals:
-        return cls(run.slo_attainment, run.cost, run.top_tier_share, run.budget_violation_seconds, run.tier_switches)
+    def of(cls, run: Run, misses: Misses | None = None) -> Totals:
+        return cls(
+            run.slo_attainment, run.cost, run.top_tier_share, run.budget_violation_seconds, run.tier_switches, misses
+        )
+
+
+def misses_of(run: Run, setting: Setting) -> Misses:
+    """:func:`fulcrum.simulate.misses.attribute` for a run: the fastest pool's start-up, the cheapest replica."""
+    pools = setting.spec.node_pools
+    return attribute(
+        run.rates.tolist(),
+        run.late.tolist(),
+        run.cost_per_hour.tolist(),
+        requests=run.requests,
+        step_seconds=setting.step_seconds,
+        percentile=setting.percentile,
+        startup_seconds=min(float(p.replica_startup_seconds) for p in pools),
+        budget=setting.budget,
+        cheapest_replica=min(float(p.cost_per_hour) for p in pools),
+    )
 
 
 @dataclass(frozen=True)
@@ -83,7 +106,8 @@ class Shared:
     totals: dict[str, Totals]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"bound": self.bound, "totals": {name: asdict(t) for name, t in sorted(self.totals.items())}}
+        totals = {name: {k: v for k, v in asdict(t).items() if k != "misses"} for name, t in self.totals.items()}
+        return {"bound": self.bound, "totals": dict(sorted(totals.items()))}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Shared:
@@ -141,7 +165,8 @@ def evaluate_modes(
             setting = make_setting(
                 scenario.spec, scenario.profiles, scenario.trace, step, hot=scenario.hot if hot else None
             )
-            totals["fulcrum"] = Totals.of(simulate_policy(setting, "fulcrum", tuning=tuning))
+            run = simulate_policy(setting, "fulcrum", tuning=tuning)
+            totals["fulcrum"] = Totals.of(run, misses_of(run, setting))
         keep = [p for p in policies if p in totals]
         outcomes[hot] = _outcome(
             scenario,
@@ -167,6 +192,7 @@ def _outcome(
             top,
             run.over_budget_seconds,
             run.switches,
+            run.misses,
         )
     return Outcome(
         scenario.name,
@@ -255,6 +281,7 @@ __all__ = [
     "Verdict",
     "evaluate",
     "evaluate_modes",
+    "misses_of",
     "shared_runs",
     "spread",
     "verdict",
