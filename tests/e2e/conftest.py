@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from kubernetes import client, config
+from kubernetes import client
 
 from fulcrum.dev import build as dev_build
 from fulcrum.dev import cluster as dev_cluster
@@ -28,6 +28,7 @@ from fulcrum.dev import health, images
 from fulcrum.dev.config import ClusterConfig, Pool, Ports
 from fulcrum.dev.paths import DevHome
 from fulcrum.dev.rest import Rest
+from tests.support.kube_api import api_client
 
 E2E_POOLS = (Pool("l4", 4, 4), Pool("a100", 2, 8), Pool("cpu", 2, 0))
 
@@ -164,10 +165,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     try:
         built = built_images()
         cfg = start_isolated(home, E2E_POOLS)
-        api_client = config.new_client_from_config(str(home.kubeconfig))  # type: ignore[no-untyped-call]
+        api = api_client(home.kubeconfig)
         rest = admin_rest(cfg, home)
         prepull(rest, built)
-        yield Cluster(home, cfg, home.kubeconfig, api_client, rest, built)
+        yield Cluster(home, cfg, home.kubeconfig, api, rest, built)
     finally:
         dev_cluster.down(home, say=lambda _m: None)
 

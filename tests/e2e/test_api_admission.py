@@ -4,13 +4,13 @@ the table (and pydantic) gives it: accepted specs parse, refused ones fail to pa
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import client, config
+from kubernetes import client
 
 from tests.support.kube import GROUP, PLURAL, VERSION
+from tests.support.kube_api import api_client
 from tests.support.manifest_cases import CASES, Case, manifest
 
 pytestmark = pytest.mark.e2e
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def custom(cluster: Any) -> client.CustomObjectsApi:
-    return client.CustomObjectsApi(config.new_client_from_config(config_file=str(Path(cluster.kubeconfig))))
+    return client.CustomObjectsApi(api_client(cluster.kubeconfig))
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
@@ -33,6 +33,7 @@ def test_api_server_verdict_matches_table(
         accepted, message = True, ""
     except client.ApiException as exc:
         assert exc.status in (400, 422), exc.body
+        assert exc.body is not None
         accepted, message = False, json.loads(exc.body)["message"]
     assert accepted == case.valid, f"{case.id}: API server {'accepted' if accepted else 'refused'}: {message}"
     if case.error:

@@ -13,14 +13,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from kubernetes import client
 
 from fulcrum.api import parse_model_deployment
 from fulcrum.dev.objectstore import ObjectStoreConfig
 from fulcrum.reconcile.plan import pool_builds
 from fulcrum.resources import labels
-from fulcrum.resources.build import RECORD_KEY, build_record
-from fulcrum.resources.labels import build_record_name
+from fulcrum.resources.build import build_record
 from fulcrum.resources.serving import triton_image
 from fulcrum.resources.settings import OperatorSettings
 from tests.support.kube import Kube, debug, example_manifest, wait_ready
@@ -176,19 +174,14 @@ def seed_record(kube: Kube, release: Release, served: Obj, manifest: Obj) -> Non
         build_target="local",
         triton_image=release.triton_image,
     )
-    real = kube.core.read_namespaced_config_map(build_record_name(served["status"]["build"]["key"]), BUILD_NAMESPACE)
+    real = kube.build_record(BUILD_NAMESPACE, served["status"]["build"]["key"])
     spec = parse_model_deployment(manifest).spec
     pool = spec.node_pool("local")
     # keyed as the operator keys it (scoped to the namespace unless every file is pinned)
     key = next(b.key for b in pool_builds(spec, settings, {}, {}, served["metadata"]["namespace"]) if b.pool == pool)
     # as the real build of that key would record it: measured with (and so served with) the manifest's image
-    result = {**json.loads(real.data[RECORD_KEY]), "servingImage": triton_image(spec, settings)}
-    record = build_record(key, pool, result, settings)
-    try:
-        kube.core.create_namespaced_config_map(BUILD_NAMESPACE, record)
-    except client.ApiException as exc:
-        if exc.status != 409:
-            raise
+    result = {**real, "servingImage": triton_image(spec, settings)}
+    kube.create_build_record(BUILD_NAMESPACE, build_record(key, pool, result, settings))
 
 
 def test_a_serving_image_that_does_not_exist_is_reported_and_nothing_else_is_affected(

@@ -41,12 +41,11 @@ from fulcrum.metrics.sources import PrometheusSource, ScrapeSource, Target
 from fulcrum.metrics.window import FleetMetrics
 from fulcrum.reconcile.builds import BuildResult
 from fulcrum.reconcile.plan import pool_builds
-from fulcrum.resources.build import RECORD_KEY, build_record
+from fulcrum.resources.build import build_record
 from fulcrum.resources.endpoints import ready_endpoints
-from fulcrum.resources.labels import build_record_name
 from fulcrum.resources.settings import OperatorSettings
 from tests.support import prometheus as prom
-from tests.support.closed_loop import profile
+from tests.support.closed_loop import decision_events, profile
 from tests.support.kube import Kube, debug, example_manifest, wait_ready
 from tests.support.polling import wait_for
 from tests.support.release import Release, dev_values, repository_storage
@@ -189,9 +188,7 @@ def seed_edge_record(kube: Kube, operator: Release, base: dict[str, Any], manife
         build_target="local",
         triton_image=operator.triton_image,
     )
-    real_key = base["status"]["build"]["key"]
-    real = kube.core.read_namespaced_config_map(build_record_name(real_key), operator.build_namespace)
-    result = BuildResult.from_record(json.loads(real.data[RECORD_KEY]))
+    result = BuildResult.from_record(kube.build_record(operator.build_namespace, base["status"]["build"]["key"]))
     assert result.manifest is not None
     tiers = []
     for tier in result.manifest.tiers:
@@ -204,11 +201,7 @@ def seed_edge_record(kube: Kube, operator: Release, base: dict[str, Any], manife
     key = edge.key
     seeded = BuildResult.from_record({**result.to_record(), "manifest": manifest_data})
     record = build_record(key, spec.node_pools[0], seeded.to_record(), settings)
-    try:
-        kube.core.create_namespaced_config_map(operator.build_namespace, record)
-    except client.ApiException as exc:
-        if exc.status != 409:
-            raise
+    kube.create_build_record(operator.build_namespace, record)
 
 
 def start_load(cluster: Any, namespace: str, workdir: Path) -> subprocess.Popen[str]:
@@ -281,11 +274,9 @@ def client_p99(requests: list[tuple[float, float | None]], end: float) -> tuple[
     return window[min(len(window) - 1, int(0.99 * len(window)))], len(window)
 
 
-def decisions(kube: Kube, namespace: str) -> list[tuple[str, str]]:
-    events = kube.core.list_namespaced_event(namespace, field_selector="involvedObject.name=loop").items
-    ordered = sorted(events, key=lambda e: e.last_timestamp or e.event_time or e.metadata.creation_timestamp)
+def decisions(kube: Kube, namespace: str) -> list[tuple[str | None, str | None]]:
     reasons = ("ScaleUp", "ScaleDown", "SwitchTier", "SwitchPool", "HotSwitch")
-    return [(e.reason, e.message) for e in ordered if e.reason in reasons]
+    return [(e.reason, e.message) for e in decision_events(kube, namespace, "loop", reasons)]
 
 
 def test_step_load_scales_up_switches_tier_under_budget_and_back(

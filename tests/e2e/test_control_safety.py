@@ -37,6 +37,7 @@ from fulcrum.dev.objectstore import ObjectStoreConfig
 from fulcrum.resources.serving import METRICS_PORT
 from tests.support.closed_loop import decision_events, seed_profiled_record, start_load
 from tests.support.kube import Kube, debug, example_manifest, wait_ready
+from tests.support.kube_api import event_time, meta, name_of
 from tests.support.netblock import PortBlock, iptables
 from tests.support.operator_process import OperatorProcess
 from tests.support.polling import wait_for
@@ -94,10 +95,16 @@ def lease(kube: Kube, name: str) -> dict[str, Any]:
         if exc.status == 404:
             return {"holder": "", "transitions": 0}
         raise
+    assert found.spec is not None, f"Lease {name} without spec"
     return {
         "holder": found.spec.holder_identity or "",
         "transitions": found.spec.lease_transitions or 0,
     }
+
+
+def build_jobs(kube: Kube) -> dict[str, str | None]:
+    """The build Jobs, name -> uid."""
+    return {name_of(j): meta(j).uid for j in kube.batch.list_namespaced_job(BUILD_NAMESPACE).items}
 
 
 def fleet(kube: Kube, namespace: str, name: str) -> dict[str, int]:
@@ -214,7 +221,7 @@ def test_a_killed_leader_and_lost_metrics_change_nothing_under_steady_load(
         )
         before = {name: fleet(kube, namespace, name) for name in NAMES}
         decided_before = {name: len(decision_events(kube, namespace, name)) for name in NAMES}
-        jobs_before = {j.metadata.name: j.metadata.uid for j in kube.batch.list_namespaced_job(BUILD_NAMESPACE).items}
+        jobs_before = build_jobs(kube)
         held = lease(kube, lease_name)
         leader = next(p for p in (first, second) if f"identity {held['holder']})" in p.log_path.read_text())
         standby = second if leader is first else first
@@ -233,7 +240,7 @@ def test_a_killed_leader_and_lost_metrics_change_nothing_under_steady_load(
         )
         takeover_seconds = time.monotonic() - killed
         try:
-            samples = []
+            samples: list[dict[str, Any]] = []
             while time.monotonic() - killed < HOLD_SECONDS:
                 samples.append(
                     {
@@ -269,7 +276,7 @@ def test_a_killed_leader_and_lost_metrics_change_nothing_under_steady_load(
         after = {name: fleet(kube, namespace, name) for name in NAMES}
         decisions = {name: decision_events(kube, namespace, name) for name in NAMES}
         events = kube.core.list_namespaced_event(namespace, field_selector="involvedObject.name=outage").items
-        jobs_after = {j.metadata.name: j.metadata.uid for j in kube.batch.list_namespaced_job(BUILD_NAMESPACE).items}
+        jobs_after = build_jobs(kube)
         final_lease = lease(kube, lease_name)
     finally:
         for load in loads.values():
@@ -300,10 +307,10 @@ def test_a_killed_leader_and_lost_metrics_change_nothing_under_steady_load(
     assert grew_only(before["outage"], after["outage"])
     assert grew_only(before["steady"], after["steady"])
     for name in NAMES:
-        late = [e for e in decisions[name][decided_before[name] :] if _when(e) <= restored_at]
+        late = [e for e in decisions[name][decided_before[name] :] if event_time(e) <= restored_at]
         assert not [e for e in late if e.reason in ("ScaleDown", "SwitchTier", "SwitchPool")], (name, late)
         # no decision taken twice: one leader at a time, one event per decision
-        stamps = sorted(e.last_timestamp or e.event_time for e in decisions[name])
+        stamps = sorted(event_time(e) for e in decisions[name])
         gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(stamps)]
         assert all(gap >= TICK_SECONDS / 2 for gap in gaps), (name, gaps)
     # the outage was said, with what failed, and a Warning; the SLO was not claimed met without data
@@ -316,7 +323,3 @@ def test_a_killed_leader_and_lost_metrics_change_nothing_under_steady_load(
     assert steady_metrics[0] == "True", steady_metrics
     # one build Job per key: none added, none replaced
     assert jobs_after == jobs_before
-
-
-def _when(event: Any) -> datetime:
-    return event.last_timestamp or event.event_time or event.metadata.creation_timestamp  # type: ignore[no-any-return]

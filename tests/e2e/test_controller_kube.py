@@ -14,15 +14,15 @@ from typing import Any
 
 import pytest
 from kubernetes import client as k8s_client
-from kubernetes import config as k8s_config
 
 from fulcrum.controller import kube as kube_module
-from fulcrum.controller.cache import ObjectCache
+from fulcrum.controller.cache import Body, ObjectCache
 from fulcrum.controller.informer import Informer
 from fulcrum.controller.kube import KubeClient, KubeError, TokenFile
 from fulcrum.controller.leader import LeaderElectionConfig, LeaderElector, micro_time
 from fulcrum.controller.reconciler import is_subset
 from fulcrum.resources import labels
+from tests.support.kube_api import api_client, serialized
 from tests.support.manifest_cases import BASE
 
 pytestmark = pytest.mark.e2e
@@ -72,7 +72,7 @@ def test_the_informer_lists_then_watches_and_a_relist_drops_what_was_deleted_in_
         cache = ObjectCache()
         changes: list[str] = []
 
-        def on_change(_kind: str, old: dict | None, new: dict | None) -> None:
+        def on_change(_kind: str, old: Body | None, new: Body | None) -> None:
             body = new or old
             assert body is not None
             changes.append(f"{'deleted' if new is None else 'seen'} {body['metadata']['name']}")
@@ -186,11 +186,18 @@ def test_a_status_write_from_a_stale_read_fails_instead_of_overwriting(
 
 
 def _token(core: k8s_client.CoreV1Api, namespace: str, account: str) -> str:
-    core.create_namespaced_service_account(namespace, {"metadata": {"name": account}})
-    request = {"spec": {"audiences": [], "expirationSeconds": 600}}
+    # the models the client makes of these manifests anyway (its calls validate their bodies)
+    core.create_namespaced_service_account(
+        namespace, k8s_client.V1ServiceAccount.model_validate({"metadata": {"name": account}})
+    )
+    request = k8s_client.AuthenticationV1TokenRequest.model_validate(
+        {"spec": {"audiences": [], "expirationSeconds": 600}}
+    )
     for _ in range(50):
         try:
-            return str(core.create_namespaced_service_account_token(account, namespace, request).status.token)
+            granted = core.create_namespaced_service_account_token(account, namespace, request)
+            assert granted.status is not None, "a TokenRequest answered without its token"
+            return str(granted.status.token)
         except k8s_client.ApiException as exc:
             if exc.status != 404:
                 raise
@@ -200,7 +207,7 @@ def _token(core: k8s_client.CoreV1Api, namespace: str, account: str) -> str:
 
 def test_a_rotated_service_account_token_is_read_again(cluster: Any, namespace: str, tmp_path: Path) -> None:
     """Bound tokens rotate: when the API server refuses the token it was given, the client reads the file again."""
-    api = k8s_config.new_client_from_config(config_file=str(cluster.kubeconfig))
+    api = api_client(cluster.kubeconfig)
     core = k8s_client.CoreV1Api(api)
     host = api.configuration.host
     ca = api.configuration.ssl_ca_cert
@@ -248,9 +255,9 @@ def test_a_rotated_service_account_token_is_read_again(cluster: Any, namespace: 
 
 
 def _lease(cluster: Any, namespace: str) -> dict[str, Any]:
-    api = k8s_config.new_client_from_config(config_file=str(cluster.kubeconfig))
+    api = api_client(cluster.kubeconfig)
     lease = k8s_client.CoordinationV1Api(api).read_namespaced_lease("fulcrum-operator", namespace)
-    return api.sanitize_for_serialization(lease)  # type: ignore[no-any-return]
+    return serialized(api, lease)
 
 
 def test_one_leader_at_a_time_and_the_standby_takes_over_an_abandoned_lease(cluster: Any, namespace: str) -> None:
@@ -321,9 +328,9 @@ def test_nothing_is_reconciled_before_every_watch_has_listed(cluster: Any, crd_i
     for n in range(3):
         md = copy.deepcopy(BASE)
         md["metadata"] = {"name": f"early-{n}", "namespace": namespace}
-        k8s_client.CustomObjectsApi(
-            k8s_config.new_client_from_config(config_file=str(cluster.kubeconfig))
-        ).create_namespaced_custom_object("fulcrum.dev", "v1alpha1", namespace, "modeldeployments", md)
+        k8s_client.CustomObjectsApi(api_client(cluster.kubeconfig)).create_namespaced_custom_object(
+            "fulcrum.dev", "v1alpha1", namespace, "modeldeployments", md
+        )
 
     async def scenario() -> tuple[list[bool], bool]:
         kube = _client(cluster)
@@ -372,7 +379,13 @@ def test_the_control_loop_keeps_ticking_while_a_rebuild_runs(
     new_build = pool_builds(new_spec, settings, {}, {}, namespace)[0]
     assert old_build.key != new_build.key
     points = [{"requestsPerSecond": 100.0, "latencyMs": {"p50": 1, "p90": 2, "p95": 3, "p99": 4}}]
-    tier = {"name": "fp32", "precision": "fp32", "backend": "onnxruntime", "state": "Ready", "path": "fp32"}
+    tier: dict[str, Any] = {
+        "name": "fp32",
+        "precision": "fp32",
+        "backend": "onnxruntime",
+        "state": "Ready",
+        "path": "fp32",
+    }
     tier |= {"accuracy": {"MeanAbsError": 0.0}, "profiles": [{"nodePool": "nowhere", "points": points}]}
     served = BuildResult.from_record(
         {
@@ -521,7 +534,7 @@ def test_the_leader_gauge_follows_the_lease(cluster: Any, crd_installed: None, n
         await until("this replica to lead", lambda: gauge() == 1.0)
         seen["leading"] = (gauge(), manager.leading)
         # another replica takes the Lease over (as after a partition): this one must step down
-        api = k8s_config.new_client_from_config(config_file=str(cluster.kubeconfig))
+        api = api_client(cluster.kubeconfig)
         k8s_client.CoordinationV1Api(api).patch_namespaced_lease(
             "fulcrum-operator",
             namespace,

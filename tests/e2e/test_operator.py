@@ -6,20 +6,20 @@ build record is then reused by content key) and served by real tritonserver pods
 
 from __future__ import annotations
 
-import json
-import urllib.request
 from typing import Any
 
 import pytest
 
-from tests.support.kube import BUILD_TIMEOUT, Kube, debug, example_manifest, wait_ready
+from tests.support.kube import BUILD_TIMEOUT, Kube, debug, example_manifest, infer, wait_ready
+from tests.support.kube_api import pod_ip
 from tests.support.polling import wait_for
 from tests.support.release import Release
 
 pytestmark = pytest.mark.e2e
 
 
-def infer(pod_ip: str, md: dict[str, Any]) -> dict[str, Any]:
+def infer_example(pod_ip: str, md: dict[str, Any]) -> dict[str, Any]:
+    """One request of the example's inputs (ones and halves) to the served model."""
     inputs = []
     for tensor in md["spec"]["model"]["inputs"]:
         count = 1
@@ -30,13 +30,7 @@ def infer(pod_ip: str, md: dict[str, Any]) -> dict[str, Any]:
             {"name": tensor["name"], "shape": [1, *tensor["dims"]], "datatype": tensor["dataType"], "data": data}
         )
     served = md["status"]["serving"]["modelName"]  # the one name clients call, whatever the tier
-    request = urllib.request.Request(
-        f"http://{pod_ip}:8000/v2/models/{served}/infer",
-        data=json.dumps({"inputs": inputs}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())
+    return infer(pod_ip, served, inputs)
 
 
 def test_example_goes_ready_with_a_real_build_and_triton_answering(
@@ -70,10 +64,10 @@ def test_example_goes_ready_with_a_real_build_and_triton_answering(
     labels = deployments[0].metadata.labels
     assert labels["app.kubernetes.io/managed-by"] == "fulcrum" and "app.kubernetes.io/instance" not in labels
     assert deployments[0].metadata.owner_references[0].kind == "ModelDeployment"
-    pods = kube.core.list_namespaced_pod(namespace, label_selector="fulcrum.dev/model-deployment=ctr-ranker").items
-    ready = [p for p in pods if any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])]
-    assert ready and ready[0].spec.node_name == "local-0"
-    answer = infer(ready[0].status.pod_ip, md)
+    ready = kube.ready_pods(namespace, "ctr-ranker")
+    assert ready
+    assert ready[0].spec is not None and ready[0].spec.node_name == "local-0"
+    answer = infer_example(pod_ip(ready[0]), md)
     assert answer["model_name"] == "ctr-ranker"
     score = answer["outputs"][0]["data"][0]
     assert 0.0 <= score <= 1.0

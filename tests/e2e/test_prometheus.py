@@ -28,6 +28,7 @@ from fulcrum.dev.objectstore import ObjectStoreConfig
 from fulcrum.metrics.sources import PrometheusSource, Target
 from tests.support import prometheus as prom
 from tests.support.kube import Kube, debug, example_manifest, wait_ready
+from tests.support.kube_api import name_of
 from tests.support.release import Release
 
 pytestmark = pytest.mark.e2e
@@ -136,12 +137,7 @@ def test_queries_of_one_model_deployment_never_include_another_ones_pods(
 
 
 def ready_pods(kube: Kube, namespace: str, name: str) -> list[str]:
-    selector = f"fulcrum.dev/model-deployment={name}"
-    return sorted(
-        p.metadata.name
-        for p in kube.core.list_namespaced_pod(namespace, label_selector=selector).items
-        if any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])
-    )
+    return sorted(name_of(p) for p in kube.ready_pods(namespace, name))
 
 
 async def _observe(source: PrometheusSource, keys: list[tuple[str, str]], pods: dict[str, list[str]]) -> dict[str, Any]:

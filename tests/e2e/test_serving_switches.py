@@ -36,16 +36,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import client
 
 from fulcrum.api import parse_model_deployment
 from fulcrum.reconcile.builds import BuildResult
 from fulcrum.reconcile.plan import pool_builds
-from fulcrum.resources.build import RECORD_KEY, build_record
-from fulcrum.resources.labels import build_record_name
+from fulcrum.resources.build import build_record
 from fulcrum.resources.settings import OperatorSettings
 from tests.support.closed_loop import profile
 from tests.support.kube import Kube, debug, example_manifest, wait_ready
+from tests.support.kube_api import labels_of, meta
 from tests.support.polling import wait_for
 from tests.support.release import Release, repository_storage
 
@@ -87,8 +86,7 @@ def manifest(pools: list[dict[str, Any]], objective: str) -> dict[str, Any]:
 
 
 def real_build(kube: Kube, operator: Release, real_key: str) -> BuildResult:
-    real = kube.core.read_namespaced_config_map(build_record_name(real_key), operator.build_namespace)
-    result = BuildResult.from_record(json.loads(real.data[RECORD_KEY]))
+    result = BuildResult.from_record(kube.build_record(operator.build_namespace, real_key))
     assert result.manifest is not None and result.manifest.inputs, "the build records what the served name needs"
     return result
 
@@ -115,11 +113,7 @@ def seed_record(kube: Kube, operator: Release, result: BuildResult, body: dict[s
         "manifest": {**result.manifest.model_dump(mode="json", by_alias=True), "tiers": tiers},
     }
     record = build_record(key, spec.node_pool(pool), BuildResult.from_record(seeded).to_record(), settings)
-    try:
-        kube.core.create_namespaced_config_map(operator.build_namespace, record)
-    except client.ApiException as exc:
-        if exc.status != 409:
-            raise
+    kube.create_build_record(operator.build_namespace, record)
 
 
 def start_load(cluster: Any, namespace: str, workdir: Path) -> subprocess.Popen[str]:
@@ -174,12 +168,11 @@ def fleet(kube: Kube, namespace: str) -> dict[str, tuple[int, int]]:
 
 def templates(kube: Kube, namespace: str, deployment: str) -> set[str]:
     """The pod templates (``pod-template-hash``) the Deployment's running pods were made from."""
-    selector = ",".join(
-        f"{k}={v}"
-        for k, v in kube.apps.read_namespaced_deployment(deployment, namespace).spec.selector.match_labels.items()
-    )
+    match_labels = kube.apps.read_namespaced_deployment(deployment, namespace).spec.selector.match_labels
+    assert match_labels is not None, f"{deployment} selects by labels"
+    selector = ",".join(f"{k}={v}" for k, v in match_labels.items())
     items = kube.core.list_namespaced_pod(namespace, label_selector=selector).items
-    return {p.metadata.labels["pod-template-hash"] for p in items if p.metadata.deletion_timestamp is None}
+    return {labels_of(p)["pod-template-hash"] for p in items if meta(p).deletion_timestamp is None}
 
 
 def settled(kube: Kube, namespace: str, deployment: str, tier: str, *, at_least: int = 1) -> bool:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import json
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -36,7 +35,8 @@ from fulcrum.storage.form import UploadForm
 from fulcrum.storage.gc import UNUSED_SINCE
 from model_repo_builder.termination import unpacked
 from tests.e2e.conftest import Cluster
-from tests.support.kube import EXAMPLE, Kube, debug, wait_ready
+from tests.support.kube import EXAMPLE, Kube, debug, infer, wait_ready
+from tests.support.kube_api import labels_of, meta, name_of, pod_ip, serialized
 from tests.support.operator_process import ensure_secret
 from tests.support.polling import wait_for
 from tests.support.release import Release
@@ -58,21 +58,6 @@ def reader(cluster: Cluster) -> S3Repository:
     return S3Repository(S3Client(S3Config.from_environment(store.env("reader"))), ObjectURI.parse(MODELS))
 
 
-def infer(pod_ip: str, model: str, inputs: list[dict[str, Any]]) -> dict[str, Any]:
-    request = urllib.request.Request(
-        f"http://{pod_ip}:8000/v2/models/{model}/infer",
-        data=json.dumps({"inputs": inputs}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())  # type: ignore[no-any-return]
-
-
-def ready_pods(kube: Kube, namespace: str, name: str) -> list[Any]:
-    pods = kube.core.list_namespaced_pod(namespace, label_selector=f"{labels.MODEL_DEPLOYMENT}={name}").items
-    return [p for p in pods if any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])]
-
-
 def build_pods(kube: Kube, namespace: str, key: str) -> list[Any]:
     return kube.core.list_namespaced_pod(namespace, label_selector=f"job-name={labels.build_job_name(key)}").items
 
@@ -91,7 +76,9 @@ def publish_result(pod: Any) -> dict[str, Any]:
 @pytest.fixture
 def other_namespace(kube: Kube, namespace: str) -> Iterator[str]:
     name = f"{namespace[:50]}-b"
-    kube.core.create_namespace({"metadata": {"name": name, "labels": {"fulcrum.dev/e2e": "true"}}})
+    kube.core.create_namespace(
+        client.V1Namespace.model_validate({"metadata": {"name": name, "labels": {"fulcrum.dev/e2e": "true"}}})
+    )
     wait_for("the default ServiceAccount", lambda: kube.core.list_namespaced_service_account(name).items, 60)
     try:
         yield name
@@ -122,12 +109,12 @@ def test_the_example_applied_as_is_is_built_into_the_store_and_served_from_it(
         assert [e.secret_ref.name for e in pull.env_from] == [objectstore.SERVING_SECRET]
         triton = pod_spec.containers[0]
         assert not triton.env_from and f"--model-repository=/models/{key}" in triton.args
-        [pod, *_] = ready_pods(kube, "default", "ctr-ranker")
+        [pod, *_] = kube.ready_pods("default", "ctr-ranker")
         inputs = [
             {"name": "sparse", "shape": [1, 6], "datatype": "INT64", "data": [1] * 6},
             {"name": "dense", "shape": [1, 20], "datatype": "FP32", "data": [0.5] * 20},
         ]
-        score = infer(pod.status.pod_ip, md["status"]["activeTier"], inputs)["outputs"][0]["data"][0]
+        score = infer(pod_ip(pod), md["status"]["activeTier"], inputs)["outputs"][0]["data"][0]
         assert 0.0 <= score <= 1.0
 
         # another namespace, the same pinned bytes: the same build, no new Job
@@ -160,7 +147,7 @@ def test_a_killed_build_is_redone_and_another_namespace_reuses_the_bytes(
         model this small can start and end between two status updates of a busy kubelet, so a test waiting
         for it alone may never see it running."""
         for job in kube.batch.list_namespaced_job(operator.build_namespace).items:
-            for pod in build_pods(kube, operator.build_namespace, job.metadata.labels[labels.BUILD_KEY]):
+            for pod in build_pods(kube, operator.build_namespace, labels_of(job)[labels.BUILD_KEY]):
                 statuses = {c.name: c.state for c in pod.status.init_container_statuses or []}
                 mid_build = any(statuses.get(step) and statuses[step].running for step in ("build", "measure"))
                 if mid_build and source in str(pod.spec.init_containers[0].env):
@@ -185,9 +172,10 @@ def test_a_killed_build_is_redone_and_another_namespace_reuses_the_bytes(
     assert [e.secret_ref.name for e in publish.env_from] == [objectstore.SERVING_SECRET]
     [volume] = [v for v in done.spec.volumes if v.name == "upload-form"]
     secret = kube.core.read_namespaced_secret(volume.secret.secret_name, operator.build_namespace)
+    assert secret.data is not None
     form = UploadForm.from_json(base64.b64decode(secret.data["form.json"]).decode())
     assert form.prefix == ObjectURI.parse(MODELS).child(content_key).prefix
-    assert [o.kind for o in secret.metadata.owner_references] == ["Job"]
+    assert [o.kind for o in meta(secret).owner_references or []] == ["Job"]
 
     # another namespace: its own Job (the source is not pinned), which finds the same bytes published
     kube.create(other_namespace, manifest)
@@ -338,7 +326,7 @@ def test_garbage_collection_marks_then_deletes_unused_records_and_their_keys(
     (tmp_path / "built" / "manifest.json").write_text("{}")
     key = "ab" * 32
     writer.publish(key, tmp_path / "built")
-    kube.core.create_namespace({"metadata": {"name": build_namespace}})
+    kube.core.create_namespace(client.V1Namespace.model_validate({"metadata": {"name": build_namespace}}))
     record = {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -353,12 +341,12 @@ def test_garbage_collection_marks_then_deletes_unused_records_and_their_keys(
         "data": {"result.json": json.dumps({"phase": "Succeeded", "repository": writer.location(key)})},
     }
     try:
-        created = kube.core.create_namespaced_config_map(build_namespace, record)
+        created = kube.core.create_namespaced_config_map(build_namespace, client.V1ConfigMap.model_validate(record))
 
         async def collect(after: timedelta) -> None:
             cache = ObjectCache()
-            live = kube.core.read_namespaced_config_map(created.metadata.name, build_namespace)
-            cache.put("ConfigMap", client.ApiClient().sanitize_for_serialization(live))
+            live = kube.core.read_namespaced_config_map(name_of(created), build_namespace)
+            cache.put("ConfigMap", serialized(client.ApiClient(), live))
             api = KubeClient.from_environment(str(kube.kubeconfig))
             try:
                 collector = BuildCollector(
@@ -369,12 +357,12 @@ def test_garbage_collection_marks_then_deletes_unused_records_and_their_keys(
                 await api.close()
 
         asyncio.run(collect(timedelta(0)))
-        marked = kube.core.read_namespaced_config_map(created.metadata.name, build_namespace)
-        assert UNUSED_SINCE in (marked.metadata.annotations or {})
+        marked = kube.core.read_namespaced_config_map(name_of(created), build_namespace)
+        assert UNUSED_SINCE in (meta(marked).annotations or {})
         assert writer.published(key) is not None  # not yet: unused for less than the retention
         asyncio.run(collect(timedelta(days=8)))
         with pytest.raises(client.ApiException):
-            kube.core.read_namespaced_config_map(created.metadata.name, build_namespace)
+            kube.core.read_namespaced_config_map(name_of(created), build_namespace)
         assert writer.published(key) is None
         assert not list(writer.client.list_objects(objectstore.MODELS_BUCKET, writer.base.child(key).prefix))
     finally:

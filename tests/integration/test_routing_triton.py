@@ -76,7 +76,13 @@ def write_routing(volume_dir: Path, tier: str, build: Path) -> None:
 
 def start(build: Path, volume_dir: Path, tier: str) -> local_triton.TritonServer:
     """tritonserver with the pod's repository and model arguments (ports and addresses are the test's own)."""
-    kept = ("--model-repository=", "--model-control-mode=", "--load-model=", "--strict-readiness=", "--exit-timeout")
+    kept: tuple[str, ...] = (
+        "--model-repository=",
+        "--model-control-mode=",
+        "--load-model=",
+        "--strict-readiness=",
+        "--exit-timeout",
+    )
     kept += ("--http-restricted-api=", "--grpc-restricted-protocol=")
     args = [
         a.replace(ROUTING_MOUNT, str(volume_dir)).replace(f"$({KEY_ENV})", KEY)  # as the kubelet expands it

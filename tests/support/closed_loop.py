@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -17,10 +16,10 @@ from fulcrum.dev.objectstore import ObjectStoreConfig
 from fulcrum.dev.procs import CLUSTER_ENV
 from fulcrum.reconcile.builds import BuildResult
 from fulcrum.reconcile.plan import pool_builds
-from fulcrum.resources.build import RECORD_KEY, build_record
-from fulcrum.resources.labels import build_record_name
+from fulcrum.resources.build import build_record
 from fulcrum.resources.settings import OperatorSettings
 from tests.support.kube import Kube
+from tests.support.kube_api import event_time
 from tests.support.release import repository_storage
 
 DECISIONS = ("ScaleUp", "ScaleDown", "SwitchTier", "SwitchPool")
@@ -70,9 +69,7 @@ def seed_profiled_record(
         build_target="local",
         triton_image=operator.triton_image,
     )
-    real_key = base["status"]["build"]["key"]
-    real = kube.core.read_namespaced_config_map(build_record_name(real_key), operator.build_namespace)
-    result = BuildResult.from_record(json.loads(real.data[RECORD_KEY]))
+    result = BuildResult.from_record(kube.build_record(operator.build_namespace, base["status"]["build"]["key"]))
     assert result.manifest is not None
     spec = parse_model_deployment(manifest).spec
     pool = spec.node_pools[pool_index]
@@ -85,12 +82,7 @@ def seed_profiled_record(
     # keyed as the operator keys it: in the ModelDeployment's namespace (the base's) unless every input is pinned
     key = pool_builds(spec, settings, {}, {}, base["metadata"]["namespace"])[pool_index].key
     seeded = BuildResult.from_record({**result.to_record(), "manifest": manifest_data})
-    record = build_record(key, pool, seeded.to_record(), settings)
-    try:
-        kube.core.create_namespaced_config_map(operator.build_namespace, record)
-    except client.ApiException as exc:
-        if exc.status != 409:
-            raise
+    kube.create_build_record(operator.build_namespace, build_record(key, pool, seeded.to_record(), settings))
     return key
 
 
@@ -132,8 +124,10 @@ def start_load(
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
-def decision_events(kube: Kube, namespace: str, name: str, reasons: Sequence[str] = DECISIONS) -> list[Any]:
+def decision_events(
+    kube: Kube, namespace: str, name: str, reasons: Sequence[str] = DECISIONS
+) -> list[client.CoreV1Event]:
     """The policy's decisions for one ModelDeployment (Events with these reasons), oldest first."""
     events = kube.core.list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}").items
-    ordered = sorted(events, key=lambda e: e.last_timestamp or e.event_time or e.metadata.creation_timestamp)
+    ordered = sorted(events, key=event_time)
     return [e for e in ordered if e.reason in reasons]

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import copy
 import json
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import yaml
-from kubernetes import client, config
+from kubernetes import client
 
 from fulcrum.dev import objectstore
 from fulcrum.dev.objectstore import ObjectStoreConfig
+from fulcrum.resources.build import RECORD_KEY
+from fulcrum.resources.labels import MODEL_DEPLOYMENT, build_record_name
+from tests.support.kube_api import api_client, name_of, pod_ready
 from tests.support.operator_process import ensure_secret
 from tests.support.polling import wait_for
 from tests.support.release import Release, dev_values
@@ -29,7 +33,7 @@ GROUP, VERSION, PLURAL = "fulcrum.dev", "v1alpha1", "modeldeployments"
 
 class Kube:
     def __init__(self, kubeconfig: Path, store: objectstore.ObjectStoreConfig | None = None) -> None:
-        api = config.new_client_from_config(config_file=str(kubeconfig))
+        api = api_client(kubeconfig)
         self.kubeconfig = kubeconfig
         self.store = store
         self.custom = client.CustomObjectsApi(api)
@@ -52,7 +56,8 @@ class Kube:
         self.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, manifest)
 
     def get(self, namespace: str, name: str) -> dict[str, Any]:
-        return self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+        # the custom objects API answers with the object's JSON
+        return cast(dict[str, Any], self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name))
 
     def patch_spec(self, namespace: str, name: str, spec: dict[str, Any]) -> None:
         self.custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, {"spec": spec})
@@ -72,11 +77,32 @@ class Kube:
         selector = f"fulcrum.dev/model-deployment={name}"
         return self.apps.list_namespaced_deployment(namespace, label_selector=selector).items
 
+    def ready_pods(self, namespace: str, name: str) -> list[client.V1Pod]:
+        """The Ready Triton pods of a ModelDeployment."""
+        pods = self.core.list_namespaced_pod(namespace, label_selector=f"{MODEL_DEPLOYMENT}={name}").items
+        return [p for p in pods if pod_ready(p)]
+
     def build_jobs(self, build_namespace: str) -> list[str]:
         """Build Jobs of pool ``local``, the real node (the simulated pools' build pods end at once, without a
         result, so they build nothing)."""
         jobs = self.batch.list_namespaced_job(build_namespace, label_selector="fulcrum.dev/node-pool=local").items
-        return sorted(j.metadata.name for j in jobs)
+        return sorted(name_of(j) for j in jobs)
+
+    def build_record(self, build_namespace: str, key: str) -> dict[str, Any]:
+        """The result a build record (the ConfigMap of build ``key``) holds."""
+        data = self.core.read_namespaced_config_map(build_record_name(key), build_namespace).data
+        assert data is not None, f"build record {key} without data"
+        result: dict[str, Any] = json.loads(data[RECORD_KEY])
+        return result
+
+    def create_build_record(self, build_namespace: str, record: dict[str, Any]) -> None:
+        """A seeded build record (its ConfigMap manifest); one an earlier test seeded stays."""
+        try:
+            # the model the client makes of the manifest anyway (its calls validate their bodies)
+            self.core.create_namespaced_config_map(build_namespace, client.V1ConfigMap.model_validate(record))
+        except client.ApiException as exc:
+            if exc.status != 409:
+                raise
 
 
 @pytest.fixture(scope="module")
@@ -86,22 +112,20 @@ def kube(cluster: Any) -> Kube:
 
 @pytest.fixture(scope="module")
 def crd_installed(kube: Kube, cluster: Any) -> None:
-    api = config.new_client_from_config(config_file=str(cluster.kubeconfig))
-    extensions = client.ApiextensionsV1Api(api)
+    extensions = client.ApiextensionsV1Api(api_client(cluster.kubeconfig))
     body = yaml.safe_load((ROOT / "crds" / "fulcrum.dev_modeldeployments.yaml").read_text())
     try:
         extensions.create_custom_resource_definition(body)
     except client.ApiException as exc:
         if exc.status != 409:
             raise
-    wait_for(
-        "the CRD to be established",
-        lambda: any(
-            c.type == "Established" and c.status == "True"
-            for c in (extensions.read_custom_resource_definition(body["metadata"]["name"]).status.conditions or [])
-        ),
-        timeout=60,
-    )
+
+    def established() -> bool:
+        status = extensions.read_custom_resource_definition(body["metadata"]["name"]).status
+        assert status is not None, "a CRD without status"
+        return any(c.type == "Established" and c.status == "True" for c in status.conditions or [])
+
+    wait_for("the CRD to be established", established, timeout=60)
 
 
 @pytest.fixture(scope="session")
@@ -127,7 +151,7 @@ def operator(cluster: Any, crd_installed: None, model_storage: ObjectStoreConfig
 def example_manifest(name: str = "ctr-ranker", **spec_patch: Any) -> dict[str, Any]:
     """The ctr-ranker example (its files in the cluster's object store), served on the local node only, with the
     config search off."""
-    manifest = yaml.safe_load((EXAMPLE / "modeldeployment.yaml").read_text())
+    manifest: dict[str, Any] = yaml.safe_load((EXAMPLE / "modeldeployment.yaml").read_text())
     manifest["metadata"] = {"name": name}
     spec = manifest["spec"]
     spec["tiers"] = [t for t in spec["tiers"] if t["backend"] != "tensorrt"]
@@ -158,6 +182,18 @@ def debug(kube: Kube, operator: Release, namespace: str, name: str) -> str:
     except client.ApiException as exc:
         status = f"<{exc.status}>"
     return f"status: {status}\noperator log:\n{operator.log()}"
+
+
+def infer(pod_ip: str, model: str, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One request to a Triton pod's HTTP/JSON inference endpoint; its answer."""
+    request = urllib.request.Request(
+        f"http://{pod_ip}:8000/v2/models/{model}/infer",
+        data=json.dumps({"inputs": inputs}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        answer: dict[str, Any] = json.loads(response.read())
+        return answer
 
 
 def wait_ready(kube: Kube, operator: Release, namespace: str, name: str, timeout: float = BUILD_TIMEOUT) -> None:

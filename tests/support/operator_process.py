@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,23 +23,28 @@ from fulcrum.dev.images import BuiltImage
 from fulcrum.dev.procs import CLUSTER_ENV
 
 
-def ensure_secret(kubeconfig: Path, secret: dict[str, object]) -> None:
+def ensure_secret(kubeconfig: Path, secret: Mapping[str, object]) -> None:
     """Create (or update) a Secret, and its namespace if needed."""
-    from kubernetes import client, config
+    from kubernetes import client
 
-    api = client.CoreV1Api(config.new_client_from_config(config_file=str(kubeconfig)))
-    meta: dict[str, str] = secret["metadata"]  # type: ignore[assignment]
+    from tests.support.kube_api import api_client, meta
+
+    api = client.CoreV1Api(api_client(kubeconfig))
+    # the model the client makes of the manifest anyway (its calls validate their bodies)
+    body = client.V1Secret.model_validate(secret)
+    name, namespace = meta(body).name, meta(body).namespace
+    assert name and namespace, secret
     try:
-        api.create_namespace({"metadata": {"name": meta["namespace"]}})
+        api.create_namespace(client.V1Namespace.model_validate({"metadata": {"name": namespace}}))
     except client.ApiException as exc:
         if exc.status != 409:
             raise
     try:
-        api.create_namespaced_secret(meta["namespace"], secret)
+        api.create_namespaced_secret(namespace, body)
     except client.ApiException as exc:
         if exc.status != 409:
             raise
-        api.replace_namespaced_secret(meta["name"], meta["namespace"], secret)
+        api.replace_namespaced_secret(name, namespace, body)
 
 
 def free_port() -> int:

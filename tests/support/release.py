@@ -109,7 +109,7 @@ class Release:
         return f"{pods}\noperator log:\n{self.log()}"
 
     def log(self, lines: int = 80) -> str:
-        result = self.cluster.kubectl(
+        result: subprocess.CompletedProcess[str] = self.cluster.kubectl(
             "logs", "-n", self.namespace, f"deployment/{self.name}", f"--tail={lines}", "--all-containers", check=False
         )
         return result.stdout + result.stderr

@@ -7,14 +7,14 @@ from typing import Any
 
 import pytest
 
-from fulcrum.controller.cache import ObjectCache
+from fulcrum.controller.cache import Body, ObjectCache
 from fulcrum.controller.informer import Informer
 from fulcrum.controller.kube import KubeError
 from fulcrum.handlers import keys_for
 from fulcrum.resources import labels
 
 
-def _obj(name: str, namespace: str = "shop", version: str = "1", owner: str | None = None, **extra: Any) -> dict:
+def _obj(name: str, namespace: str = "shop", version: str = "1", owner: str | None = None, **extra: Any) -> Body:
     meta: dict[str, Any] = {"name": name, "namespace": namespace, "resourceVersion": version}
     if owner:
         meta["labels"] = {labels.MODEL_DEPLOYMENT: owner}
@@ -57,8 +57,10 @@ class _Recorder:
     def __init__(self) -> None:
         self.changes: list[tuple[str, str | None, str | None]] = []
 
-    def __call__(self, kind: str, old: dict | None, new: dict | None) -> None:
-        name = lambda b: None if b is None else f"{b['metadata']['name']}@{b['metadata']['resourceVersion']}"  # noqa: E731
+    def __call__(self, kind: str, old: Body | None, new: Body | None) -> None:
+        def name(b: Body | None) -> str | None:
+            return None if b is None else f"{b['metadata']['name']}@{b['metadata']['resourceVersion']}"
+
         self.changes.append((kind, name(old), name(new)))
 
 
@@ -109,7 +111,7 @@ def test_a_410_from_the_watch_makes_the_informer_list_again_and_other_errors_wat
             if outcome is not None:
                 raise outcome
 
-    async def no_wait(_failures: int, _exc: BaseException) -> None:
+    async def no_wait(failures: int, exc: BaseException) -> None:
         steps.append("backoff")
 
     async def scenario() -> None:

@@ -45,7 +45,7 @@ ALERTS = {
     "FulcrumMetricsMissing",
     "FulcrumNoLeader",
 }
-OBSERVE = {
+OBSERVE: dict[str, Any] = {
     "metrics": {
         "source": "prometheus",
         "prometheusUrl": "http://prometheus.monitoring:9090",

@@ -134,7 +134,9 @@ def test_chart_values_for_the_dev_cluster() -> None:
         for name in ("fulcrum", "fulcrum-builder", "tritonserver-cpu")
     }
     keys = {who: objectstore.AccessKey(f"{who.upper()}KEY", f"{who}-secret") for who in ("admin", "writer", "reader")}
-    store = objectstore.ObjectStoreConfig("10.243.7.1", {"s3": 20008}, **keys)
+    store = objectstore.ObjectStoreConfig(
+        "10.243.7.1", {"s3": 20008}, admin=keys["admin"], writer=keys["writer"], reader=keys["reader"]
+    )
     values = chart_values.merged(
         chart_values.image_values(built),
         objectstore.chart_values(store),

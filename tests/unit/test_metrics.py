@@ -103,7 +103,7 @@ def test_load_moving_between_pods_is_not_counted_twice() -> None:
     """100 rps on pod a for 50 s, then on a new pod b: the fleet served 100 rps throughout."""
     window = SlidingWindow(60)
     for t in range(0, 61, 10):
-        samples = {"a": _sample(100 * min(t, 50), 0, 0, 1000)}
+        samples: dict[str, TritonSample | None] = {"a": _sample(100 * min(t, 50), 0, 0, 1000)}
         if t >= 50:
             samples["b"] = _sample(100 * (t - 50), 0, 0, 1000)
         window.add(t, samples)

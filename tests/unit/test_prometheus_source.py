@@ -93,7 +93,7 @@ def test_a_query_prometheus_rejects_gives_no_figure() -> None:
     bad = data["bad"]
     assert data["answers"][bad]["status"] == "error" and data["answers"][bad]["errorType"] == "bad_data"
 
-    async def run() -> float | None:
+    async def run() -> list[tuple[dict[str, str], float]] | None:
         runner, url = await replay(data["answers"], [])
         source = PrometheusSource(url)
         try:

@@ -11,7 +11,8 @@ from fulcrum.controller.queue import BACKOFF_MAX, WorkQueue
 
 def _pending_timers(loop: asyncio.AbstractEventLoop) -> int:
     """Timers the event loop holds (CPython keeps them in ``_scheduled``): what the queue has armed."""
-    return sum(1 for handle in loop._scheduled if not handle.cancelled())  # type: ignore[attr-defined]
+    scheduled: list[asyncio.TimerHandle] = loop._scheduled  # type: ignore[attr-defined]  # CPython's, not typed
+    return sum(1 for handle in scheduled if not handle.cancelled())
 
 
 def test_a_key_added_twice_is_processed_once() -> None:

@@ -11,6 +11,7 @@ from fulcrum.api import ModelDeployment, parse_model_deployment
 from fulcrum.resources import labels
 from fulcrum.resources.build import SPEC_ENV, build_job, build_record, repository_cleanup_job
 from fulcrum.resources.build_key import build_inputs, build_key
+from fulcrum.resources.common import Manifest
 from fulcrum.resources.serving import ServingTarget, server_deployment, server_pdb, server_service
 from fulcrum.resources.settings import OperatorSettings, RepositoryStorage
 from tests.support.manifest_cases import BASE
@@ -18,7 +19,7 @@ from tests.support.manifest_cases import BASE
 SETTINGS = OperatorSettings(build_namespace="fulcrum-system", storage=RepositoryStorage.parse("hostpath:///srv/models"))
 
 
-def _md(**spec_patch: object) -> tuple[dict, ModelDeployment]:
+def _md(**spec_patch: object) -> tuple[Manifest, ModelDeployment]:
     body = copy.deepcopy(BASE)
     body["metadata"].update(namespace="shop", uid="1234-uid", generation=3)
     body["spec"].update(spec_patch)
@@ -72,8 +73,9 @@ def test_startup_probe_waits_well_beyond_the_declared_startup(startup: int, at_l
     assert at_least <= allowed <= at_least + 2 * probe["startupProbe"]["periodSeconds"]
 
 
-def pod_labels(dep: dict) -> dict:
-    return dep["spec"]["template"]["metadata"]["labels"]
+def pod_labels(dep: Manifest) -> dict[str, str]:
+    found: dict[str, str] = dep["spec"]["template"]["metadata"]["labels"]
+    return found
 
 
 def test_cpu_pool_asks_for_no_gpu() -> None:
@@ -125,7 +127,7 @@ def test_a_new_serving_image_or_gpu_model_is_a_new_build() -> None:
     _, md = _md()
     key = _key(md)
     assert _key(md, image="nvcr.io/nvidia/tritonserver:25.01-py3") != key
-    pools = [
+    pools: list[Manifest] = [
         {"name": "l4", "gpusPerReplica": 1, "costPerHour": "0.85", "nodeSelector": {"fulcrum.dev/pool": "l4"}},
         {"name": "cpu", "gpusPerReplica": 0, "costPerHour": "0.2"},
     ]
@@ -161,12 +163,12 @@ S3 = OperatorSettings(
 )
 
 
-def containers(job: dict) -> dict[str, dict]:
+def containers(job: Manifest) -> dict[str, Manifest]:
     pod = job["spec"]["template"]["spec"]
     return {c["name"]: c for c in [*pod.get("initContainers", []), *pod["containers"]]}
 
 
-def mounts(container: dict) -> dict[str, dict]:
+def mounts(container: Manifest) -> dict[str, Manifest]:
     return {m["name"]: m for m in container["volumeMounts"]}
 
 

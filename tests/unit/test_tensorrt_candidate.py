@@ -8,7 +8,7 @@ import dataclasses
 import json
 from typing import Any
 
-from fulcrum.api import ModelDeploymentStatus, parse_model_deployment
+from fulcrum.api import ModelDeploymentStatus, TierProfiles, parse_model_deployment
 from fulcrum.policy import Observation, PolicyState, ProfileTable, decide
 from fulcrum.reconcile.builds import result_from_termination_message
 from fulcrum.reconcile.plan import Choice, plan, pool_builds, servable
@@ -80,7 +80,9 @@ def test_a_profiled_tensorrt_tier_is_chosen_when_fp32_does_not_fit_the_budget() 
     assert status_tier.profiles[0].config is not None  # the config that serves travels with the profile
 
     # the policy reads the Ready tiers' profiles from status, as the operator does
-    table = ProfileTable.from_tiers(t for t in first.status.tiers if t.state == "Ready")
+    table = ProfileTable.from_tiers(
+        TierProfiles(name=t.name, profiles=t.profiles) for t in first.status.tiers if t.state == "Ready"
+    )
     decision = decide(spec, table, Observation(6000.0), PolicyState(), 0.0)
     assert (decision.tier, decision.node_pool) == ("fp16-trt", "l4"), decision.reason
     assert decision.replicas * 1.00 <= 4.00  # fp32 would need about 7 replicas: over the budget

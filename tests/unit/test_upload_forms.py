@@ -13,6 +13,7 @@ from fulcrum.controller.reconciler import termination_message
 from fulcrum.controller.uploads import UploadSigner, reported_content_key
 from fulcrum.resources import labels
 from fulcrum.resources.build import UPLOAD_FORM_FILE, build_job, upload_form_secret, upload_form_secret_name
+from fulcrum.resources.common import Manifest
 from fulcrum.resources.storage import signs_uploads
 from fulcrum.storage.form import UploadForm, content_key_message, content_key_of
 from tests.unit.test_resources import IMAGE, S3, SETTINGS, _md, containers, mounts
@@ -22,7 +23,7 @@ FORM_SECRET = labels.upload_form_name("k" * 32, "a1b2c3")
 WRITER = {"AWS_ACCESS_KEY_ID": "WRITER", "AWS_SECRET_ACCESS_KEY": "writer-secret"}
 
 
-def job_with_form() -> dict:
+def job_with_form() -> Manifest:
     _body, md = _md()
     job = build_job("k" * 32, md.spec.node_pool("cpu"), S3, md.spec, serving_image=IMAGE, upload_form=FORM_SECRET)
     job["metadata"]["uid"] = "job-uid"
@@ -115,7 +116,7 @@ def test_without_write_keys_the_operator_signs_nothing() -> None:
     assert UploadSigner.from_environment(SETTINGS, WRITER) is None  # not object storage
 
 
-def pod(fetch: dict, *later: dict, created: str = "2026-01-01T00:00:00Z") -> dict:
+def pod(fetch: Manifest, *later: Manifest, created: str = "2026-01-01T00:00:00Z") -> Manifest:
     return {
         "metadata": {"creationTimestamp": created},
         "status": {"initContainerStatuses": [{"name": "fetch", "state": fetch}, *later]},
