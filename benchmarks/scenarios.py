@@ -46,12 +46,11 @@ from fulcrum.simulate.evaluate import (
     Shared,
     Spread,
     evaluate_modes,
-    misses_of,
     shared_runs,
     spread,
     verdict,
 )
-from fulcrum.simulate.misses import UNFORESEEN_RISE
+from fulcrum.simulate.misses import UNFORESEEN_RISE, misses_of
 from fulcrum.simulate.report import json_document
 from fulcrum.simulate.scenarios import HELD_OUT_SEEDS, ISSUE_CASES, TUNING_SEEDS, generated, named
 from fulcrum.simulate.trace import write_trace

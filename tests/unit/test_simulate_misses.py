@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from fulcrum.simulate.engine import make_setting, simulate_policy
-from fulcrum.simulate.evaluate import misses_of
-from fulcrum.simulate.misses import Misses, attribute
+from fulcrum.simulate.engine import make_setting, simulate, simulate_policy
+from fulcrum.simulate.misses import Misses, attribute, misses_of
+from fulcrum.simulate.report import json_document
 from fulcrum.simulate.scenarios import generated
 
 STEP = 15.0
@@ -88,3 +88,18 @@ def test_the_engines_late_series_adds_up_to_what_the_run_missed() -> None:
     assert misses.total == pytest.approx(1.0 - run.slo_attainment, rel=1e-6)
     # its one bad stretch is the first burst of the run: a load no earlier tick had shown
     assert misses.unforeseen > 0.9 * misses.total
+
+
+def test_simulate_json_says_why_each_policys_requests_were_late() -> None:
+    scenario = generated(1058)
+    setting = make_setting(scenario.spec, scenario.profiles, scenario.trace, STEP, hot=scenario.hot)
+    document = json_document(simulate(setting, ["fulcrum", "static"]), setting)
+    for row in document["policies"].values():
+        late = row["lateRequests"]
+        assert set(late) == {"tail", "unforeseen", "atBudget", "other"}
+        assert sum(late.values()) == pytest.approx(1.0 - row["sloAttainment"], abs=1e-5)
+    # static is sized for the trace's own peak from the start: it never runs short, only the SLO's tail is late;
+    # fulcrum's late requests are the first burst of the run, a load no earlier tick had shown
+    static, fulcrum = (document["policies"][name]["lateRequests"] for name in ("static", "fulcrum"))
+    assert static["unforeseen"] == static["atBudget"] == static["other"] == 0.0 < static["tail"]
+    assert fulcrum["unforeseen"] > 0.9 * sum(fulcrum.values())

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from fulcrum.api import ModelDeploymentSpec, ProfilesFile, format_validation_error, parse_model_deployment, parse_spec
 from fulcrum.simulate.engine import all_hot_tiers, make_setting
 from fulcrum.simulate.engine import simulate as run_simulation
+from fulcrum.simulate.misses import UNFORESEEN_RISE
 from fulcrum.simulate.policies import POLICY_NAMES
 from fulcrum.simulate.report import json_document, write_fleet, write_timeline
 from fulcrum.simulate.trace import TraceError, read_trace
@@ -125,7 +126,7 @@ def simulate(  # noqa: PLR0917 - click passes every option
         from fulcrum.simulate.plot import plot_runs  # noqa: PLC0415 - matplotlib only when asked for
 
         plot_runs(runs, plot_path, setting.budget)
-    document = json_document(runs)
+    document = json_document(runs, setting)
     if as_json:
         click.echo(json.dumps(document, indent=2))
         return
@@ -172,4 +173,13 @@ def _table(document: dict[str, Any], title: str) -> None:
             str(row["tierSwitches"]),
             str(row["scaleEvents"]),
         )
-    Console(width=max(100, Console().width)).print(table)
+    late = Table(title=f"late requests by cause, share of all (unforeseen: over {UNFORESEEN_RISE:g}x any load seen)")
+    for column in ("policy", "tail", "unforeseen", "at the budget", "other"):
+        late.add_column(column, justify="left" if column == "policy" else "right")
+    for name, row in document["policies"].items():
+        shares = row.get("lateRequests")
+        if shares is not None:
+            late.add_row(name, *(f"{shares[k]:.3%}" for k in ("tail", "unforeseen", "atBudget", "other")))
+    console = Console(width=max(100, Console().width))
+    console.print(table)
+    console.print(late)

@@ -17,8 +17,8 @@ import numpy as np
 
 from fulcrum.policy import Tuning
 from fulcrum.simulate.engine import Run, make_setting, simulate, simulate_policy
-from fulcrum.simulate.misses import Misses, attribute
-from fulcrum.simulate.policies import Setting, attainment_bound
+from fulcrum.simulate.misses import Misses, misses_of
+from fulcrum.simulate.policies import attainment_bound
 from fulcrum.simulate.scenarios import Scenario
 
 POLICIES = ("fulcrum", "oracle", "hpa", "kpa", "static")
@@ -76,22 +76,6 @@ class Totals:
         return cls(
             run.slo_attainment, run.cost, run.top_tier_share, run.budget_violation_seconds, run.tier_switches, misses
         )
-
-
-def misses_of(run: Run, setting: Setting) -> Misses:
-    """:func:`fulcrum.simulate.misses.attribute` for a run: the fastest pool's start-up, the cheapest replica."""
-    pools = setting.spec.node_pools
-    return attribute(
-        run.rates.tolist(),
-        run.late.tolist(),
-        run.cost_per_hour.tolist(),
-        requests=run.requests,
-        step_seconds=setting.step_seconds,
-        percentile=setting.percentile,
-        startup_seconds=min(float(p.replica_startup_seconds) for p in pools),
-        budget=setting.budget,
-        cheapest_replica=min(float(p.cost_per_hour) for p in pools),
-    )
 
 
 @dataclass(frozen=True)
@@ -281,7 +265,6 @@ __all__ = [
     "Verdict",
     "evaluate",
     "evaluate_modes",
-    "misses_of",
     "shared_runs",
     "spread",
     "verdict",

@@ -23,6 +23,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fulcrum.simulate.engine import Run
+    from fulcrum.simulate.policies import Setting
 
 UNFORESEEN_RISE = 1.1
 """A load this many times the highest seen a start-up earlier is unforeseen (noise stays within it)."""
@@ -48,6 +53,15 @@ class Misses:
             f"late {100 * self.total:.2f} %: {100 * self.tail:.2f} tail, {100 * self.unforeseen:.2f} unforeseen, "
             f"{100 * self.at_budget:.2f} at the budget, {100 * self.other:.2f} other"
         )
+
+    def to_dict(self) -> dict[str, float]:
+        """``fulcrum simulate --json``'s ``lateRequests``: each class as a share of all requests."""
+        return {
+            "tail": round(self.tail, 6),
+            "unforeseen": round(self.unforeseen, 6),
+            "atBudget": round(self.at_budget, 6),
+            "other": round(self.other, 6),
+        }
 
 
 def attribute(
@@ -95,6 +109,22 @@ def attribute(
     return Misses(tail / requests, unforeseen / requests, at_budget / requests, other / requests)
 
 
+def misses_of(run: Run, setting: Setting) -> Misses:
+    """:func:`attribute` for a simulated run: the fastest pool's start-up, the cheapest replica, the run's budget."""
+    pools = setting.spec.node_pools
+    return attribute(
+        run.rates.tolist(),
+        run.late.tolist(),
+        run.cost_per_hour.tolist(),
+        requests=run.requests,
+        step_seconds=setting.step_seconds,
+        percentile=setting.percentile,
+        startup_seconds=min(float(p.replica_startup_seconds) for p in pools),
+        budget=setting.budget,
+        cheapest_replica=min(float(p.cost_per_hour) for p in pools),
+    )
+
+
 def _running_max(values: Sequence[float]) -> list[float]:
     out: list[float] = []
     highest = -math.inf
@@ -104,4 +134,4 @@ def _running_max(values: Sequence[float]) -> list[float]:
     return out
 
 
-__all__ = ["UNFORESEEN_RISE", "Misses", "attribute"]
+__all__ = ["UNFORESEEN_RISE", "Misses", "attribute", "misses_of"]

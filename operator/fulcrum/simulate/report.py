@@ -8,16 +8,19 @@ from pathlib import Path
 from typing import Any
 
 from fulcrum.simulate.engine import Run
+from fulcrum.simulate.misses import misses_of
+from fulcrum.simulate.policies import Setting
 
 
 def oracle_of(runs: Mapping[str, Run]) -> Run | None:
     return runs.get("oracle") or runs.get("_oracle")
 
 
-def summary(run: Run, oracle: Run | None) -> dict[str, Any]:
-    """One policy's entry of ``fulcrum simulate --json`` (DESIGN's keys)."""
+def summary(run: Run, oracle: Run | None, setting: Setting | None = None) -> dict[str, Any]:
+    """One policy's entry of ``fulcrum simulate --json``; with the ``setting`` it ran in, ``lateRequests`` too
+    (:mod:`fulcrum.simulate.misses`: why its late requests were late, each class a share of all requests)."""
     cost_vs_oracle = run.cost / oracle.cost if oracle is not None and oracle.cost > 0 else 1.0
-    return {
+    row: dict[str, Any] = {
         "sloAttainment": round(run.slo_attainment, 6),
         "cost": round(run.cost, 4),
         "costVsOracle": round(cost_vs_oracle, 4),
@@ -26,11 +29,14 @@ def summary(run: Run, oracle: Run | None) -> dict[str, Any]:
         "tierSwitches": run.tier_switches,
         "scaleEvents": run.scale_events,
     }
+    if setting is not None:
+        row["lateRequests"] = misses_of(run, setting).to_dict()
+    return row
 
 
-def json_document(runs: Mapping[str, Run]) -> dict[str, Any]:
+def json_document(runs: Mapping[str, Run], setting: Setting | None = None) -> dict[str, Any]:
     oracle = oracle_of(runs)
-    return {"policies": {name: summary(run, oracle) for name, run in runs.items() if not name.startswith("_")}}
+    return {"policies": {name: summary(run, oracle, setting) for name, run in runs.items() if not name.startswith("_")}}
 
 
 def write_timeline(path: Path, runs: Mapping[str, Run]) -> None:
