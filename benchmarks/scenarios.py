@@ -266,7 +266,7 @@ def replay(name: str, step: float, hot: bool, export: Path | None) -> None:
     print(f"{scenario.name}: {scenario.summary}")
     setting = make_setting(scenario.spec, scenario.profiles, scenario.trace, step, hot=scenario.hot if hot else None)
     runs = simulate(setting, list(POLICIES))
-    print(json.dumps(json_document(runs), indent=1))
+    print(json.dumps(json_document(runs, setting), indent=1))
     print(f"fulcrum's {misses_of(runs['fulcrum'], setting).describe()}")
     if export is not None:
         export.mkdir(parents=True, exist_ok=True)
