@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import DEFAULT_LANE, E2E_LANES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,3 +52,20 @@ def test_an_unknown_lane_is_refused() -> None:
     )
     assert run.returncode != 0
     assert "invalid choice" in run.stderr
+
+
+def test_a_test_marked_with_an_unknown_lane_is_refused(tmp_path: Path) -> None:
+    """A typo in a marker would otherwise put the test in no lane that scripts/test runs, silently."""
+    (tmp_path / "test_typo.py").write_text(
+        'import pytest\n\n\n@pytest.mark.lane("stor")\ndef test_typo() -> None:\n    pass\n'
+    )
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "-p", "tests.conftest",
+         str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )  # fmt: skip
+    assert run.returncode == pytest.ExitCode.USAGE_ERROR, run.stdout + run.stderr
+    assert f"test_typo.py::test_typo: lane('stor') is not one of {E2E_LANES}" in run.stderr
