@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -29,6 +31,7 @@ from fulcrum.controller.kube import KubeClient
 from fulcrum.dev import objectstore
 from fulcrum.reconcile.pods import REASONS as POD_REASONS
 from fulcrum.resources import labels
+from fulcrum.resources.build import upload_form_secret_name
 from fulcrum.resources.settings import OperatorSettings, RepositoryStorage
 from fulcrum.storage import ObjectURI, S3Client, S3Config, S3Repository
 from fulcrum.storage.form import UploadForm
@@ -192,7 +195,8 @@ def test_wrong_credentials_fail_only_their_model_name_the_bucket_and_a_rebuild_r
 ) -> None:
     """A team's own storage (spec.repository with its Secret): wrong keys fail that model alone, with the bucket
     and the store's error; fixed keys and the rebuild annotation build it in its namespace, into its bucket
-    prefix, and its Triton pods download with its keys."""
+    prefix, and its Triton pods download with its keys. A ``pvc://`` source also builds in its namespace, once its
+    claim exists, into the platform's store: through an upload form signed there, never with the write keys."""
     store = store_of(cluster)
     admin = S3Client(S3Config.from_environment(store.env("admin")))
     source = f"e2e/{uuid.uuid4().hex[:8]}/tiny.onnx"
@@ -273,6 +277,32 @@ def test_wrong_credentials_fail_only_their_model_name_the_bucket_and_a_rebuild_r
     ensure_secret(kube.kubeconfig, late_secret)
     late = wait_for("keyless's build to go on", lambda: failed("keyless"), 120)
     assert late["reason"] == "SourceFailed" and "SignatureDoesNotMatch" in late["message"], late
+
+    # the claim appears: claimed's build goes on in this namespace and publishes into the platform's store through
+    # an upload form the operator signed here, holding only the read-only keys (no Secret here can write)
+    # (a directory the build's non-root user can read: pytest's own are the owner's only)
+    with tempfile.TemporaryDirectory(prefix="fulcrum-e2e-claim-") as shared:
+        os.chmod(shared, 0o755)
+        write_tiny_onnx(Path(shared) / "tiny.onnx", seed=11).chmod(0o644)
+        with kube.hostpath_claim(namespace, "team-models", Path(shared)):
+            wait_ready(kube, operator, namespace, "claimed")
+    jobs = [serialized(kube.batch.api_client, j) for j in kube.batch.list_namespaced_job(namespace).items]
+    [job] = [j for j in jobs if "team-models" in json.dumps(j["spec"]["template"]["spec"]["volumes"])]
+    form = upload_form_secret_name(job)
+    assert form is not None, "a build into the platform's store gets an upload form"
+    pod = job["spec"]["template"]["spec"]
+    steps = {c["name"]: c for c in [*pod["initContainers"], *pod["containers"]]}
+    for step in ("fetch", "publish"):
+        assert steps[step]["envFrom"] == [{"secretRef": {"name": objectstore.SERVING_SECRET}}], step
+    assert [o.kind for o in meta(kube.core.read_namespaced_secret(form, namespace)).owner_references or []] == ["Job"]
+    # the Job names no other Secret, and the operator's write keys are not in this namespace (team-s3, the team's
+    # own keys, is for its own spec.repository)
+    referenced = {v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v} | {
+        e["secretRef"]["name"] for c in steps.values() for e in c.get("envFrom", []) if "secretRef" in e
+    }
+    assert referenced == {objectstore.SERVING_SECRET, form}, referenced
+    assert objectstore.BUILD_SECRET not in {name_of(s) for s in kube.core.list_namespaced_secret(namespace).items}
+    assert kube.get(namespace, "claimed")["status"]["build"]["repository"].startswith(f"{MODELS}/")
 
 
 def test_wrong_serving_credentials_say_why_the_replicas_do_not_start(

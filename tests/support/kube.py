@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import urllib.request
@@ -87,6 +88,45 @@ class Kube:
         result, so they build nothing)."""
         jobs = self.batch.list_namespaced_job(build_namespace, label_selector="fulcrum.dev/node-pool=local").items
         return sorted(name_of(j) for j in jobs)
+
+    @contextlib.contextmanager
+    def hostpath_claim(self, namespace: str, claim: str, directory: Path) -> Iterator[None]:
+        """A claim in ``namespace`` bound to a node directory of the real node (a PersistentVolume made for it,
+        deleted on the way out): what a team's storage class would give, on a one-node cluster."""
+        volume = f"{namespace[:40]}-{claim}"[:63]
+        self.core.create_persistent_volume(
+            client.V1PersistentVolume.model_validate(
+                {
+                    "metadata": {"name": volume, "labels": {"fulcrum.dev/e2e": "true"}},
+                    "spec": {
+                        "capacity": {"storage": "64Mi"},
+                        "accessModes": ["ReadOnlyMany"],
+                        "storageClassName": "",
+                        "persistentVolumeReclaimPolicy": "Retain",
+                        "hostPath": {"path": str(directory), "type": "Directory"},
+                        "claimRef": {"namespace": namespace, "name": claim},
+                    },
+                }
+            )
+        )
+        try:
+            self.core.create_namespaced_persistent_volume_claim(
+                namespace,
+                client.V1PersistentVolumeClaim.model_validate(
+                    {
+                        "metadata": {"name": claim},
+                        "spec": {
+                            "accessModes": ["ReadOnlyMany"],
+                            "storageClassName": "",
+                            "volumeName": volume,
+                            "resources": {"requests": {"storage": "64Mi"}},
+                        },
+                    }
+                ),
+            )
+            yield
+        finally:
+            self.core.delete_persistent_volume(volume)
 
     def build_record(self, build_namespace: str, key: str) -> dict[str, Any]:
         """The result a build record (the ConfigMap of build ``key``) holds."""

@@ -66,6 +66,8 @@ MODELS = {
     ("batch", "jobs", "create"),
     ("batch", "jobs", "patch"),
     ("batch", "jobs", "delete"),
+    # there with object storage (the default), each build Job's upload form: create only, never read
+    ("", "secrets", "create"),
 }
 # cluster-wide, the ClusterRole's watches of every namespace see the build namespace's Jobs, records and pods
 BUILD_WRITES = {
@@ -387,6 +389,15 @@ def test_the_chart_can_create_the_claim(rendered: dict[str, list[dict[str, Any]]
     assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
     assert claim["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
     assert not of_kind(render({"repository": {"kind": "pvc", "pvc": {"claimName": "models"}}}), "PersistentVolumeClaim")
+
+
+def test_only_object_storage_may_create_secrets(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    """Upload forms exist only for object storage: with a claim the operator may not create a Secret anywhere."""
+    roles = of_kind(rendered["pvc"], "ClusterRole") + of_kind(rendered["pvc"], "Role")
+    assert roles and not any(p[1] == "secrets" for r in roles for p in rbac_permissions(r["rules"]))
+    defaults = of_kind(rendered["defaults"], "ClusterRole") + of_kind(rendered["defaults"], "Role")
+    granted = [r["metadata"]["name"] for r in defaults if ("", "secrets", "create") in rbac_permissions(r["rules"])]
+    assert granted == ["fulcrum", "fulcrum-build"]
 
 
 def test_metrics_source_prometheus_carries_its_url() -> None:

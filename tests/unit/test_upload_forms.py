@@ -14,8 +14,10 @@ from fulcrum.controller.uploads import UploadSigner, reported_content_key
 from fulcrum.resources import labels
 from fulcrum.resources.build import UPLOAD_FORM_FILE, build_job, upload_form_secret, upload_form_secret_name
 from fulcrum.resources.common import Manifest
-from fulcrum.resources.storage import signs_uploads
+from fulcrum.resources.labels import upload_form_name
+from fulcrum.resources.storage import builds_in_own_namespace, signs_uploads
 from fulcrum.storage.form import UploadForm, content_key_message, content_key_of
+from tests.support.manifest_cases import BASE
 from tests.unit.test_resources import IMAGE, S3, SETTINGS, _md, containers, mounts
 
 KEY = "ab" * 32
@@ -53,13 +55,34 @@ def test_no_step_of_a_build_with_a_form_holds_a_write_key() -> None:
     assert containers(plain)["publish"]["envFrom"] == [{"secretRef": {"name": "repo-writer"}}]
 
 
-def test_only_the_default_object_storage_in_the_build_namespace_signs_forms() -> None:
+def test_every_build_into_the_default_object_storage_signs_forms() -> None:
     _body, md = _md()
-    assert signs_uploads(md.spec, "fulcrum-system", S3)
-    assert not signs_uploads(md.spec, "shop", S3)  # a build in the team's namespace (pvc:// sources)
-    assert not signs_uploads(md.spec, "fulcrum-system", SETTINGS)  # a node directory: no form to sign
+    assert signs_uploads(md.spec, S3)
+    assert not signs_uploads(md.spec, SETTINGS)  # a node directory: no form to sign
     _body, own = _md(repository={"uri": "s3://team-bucket/models", "secretRef": {"name": "team-s3"}})
-    assert not signs_uploads(own.spec, "fulcrum-system", S3)  # the team's own bucket and keys
+    assert not signs_uploads(own.spec, S3)  # the team's own bucket and keys
+
+
+def test_a_build_in_the_teams_namespace_gets_a_form_not_the_platforms_write_keys() -> None:
+    """A ``pvc://`` source builds in the ModelDeployment's namespace (its claim is there). Into the default
+    object storage it publishes through a form too: the team's namespace never holds the platform's write keys
+    (with them, any team could overwrite any other team's repositories)."""
+    model = {**BASE["spec"]["model"], "source": {"uri": "pvc://team-models/ranker.onnx", "format": "onnx"}}
+    _body, md = _md(model=model)
+    assert builds_in_own_namespace(md.spec) and signs_uploads(md.spec, S3)
+    name = upload_form_name("k" * 32, "a1b2c3")
+    job = build_job("k" * 32, md.spec.node_pool("cpu"), S3, md.spec, serving_image=IMAGE, namespace="shop",
+                    upload_form=name)  # fmt: skip
+    assert job["metadata"]["namespace"] == "shop" and upload_form_secret_name(job) == name
+    job["metadata"]["uid"] = "job-uid"
+    steps = containers(job)
+    for step in ("fetch", "publish"):
+        assert steps[step]["envFrom"] == [{"secretRef": {"name": S3.storage.serving_secret}}], step
+    assert not any("envFrom" in steps[n] for n in ("build", "measure", "triton") if n in steps)
+    assert S3.storage.secret is not None and S3.storage.secret not in json.dumps(job)
+    signer = UploadSigner.from_environment(S3, WRITER)
+    assert signer is not None
+    assert upload_form_secret("k" * 32, job, signer.sign(KEY))["metadata"]["namespace"] == "shop"
 
 
 def test_the_operator_can_create_the_form_secret() -> None:

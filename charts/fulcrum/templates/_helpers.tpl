@@ -102,7 +102,9 @@ pulled, a Secret or claim that is missing, a repository download that fails), fo
 routing, which points each serving pod's served model name at the routed tier (Triton's model-control API, on the
 pod). Build Jobs run in the build namespace or, for a spec that names a Secret or claim of its own namespace
 (spec.repository, a pvc:// source), in that namespace (pods can only use their own namespace's Secrets and
-claims): there too they are watched, created, marked harvested (patch) and deleted to build again. */}}
+claims): there too they are watched, created, marked harvested (patch) and deleted to build again, and with object
+storage each gets its upload form as a Secret it owns (create only, never read), so a team's namespace never needs
+the platform's write keys. Creating Secrets adds no reach: whoever may create pods there may mount any Secret. */}}
 {{- define "fulcrum.rules.models" -}}
 - apiGroups: [fulcrum.dev]
   resources: [modeldeployments]
@@ -139,6 +141,11 @@ claims): there too they are watched, created, marked harvested (patch) and delet
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
+{{- if eq .Values.repository.kind "s3" }}
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [create]
+{{- end }}
 {{- end }}
 
 {{/* "fulcrum.rules.build": the build namespace only. Build Jobs and records are listed and watched there in

@@ -584,7 +584,7 @@ class Reconciler:
                 md_name=name,
                 upload_form=labels.upload_form_name(build.key, secrets.token_hex(3))
                 if self.signer is not None
-                and signs_uploads(spec, build.namespace or self.settings.build_namespace, self.settings)
+                and signs_uploads(spec, self.settings)
                 else None,
             )  # fmt: skip
             created = await self.kube.create(job)

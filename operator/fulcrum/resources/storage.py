@@ -50,11 +50,13 @@ def build_namespace(spec: ModelDeploymentSpec, namespace: str, settings: Operato
     return namespace if builds_in_own_namespace(spec) else settings.build_namespace
 
 
-def signs_uploads(spec: ModelDeploymentSpec, namespace: str, settings: OperatorSettings) -> bool:
+def signs_uploads(spec: ModelDeploymentSpec, settings: OperatorSettings) -> bool:
     """Whether a build publishes through an upload form the operator signs (``fulcrum.storage.form``) rather
-    than with write keys: the default object storage, for builds in the build namespace (where the operator may
-    create the form's Secret). A ``spec.repository`` with its own Secret is the team's own bucket and keys."""
-    return settings.storage.kind == "s3" and spec.repository is None and namespace == settings.build_namespace
+    than with write keys: every build into the default object storage, in the build namespace or, for a
+    ``pvc://`` source, in the ModelDeployment's own (the form's Secret goes where the Job runs), so no namespace
+    but the operator's ever holds the platform's write keys. A ``spec.repository`` with its own Secret is the
+    team's own bucket and keys."""
+    return settings.storage.kind == "s3" and spec.repository is None
 
 
 def env(storage: RepositoryStorage, secret: str | None) -> tuple[list[Manifest], list[Manifest]]:
