@@ -91,6 +91,16 @@ def test_image_keys_follow_their_inputs_and_nothing_else(tmp_path: Path) -> None
     assert images.image_ref("fulcrum", key) == f"localhost:5000/fulcrum:{key}"
 
 
+def test_no_image_copies_the_docs() -> None:
+    """A change to README.md or docs/ (CI figures, say) must not rebuild images: no recipe hashes them or copies
+    them (pip gets a stub readme inside the build)."""
+    for recipe in images.RECIPES:
+        assert not any(i.endswith(".md") or i.startswith("docs") for i in recipe.inputs), recipe
+        text = (ROOT / "images" / recipe.name / "Containerfile").read_text()
+        copied = [line.split()[1:-1] for line in text.splitlines() if line.startswith(("COPY", "ADD"))]
+        assert not any(s.endswith(".md") or s.startswith("docs") for sources in copied for s in sources), copied
+
+
 def test_every_recipe_has_a_containerfile_with_a_base_argument() -> None:
     for recipe in images.RECIPES:
         text = (ROOT / "images" / recipe.name / "Containerfile").read_text()

@@ -62,7 +62,7 @@ class Recipe:
     build_args: tuple[tuple[str, str], ...] = ()
 
 
-_FULCRUM_SOURCES = ("pyproject.toml", "README.md", "images/requirements.py", "operator", "model_repo_builder")
+_FULCRUM_SOURCES = ("pyproject.toml", "images/requirements.py", "operator", "model_repo_builder")
 RECIPES: tuple[Recipe, ...] = (
     Recipe("fulcrum", _FULCRUM_SOURCES),
     Recipe("tritonserver-cpu", ("pyproject.toml", "images/requirements.py", "images/tritonserver-cpu")),
