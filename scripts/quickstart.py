@@ -53,6 +53,8 @@ MAX_LOAD_RPS = 700.0  # about what the Python load generator sustains beside the
 # replicas the step needs, a rolling switch's old and new ones included.
 REPLICA_RESOURCES = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "100m", "memory": "1Gi"}}
 console = Console()
+if not console.is_terminal:  # piped into a log: lines as wide as `fulcrum report`'s, not folded at 80 columns
+    console = Console(width=180)
 
 
 def sh(*argv: str, check: bool = True, capture: bool = True, **kwargs: Any) -> subprocess.CompletedProcess[str]:
@@ -320,7 +322,7 @@ def main() -> None:
     argv = ["fulcrum", "report", f"{NAMESPACE}/{name}", "--out", str(picture)]
     argv += ["--prometheus", prometheus_url] if prometheus_url else []
     drawn = sh(sys.executable, "-m", *argv, check=False)
-    console.print(drawn.stdout, drawn.stderr)
+    console.out(drawn.stdout + drawn.stderr, highlight=False, end="")  # already laid out by `fulcrum report`
     if drawn.returncode == 0:
         console.print(f"[bold]the decision history, drawn: {picture}[/]")
     console.print(
