@@ -93,7 +93,7 @@ class Kube:
     def hostpath_claim(self, namespace: str, claim: str, directory: Path) -> Iterator[None]:
         """A claim in ``namespace`` bound to a node directory of the real node (a PersistentVolume made for it,
         deleted on the way out): what a team's storage class would give, on a one-node cluster."""
-        volume = f"{namespace[:40]}-{claim}"[:63]
+        volume = f"{namespace}-{claim}"  # a PersistentVolume is cluster-wide: named after both
         self.core.create_persistent_volume(
             client.V1PersistentVolume.model_validate(
                 {
