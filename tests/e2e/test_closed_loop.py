@@ -7,7 +7,7 @@ in the SLO, fp16 70, int8 150. Everything else is real: the metrics the operator
 Deployments, the pods, the load (``fulcrum load`` in its own process). Under a step from 15 to 110 rps with a
 budget that affords 3 fp32 replicas, fp32 would need 4: the operator must switch to a faster tier, and switch
 back once the load falls. The latency the operator reports (Triton's own p99, server side) must agree with the
-p99 the load generator measured over the same minute: not above it by more than 30 %, not below 40 % of it.
+p99 the load generator measured over the same window: not above it by more than 30 %, not below 40 % of it.
 
 The operator reads its metrics from the dev cluster's Prometheus (``--metrics-source prometheus=...``), which
 scrapes the Triton pods and the operator. At every sample the test also observes the same pods the way
@@ -37,7 +37,7 @@ from kubernetes import client
 
 from fulcrum.api import parse_model_deployment
 from fulcrum.dev.objectstore import ObjectStoreConfig
-from fulcrum.metrics.sources import PrometheusSource, ScrapeSource, Target
+from fulcrum.metrics.sources import PROMETHEUS_WINDOW_SECONDS, PrometheusSource, ScrapeSource, Target
 from fulcrum.metrics.window import FleetMetrics
 from fulcrum.reconcile.builds import BuildResult
 from fulcrum.reconcile.plan import pool_builds
@@ -58,7 +58,7 @@ STEP = [(0, 15.0), (45, 110.0), (165, 15.0)]  # (from second, rps)
 RUN_SECONDS = 300  # at most: the load stops once the operator is back on fp32 (usually 60-80 s earlier)
 LOAD_INTERVAL = 15  # seconds per row of the trace and per interval of `fulcrum load`'s report
 AGREEMENT_SAMPLES = 25  # samples taken with a whole window of load behind before the load may stop (20 are held)
-WINDOW_SECONDS = 60.0  # the operator's metrics window (ScrapeSource); the client's p99 is taken over the same
+WINDOW_SECONDS = PROMETHEUS_WINDOW_SECONDS  # the operator's rate window; both sources and the client's p99 use it
 SOURCE = os.environ.get("FULCRUM_E2E_METRICS_SOURCE", "prometheus")
 RATE_AGREEMENT = 0.10  # median |Prometheus / served - 1| over the run (measured 0.03)
 LATENCY_AGREEMENT = 0.30  # median |Prometheus / direct scrape - 1| (measured 0.16 and 0.18)
@@ -86,7 +86,7 @@ class SideBySide:
         self.key = (namespace, name)
         self.api = cluster.api_client
         self.discovery = client.DiscoveryV1Api(self.api)
-        self.scrape = ScrapeSource()
+        self.scrape = ScrapeSource(window_seconds=WINDOW_SECONDS)  # the same window as the Prometheus source
         self.prometheus = PrometheusSource(prom.url(cluster))
         self.loop = asyncio.new_event_loop()
 
@@ -123,7 +123,7 @@ def agreement(
     requests: list[tuple[float, float | None]],
     began: float,
 ) -> dict[str, Any]:
-    """Each source's rate against what the load generator got served in the same minute, and Prometheus's
+    """Each source's rate against what the load generator got served in the same window, and Prometheus's
     latency against the direct scrape's, over the samples whose window lies in the load."""
     rate_errors: dict[str, list[float]] = {"prometheus": [], "direct": []}
     latencies = []
@@ -316,7 +316,7 @@ def test_step_load_scales_up_switches_tier_under_budget_and_back(
     intervals = report_of_load["intervals"]
     requests = read_request_log(tmp_path / "requests.csv")
     history = decisions(kube, namespace)
-    # the operator's view against the client's, over the same minute, once a whole minute of load is behind
+    # the operator's view against the client's, over the same window, once a whole window of load is behind
     client_agreement = []
     for at, _, observed in samples:
         client, count = client_p99(requests, at)
@@ -363,7 +363,7 @@ def test_step_load_scales_up_switches_tier_under_budget_and_back(
     md = kube.get(namespace, "loop")
     assert float(md["status"]["costPerHour"]) <= 3.0
     # Prometheus reads the rate the client got served, and the latency the direct scrape reads (the median sample;
-    # every window is one minute long). The direct scrape's rate is reported, not held: it reads low for a while
+    # every window is as long). The direct scrape's rate is reported, not held: it reads low for a while
     # after pods come and go.
     rate, latency = sources["rate vs served (prometheus)"], sources["latency: prometheus vs direct scrape"]
     assert rate["samples"] >= 20 and rate["median"] <= RATE_AGREEMENT, sources
@@ -373,7 +373,7 @@ def test_step_load_scales_up_switches_tier_under_budget_and_back(
     # status.observed.latencyMs is Triton's own p99 (server side, request-weighted across pods); the client's p99 is
     # end to end: it adds the network, HTTP and the load generator's own scheduling, which on two shared cores
     # grows with whatever else runs (measured: a few ms on a quiet machine, +30-60 % with other suites running).
-    # So the check is one-sided where physics is: over the same minute (the median window; windows 5 s apart
+    # So the check is one-sided where physics is: over the same window (the median window; windows 5 s apart
     # overlap, so a transient such as a pod starting beside the others spans several) the server's p99 is not
     # above the client's by more than 30 %, and not below 40 % of it (a wrong quantile, unit or stale window).
     assert len(client_agreement) >= 20, client_agreement

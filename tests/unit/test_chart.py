@@ -403,6 +403,10 @@ def test_only_object_storage_may_create_secrets(rendered: dict[str, list[dict[st
 def test_metrics_source_prometheus_carries_its_url() -> None:
     args = operator_args(render({"metrics": {"source": "prometheus", "prometheusUrl": "http://prom:9090"}}))
     assert flag_values(args, "--metrics-source") == ["prometheus=http://prom:9090"]
+    assert flag_values(args, "--metrics-window-seconds") == []  # the source's own default
+    values = {"metrics": {"source": "prometheus", "prometheusUrl": "http://p", "windowSeconds": 60}}
+    wider = operator_args(render(values))
+    assert flag_values(wider, "--metrics-window-seconds") == ["60"]
 
 
 @pytest.mark.parametrize(
@@ -416,6 +420,8 @@ def test_metrics_source_prometheus_carries_its_url() -> None:
         ({"repository": {"s3": {"endpoint": "s3.internal"}}}, "endpoint"),
         ({"build": {"retentionDays": -1}}, "retentionDays"),
         ({"metrics": {"source": "prometheus"}}, "prometheusUrl"),
+        ({"metrics": {"windowSeconds": 0.5}}, "windowSeconds"),
+        ({"metrics": {"windowSeconds": "30s"}}, "windowSeconds"),
         ({"operator": {"workers": 0}}, "workers"),
         ({"watchNamespaces": ["Not_A_Namespace"]}, "watchNamespaces"),
         ({"build": {"target": "tensorrt"}}, "target"),

@@ -141,10 +141,32 @@ def test_promql_selects_series_by_the_model_deployment_label_never_a_pod_name_pr
     assert not any("pod=~" in q for q in queries.values())  # `ranker-.*` also matched ranker-eu's pods
     assert 'quantile="0.99"' in queries["latency_us"]
     assert queries["rate"] == (
-        f"(sum(rate(nv_inference_request_success{{{selector}}}[1m])) + "
-        f"sum(rate(nv_inference_request_failure{{{selector}}}[1m])))"
+        f"(sum(rate(nv_inference_request_success{{{selector}}}[30s])) + "
+        f"sum(rate(nv_inference_request_failure{{{selector}}}[30s])))"
     )
-    assert queries["pods"] == f"sum by (pod) (rate(nv_inference_request_success{{{selector}}}[1m]))"
+    assert queries["pods"] == f"sum by (pod) (rate(nv_inference_request_success{{{selector}}}[30s]))"
+
+
+def test_the_metrics_source_flag_chooses_the_source_and_its_window() -> None:
+    from fulcrum.metrics.sources import PrometheusSource, ScrapeSource, source_from_spec
+
+    scrape = source_from_spec("scrape")
+    assert isinstance(scrape, ScrapeSource) and scrape.window_seconds == 15.0
+    prometheus = source_from_spec("prometheus=http://prom:9090")
+    assert isinstance(prometheus, PrometheusSource) and prometheus.url == "http://prom:9090"
+    assert prometheus.window == "30s"
+    assert "[30s]" in prometheus.queries("ns", "md", 99)["rate"]
+    assert source_from_spec("", 20.0).window_seconds == 20.0
+    wider = source_from_spec("prometheus=http://prom:9090", 60.0)
+    assert isinstance(wider, PrometheusSource) and "[60s]" in wider.queries("ns", "md", 99)["rate"]
+    assert PrometheusSource("http://p", 7.5).window == "7500ms"
+    for text, window, named in [
+        ("prom=http://p", None, "'prom=http://p'"),
+        ("prometheus=", None, "a URL"),
+        ("scrape", 0.0, "--metrics-window-seconds 0"),
+    ]:
+        with pytest.raises(ValueError, match=named):
+            source_from_spec(text, window)
 
 
 @pytest.mark.parametrize(

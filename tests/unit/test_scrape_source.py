@@ -136,3 +136,50 @@ def test_a_pod_keeps_its_history_when_its_address_changes_in_the_slice() -> None
     assert last.metrics is not None and last.complete, last.message
     assert last.metrics.requests_per_second == pytest.approx(RPS)
     assert last.metrics.window_seconds == 30.0
+
+
+@pytest.mark.parametrize(("window", "seen"), [(None, 100.0), (60.0, (3 * 10 + 100) / 4)])
+def test_a_step_in_the_load_shows_in_full_at_the_next_tick(window: float | None, seen: float) -> None:
+    """10 rps for a minute, then 100 rps for one 15 s tick. The default window (15 s, what the simulated policy
+    sees) reads the step whole at the next tick; a minute's window reads a quarter of it, and three more ticks
+    pass before the policy sees the whole burst."""
+    now = [0.0]
+
+    async def scenario(url: str, counter: dict[str, float]) -> list[Reading]:
+        source = ScrapeSource(clock=lambda: now[0], wall=lambda: now[0])
+        if window is not None:
+            source.window_seconds = window
+        key, pod = ("shop", "ranker"), Target("ranker-0", url, uid="a")
+        readings = [await source.observe(key, [pod], "echo", 99)]
+        for rps in (10.0, 10.0, 10.0, 10.0, 100.0):
+            now[0] += 15
+            counter["success"] += rps * 15
+            readings.append(await source.observe(key, [pod], "echo", 99))
+        return readings
+
+    readings = run(scenario)
+    before, after = readings[-2].metrics, readings[-1].metrics
+    assert before is not None and after is not None, readings[-1].message
+    assert before.requests_per_second == pytest.approx(10.0)
+    assert after.requests_per_second == pytest.approx(seen)
+    assert after.window_seconds == (window or 15.0)
+
+
+def test_a_tick_longer_than_the_window_reads_over_the_whole_tick() -> None:
+    """Ticks every 40 s with the default 15 s window: the baseline is the previous scrape, nothing is lost."""
+    now = [0.0]
+
+    async def scenario(url: str, counter: dict[str, float]) -> list[Reading]:
+        source = ScrapeSource(clock=lambda: now[0], wall=lambda: now[0])
+        key, pod = ("shop", "ranker"), Target("ranker-0", url, uid="a")
+        readings = [await source.observe(key, [pod], "echo", 99)]
+        for _ in range(3):
+            now[0] += 40
+            counter["success"] += RPS * 40
+            readings.append(await source.observe(key, [pod], "echo", 99))
+        return readings
+
+    last = run(scenario)[-1]
+    assert last.metrics is not None and last.complete, last.message
+    assert last.metrics.window_seconds == 40.0
+    assert last.metrics.requests_per_second == pytest.approx(RPS)

@@ -118,6 +118,14 @@ def _identity() -> str:
     help="Where Triton metrics come from: scrape (each ready pod) or prometheus=<url>.",
 )
 @click.option(
+    "--metrics-window-seconds",
+    envvar="FULCRUM_METRICS_WINDOW_SECONDS",
+    type=click.FloatRange(min=1.0),
+    default=None,
+    help="The rate window: 15 s when scraping (or the last tick when ticks are further apart), 30 s with Prometheus "
+    "(its rate() range, which must hold two of its scrapes).",
+)
+@click.option(
     "--metrics-port",
     envvar="FULCRUM_METRICS_PORT",
     type=int,
@@ -199,6 +207,7 @@ def run(
     workers: int,
     tick_seconds: float,
     metrics_source: str,
+    metrics_window_seconds: float | None,
     metrics_port: int,
     metrics_address: str,
     metrics_secure: bool,
@@ -246,7 +255,7 @@ def run(
             if leader_elect
             else None
         )
-        metrics = source_from_spec(metrics_source)
+        metrics = source_from_spec(metrics_source, metrics_window_seconds)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     options = ManagerOptions(

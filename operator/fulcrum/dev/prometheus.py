@@ -33,7 +33,7 @@ from fulcrum.dev.config import ClusterConfig
 from fulcrum.dev.paths import DevHome
 
 NAME = "prometheus"
-SCRAPE_INTERVAL = "5s"  # the operator's tick in tests and the quickstart; rate()[1m] still sees 12 samples
+SCRAPE_INTERVAL = "5s"  # the operator's tick in tests and the quickstart; its rate()[30s] sees 6 samples
 RETENTION = "2d"
 TRITON_JOB = "triton"
 OPERATOR_JOB = "fulcrum-operator"

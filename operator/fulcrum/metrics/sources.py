@@ -4,6 +4,12 @@ Both give a :class:`Reading` per ModelDeployment and control tick: the figures (
 whether every ready pod counted over the window (``complete``; otherwise the rate is a lower bound), and why not,
 in words that name the pod, the URL or the PromQL that failed. Scraping keeps a sliding window per
 ModelDeployment; Prometheus computes rates itself (PromQL over ``nv_inference_*``).
+
+The rate window is short (:data:`SCRAPE_WINDOW_SECONDS`, :data:`PROMETHEUS_WINDOW_SECONDS`): the policy keeps its own
+history of the rates it observed and holds the highest of it before scaling in, so a long window here would only
+delay what it sees. With a minute's window a step in the load reached the policy over four ticks, and the policy
+simulated that way met its SLO in 95.35 % of the time at the 5th percentile of the held-out scenarios instead of
+97.65 % with the last tick's rate (docs/policy.md).
 """
 
 from __future__ import annotations
@@ -22,6 +28,13 @@ from fulcrum.metrics.triton import TritonSample, parse_triton_metrics
 from fulcrum.metrics.window import FleetMetrics, SlidingWindow
 
 SCRAPE_TIMEOUT_SECONDS = 3.0
+SCRAPE_WINDOW_SECONDS = 15.0
+"""The scrape source's rate window: the last 15 s, or the last tick when ticks are further apart (the window always
+keeps the newest sample at or before its start as the baseline). The simulator gives the policy each 15 s step's
+rate, the same thing."""
+PROMETHEUS_WINDOW_SECONDS = 30.0
+"""The Prometheus source's ``rate()`` range: two samples at Prometheus's common 15 s scrape interval (a range
+holding fewer than two gives no series at all)."""
 TRITON_QUANTILES = (50.0, 90.0, 95.0, 99.0, 99.9)
 """The percentiles Triton's latency summary reports (its default ``summary_quantiles``)."""
 
@@ -110,7 +123,7 @@ class ScrapeSource:
     once) turns the condition False; a single miss of one pod only makes the reading incomplete.
     """
 
-    window_seconds: float = 60.0
+    window_seconds: float = SCRAPE_WINDOW_SECONDS
     min_span_seconds: float = 10.0
     windows: dict[tuple[str, str], SlidingWindow] = field(default_factory=dict)
     misses: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)
@@ -229,10 +242,18 @@ class PrometheusSource:
     """
 
     url: str
-    window: str = "1m"
+    window_seconds: float = PROMETHEUS_WINDOW_SECONDS
+    """The ``rate()`` range; it must hold two of Prometheus's scrapes of the Triton pods."""
     stale_seconds: float = 120.0
     wall: Callable[[], float] = time.time
     _session: aiohttp.ClientSession | None = None
+
+    @property
+    def window(self) -> str:
+        """The range as PromQL writes it (``30s``; milliseconds when the seconds are not whole)."""
+        if float(self.window_seconds).is_integer():
+            return f"{int(self.window_seconds)}s"
+        return f"{round(self.window_seconds * 1000)}ms"
 
     @staticmethod
     def selector(namespace: str, name: str) -> str:
@@ -313,7 +334,8 @@ class PrometheusSource:
                 False,
                 "NoSeries",
                 f"Prometheus at {self.url} has no series for {queries['rate']!r} (are the Triton pods scraped, "
-                "with namespace and model_deployment labels?)",
+                f"with namespace and model_deployment labels, at least twice in {self.window}? "
+                "--metrics-window-seconds sets the range)",
                 healthy=False,
             )
         age = self.wall() - newest
@@ -336,7 +358,7 @@ class PrometheusSource:
             queue_ms=values["queue_us"][0][1] / 1000.0 if values["queue_us"] else None,
             failures_per_second=values["failures"][0][1] if values["failures"] else 0.0,
             pods_reporting=len(reporting),
-            window_seconds=60.0,
+            window_seconds=self.window_seconds,
         )
         if "latency_us" not in queries:
             quantiles = ", ".join(f"{q:g}" for q in TRITON_QUANTILES)
@@ -369,10 +391,16 @@ class PrometheusSource:
             await self._session.close()
 
 
-def source_from_spec(text: str) -> ScrapeSource | PrometheusSource:
-    """``scrape`` (default) or ``prometheus=<url>``, as given to ``fulcrum run --metrics-source``."""
+def source_from_spec(text: str, window_seconds: float | None = None) -> ScrapeSource | PrometheusSource:
+    """``scrape`` (default) or ``prometheus=<url>``, as given to ``fulcrum run --metrics-source``; the rate window
+    ``window_seconds`` (``--metrics-window-seconds``), or the source's own default."""
+    if window_seconds is not None and window_seconds <= 0:
+        raise ValueError(f"--metrics-window-seconds {window_seconds:g}: expected a positive number of seconds")
     if text in ("", "scrape"):
-        return ScrapeSource()
+        return ScrapeSource(window_seconds or SCRAPE_WINDOW_SECONDS)
     if text.startswith("prometheus="):
-        return PrometheusSource(text.removeprefix("prometheus="))
+        url = text.removeprefix("prometheus=")
+        if not url:
+            raise ValueError("--metrics-source 'prometheus=': expected a URL after 'prometheus='")
+        return PrometheusSource(url, window_seconds or PROMETHEUS_WINDOW_SECONDS)
     raise ValueError(f"--metrics-source {text!r}: expected 'scrape' or 'prometheus=<url>'")

@@ -283,11 +283,12 @@ class Tuning:
     hot_dwell_seconds: float = 60.0
     """A hot switch that is not forced by the load waits this long after the previous one (no flapping)."""
     metrics_window_seconds: float = 60.0
-    """The operator's metrics window (``fulcrum.metrics``: a minute of scrapes). No speed sample is taken this
-    long after a hot switch, nor before the fleet has been the same ready replicas this long: the window still
-    holds the latency of the tier switched from (after an emergency switch, an overloaded tier's) or of fewer
-    replicas than are ready now (after a scale-up that landed in an overload, a backlog that more replicas would
-    read as slow ones). (Called ``hot_settle_seconds`` before it also guarded scale-ups.)"""
+    """How long what the operator reads can still hold an earlier fleet: its rate window is short (15 s or 30 s,
+    ``fulcrum.metrics.sources``), but the latency is Triton's summary over a recent window of its own, and a backlog
+    drains for a while. No speed sample is taken this long after a hot switch, nor before the fleet has been the
+    same ready replicas this long: the latency still holds the tier switched from (after an emergency switch, an
+    overloaded tier's) or fewer replicas than are ready now (after a scale-up that landed in an overload, a backlog
+    that more replicas would read as slow ones). (Called ``hot_settle_seconds`` before it also guarded scale-ups.)"""
     rolling_switch: bool = True
     """The operator rolls switches (old replicas removed as new ones become ready, both serving meanwhile), so a
     switch to a placement whose replicas serve at least as much for no more cost needs room for one new replica
