@@ -84,8 +84,9 @@ def simulator_version() -> str:
     return digest.hexdigest()[:16]
 
 
-Job = tuple[str, float, tuple[bool, ...], Path | None, Tuning | None]
-"""(scenario name, step, hot-tier modes, folder of cached shared runs or None, fulcrum's knobs or None)."""
+Job = tuple[str, float, tuple[bool, ...], Path | None, Tuning | None, float | None]
+"""(scenario name, step, hot-tier modes, folder of cached shared runs or None, fulcrum's knobs or None, the trailing
+window of the rate fulcrum observes or None: each step's)."""
 
 
 def _shared(name: str, step: float, folder: Path | None) -> tuple[Shared | None, Path | None]:
@@ -100,7 +101,7 @@ def _shared(name: str, step: float, folder: Path | None) -> tuple[Shared | None,
 
 def _job(args: Job) -> tuple[dict[bool, Outcome], bool]:
     """One scenario in every mode, and whether its oracle and baseline runs came from the cache."""
-    name, step, modes, folder, tuning = args
+    name, step, modes, folder, tuning, window = args
     scenario = named(name)
     shared, path = _shared(name, step, folder)
     cached = shared is not None
@@ -113,7 +114,9 @@ def _job(args: Job) -> tuple[dict[bool, Outcome], bool]:
             partial.write_text(json.dumps(shared.to_dict()))
             partial.replace(path)  # atomic: a parallel job never reads half a file
     shared_seconds = (time.process_time() - started) / len(modes)  # each mode's outcome carries its share
-    outcomes = evaluate_modes(scenario, step=step, modes=modes, shared=shared, tuning=tuning)
+    outcomes = evaluate_modes(
+        scenario, step=step, modes=modes, shared=shared, tuning=tuning, metrics_window_seconds=window
+    )
     return {hot: replace(o, cpu_seconds=o.cpu_seconds + shared_seconds) for hot, o in outcomes.items()}, cached
 
 
@@ -125,11 +128,13 @@ def run_all(
     jobs: int,
     cache: Path | None = None,
     tuning: Tuning | None = None,
+    metrics_window: float | None = None,
 ) -> tuple[dict[bool, list[Outcome]], int]:
     """Every scenario in every hot-tier mode: one job per scenario, so what the modes share runs once (or comes
     from ``cache``, a folder of earlier runs of the oracle and the baselines). Also: how many came from it.
-    ``tuning``: fulcrum's knobs (its defaults when None)."""
-    tasks: list[Job] = [(name, step, tuple(modes), cache, tuning) for name in names]
+    ``tuning``: fulcrum's knobs (its defaults when None). ``metrics_window``: the trailing window of the rate
+    fulcrum observes (None: each step's, what the operator's scrape source reads)."""
+    tasks: list[Job] = [(name, step, tuple(modes), cache, tuning, metrics_window) for name in names]
     if jobs <= 1:
         results = [_job(task) for task in tasks]
     else:
@@ -332,6 +337,13 @@ def main() -> None:
         help="Run fulcrum with a knob of fulcrum.policy.Tuning changed (repeatable), e.g. --tuning headroom=0.5: "
         "a sweep over what a knob trades. The oracle and the baselines are unchanged (and cached).",
     )
+    parser.add_argument(
+        "--metrics-window",
+        type=float,
+        metavar="SECONDS",
+        help="fulcrum observes the rate's mean over this trailing window (30: the operator's Prometheus source), not "
+        "each step's (the scrape source). The oracle and the baselines are unchanged (and cached).",
+    )
     args = parser.parse_args()
     knobs = parse_tuning(args.tuning)
     modes = {"on": [True], "off": [False], "both": [True, False]}[args.hot]
@@ -348,7 +360,17 @@ def main() -> None:
     cache = None if args.no_cache else args.cache / simulator_version()
     if knobs is not None:
         print(f"fulcrum with Tuning overrides: {', '.join(args.tuning)}")
-    outcomes, cached = run_all([*cases, *names], step=args.step, modes=modes, jobs=args.jobs, cache=cache, tuning=knobs)
+    if args.metrics_window is not None:
+        print(f"fulcrum observes the rate over a trailing {args.metrics_window:g} s window")
+    outcomes, cached = run_all(
+        [*cases, *names],
+        step=args.step,
+        modes=modes,
+        jobs=args.jobs,
+        cache=cache,
+        tuning=knobs,
+        metrics_window=args.metrics_window,
+    )
     ok = True
     per_scenario = 0.0
     for hot in modes:

@@ -28,7 +28,7 @@ def bench() -> ModuleType:
 def test_a_second_run_takes_the_shared_runs_from_the_cache_and_gets_the_same_outcomes(
     bench: ModuleType, tmp_path: Path
 ) -> None:
-    job = ("issue-flash-sale", 15.0, (True,), tmp_path, None)
+    job = ("issue-flash-sale", 15.0, (True,), tmp_path, None, None)
     first, cached = bench._job(job)
     assert not cached and (tmp_path / "issue-flash-sale-step15.json").is_file()
     second, cached = bench._job(job)
@@ -36,7 +36,7 @@ def test_a_second_run_takes_the_shared_runs_from_the_cache_and_gets_the_same_out
     (tmp_path / "issue-flash-sale-step15.json").write_text("{not json")  # a broken entry is simulated again
     third, cached = bench._job(job)
     assert not cached and third[True].figures == first[True].figures
-    assert bench._job(("issue-flash-sale", 15.0, (True,), None, None))[1] is False  # --no-cache
+    assert bench._job(("issue-flash-sale", 15.0, (True,), None, None, None))[1] is False  # --no-cache
 
 
 def test_the_cache_key_changes_with_the_simulator_but_not_with_fulcrums_own_policy(
@@ -58,12 +58,12 @@ def test_the_cache_key_changes_with_the_simulator_but_not_with_fulcrums_own_poli
 def test_a_tuning_override_changes_fulcrums_run_only(bench: ModuleType, tmp_path: Path) -> None:
     """``--tuning headroom=1.0``: fulcrum sizes every forecast with twice the rate; the oracle and the baselines,
     cached once, are the same runs."""
-    default, _ = bench._job(("issue-flash-sale", 15.0, (True,), tmp_path, None))
+    default, _ = bench._job(("issue-flash-sale", 15.0, (True,), tmp_path, None, None))
     knobs = bench.parse_tuning(["headroom=1.0"])
     assert knobs.headroom == 1.0 and knobs.envelope_quantile == bench.DEFAULT_TUNING.envelope_quantile
     both = bench.parse_tuning(["headroom=0.5", "burst_recurrence=2"])
     assert (both.headroom, both.burst_recurrence) == (0.5, 2)
-    wide, cached = bench._job(("issue-flash-sale", 15.0, (True,), tmp_path, knobs))
+    wide, cached = bench._job(("issue-flash-sale", 15.0, (True,), tmp_path, knobs, None))
     assert cached
     fulcrum_default = default[True].figures["fulcrum"]
     fulcrum_wide = wide[True].figures["fulcrum"]
@@ -73,3 +73,14 @@ def test_a_tuning_override_changes_fulcrums_run_only(bench: ModuleType, tmp_path
     for wrong in ("headroom", "nothing=1", "headroom=wide", "correction_bounds=1", "rolling_switch=false"):
         with pytest.raises(SystemExit):
             bench.parse_tuning([wrong])
+
+
+def test_a_metrics_window_changes_fulcrums_run_only(bench: ModuleType, tmp_path: Path) -> None:
+    """``--metrics-window 60``: fulcrum observes a minute's trailing mean and meets less of the flash sale's 10x
+    step; the oracle and the baselines, cached once, are the same runs."""
+    default, _ = bench._job(("issue-flash-sale", 15.0, (True,), tmp_path, None, None))
+    late, cached = bench._job(("issue-flash-sale", 15.0, (True,), tmp_path, None, 60.0))
+    assert cached
+    assert late[True].figures["fulcrum"].attainment < default[True].figures["fulcrum"].attainment
+    assert late[True].figures["static"] == default[True].figures["static"]
+    assert late[True].figures["oracle"] == default[True].figures["oracle"]

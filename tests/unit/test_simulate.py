@@ -162,6 +162,23 @@ def test_a_slower_fleet_is_caught_by_the_correction() -> None:
     assert float(np.min(settled)) >= 3000.0
 
 
+def test_a_trailing_metrics_window_shows_a_step_late_and_costs_attainment() -> None:
+    """The operator's scrape source reads the last 15 s (at a 15 s step, each step's own rate: the same run); a
+    minute's window shows a 5x step over four ticks, and the policy meets less of it."""
+    spec = make_spec(budget=None)
+    runs = {
+        window: simulate_policy(
+            make_setting(spec, PROFILES, step_trace(), 15.0, metrics_window_seconds=window), "fulcrum"
+        )
+        for window in (None, 15.0, 60.0)
+    }
+    assert runs[15.0].codes == runs[None].codes
+    assert runs[15.0].slo_attainment == runs[None].slo_attainment
+    assert runs[60.0].slo_attainment < runs[None].slo_attainment - 0.01
+    step = 600 // 15  # the load's step
+    assert runs[None].codes[step + 1] == "LoadRising" and runs[60.0].codes[step + 1] != "LoadRising"
+
+
 def test_oracle_always_runs_for_the_ratio() -> None:
     setting = make_setting(make_spec(), PROFILES, step_trace(), 10.0)
     runs = simulate(setting, ["static"])
@@ -198,6 +215,11 @@ def test_cli_json_timeline_and_plot(tmp_path: Path) -> None:
     assert table.exit_code == 0 and "fulcrum" in table.output
     bad = CliRunner().invoke(simulate_command, [*args[:-1], "nope"])
     assert bad.exit_code != 0 and "nope" in bad.output
+    windowed = CliRunner().invoke(simulate_command, [*args, "--json", "--metrics-window", "30"])
+    assert windowed.exit_code == 0, windowed.output
+    assert set(json.loads(windowed.output)["policies"]) == {"fulcrum", "hpa"}
+    too_short = CliRunner().invoke(simulate_command, [*args, "--metrics-window", "0.5"])
+    assert too_short.exit_code != 0 and "--metrics-window" in too_short.output
     pytest.importorskip("matplotlib")
     png = tmp_path / "out.png"
     plotted = CliRunner().invoke(simulate_command, [*args, "--plot", str(png)])

@@ -85,6 +85,14 @@ def load_profiles(path: Path) -> ProfilesFile:
     show_default=True,
     help="How the fleet switches tier or pool: rolling (what the operator does), or blue/green (docs/policy.md).",
 )
+@click.option(
+    "--metrics-window",
+    "metrics_window",
+    type=click.FloatRange(min=1.0),
+    default=None,
+    help="The reactive policies observe the rate's mean over this trailing window, in seconds (rounded to whole "
+    "steps), as the operator's Prometheus source does (30). Default: each step's own rate, as the scrape source.",
+)
 def simulate(  # noqa: PLR0917 - click passes every option
     spec_path: Path,
     trace_path: Path,
@@ -98,6 +106,7 @@ def simulate(  # noqa: PLR0917 - click passes every option
     hot_text: str,
     fleet_path: Path | None,
     switch_mode: str,
+    metrics_window: float | None,
 ) -> None:
     """Replay TRACE against the policies and report SLO attainment, cost and tier use."""
     names = [p.strip() for p in policies.split(",") if p.strip()]
@@ -114,7 +123,16 @@ def simulate(  # noqa: PLR0917 - click passes every option
         raise click.ClickException(str(exc)) from exc
     hot = parse_hot(hot_text, spec, profiles)
     try:
-        setting = make_setting(spec, profiles, trace, step_seconds, speed, rolling=switch_mode == "rolling", hot=hot)
+        setting = make_setting(
+            spec,
+            profiles,
+            trace,
+            step_seconds,
+            speed,
+            rolling=switch_mode == "rolling",
+            hot=hot,
+            metrics_window_seconds=metrics_window,
+        )
         runs = run_simulation(setting, names, record_fleet=fleet_path is not None)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc

@@ -71,16 +71,20 @@ def make_setting(
     *,
     rolling: bool = True,
     hot: Mapping[str, Collection[str]] | None = None,
+    metrics_window_seconds: float | None = None,
 ) -> Setting:
     """Only tiers named in the spec are used; ``speed`` makes the simulated fleet faster/slower than profiled.
 
     ``hot``: pool -> tiers each replica of that pool loads (a switch among them is hot); none by default.
+    ``metrics_window_seconds``: the trailing window of the observed rate (:attr:`Setting.metrics_window_seconds`).
     """
     table = ProfileTable.from_file(profiles).only(t.name for t in spec.tiers)
     truth = ProfileTable({k: c.scaled(speed) for k, c in table.curves.items()})
     rates = trace.step_rates(step_seconds)
     hot_tiers = {pool: frozenset(tiers) for pool, tiers in (hot or {}).items() if len(tiers) > 1}
-    return Setting(spec, table, truth, [float(r) for r in rates], step_seconds, rolling, hot_tiers)
+    return Setting(
+        spec, table, truth, [float(r) for r in rates], step_seconds, rolling, hot_tiers, metrics_window_seconds
+    )
 
 
 def all_hot_tiers(spec: ModelDeploymentSpec, profiles: ProfilesFile) -> dict[str, tuple[str, ...]]:
@@ -120,6 +124,8 @@ def simulate_policy(setting: Setting, name: str, *, record_fleet: bool = False, 
     cost_series = [0.0] * steps
     replica_series: dict[str, list[float]] = {t: [0.0] * steps for t in tiers}
     run = Run(name, tiers, np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0), {})
+    window = setting.metrics_window_seconds
+    window_steps = 1 if window is None else max(1, round(window / step))  # the steps the observed rate spans
     observation: Observation | None = Observation(rates[0] if steps else 0.0)
     backlogs: dict[str, float] = {}
     previous: Config | None = None
@@ -181,7 +187,9 @@ def simulate_policy(setting: Setting, name: str, *, record_fleet: bool = False, 
                 replica_series[tier][k] = count
         if record_fleet:
             run.fleet.extend((now, row) for row in fleet.rows(now, step))
-        observation = Observation(rate, latency if ready_total > 0 else None, queue)
+        first = max(0, k + 1 - window_steps)
+        observed = sum(rates[first : k + 1]) / (k + 1 - first)  # the last step's rate when the window is one step
+        observation = Observation(observed, latency if ready_total > 0 else None, queue)
     run.times = step * np.arange(steps, dtype=np.float64)
     run.rates = np.asarray(rates, dtype=np.float64)
     run.capacity = np.asarray(capacity_series)

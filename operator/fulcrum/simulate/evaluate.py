@@ -129,6 +129,7 @@ def evaluate_modes(
     policies: Sequence[str] = POLICIES,
     shared: Shared | None = None,
     tuning: Tuning | None = None,
+    metrics_window_seconds: float | None = None,
 ) -> dict[bool, Outcome]:
     """:func:`evaluate` for each hot-tier mode in ``modes``, sharing what does not depend on hot tiers.
 
@@ -136,6 +137,8 @@ def evaluate_modes(
     switch and a cold one are the same to it) and the baselines never leave their tier, so they, and the
     attainment bound, are simulated once (or taken from ``shared``, :func:`shared_runs` of an earlier run) and
     reused for every mode. ``tuning``: fulcrum's knobs, for a sweep (its defaults when None).
+    ``metrics_window_seconds``: the trailing window of the rate fulcrum observes (None: each step's); the baselines
+    keep each step's rate, so they stay shared.
     """
     started = time.process_time()
     if shared is None:
@@ -147,7 +150,12 @@ def evaluate_modes(
         totals = dict(shared.totals)
         if "fulcrum" in policies:
             setting = make_setting(
-                scenario.spec, scenario.profiles, scenario.trace, step, hot=scenario.hot if hot else None
+                scenario.spec,
+                scenario.profiles,
+                scenario.trace,
+                step,
+                hot=scenario.hot if hot else None,
+                metrics_window_seconds=metrics_window_seconds,
             )
             run = simulate_policy(setting, "fulcrum", tuning=tuning)
             totals["fulcrum"] = Totals.of(run, misses_of(run, setting))

@@ -64,6 +64,10 @@ class Setting:
     """Switches roll (old replicas removed as new ones become ready, what the operator does), else blue/green."""
     hot: Mapping[str, frozenset[str]] = field(default_factory=dict)
     """Pool -> tiers each of its replicas loads: a switch among them is hot (no new pods)."""
+    metrics_window_seconds: float | None = None
+    """The rate the reactive policies observe: the mean over this trailing window (rounded to whole steps), as the
+    operator's Prometheus source reads ``rate(...[30s])``. None: each step's own rate, what the operator's scrape
+    source reads at a 15 s tick (its window is 15 s)."""
 
     @property
     def slo_ms(self) -> float:
