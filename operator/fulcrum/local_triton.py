@@ -220,14 +220,29 @@ class TritonServer:
         except (urllib.error.URLError, OSError):
             return False
 
+    @property
+    def metrics_off(self) -> bool:
+        """Whether the arguments turned the metrics endpoint off (the last ``--allow-metrics`` wins)."""
+        flags = [a for a in self.argv if a.startswith("--allow-metrics=")]
+        return bool(flags) and flags[-1] == "--allow-metrics=false"
+
+    def metrics_answer(self) -> bool:
+        """Whether the metrics endpoint answers: tritonserver starts it after the HTTP endpoint is ready."""
+        try:
+            with urllib.request.urlopen(self.metrics_url, timeout=2) as response:  # noqa: S310
+                return int(response.status) == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
     def wait_ready(self, timeout: float = 60.0) -> None:
+        """Wait until the server is ready and its metrics endpoint answers (each starts on its own)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise TritonUnavailableError(
                     f"tritonserver exited with {self.process.returncode}; last log lines:\n{self._tail()}"
                 )
-            if self.is_ready():
+            if self.is_ready() and (self.metrics_off or self.metrics_answer()):
                 return
             time.sleep(0.25)
         raise TimeoutError(f"tritonserver not ready after {timeout:.0f}s; last log lines:\n{self._tail()}")

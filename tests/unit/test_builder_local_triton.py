@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import http.server
 import os
+import subprocess
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -59,3 +63,55 @@ def test_native_models_are_detected(tmp_path: Path) -> None:
     (tmp_path / "fp16").mkdir()
     (tmp_path / "fp16" / "config.pbtxt").write_text('name: "fp16"\nbackend: "python"\n')
     assert local_triton.native_models(tmp_path) == ["fp32"]
+
+
+class _Answers200(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_wait_ready_waits_for_the_metrics_endpoint_too(tmp_path: Path) -> None:
+    """tritonserver answers /v2/health/ready before its metrics port listens: ready means both answer."""
+    http_server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Answers200)
+    metrics_port = local_triton.free_port("127.0.0.1")
+    threading.Thread(target=http_server.serve_forever, daemon=True).start()
+    process = subprocess.Popen(["sleep", "60"])
+    server = local_triton.TritonServer(
+        process, "127.0.0.1", http_server.server_address[1], 0, metrics_port, tmp_path / "log", ["tritonserver"]
+    )
+    started: list[http.server.ThreadingHTTPServer] = []
+
+    def start_metrics_later() -> None:
+        time.sleep(1.0)
+        metrics = http.server.ThreadingHTTPServer(("127.0.0.1", metrics_port), _Answers200)
+        started.append(metrics)
+        metrics.serve_forever()
+
+    try:
+        assert server.is_ready() and not server.metrics_answer()
+        threading.Thread(target=start_metrics_later, daemon=True).start()
+        server.wait_ready(30)
+        assert started and server.metrics_answer()
+    finally:
+        process.kill()
+        process.wait()
+        http_server.shutdown()
+        for metrics in started:
+            metrics.shutdown()
+
+
+def test_metrics_off_follows_the_last_allow_metrics_flag(tmp_path: Path) -> None:
+    def server(*args: str) -> local_triton.TritonServer:
+        return local_triton.TritonServer(
+            subprocess.Popen(["true"]), "127.0.0.1", 1, 2, 3, tmp_path / "log", ["tritonserver", *args]
+        )
+
+    assert not server().metrics_off
+    assert not server("--allow-metrics=true").metrics_off
+    assert server("--allow-metrics=true", "--allow-metrics=false").metrics_off
+    assert not server("--allow-metrics=false", "--allow-metrics=true").metrics_off

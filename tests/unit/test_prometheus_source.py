@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from fulcrum.metrics.sources import PrometheusSource, Target
+from fulcrum.metrics.sources import PrometheusSource, Reading, Target
 
 RECORDING = Path(__file__).resolve().parents[1] / "data" / "prometheus" / "prefix-isolation.json"
 RERECORD = "the queries changed: re-record with FULCRUM_RECORD_PROMETHEUS=1 pytest tests/e2e/test_prometheus.py"
@@ -107,3 +107,30 @@ def test_a_query_prometheus_rejects_gives_no_figure() -> None:
             await runner.cleanup()
 
     assert asyncio.run(run()) is None
+
+
+def test_a_model_deployment_without_series_is_unknown_and_the_message_names_the_window_flag() -> None:
+    """A name Prometheus has never scraped (or scraped less than twice in the range): the recorded answer's shape
+    with an empty vector, as Prometheus answers such a query. No figure, never zero load."""
+    data = recording()
+    ns = data["keys"][0][0]
+    some_answer = next(iter(data["answers"].values()))
+    empty = {**some_answer, "data": {**some_answer["data"], "result": []}}
+    queries = PrometheusSource("x", window_seconds=15).queries(ns, "never-scraped", data["percentile"], "never-scraped")
+    answers = {promql: empty for promql in queries.values()}
+
+    async def run() -> Reading:
+        runner, url = await replay(answers, [])
+        source = PrometheusSource(url, window_seconds=15, wall=lambda: float(data["at"]))
+        try:
+            pods = [Target("pod-0", "")]
+            return await source.observe((ns, "never-scraped"), pods, "never-scraped", data["percentile"])
+        finally:
+            await source.close()
+            await runner.cleanup()
+
+    reading = asyncio.run(run())
+    assert reading.metrics is None and not reading.complete and reading.healthy is False
+    assert reading.reason == "NoSeries", reading.message
+    assert "at least twice in 15s" in reading.message and "--metrics-window-seconds" in reading.message
+    assert 'model_deployment="never-scraped"' in reading.message
