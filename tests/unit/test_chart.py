@@ -409,9 +409,24 @@ def test_metrics_source_prometheus_carries_its_url() -> None:
     assert flag_values(wider, "--metrics-window-seconds") == ["60"]
 
 
+def test_the_pod_monitor_scrapes_at_least_twice_per_rate_window() -> None:
+    """The operator's rate() range must hold two scrapes: the default leaves three, a longer interval is refused
+    with both values named, and a wider window allows it."""
+    prometheus = {"source": "prometheus", "prometheusUrl": "http://p"}
+    monitor = one(render({"metrics": prometheus}), "PodMonitor")
+    assert monitor["spec"]["podMetricsEndpoints"][0]["interval"] == "10s"
+    slow = {**prometheus, "podMonitor": {"interval": "20s"}}
+    error = render_error({"metrics": slow})
+    assert "metrics.podMonitor.interval 20s" in error and "metrics.windowSeconds, 30s" in error, error
+    assert "at most every 15s" in error
+    wider = one(render({"metrics": {**slow, "windowSeconds": 60}}), "PodMonitor")
+    assert wider["spec"]["podMetricsEndpoints"][0]["interval"] == "20s"
+
+
 @pytest.mark.parametrize(
     ("values", "error"),
     [
+        ({"metrics": {"podMonitor": {"interval": "1m"}}}, "interval"),
         ({"repository": {"kind": "nfs"}}, "kind"),
         ({"repository": {"kind": "uri"}}, "kind"),
         ({"repository": {"s3": {"uri": "http://bucket"}}}, "uri"),
